@@ -1,0 +1,228 @@
+// pybind11 bindings of flickermine._core. Arrays are checked here (shape, dtype, layout, box
+// bounds) and a std::invalid_argument becomes a ValueError naming the bad argument; the work
+// itself runs with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ncc.hpp"
+#include "verdicts.hpp"
+
+namespace py = pybind11;
+using namespace flickermine;
+
+namespace {
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A grayscale frame: 2D uint8 or float32 with contiguous rows. Never converted silently.
+ImageView image_view(const py::array& a, const std::string& name) {
+  if (a.ndim() != 2) throw std::invalid_argument(name + " must be a 2D (H, W) array, but got shape " + shape_of(a));
+  ImageView v;
+  if (a.dtype().equal(py::dtype::of<std::uint8_t>())) {
+    v.type = PixelType::kUint8;
+  } else if (a.dtype().equal(py::dtype::of<float>())) {
+    v.type = PixelType::kFloat32;
+  } else {
+    throw std::invalid_argument(name + " must have dtype uint8 or float32, but got " +
+                                std::string(py::str(a.dtype())) + " with shape " + shape_of(a));
+  }
+  const py::ssize_t item = a.itemsize();
+  if (a.strides(1) != item || a.strides(0) % item != 0 || a.strides(0) < a.shape(1) * item) {
+    throw std::invalid_argument(name + " must have contiguous rows (C layout), but got strides (" +
+                                std::to_string(a.strides(0)) + ", " + std::to_string(a.strides(1)) + ")");
+  }
+  if (a.shape(0) < 1 || a.shape(1) < 1) throw std::invalid_argument(name + " is empty: shape " + shape_of(a));
+  v.data = a.data();
+  v.height = static_cast<int>(a.shape(0));
+  v.width = static_cast<int>(a.shape(1));
+  v.stride = a.strides(0) / item;
+  return v;
+}
+
+using Int64Array = py::array_t<std::int64_t, py::array::c_style>;
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// (K, 4) integer pixel boxes. Float input is refused rather than truncated.
+std::vector<PixelBox> pixel_boxes_arg(const py::array& a, const std::string& name, const ImageView& frame) {
+  if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u') {
+    throw std::invalid_argument(name + " must be an integer array of pixel boxes, but got dtype " +
+                                std::string(py::str(a.dtype())));
+  }
+  Int64Array boxes = Int64Array::ensure(a);
+  if (!boxes || boxes.ndim() != 2 || boxes.shape(1) != 4) {
+    throw std::invalid_argument(name + " must have shape (K, 4), but got shape " + shape_of(a));
+  }
+  std::vector<PixelBox> out(boxes.shape(0));
+  auto r = boxes.unchecked<2>();
+  for (py::ssize_t k = 0; k < boxes.shape(0); ++k) {
+    PixelBox b{int(r(k, 0)), int(r(k, 1)), int(r(k, 2)), int(r(k, 3))};
+    if (b.x1 < 0 || b.y1 < 0 || b.x2 > frame.width || b.y2 > frame.height || b.x2 <= b.x1 || b.y2 <= b.y1) {
+      throw std::invalid_argument(name + "[" + std::to_string(k) + "] = [" + std::to_string(b.x1) + ", " +
+                                  std::to_string(b.y1) + ", " + std::to_string(b.x2) + ", " + std::to_string(b.y2) +
+                                  "] is empty or outside the (" + std::to_string(frame.height) + ", " +
+                                  std::to_string(frame.width) + ") frame");
+    }
+    out[k] = b;
+  }
+  return out;
+}
+
+std::vector<Box> boxes_arg(const py::handle& h, const std::string& name) {
+  DoubleArray boxes = DoubleArray::ensure(h);
+  if (!boxes) throw std::invalid_argument(name + " must be a numeric array");
+  if (boxes.size() == 0) return {};
+  if (boxes.ndim() != 2 || boxes.shape(1) != 4) {
+    throw std::invalid_argument(name + " must have shape (N, 4) as x1, y1, x2, y2, but got shape " + shape_of(boxes));
+  }
+  std::vector<Box> out(boxes.shape(0));
+  auto r = boxes.unchecked<2>();
+  for (py::ssize_t k = 0; k < boxes.shape(0); ++k) {
+    const Box b{r(k, 0), r(k, 1), r(k, 2), r(k, 3)};
+    // Also rejects NaN: every comparison with NaN is false.
+    if (!(b.x2 > b.x1 && b.y2 > b.y1) || !std::isfinite(b.x1 + b.y1 + b.x2 + b.y2)) {
+      throw std::invalid_argument(name + "[" + std::to_string(k) + "] = [" + std::to_string(b.x1) + ", " +
+                                  std::to_string(b.y1) + ", " + std::to_string(b.x2) + ", " + std::to_string(b.y2) +
+                                  "] is not finite, empty or inverted (need x2 > x1, y2 > y1)");
+    }
+    out[k] = b;
+  }
+  return out;
+}
+
+py::tuple ncc_search_batch(const py::array& template_frame, const py::array& template_boxes,
+                           const py::array& search_frame, const py::array& regions) {
+  const ImageView templ_view = image_view(template_frame, "template_frame");
+  const ImageView search_view = image_view(search_frame, "search_frame");
+  if (templ_view.type != search_view.type) {
+    throw std::invalid_argument("template_frame and search_frame must have the same dtype");
+  }
+  const std::vector<PixelBox> templ_boxes = pixel_boxes_arg(template_boxes, "template_boxes", templ_view);
+  const std::vector<PixelBox> region_boxes = pixel_boxes_arg(regions, "regions", search_view);
+  if (templ_boxes.size() != region_boxes.size()) {
+    throw std::invalid_argument("template_boxes has " + std::to_string(templ_boxes.size()) + " rows but regions has " +
+                                std::to_string(region_boxes.size()));
+  }
+  for (size_t k = 0; k < templ_boxes.size(); ++k) {
+    if (region_boxes[k].width() < templ_boxes[k].width() || region_boxes[k].height() < templ_boxes[k].height()) {
+      throw std::invalid_argument("regions[" + std::to_string(k) + "] is smaller than template_boxes[" +
+                                  std::to_string(k) + "]");
+    }
+  }
+  const py::ssize_t count = static_cast<py::ssize_t>(templ_boxes.size());
+  py::array_t<double> scores(count);
+  py::array_t<std::int64_t> top_left({count, py::ssize_t(2)});
+  double* s = scores.mutable_data();
+  std::int64_t* p = top_left.mutable_data();
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t k = 0; k < count; ++k) {
+      NccTemplate templ(templ_view, templ_boxes[k]);
+      const NccMatch m = templ.search(search_view, region_boxes[k]);
+      s[k] = m.score;
+      p[2 * k] = m.x;
+      p[2 * k + 1] = m.y;
+    }
+  }
+  return py::make_tuple(scores, top_left);
+}
+
+py::array_t<double> iou_matrix(const py::array& a, const py::array& b) {
+  const std::vector<Box> boxes_a = boxes_arg(a, "boxes_a");
+  const std::vector<Box> boxes_b = boxes_arg(b, "boxes_b");
+  py::array_t<double> out({py::ssize_t(boxes_a.size()), py::ssize_t(boxes_b.size())});
+  double* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    for (size_t i = 0; i < boxes_a.size(); ++i)
+      for (size_t j = 0; j < boxes_b.size(); ++j) o[i * boxes_b.size() + j] = iou(boxes_a[i], boxes_b[j]);
+  }
+  return out;
+}
+
+py::array_t<std::int8_t> frame_verdicts_py(const py::list& frames, const py::list& boxes, const py::array& scores,
+                                           int center, const Params& params, const std::string& rule,
+                                           bool iou_first) {
+  Rule r;
+  if (rule == "seed") {
+    r = Rule::kSeed;
+  } else if (rule == "tracklet") {
+    r = Rule::kTracklet;
+  } else {
+    throw std::invalid_argument("rule must be 'seed' or 'tracklet', got '" + rule + "'");
+  }
+  Window w;
+  // Keep the arrays alive (and their views valid) while the GIL is released.
+  std::vector<py::array> keep;
+  for (size_t g = 0; g < frames.size(); ++g) {
+    py::array a = py::reinterpret_borrow<py::array>(frames[g]);
+    keep.push_back(a);
+    w.frames.push_back(image_view(a, "frames[" + std::to_string(g) + "]"));
+  }
+  for (size_t g = 0; g < boxes.size(); ++g) w.boxes.push_back(boxes_arg(boxes[g], "boxes[" + std::to_string(g) + "]"));
+  DoubleArray score_array = DoubleArray::ensure(scores);
+  if (!score_array || score_array.ndim() != 1) throw std::invalid_argument("scores must be a 1D array");
+  w.scores.assign(score_array.data(), score_array.data() + score_array.size());
+  w.center = center;
+  std::vector<std::int8_t> reasons;
+  {
+    py::gil_scoped_release release;
+    reasons = frame_verdicts(w, params, r, iou_first);
+  }
+  py::array_t<std::int8_t> out(static_cast<py::ssize_t>(reasons.size()));
+  std::copy(reasons.begin(), reasons.end(), out.mutable_data());
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "flickermine's C++ core: NCC search, IoU and flicker verdicts (private; use flickermine)";
+
+  py::class_<Params>(m, "Params")
+      .def(py::init<>())
+      .def_readwrite("score_threshold", &Params::score_threshold)
+      .def_readwrite("window", &Params::window)
+      .def_readwrite("margin", &Params::margin)
+      .def_readwrite("ncc_threshold", &Params::ncc_threshold)
+      .def_readwrite("iou_threshold", &Params::iou_threshold)
+      .def_readwrite("sure_score", &Params::sure_score)
+      .def_readwrite("min_area", &Params::min_area)
+      .def_readwrite("border", &Params::border)
+      .def_readwrite("max_gap", &Params::max_gap);
+
+  m.def("ncc_search_batch", &ncc_search_batch, py::arg("template_frame"), py::arg("template_boxes"),
+        py::arg("search_frame"), py::arg("regions"),
+        "Best TM_CCOEFF_NORMED score and top-left (x, y) of each template box of template_frame inside its "
+        "region of search_frame. Boxes (K, 4) int64 half-open pixels. Returns (scores (K,), top_left (K, 2)).");
+  m.def("iou", &iou_matrix, py::arg("boxes_a"), py::arg("boxes_b"),
+        "IoU of (N, 4) and (M, 4) x1, y1, x2, y2 boxes, continuous coordinates: (N, M) float64.");
+  m.def("frame_verdicts", &frame_verdicts_py, py::arg("frames"), py::arg("boxes"), py::arg("scores"),
+        py::arg("center"), py::arg("params"), py::arg("rule"), py::arg("iou_first") = true,
+        "Reason codes (N,) int8 of the center frame's boxes; see flickermine.rules.");
+  m.def(
+      "ncc_score_map_reference",
+      [](const py::array& template_frame, const py::array& template_box, const py::array& search_frame,
+         const py::array& region) {
+        const ImageView tv = image_view(template_frame, "template_frame");
+        const ImageView sv = image_view(search_frame, "search_frame");
+        const PixelBox tb = pixel_boxes_arg(template_box, "template_box", tv).at(0);
+        const PixelBox rb = pixel_boxes_arg(region, "region", sv).at(0);
+        std::vector<double> map = ncc_score_map_reference(tv, tb, sv, rb);
+        py::array_t<double> out({py::ssize_t(rb.height() - tb.height() + 1), py::ssize_t(rb.width() - tb.width() + 1)});
+        std::copy(map.begin(), map.end(), out.mutable_data());
+        return out;
+      },
+      "Float64 direct score map of one (1, 4) template box in one (1, 4) region (slow; for tests).");
+  m.attr("has_cuda") = false;
+}

@@ -1,0 +1,178 @@
+#include "verdicts.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace flickermine {
+
+double iou(const Box& a, const Box& b) {
+  // Same operations in the same order as boxes.iou_matrix, so ties at a threshold agree.
+  const double inter_w = std::min(a.x2, b.x2) - std::max(a.x1, b.x1);
+  const double inter_h = std::min(a.y2, b.y2) - std::max(a.y1, b.y1);
+  const double inter = std::max(inter_w, 0.0) * std::max(inter_h, 0.0);
+  const double uni = a.area() + b.area() - inter;
+  return uni > 0 ? inter / uni : 0.0;
+}
+
+namespace {
+
+int round_half_up(double v) { return static_cast<int>(std::floor(v + 0.5)); }
+
+
+bool overlaps_any(const Box& box, const std::vector<Box>& others, double threshold, bool inclusive) {
+  for (const Box& other : others) {
+    const double overlap = iou(box, other);
+    if (inclusive ? overlap >= threshold : overlap > threshold) return true;
+  }
+  return false;
+}
+
+std::vector<std::int8_t> exemption_reasons(const Window& w, const Params& p) {
+  const ImageView& frame = w.frames[w.center];
+  const std::vector<Box>& boxes = w.boxes[w.center];
+  std::vector<std::int8_t> reasons(boxes.size(), kUndecided);
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    const Box& b = boxes[i];
+    if (w.scores[i] >= p.sure_score) {
+      reasons[i] = kSureScore;
+    } else if (b.area() < p.min_area) {
+      reasons[i] = kSmall;
+    } else if (b.x1 < p.border || b.y1 < p.border || b.x2 > frame.width - p.border ||
+               b.y2 > frame.height - p.border) {
+      reasons[i] = kBorder;
+    }
+  }
+  return reasons;
+}
+
+Box tracked_box(const NccMatch& m, const PixelBox& templ) {
+  return Box{double(m.x), double(m.y), double(m.x + templ.width()), double(m.y + templ.height())};
+}
+
+std::vector<std::int8_t> seed(const Window& w, const Params& p, bool iou_first) {
+  const ImageView& frame = w.frames[w.center];
+  const std::vector<Box>& detections = w.boxes[w.center];
+  std::vector<std::int8_t> reasons = exemption_reasons(w, p);
+  const int lo = std::max(0, w.center - p.window);
+  const int hi = std::min<int>(static_cast<int>(w.frames.size()) - 1, w.center + p.window);
+  std::vector<int> neighbours;
+  for (int g = lo; g <= hi; ++g) {
+    if (g != w.center && !w.boxes[g].empty()) neighbours.push_back(g);
+  }
+
+  for (size_t i = 0; i < detections.size(); ++i) {
+    if (reasons[i] != kUndecided) continue;
+    if (iou_first) {
+      for (int g : neighbours) {
+        if (overlaps_any(detections[i], w.boxes[g], p.iou_threshold, false)) {
+          reasons[i] = kPartner;
+          break;
+        }
+      }
+      if (reasons[i] != kUndecided) continue;
+    }
+    // Only the detections that the cheap test left undecided pay for a template.
+    const PixelBox templ_box = pixel_box(detections[i], frame.width, frame.height);
+    const PixelBox region = grow(templ_box, p.margin, frame.width, frame.height);
+    std::unique_ptr<NccTemplate> templ;
+    for (int g : neighbours) {
+      if (!templ) templ = std::make_unique<NccTemplate>(frame, templ_box);
+      const NccMatch match = templ->search(w.frames[g], region);
+      if (match.score < p.ncc_threshold) {
+        reasons[i] = kAppearanceChanged;
+        break;
+      }
+      if (overlaps_any(tracked_box(match, templ_box), w.boxes[g], p.iou_threshold, false) ||
+          (!iou_first && overlaps_any(detections[i], w.boxes[g], p.iou_threshold, false))) {
+        reasons[i] = kPartner;
+        break;
+      }
+    }
+    if (reasons[i] == kUndecided) reasons[i] = kIsolated;
+  }
+  return reasons;
+}
+
+std::vector<std::int8_t> tracklet(const Window& w, const Params& p) {
+  const ImageView& frame = w.frames[w.center];
+  const std::vector<Box>& detections = w.boxes[w.center];
+  std::vector<std::int8_t> reasons = exemption_reasons(w, p);
+  const int lo = std::max(0, w.center - p.window);
+  const int hi = std::min<int>(static_cast<int>(w.frames.size()) - 1, w.center + p.window);
+
+  for (size_t i = 0; i < detections.size(); ++i) {
+    if (reasons[i] != kUndecided) continue;
+    const PixelBox templ_box = pixel_box(detections[i], frame.width, frame.height);
+    NccTemplate templ(frame, templ_box);
+    int frames_reached = 0;
+    for (int step : {1, -1}) {
+      PixelBox previous = templ_box;
+      for (int g = w.center + step; g >= lo && g <= hi && reasons[i] == kUndecided; g += step) {
+        const PixelBox region = grow(previous, p.margin, frame.width, frame.height);
+        const NccMatch match = templ.search(w.frames[g], region);
+        if (match.score < p.ncc_threshold) break;
+        ++frames_reached;
+        const Box tracked = tracked_box(match, templ_box);
+        if (overlaps_any(tracked, w.boxes[g], p.iou_threshold, true)) reasons[i] = kPartner;
+        previous = PixelBox{match.x, match.y, match.x + templ_box.width(), match.y + templ_box.height()};
+      }
+      if (reasons[i] != kUndecided) break;
+    }
+    if (reasons[i] == kUndecided) {
+      reasons[i] = frames_reached > 0 ? kIsolated : (hi > lo ? kAppearanceChanged : kNoNeighbours);
+    }
+  }
+  return reasons;
+}
+
+void check_window(const Window& w) {
+  const int n = static_cast<int>(w.frames.size());
+  if (n == 0) throw std::invalid_argument("frames must not be empty");
+  if (static_cast<int>(w.boxes.size()) != n) {
+    throw std::invalid_argument("boxes has " + std::to_string(w.boxes.size()) + " entries but frames has " +
+                                std::to_string(n) + "; give one (N_i, 4) array per frame");
+  }
+  if (w.center < 0 || w.center >= n) {
+    throw std::invalid_argument("center " + std::to_string(w.center) + " is outside the window of " +
+                                std::to_string(n) + " frames");
+  }
+  if (w.scores.size() != w.boxes[w.center].size()) {
+    throw std::invalid_argument("scores has " + std::to_string(w.scores.size()) + " entries but the center frame has " +
+                                std::to_string(w.boxes[w.center].size()) + " boxes");
+  }
+  const ImageView& first = w.frames[0];
+  for (int g = 0; g < n; ++g) {
+    const ImageView& f = w.frames[g];
+    if (f.height != first.height || f.width != first.width || f.type != first.type) {
+      throw std::invalid_argument("frames[" + std::to_string(g) + "] has shape (" + std::to_string(f.height) + ", " +
+                                  std::to_string(f.width) + ") or dtype different from frames[0] (" +
+                                  std::to_string(first.height) + ", " + std::to_string(first.width) + ")");
+    }
+  }
+}
+
+}  // namespace
+
+PixelBox pixel_box(const Box& box, int width, int height) {
+  PixelBox p;
+  p.x1 = std::clamp(round_half_up(box.x1), 0, width - 1);
+  p.y1 = std::clamp(round_half_up(box.y1), 0, height - 1);
+  p.x2 = std::clamp(round_half_up(box.x2), p.x1 + 1, width);
+  p.y2 = std::clamp(round_half_up(box.y2), p.y1 + 1, height);
+  return p;
+}
+
+PixelBox grow(const PixelBox& box, int margin, int width, int height) {
+  return PixelBox{std::max(box.x1 - margin, 0), std::max(box.y1 - margin, 0), std::min(box.x2 + margin, width),
+                  std::min(box.y2 + margin, height)};
+}
+
+std::vector<std::int8_t> frame_verdicts(const Window& window, const Params& params, Rule rule, bool iou_first) {
+  check_window(window);
+  return rule == Rule::kSeed ? seed(window, params, iou_first) : tracklet(window, params);
+}
+
+}  // namespace flickermine

@@ -1,0 +1,64 @@
+// The flicker rules of DESIGN.md in C++: the same logic as python/flickermine/rules.py (the
+// oracle), which the parity tests hold this file to.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ncc.hpp"
+
+namespace flickermine {
+
+// Continuous pixel box x1, y1, x2, y2 (no +1 convention).
+struct Box {
+  double x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+  double area() const { return (x2 - x1) * (y2 - y1); }
+};
+
+// Same codes as flickermine.params.Reason.
+enum Reason : std::int8_t {
+  kUndecided = -1,
+  kIsolated = 0,
+  kSureScore = 1,
+  kSmall = 2,
+  kBorder = 3,
+  kPartner = 4,
+  kAppearanceChanged = 5,
+  kNoNeighbours = 6,
+};
+
+enum class Rule { kSeed, kTracklet };
+
+// Same fields and defaults as flickermine.params.MiningParams.
+struct Params {
+  double score_threshold = 0.8;
+  int window = 5;
+  int margin = 100;
+  double ncc_threshold = 0.5;
+  double iou_threshold = 0.2;
+  double sure_score = 0.98;
+  double min_area = 1600.0;
+  int border = 50;
+  int max_gap = 1;
+};
+
+double iou(const Box& a, const Box& b);
+
+// floor(v + 0.5), x1 into [0, W-1], x2 into [x1+1, W]; same for y. Matches boxes.pixel_boxes.
+PixelBox pixel_box(const Box& box, int width, int height);
+PixelBox grow(const PixelBox& box, int margin, int width, int height);
+
+// The window of one frame: consecutive frames (all the same size and pixel type), the
+// candidate boxes of each (clipped to the image, score >= score_threshold), the scores of the
+// center frame's boxes, and the position of the center frame.
+struct Window {
+  std::vector<ImageView> frames;
+  std::vector<std::vector<Box>> boxes;
+  std::vector<double> scores;
+  int center = 0;
+};
+
+// One Reason per box of the center frame. Throws std::invalid_argument on inconsistent input.
+std::vector<std::int8_t> frame_verdicts(const Window& window, const Params& params, Rule rule, bool iou_first);
+
+}  // namespace flickermine

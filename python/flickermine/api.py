@@ -1,0 +1,142 @@
+"""The typed public kernels: validate at the boundary, then dispatch to a backend.
+
+Boxes are ``x1, y1, x2, y2`` float pixels (continuous, no ``+1``); pixel boxes for NCC are
+half-open integer boxes; frames are ``(H, W)`` uint8 or float32 grayscale.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+
+from .backends import get_backend
+from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
+from .params import MiningParams, Reason, Rule
+
+RuleLike = Union[Rule, str]
+
+
+def _rule(rule: RuleLike) -> Rule:
+    try:
+        return Rule(rule)
+    except ValueError:
+        raise ValueError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
+
+
+def _check_pixel_boxes(boxes: object, name: str, frame: np.ndarray) -> np.ndarray:
+    array = np.asarray(boxes)
+    if array.ndim == 1 and array.shape == (4,):
+        array = array[None, :]
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer pixel boxes (x1, y1, x2, y2, half-open), but got dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (K, 4), but got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.int64)
+    height, width = frame.shape
+    bad = (
+        (array[:, 0] < 0) | (array[:, 1] < 0) | (array[:, 2] > width) | (array[:, 3] > height)
+        | (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1])
+    )
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{row}] = {array[row].tolist()} is empty or outside the {frame.shape} frame")
+    return array
+
+
+def ncc_search_batch(
+    template_frame: np.ndarray,
+    template_boxes: np.ndarray,
+    search_frame: np.ndarray,
+    regions: np.ndarray,
+    backend: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search each template crop of ``template_frame`` inside its region of ``search_frame``.
+
+    Args:
+        template_frame, search_frame: ``(H, W)`` uint8 or float32 grayscale, same dtype.
+        template_boxes, regions: ``(K, 4)`` integer half-open pixel boxes; each region at least as
+            large as its template.
+    Returns:
+        ``scores`` ``(K,)`` float64, OpenCV ``TM_CCOEFF_NORMED`` (a flat window scores 0), and
+        ``top_left`` ``(K, 2)`` int64 ``x, y`` of the best match in ``search_frame`` pixels
+        (ties: first in row-major order).
+    """
+    template_frame = check_gray_frame(template_frame, "template_frame")
+    search_frame = check_gray_frame(search_frame, "search_frame")
+    if template_frame.dtype != search_frame.dtype:
+        raise TypeError(f"template_frame ({template_frame.dtype}) and search_frame ({search_frame.dtype}) must share a dtype")
+    template_boxes = _check_pixel_boxes(template_boxes, "template_boxes", template_frame)
+    regions = _check_pixel_boxes(regions, "regions", search_frame)
+    if len(template_boxes) != len(regions):
+        raise ValueError(f"template_boxes has {len(template_boxes)} rows but regions has {len(regions)}")
+    sizes = template_boxes[:, 2:] - template_boxes[:, :2]
+    too_small = ((regions[:, 2:] - regions[:, :2]) < sizes).any(axis=1)
+    if too_small.any():
+        row = int(np.flatnonzero(too_small)[0])
+        raise ValueError(f"regions[{row}] = {regions[row].tolist()} is smaller than template_boxes[{row}] = {template_boxes[row].tolist()}")
+    return get_backend(backend).ncc_search_batch(template_frame, template_boxes, search_frame, regions)
+
+
+def ncc_search(
+    template: np.ndarray, image: np.ndarray, region: Sequence[int] | None = None, backend: str = "auto"
+) -> tuple[float, int, int]:
+    """Best match of ``template`` ``(h, w)`` inside ``region`` (x1, y1, x2, y2 half-open pixels;
+    default the whole ``image``). Returns ``(score, x, y)``, the top-left corner in image pixels."""
+    template = check_gray_frame(template, "template")
+    image = check_gray_frame(image, "image")
+    region = (0, 0, image.shape[1], image.shape[0]) if region is None else tuple(region)
+    h, w = template.shape
+    scores, top_left = ncc_search_batch(template, np.array([[0, 0, w, h]]), image, np.array([region]), backend)
+    return float(scores[0]), int(top_left[0, 0]), int(top_left[0, 1])
+
+
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """IoU of ``(N, 4)`` and ``(M, 4)`` x1, y1, x2, y2 boxes (continuous pixels): ``(N, M)`` float64."""
+    return get_backend(backend).iou(check_boxes(boxes_a, "boxes_a"), check_boxes(boxes_b, "boxes_b"))
+
+
+def frame_verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams | None = None,
+    rule: RuleLike = Rule.SEED,
+    backend: str = "auto",
+    iou_first: bool = True,
+) -> np.ndarray:
+    """Verdicts of the detections of ``frames[center]`` given its window.
+
+    Args:
+        frames: consecutive ``(H, W)`` uint8 or float32 grayscale frames around the judged one.
+        boxes: one ``(N_i, 4)`` x1, y1, x2, y2 array per frame. Boxes are clipped to the image and
+            only those of ``score >= params.score_threshold`` should be passed (the miner does both).
+        scores: ``(N,)`` scores of ``boxes[center]``.
+        center: index in ``frames`` of the judged frame.
+        iou_first: seed rule only; decide by ``IoU(e, d)`` before any NCC (same verdicts, less work).
+    Returns:
+        ``(N,)`` int8 :class:`Reason` codes; ``Reason.ISOLATED`` marks a hard negative.
+    """
+    params = params or MiningParams()
+    rule = _rule(rule)
+    if len(frames) == 0:
+        raise ValueError("frames must hold at least the center frame")
+    if len(boxes) != len(frames):
+        raise ValueError(f"boxes has {len(boxes)} entries but frames has {len(frames)}; give one (N_i, 4) array per frame")
+    if not 0 <= center < len(frames):
+        raise ValueError(f"center {center} is outside the window of {len(frames)} frames")
+    checked_frames = [check_gray_frame(f, f"frames[{i}]") for i, f in enumerate(frames)]
+    first = checked_frames[0]
+    for i, f in enumerate(checked_frames):
+        if f.shape != first.shape or f.dtype != first.dtype:
+            raise ValueError(f"frames[{i}] has shape {f.shape} and dtype {f.dtype}, but frames[0] has {first.shape} {first.dtype}")
+    height, width = first.shape
+    checked_boxes = [
+        clip_boxes(check_boxes(b, f"boxes[{i}]"), width, height, f"boxes[{i}]") for i, b in enumerate(boxes)
+    ]
+    scores = check_scores(scores, len(checked_boxes[center]), "scores")
+    return get_backend(backend).frame_verdicts(checked_frames, checked_boxes, scores, center, params, rule, iou_first)
+
+
+__all__ = ["ncc_search", "ncc_search_batch", "iou", "frame_verdicts", "Reason", "Rule", "MiningParams"]

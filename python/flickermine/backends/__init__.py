@@ -1,0 +1,76 @@
+"""Backend registry. Every backend module has the same four members:
+
+* ``NAME``: its name;
+* ``ncc_search_batch(template_frame, template_boxes, search_frame, regions) -> (scores, top_left)``;
+* ``iou(boxes_a, boxes_b) -> (N, M)``;
+* ``frame_verdicts(frames, boxes, scores, center, params, rule, iou_first=True) -> (N,) int8``.
+
+Conventions are those of :mod:`flickermine.rules` and :mod:`flickermine.boxes`. Inputs are
+validated by the facade (:mod:`flickermine.api`) before they reach a backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from types import ModuleType
+
+#: Every backend name, in the order ``auto`` prefers them (fastest first).
+BACKENDS = ("cuda", "cpp", "numba", "opencv", "numpy")
+
+_MODULES = {
+    "cuda": "cuda_backend",
+    "cpp": "cpp_backend",
+    "numba": "numba_backend",
+    "opencv": "opencv_backend",
+    "numpy": "numpy_backend",
+}
+_loaded: dict[str, ModuleType] = {}
+_unavailable: dict[str, str] = {}
+
+
+def _load(name: str) -> ModuleType | None:
+    if name in _loaded:
+        return _loaded[name]
+    if name in _unavailable:
+        return None
+    try:
+        module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    except ImportError as error:
+        _unavailable[name] = str(error)
+        return None
+    _loaded[name] = module
+    return module
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here, fastest first."""
+    return [name for name in BACKENDS if _load(name) is not None]
+
+
+def unavailable_backends() -> dict[str, str]:
+    """Backends that cannot run here, with the reason."""
+    available_backends()
+    return dict(_unavailable)
+
+
+def get_backend(name: str = "auto") -> ModuleType:
+    """The backend module called ``name``, or the fastest available for ``"auto"``."""
+    if name == "auto":
+        for candidate in BACKENDS:
+            module = _load(candidate)
+            if module is not None:
+                return module
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; choose 'auto' or one of {', '.join(BACKENDS)}")
+    module = _load(name)
+    if module is None:
+        raise ValueError(
+            f"backend {name!r} is not available here ({_unavailable[name]}); "
+            f"available: {', '.join(available_backends())}"
+        )
+    return module
+
+
+def warn_unusable(name: str, reason: str) -> None:
+    warnings.warn(f"flickermine backend {name!r} is built but unusable here: {reason}", RuntimeWarning, stacklevel=3)

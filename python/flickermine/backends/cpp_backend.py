@@ -1,0 +1,49 @@
+"""The C++ backend: ``flickermine._core``. NCC search, IoU and whole-frame verdicts run in C++
+with the GIL released."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..params import MiningParams, Rule
+
+try:
+    from .. import _core
+except ImportError as error:  # pragma: no cover - depends on the build
+    raise ImportError(
+        "flickermine._core (the C++ extension) is not built; reinstall with `pip install .` "
+        f"from the source tree, which compiles it ({error})"
+    ) from error
+
+NAME = "cpp"
+
+
+def ncc_search_batch(
+    template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray, regions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    return _core.ncc_search_batch(template_frame, template_boxes, search_frame, regions)
+
+
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    return _core.iou(boxes_a, boxes_b)
+
+
+def frame_verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    rule: Rule,
+    iou_first: bool = True,
+) -> np.ndarray:
+    return _core.frame_verdicts(list(frames), list(boxes), scores, center, _core_params(params), rule.value, iou_first)
+
+
+def _core_params(params: MiningParams) -> "_core.Params":
+    core = _core.Params()
+    for name, value in params.as_dict().items():
+        setattr(core, name, value)
+    return core

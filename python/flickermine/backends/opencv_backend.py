@@ -1,0 +1,40 @@
+"""The OpenCV backend: ``cv2.matchTemplate`` (TM_CCOEFF_NORMED), as the authors' miner used it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .. import rules
+from ..boxes import iou_matrix
+from ..params import MiningParams, Rule
+
+NAME = "opencv"
+
+
+def ncc_search_one(template: np.ndarray, region: np.ndarray) -> tuple[float, int, int]:
+    score_map = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
+    # OpenCV already scores flat windows 0; the clip only guards rounding past +-1.
+    _, best, _, (x, y) = cv2.minMaxLoc(np.clip(score_map, -1.0, 1.0))
+    return float(best), int(x), int(y)
+
+
+ncc_search_batch = rules.search_each(ncc_search_one)
+
+
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    return iou_matrix(boxes_a, boxes_b)
+
+
+def frame_verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    rule: Rule,
+    iou_first: bool = True,
+) -> np.ndarray:
+    return rules.verdicts(frames, boxes, scores, center, params, rule, ncc_search_batch, iou_first)

@@ -1,0 +1,125 @@
+"""Box conventions and boundary validation shared by every backend.
+
+Boxes are ``(N, 4)`` float64 arrays of ``x1, y1, x2, y2`` in pixels, continuous coordinates
+(a box covering pixel columns 10..19 is ``x1=10, x2=20``); IoU has no ``+1``. Frames are
+``(H, W)`` grayscale arrays, ``uint8`` or ``float32``, rows contiguous.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GRAY_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
+def check_gray_frame(frame: object, name: str = "frame") -> np.ndarray:
+    """Return ``frame`` if it is a valid grayscale frame, else raise ValueError/TypeError."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(frame).__name__}")
+    if frame.ndim != 2:
+        hint = " (colour? convert with cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))" if frame.ndim == 3 else ""
+        raise ValueError(f"{name} must be a 2D (H, W) grayscale array, but got shape {frame.shape}{hint}")
+    if frame.dtype not in GRAY_DTYPES:
+        raise TypeError(f"{name} must have dtype uint8 or float32, but got {frame.dtype} (shape {frame.shape})")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"{name} must not be empty, but got shape {frame.shape}")
+    if frame.strides[1] != frame.itemsize or frame.strides[0] < frame.shape[1] * frame.itemsize:
+        raise ValueError(
+            f"{name} must have contiguous rows (C layout), but got strides {frame.strides} for shape "
+            f"{frame.shape}; pass np.ascontiguousarray({name})"
+        )
+    if frame.dtype == np.float32 and not np.isfinite(frame).all():
+        raise ValueError(f"{name} (float32, shape {frame.shape}) contains NaN or infinity")
+    return frame
+
+
+def check_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
+    """Validate an ``(N, 4)`` x1,y1,x2,y2 array; return it as contiguous float64."""
+    array = np.asarray(boxes)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[1] != 4:
+        if array.size == 0:
+            return np.zeros((0, 4), np.float64)
+        raise ValueError(f"{name} must be a 2D array with shape (N, 4) as x1, y1, x2, y2, but got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{row}] = {array[row].tolist()} contains NaN or infinity")
+    inverted = (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1])
+    if inverted.any():
+        row = int(np.flatnonzero(inverted)[0])
+        raise ValueError(
+            f"{name}[{row}] = {array[row].tolist()} is empty or inverted: need x2 > x1 and y2 > y1 (x1, y1, x2, y2)"
+        )
+    return array
+
+
+def check_scores(scores: object, count: int, name: str = "scores") -> np.ndarray:
+    """Validate an ``(N,)`` score array matching ``count`` boxes; return float64."""
+    array = np.asarray(scores)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
+    if array.ndim != 1 or array.shape[0] != count:
+        raise ValueError(f"{name} must have shape ({count},) to match the boxes, but got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    if not np.isfinite(array).all():
+        row = int(np.flatnonzero(~np.isfinite(array))[0])
+        raise ValueError(f"{name}[{row}] = {array[row]} is not finite")
+    return array
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int, name: str = "boxes") -> np.ndarray:
+    """Clip ``(N, 4)`` boxes to the image ``[0, width] x [0, height]``.
+
+    Boxes partly outside are clipped; a box entirely outside the image is an error.
+    """
+    clipped = boxes.copy()
+    np.clip(clipped[:, 0::2], 0.0, float(width), out=clipped[:, 0::2])
+    np.clip(clipped[:, 1::2], 0.0, float(height), out=clipped[:, 1::2])
+    outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{name}[{row}] = {boxes[row].tolist()} lies entirely outside the {width}x{height} image"
+        )
+    return clipped
+
+
+def pixel_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Round continuous boxes to half-open integer pixel boxes inside the image, >= 1 px each way.
+
+    Every backend (the C++ one included) rounds this way: ``floor(v + 0.5)``, then
+    ``x1`` into ``[0, W-1]`` and ``x2`` into ``[x1+1, W]``.
+    """
+    rounded = np.floor(boxes + 0.5).astype(np.int64)
+    out = np.empty_like(rounded)
+    for lo, hi, size in ((0, 2, width), (1, 3, height)):
+        out[:, lo] = np.clip(rounded[:, lo], 0, size - 1)
+        out[:, hi] = np.clip(rounded[:, hi], out[:, lo] + 1, size)
+    return out
+
+
+def grow_boxes(boxes: np.ndarray, margin: int, width: int, height: int) -> np.ndarray:
+    """Grow integer pixel boxes by ``margin`` on every side, clipped to the image."""
+    grown = boxes + np.array([-margin, -margin, margin, margin], dtype=np.int64)
+    np.clip(grown[:, 0::2], 0, width, out=grown[:, 0::2])
+    np.clip(grown[:, 1::2], 0, height, out=grown[:, 1::2])
+    return grown
+
+
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of every pair: ``(N, 4)`` x ``(M, 4)`` -> ``(N, M)`` float64; 0 where the union is 0."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    inter_w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    inter_h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(inter_w, 0.0, None) * np.clip(inter_h, 0.0, None)
+    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)

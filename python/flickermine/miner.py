@@ -1,0 +1,186 @@
+"""The streaming miner: frames in, in order, once; each frame's verdicts out once its window is complete.
+
+Memory holds one window of ``2 * window + 1`` frames whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+from .backends import get_backend
+from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
+from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameVerdicts:
+    """The decided candidates of one frame.
+
+    Attributes:
+        frame_index: 0-based index of the frame in the video (MOT files number it ``+1``).
+        boxes: ``(N, 4)`` float64 x1, y1, x2, y2 pixels of the candidates (``score >=
+            score_threshold``), clipped to the image.
+        scores: ``(N,)`` float64 detector scores.
+        reasons: ``(N,)`` int8 :class:`Reason` codes.
+    """
+
+    frame_index: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    reasons: np.ndarray
+
+    @property
+    def hard_negatives(self) -> np.ndarray:
+        """``(N,)`` bool: which candidates are hard negatives."""
+        return self.reasons == Reason.ISOLATED
+
+    @property
+    def pseudo_positives(self) -> np.ndarray:
+        """``(N,)`` bool: candidates that are not hard negatives."""
+        return self.reasons != Reason.ISOLATED
+
+    def rows(self) -> Iterator[tuple]:
+        """``(frame (1-based), x, y, w, h, score, verdict, reason)`` per candidate."""
+        for (x1, y1, x2, y2), score, reason in zip(self.boxes, self.scores, self.reasons):
+            verdict = HARD_NEGATIVE if reason == Reason.ISOLATED else PSEUDO_POSITIVE
+            yield (self.frame_index + 1, x1, y1, x2 - x1, y2 - y1, score, verdict, Reason(int(reason)).label)
+
+
+class _Entry(NamedTuple):
+    frame: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+class Miner:
+    """Decide flicker verdicts on a stream of frames.
+
+    Push frames in order with their detections; :meth:`push` returns the frames whose window is
+    now complete (frame ``f`` is decided when ``f + window`` arrives), :meth:`finish` the rest.
+
+    Example::
+
+        miner = Miner(MiningParams(window=5), rule="seed", backend="auto")
+        for gray, (boxes, scores) in zip(frames, detections):
+            for verdicts in miner.push(gray, boxes, scores):
+                ...
+        for verdicts in miner.finish():
+            ...
+    """
+
+    def __init__(
+        self,
+        params: MiningParams | None = None,
+        rule: Rule | str = Rule.SEED,
+        backend: str = "auto",
+        iou_first: bool = True,
+    ) -> None:
+        self.params = params or MiningParams()
+        try:
+            self.rule = Rule(rule)
+        except ValueError:
+            raise ValueError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
+        self.backend = get_backend(backend)
+        self.iou_first = iou_first
+        self._buffer: collections.deque[_Entry] = collections.deque(maxlen=2 * self.params.window + 1)
+        self._pushed = 0  # frames pushed so far
+        self._decided = 0  # frames whose verdicts were returned
+        self._finished = False
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.NAME
+
+    @property
+    def frames_pushed(self) -> int:
+        return self._pushed
+
+    def push(self, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[FrameVerdicts]:
+        """Add the next frame.
+
+        Args:
+            frame: ``(H, W)`` uint8 or float32 grayscale; same shape and dtype for every frame.
+                The miner keeps a reference until the frame leaves its window: do not modify it.
+            boxes: ``(N, 4)`` x1, y1, x2, y2 pixels of all the frame's detections; clipped to the
+                image here (a box entirely outside is an error).
+            scores: ``(N,)`` detector scores; only ``score >= score_threshold`` take part.
+        Returns:
+            The verdicts of the frames decided by this push (zero or one).
+        """
+        if self._finished:
+            raise RuntimeError("Miner.push() after finish(); make a new Miner for a new video")
+        where = f"frame {self._pushed}"
+        frame = check_gray_frame(frame, where)
+        if self._buffer:
+            first = self._buffer[0].frame
+            if frame.shape != first.shape or frame.dtype != first.dtype:
+                raise ValueError(
+                    f"{where} has shape {frame.shape} and dtype {frame.dtype}, but earlier frames have "
+                    f"{first.shape} {first.dtype}"
+                )
+        boxes = check_boxes(boxes, f"boxes of {where}")
+        scores = check_scores(scores, len(boxes), f"scores of {where}")
+        candidates = scores >= self.params.score_threshold
+        height, width = frame.shape
+        boxes = clip_boxes(boxes[candidates], width, height, f"boxes of {where}")
+        self._buffer.append(_Entry(frame, boxes, scores[candidates]))
+        self._pushed += 1
+        if self._pushed - 1 - self.params.window >= 0:
+            return [self._decide(self._pushed - 1 - self.params.window)]
+        return []
+
+    def finish(self) -> list[FrameVerdicts]:
+        """Decide the last frames (their windows are clipped at the end of the video)."""
+        self._finished = True
+        return [self._decide(f) for f in range(self._decided, self._pushed)]
+
+    def _decide(self, frame_index: int) -> FrameVerdicts:
+        first_index = self._pushed - len(self._buffer)
+        center = frame_index - first_index
+        lo = max(0, center - self.params.window)
+        window = list(self._buffer)[lo : center + self.params.window + 1]
+        entry = self._buffer[center]
+        if len(entry.boxes):
+            reasons = self.backend.frame_verdicts(
+                [e.frame for e in window],
+                [e.boxes for e in window],
+                entry.scores,
+                center - lo,
+                self.params,
+                self.rule,
+                self.iou_first,
+            )
+        else:
+            reasons = np.zeros(0, dtype=np.int8)
+        self._decided = frame_index + 1
+        return FrameVerdicts(frame_index, entry.boxes, entry.scores, np.asarray(reasons, dtype=np.int8))
+
+
+def mine_frames(
+    frames: Iterable[np.ndarray],
+    detections: Iterable[tuple[np.ndarray, np.ndarray]],
+    params: MiningParams | None = None,
+    rule: Rule | str = Rule.SEED,
+    backend: str = "auto",
+    iou_first: bool = True,
+) -> Iterator[FrameVerdicts]:
+    """Mine a stream of grayscale frames with their ``(boxes, scores)``; yields verdicts in frame order.
+
+    ``frames`` and ``detections`` are consumed together, one item each per frame; they must have
+    the same length.
+    """
+    miner = Miner(params, rule, backend, iou_first)
+    detections = iter(detections)
+    for index, frame in enumerate(frames):
+        try:
+            boxes, scores = next(detections)
+        except StopIteration:
+            raise ValueError(f"detections ended at frame {index} but frames go on") from None
+        yield from miner.push(frame, boxes, scores)
+    if next(detections, None) is not None:
+        raise ValueError(f"detections go on past the last frame ({miner.frames_pushed} frames)")
+    yield from miner.finish()

@@ -1,0 +1,79 @@
+"""Mining parameters, rules and verdict reasons (see DESIGN.md, "Mining rules")."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+
+class Rule(str, enum.Enum):
+    """Which flicker rule decides hard negatives."""
+
+    SEED = "seed"  #: the authors' public miner, bugs fixed: partners among all neighbours
+    TRACKLET = "tracklet"  #: the paper's wording: chained NCC tracking, partners on the track
+
+
+class Reason(enum.IntEnum):
+    """Why a candidate detection got its verdict. Only ISOLATED means hard negative."""
+
+    ISOLATED = 0  #: no partner in any neighbour frame: hard negative
+    SURE_SCORE = 1  #: exempt: score >= sure_score
+    SMALL = 2  #: exempt: area < min_area
+    BORDER = 3  #: exempt: an edge within `border` px of the image edge
+    PARTNER = 4  #: a detection of a neighbour frame overlaps it (or its tracked box)
+    APPEARANCE_CHANGED = 5  #: NCC fell below ncc_threshold before any evidence of isolation
+    NO_NEIGHBOURS = 6  #: tracklet rule: the video has no neighbour frame to track into
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def is_hard_negative(self) -> bool:
+        return self is Reason.ISOLATED
+
+
+HARD_NEGATIVE = "hard_negative"
+PSEUDO_POSITIVE = "pseudo_positive"
+
+
+@dataclasses.dataclass(frozen=True)
+class MiningParams:
+    """Every knob of the flicker rules. Pixels are image pixels; scores are the detector's.
+
+    Defaults are DESIGN.md's (the paper's and the authors' code).
+    """
+
+    score_threshold: float = 0.8  #: detections below take no part at all
+    window: int = 5  #: neighbour frames on each side
+    margin: int = 100  #: px added on every side of a box to make its NCC search region
+    ncc_threshold: float = 0.5  #: below it the object is considered lost (appearance changed)
+    iou_threshold: float = 0.2  #: overlap that makes a neighbour detection a partner
+    sure_score: float = 0.98  #: at or above it a detection is never a hard negative
+    min_area: float = 1600.0  #: px^2; smaller boxes are never hard negatives
+    border: int = 50  #: px; boxes with an edge closer than this to the image edge are exempt
+    max_gap: int = 1  #: hard positives: most consecutive missed frames between matched ends
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, expected: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise ValueError(f"MiningParams.{name} must be {expected}, got {value!r}")
+
+        for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area"):
+            value = getattr(self, name)
+            check(name, isinstance(value, (int, float)) and math.isfinite(value), "a finite number")
+        for name in ("window", "margin", "border", "max_gap"):
+            value = getattr(self, name)
+            check(name, isinstance(value, int) and not isinstance(value, bool), "an integer")
+        check("window", self.window >= 1, ">= 1")
+        check("margin", self.margin >= 0, ">= 0")
+        check("border", self.border >= 0, ">= 0")
+        check("max_gap", self.max_gap >= 1, ">= 1")
+        check("min_area", self.min_area >= 0, ">= 0")
+        check("ncc_threshold", -1.0 <= self.ncc_threshold <= 1.0, "in [-1, 1]")
+        check("iou_threshold", 0.0 <= self.iou_threshold <= 1.0, "in [0, 1]")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,184 @@
+"""The flicker rules, written once in plain NumPy: the oracle every backend must match.
+
+A backend that does not reimplement the rules (``numpy``, ``numba``, ``opencv``) calls these
+functions with its own batched NCC search; the ``cpp`` backend runs the same logic in
+``cpp/verdicts.cpp`` and is tested against this file.
+
+Shared conventions for every function here:
+
+* ``frames``: the window of grayscale frames, consecutive video frames, each ``(H, W)`` uint8
+  or float32; ``center`` is the position in ``frames`` of the frame being judged. Only frames
+  within ``params.window`` of ``center`` are used; the list is shorter near the video's ends.
+* ``boxes``: per frame of ``frames``, the ``(N_i, 4)`` float64 x1, y1, x2, y2 pixel boxes of its
+  candidate detections (``score >= score_threshold``), already clipped to the image.
+* ``scores``: ``(N,)`` float64 scores of ``boxes[center]``.
+* Returns ``(N,)`` int8 :class:`~flickermine.params.Reason` codes, one per box of ``boxes[center]``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .boxes import box_areas, grow_boxes, iou_matrix, pixel_boxes
+from .params import MiningParams, Reason, Rule
+
+#: ``(template_frame, template_boxes (K, 4) int64, search_frame, regions (K, 4) int64)`` ->
+#: ``(best scores (K,) float64, best top-left corners (K, 2) int64 as x, y in image pixels)``.
+SearchBatch = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+UNDECIDED = -1
+
+
+def exemption_reasons(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, params: MiningParams) -> np.ndarray:
+    """Reason codes of exempt detections (sure score, then small, then border); -1 elsewhere."""
+    reasons = np.full(len(boxes), UNDECIDED, dtype=np.int8)
+    near_border = (
+        (boxes[:, 0] < params.border)
+        | (boxes[:, 1] < params.border)
+        | (boxes[:, 2] > width - params.border)
+        | (boxes[:, 3] > height - params.border)
+    )
+    # Assign in reverse priority so the first applicable reason wins.
+    reasons[near_border] = Reason.BORDER
+    reasons[box_areas(boxes) < params.min_area] = Reason.SMALL
+    reasons[scores >= params.sure_score] = Reason.SURE_SCORE
+    return reasons
+
+
+def _window_range(num_frames: int, center: int, window: int) -> range:
+    return range(max(0, center - window), min(num_frames, center + window + 1))
+
+
+def _tracked_boxes(top_left: np.ndarray, template_boxes: np.ndarray) -> np.ndarray:
+    sizes = template_boxes[:, 2:] - template_boxes[:, :2]
+    return np.concatenate([top_left, top_left + sizes], axis=1).astype(np.float64)
+
+
+def seed_verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    search_batch: SearchBatch,
+    iou_first: bool = True,
+) -> np.ndarray:
+    """Rule "seed": a detection with no partner in any neighbour frame is a hard negative.
+
+    With ``iou_first`` the unmoved-box test ``IoU(e, d) > iou_threshold`` runs over every
+    neighbour before any NCC. The verdicts are the same either way (the rule does not depend on
+    the order of frames); only the reason of a non-hard-negative may move between
+    ``PARTNER`` and ``APPEARANCE_CHANGED``.
+    """
+    height, width = frames[center].shape
+    detections = boxes[center]
+    reasons = exemption_reasons(detections, scores, width, height, params)
+    undecided = np.flatnonzero(reasons == UNDECIDED)
+    neighbours = [g for g in _window_range(len(frames), center, params.window) if g != center and len(boxes[g])]
+
+    if iou_first:
+        for g in neighbours:
+            has_partner = (iou_matrix(detections[undecided], boxes[g]) > params.iou_threshold).any(axis=1)
+            reasons[undecided[has_partner]] = Reason.PARTNER
+            undecided = undecided[~has_partner]
+
+    templates = pixel_boxes(detections, width, height)
+    regions = grow_boxes(templates, params.margin, width, height)
+    for g in neighbours:
+        if not len(undecided):
+            break
+        best, top_left = search_batch(frames[center], templates[undecided], frames[g], regions[undecided])
+        lost = best < params.ncc_threshold
+        tracked = _tracked_boxes(top_left, templates[undecided])
+        has_partner = (iou_matrix(tracked, boxes[g]) > params.iou_threshold).any(axis=1)
+        if not iou_first:
+            has_partner |= (iou_matrix(detections[undecided], boxes[g]) > params.iou_threshold).any(axis=1)
+        has_partner &= ~lost
+        reasons[undecided[lost]] = Reason.APPEARANCE_CHANGED
+        reasons[undecided[has_partner]] = Reason.PARTNER
+        undecided = undecided[~(lost | has_partner)]
+
+    reasons[undecided] = Reason.ISOLATED
+    return reasons
+
+
+def tracklet_verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    search_batch: SearchBatch,
+) -> np.ndarray:
+    """Rule "tracklet": track each detection frame by frame, up to ``window`` frames each way.
+
+    The template is always the crop from the center frame; each step searches around the
+    previous tracked box grown by ``margin``; a direction stops when the best NCC falls below
+    ``ncc_threshold``. A tracked box overlapping a detection of its frame at
+    ``IoU >= iou_threshold`` is a partner. Hard negative: at least one frame reached and no
+    partner. Nothing reached: ``APPEARANCE_CHANGED`` (``NO_NEIGHBOURS`` in a one-frame window).
+    """
+    height, width = frames[center].shape
+    detections = boxes[center]
+    reasons = exemption_reasons(detections, scores, width, height, params)
+    undecided = np.flatnonzero(reasons == UNDECIDED)
+    templates = pixel_boxes(detections, width, height)
+    frames_reached = np.zeros(len(detections), dtype=np.int64)
+    in_window = _window_range(len(frames), center, params.window)
+
+    for step in (1, -1):
+        active = undecided[reasons[undecided] == UNDECIDED]
+        previous = templates[active]
+        g = center + step
+        while len(active) and g in in_window:
+            regions = grow_boxes(previous, params.margin, width, height)
+            best, top_left = search_batch(frames[center], templates[active], frames[g], regions)
+            tracking = best >= params.ncc_threshold
+            tracked = _tracked_boxes(top_left, templates[active])
+            frames_reached[active[tracking]] += 1
+            has_partner = tracking & (iou_matrix(tracked, boxes[g]) >= params.iou_threshold).any(axis=1)
+            reasons[active[has_partner]] = Reason.PARTNER
+            keep = tracking & ~has_partner
+            active = active[keep]
+            previous = tracked[keep].astype(np.int64)
+            g += step
+
+    still = undecided[reasons[undecided] == UNDECIDED]
+    reached = frames_reached[still] > 0
+    reasons[still[reached]] = Reason.ISOLATED
+    reasons[still[~reached]] = Reason.APPEARANCE_CHANGED if len(in_window) > 1 else Reason.NO_NEIGHBOURS
+    return reasons
+
+
+def verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    rule: Rule,
+    search_batch: SearchBatch,
+    iou_first: bool = True,
+) -> np.ndarray:
+    """Dispatch to :func:`seed_verdicts` or :func:`tracklet_verdicts` (``iou_first``: seed only)."""
+    if rule is Rule.SEED:
+        return seed_verdicts(frames, boxes, scores, center, params, search_batch, iou_first)
+    return tracklet_verdicts(frames, boxes, scores, center, params, search_batch)
+
+
+def search_each(search_one: Callable[[np.ndarray, np.ndarray], "tuple[float, int, int]"]) -> SearchBatch:
+    """Make a :data:`SearchBatch` from a one-search function ``(template, region) -> (score, x, y)``
+    whose ``x, y`` is the best top-left corner inside the region."""
+
+    def search_batch(template_frame, template_boxes, search_frame, regions):
+        scores = np.empty(len(template_boxes), dtype=np.float64)
+        top_left = np.empty((len(template_boxes), 2), dtype=np.int64)
+        for k, ((tx1, ty1, tx2, ty2), (rx1, ry1, rx2, ry2)) in enumerate(zip(template_boxes, regions)):
+            score, x, y = search_one(template_frame[ty1:ty2, tx1:tx2], search_frame[ry1:ry2, rx1:rx2])
+            scores[k] = score
+            top_left[k] = (rx1 + x, ry1 + y)
+        return scores, top_left
+
+    return search_batch
