@@ -1,0 +1,146 @@
+"""Mine one video against a detections file: decode once, in order, stream verdicts to CSV."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+
+from .detections import DetectionFile
+from .miner import FrameVerdicts, Miner
+from .params import MiningParams, Rule
+from .video import open_video
+
+VERDICT_COLUMNS = ("frame", "x", "y", "w", "h", "score", "verdict", "reason")
+
+
+@dataclasses.dataclass
+class MiningSummary:
+    """Counts and speed of one mining run. ``seconds`` includes decoding."""
+
+    video: str
+    frames: int
+    detections: int  #: all detections of the file
+    candidates: int  #: detections with score >= score_threshold
+    hard_negatives: int
+    seconds: float
+    backend: str
+    rule: str
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+    def line(self) -> str:
+        return (
+            f"{self.video}: {self.frames} frames, {self.detections} detections, {self.candidates} candidates, "
+            f"{self.hard_negatives} hard negatives, {self.frames_per_second:.0f} frames/s "
+            f"(rule {self.rule}, backend {self.backend})"
+        )
+
+
+class VerdictWriter:
+    """Writes ``frame,x,y,w,h,score,verdict,reason`` rows (frame 1-based, MOT convention) as
+    frames are decided, so an interrupted run keeps every frame decided before it stopped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._writer = csv.writer(stream, lineterminator="\n")
+        self._writer.writerow(VERDICT_COLUMNS)
+
+    def write(self, verdicts: FrameVerdicts) -> None:
+        for frame, x, y, w, h, score, verdict, reason in verdicts.rows():
+            self._writer.writerow((frame, f"{x:.3f}", f"{y:.3f}", f"{w:.3f}", f"{h:.3f}", f"{score:.6f}", verdict, reason))
+
+
+def _progress(total: int | None, enabled: bool, desc: str):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False)
+
+
+class VideoMiner:
+    """Mining of one video against one MOT detections file.
+
+    Opening checks the video and the whole detections file, so bad input fails before any
+    frame is mined or any output is touched. Iterating decodes the video once, in order, and
+    yields every frame's :class:`FrameVerdicts` in frame order.
+    """
+
+    def __init__(
+        self,
+        video: str | os.PathLike,
+        detections: str | os.PathLike,
+        params: MiningParams | None = None,
+        rule: Rule | str = Rule.SEED,
+        backend: str = "auto",
+        iou_first: bool = True,
+        progress: bool = False,
+    ) -> None:
+        self.miner = Miner(params, rule, backend, iou_first)
+        self.source = open_video(video)
+        self.detections = DetectionFile(
+            detections, frame_count=self.source.frame_count, width=self.source.width, height=self.source.height
+        )
+        self.progress = progress
+
+    def __iter__(self) -> Iterator[FrameVerdicts]:
+        empty = (None, np.zeros((0, 4)), np.zeros(0))
+        per_frame = self.detections.per_frame()
+        with _progress(self.source.frame_count, self.progress, self.source.name) as bar:
+            for frame in self.source.frames(gray=True):
+                _, boxes, scores = next(per_frame, empty)
+                yield from self.miner.push(frame.gray, boxes, scores)
+                if bar is not None:
+                    bar.update(1)
+        self.detections.check_frames_decoded(self.source.decoded_frames)
+        yield from self.miner.finish()
+
+
+def mine_video(
+    video: str | os.PathLike,
+    detections: str | os.PathLike,
+    params: MiningParams | None = None,
+    rule: Rule | str = Rule.SEED,
+    backend: str = "auto",
+    iou_first: bool = True,
+    verdicts_csv: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> MiningSummary:
+    """Mine ``video`` with the MOT ``detections`` file; optionally write every verdict to a CSV."""
+    job = VideoMiner(video, detections, params, rule, backend, iou_first, progress)
+    candidates = hard_negatives = 0
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if verdicts_csv is not None:
+            # Rows stream into a .partial file renamed on success: an earlier result is never
+            # clobbered by a failed run, and a failed run keeps every row it decided.
+            final = Path(verdicts_csv)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            partial = final.with_name(final.name + ".partial")
+            writer = VerdictWriter(stack.enter_context(open(partial, "w", newline="")))
+        for verdicts in job:
+            candidates += len(verdicts.reasons)
+            hard_negatives += int(verdicts.hard_negatives.sum())
+            if writer is not None:
+                writer.write(verdicts)
+    if verdicts_csv is not None:
+        os.replace(partial, final)
+    return MiningSummary(
+        video=str(video),
+        frames=job.source.decoded_frames,
+        detections=job.detections.count,
+        candidates=candidates,
+        hard_negatives=hard_negatives,
+        seconds=time.perf_counter() - start,
+        backend=job.miner.backend_name,
+        rule=job.miner.rule.value,
+    )
