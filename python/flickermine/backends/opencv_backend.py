@@ -10,11 +10,15 @@ import numpy as np
 from .. import rules
 from ..boxes import iou_matrix
 from ..params import MiningParams, Rule
+from .numpy_backend import FLAT_VARIANCE
 
 NAME = "opencv"
 
 
 def ncc_search_one(template: np.ndarray, region: np.ndarray) -> tuple[float, int, int]:
+    # OpenCV scores a flat template 1 (e.g. any 1x1 template); the definition says 0 everywhere.
+    if template.size * FLAT_VARIANCE >= float(np.var(template, dtype=np.float64)) * template.size:
+        return 0.0, 0, 0
     score_map = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
     # OpenCV already scores flat windows 0; the clip only guards rounding past +-1.
     _, best, _, (x, y) = cv2.minMaxLoc(np.clip(score_map, -1.0, 1.0))

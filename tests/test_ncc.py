@@ -1,0 +1,115 @@
+"""NCC search: every backend against a float64 brute-force reference (OpenCV TM_CCOEFF_NORMED)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import flickermine as fm
+
+from .conftest import BACKEND_PARAMS, texture
+
+FLAT = 1e-8  # sum of squared deviations <= n * FLAT: flat, scores 0
+
+
+def brute_force_scores(template: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The definition, computed directly in float64, window by window."""
+    t = template.astype(np.float64)
+    h, w = t.shape
+    n = h * w
+    t0 = t - t.mean()
+    t_ss = (t0**2).sum()
+    windows = np.lib.stride_tricks.sliding_window_view(region.astype(np.float64), (h, w))
+    out = np.zeros(windows.shape[:2])
+    for y in range(out.shape[0]):
+        for x in range(out.shape[1]):
+            win = windows[y, x]
+            w0 = win - win.mean()
+            w_ss = (w0**2).sum()
+            if t_ss <= n * FLAT or w_ss <= n * FLAT:
+                continue
+            out[y, x] = np.clip((t0 * w0).sum() / np.sqrt(t_ss * w_ss), -1, 1)
+    return out
+
+
+def cases(rng):
+    """(template, image, region) triples covering the edge cases of the definition."""
+    image = texture(rng, 90, 110)
+    yield image[20:36, 30:50].copy(), image, (5, 5, 80, 70)  # the template is in the region
+    yield texture(rng, 12, 9), image, (0, 0, 110, 90)  # unrelated template, whole image
+    yield image[0:90, 0:110].copy(), image, (0, 0, 110, 90)  # template == region == image
+    yield image[40:41, 50:51].copy() + 0, image, (40, 40, 70, 70)  # 1x1: flat template
+    yield image[40:41, 50:60].copy(), image, (30, 30, 80, 60)  # 1xN
+    yield image[40:50, 50:51].copy(), image, (30, 30, 80, 60)  # Nx1
+    flat = image.copy()
+    flat[10:60, 10:70] = 77
+    flat[30, 30] = 78  # near-flat windows around one odd pixel
+    yield image[10:30, 10:30].copy(), flat, (0, 0, 100, 80)
+    yield np.full((8, 8), 5, np.uint8), image, (0, 0, 50, 50)  # flat template scores 0 everywhere
+    yield image[60:80, 80:110].copy(), image, (70, 50, 110, 90)  # region on the image corner
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_ncc_search_matches_float64_brute_force(backend, dtype):
+    rng = np.random.default_rng(3)
+    for k, (template, image, region) in enumerate(cases(rng)):
+        template, image = template.astype(dtype), image.astype(dtype)
+        if dtype == np.float32:
+            template, image = template / 255, image / 255  # float images usually live in [0, 1]
+            template, image = template.astype(np.float32), image.astype(np.float32)
+        x1, y1, x2, y2 = region
+        reference = brute_force_scores(template, image[y1:y2, x1:x2])
+        score, x, y = fm.ncc_search(template, image, region, backend=backend)
+        best = reference.max()
+        assert score == pytest.approx(best, abs=1e-4), f"case {k}"
+        # The position is the reference's argmax, or (for near-ties) scores like it.
+        assert reference[y - y1, x - x1] == pytest.approx(best, abs=1e-6), f"case {k}"
+        if np.count_nonzero(reference >= best - 1e-6) == 1:
+            ry, rx = np.unravel_index(np.argmax(reference), reference.shape)
+            assert (x, y) == (x1 + rx, y1 + ry), f"case {k}"
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_flat_everything_scores_zero_at_first_position(backend):
+    image = np.full((40, 50), 9, np.uint8)
+    assert fm.ncc_search(image[5:15, 5:15].copy(), image, backend=backend) == (0.0, 0, 0)
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_batch_matches_single_searches(backend):
+    rng = np.random.default_rng(5)
+    a, b = texture(rng, 120, 160), texture(rng, 120, 160)
+    b[30:70, 40:90] = a[35:75, 50:100]  # b holds a moved copy of a's patch
+    templates = np.array([[50, 35, 100, 75], [0, 0, 20, 20], [10, 100, 60, 120]])
+    regions = np.array([[20, 10, 130, 100], [0, 0, 160, 120], [0, 60, 100, 120]])
+    scores, top_left = fm.ncc_search_batch(a, templates, b, regions, backend=backend)
+    assert scores.shape == (3,) and top_left.shape == (3, 2) and top_left.dtype == np.int64
+    assert scores[0] == pytest.approx(1.0, abs=1e-4) and top_left[0].tolist() == [40, 30]
+    for k in range(3):
+        tx1, ty1, tx2, ty2 = templates[k]
+        single = fm.ncc_search(a[ty1:ty2, tx1:tx2].copy(), b, regions[k], backend=backend)
+        assert single[0] == pytest.approx(scores[k], abs=1e-9) and single[1:] == tuple(top_left[k])
+
+
+@pytest.mark.skipif("cpp" not in fm.available_backends(), reason="C++ core not built")
+def test_core_reference_map_matches_brute_force():
+    from flickermine import _core
+
+    rng = np.random.default_rng(9)
+    image = texture(rng, 50, 60)
+    ref = _core.ncc_score_map_reference(image, np.array([[10, 10, 25, 22]]), image, np.array([[0, 0, 60, 50]]))
+    np.testing.assert_allclose(ref, brute_force_scores(image[10:22, 10:25], image), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_iou_matches_definition(backend):
+    a = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0], [0.0, 0.0, 1e-9, 1e-9]])
+    b = np.array([[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0], [2.5, 2.5, 7.5, 7.5]])
+    got = fm.iou(a, b, backend=backend)
+    expected = np.array([[1.0, 0.0, 0.25], [25 / 175, 25 / 175, 6.25 / (100 + 25 - 6.25)], [1e-18 / 100, 0.0, 0.0]])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (500, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.5, 50, (500, 2))], axis=1)
+    np.testing.assert_array_equal(fm.iou(boxes, boxes[:300], backend=backend), fm.iou(boxes, boxes[:300], backend="numpy"))
