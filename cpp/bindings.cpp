@@ -137,6 +137,46 @@ py::tuple ncc_search_batch(const py::array& template_frame, const py::array& tem
   return py::make_tuple(scores, top_left);
 }
 
+// One template searched in several frames: what the rules do with each detection (the
+// template is cut once, its transform reused). Used by the benchmark and by tests.
+py::tuple ncc_search_frames(const py::array& template_frame, const py::array& template_box,
+                            const py::list& search_frames, const py::array& region) {
+  const ImageView templ_view = image_view(template_frame, "template_frame");
+  const PixelBox templ_box = pixel_boxes_arg(template_box, "template_box", templ_view).at(0);
+  std::vector<py::array> keep;
+  std::vector<ImageView> views;
+  for (size_t g = 0; g < search_frames.size(); ++g) {
+    keep.push_back(py::reinterpret_borrow<py::array>(search_frames[g]));
+    views.push_back(image_view(keep.back(), "search_frames[" + std::to_string(g) + "]"));
+    if (views.back().type != templ_view.type) {
+      throw std::invalid_argument("search_frames[" + std::to_string(g) + "] must have template_frame's dtype");
+    }
+  }
+  PixelBox region_box{};
+  for (size_t g = 0; g < views.size(); ++g) {
+    region_box = pixel_boxes_arg(region, "region", views[g]).at(0);
+  }
+  if (region_box.width() < templ_box.width() || region_box.height() < templ_box.height()) {
+    throw std::invalid_argument("region is smaller than template_box");
+  }
+  const py::ssize_t count = static_cast<py::ssize_t>(views.size());
+  py::array_t<double> scores(count);
+  py::array_t<std::int64_t> top_left({count, py::ssize_t(2)});
+  double* s = scores.mutable_data();
+  std::int64_t* p = top_left.mutable_data();
+  {
+    py::gil_scoped_release release;
+    NccTemplate templ(templ_view, templ_box);
+    for (py::ssize_t g = 0; g < count; ++g) {
+      const NccMatch m = templ.search(views[g], region_box);
+      s[g] = m.score;
+      p[2 * g] = m.x;
+      p[2 * g + 1] = m.y;
+    }
+  }
+  return py::make_tuple(scores, top_left);
+}
+
 py::array_t<double> iou_matrix(const py::array& a, const py::array& b) {
   const std::vector<Box> boxes_a = boxes_arg(a, "boxes_a");
   const std::vector<Box> boxes_b = boxes_arg(b, "boxes_b");
@@ -205,6 +245,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("search_frame"), py::arg("regions"),
         "Best TM_CCOEFF_NORMED score and top-left (x, y) of each template box of template_frame inside its "
         "region of search_frame. Boxes (K, 4) int64 half-open pixels. Returns (scores (K,), top_left (K, 2)).");
+  m.def("ncc_search_frames", &ncc_search_frames, py::arg("template_frame"), py::arg("template_box"),
+        py::arg("search_frames"), py::arg("region"),
+        "Search one (1, 4) template box of template_frame inside the same (1, 4) region of each of search_frames, "
+        "reusing the template's transform. Returns (scores (G,), top_left (G, 2)).");
   m.def("iou", &iou_matrix, py::arg("boxes_a"), py::arg("boxes_b"),
         "IoU of (N, 4) and (M, 4) x1, y1, x2, y2 boxes, continuous coordinates: (N, M) float64.");
   m.def("frame_verdicts", &frame_verdicts_py, py::arg("frames"), py::arg("boxes"), py::arg("scores"),

@@ -22,6 +22,17 @@ def _version_text() -> str:
     return text
 
 
+class _VersionAction(argparse.Action):
+    """Like argparse's "version", but keeps the text's line breaks and imports backends only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit()
+
+
 def _add_mining_options(parser: argparse.ArgumentParser) -> None:
     """``--rule``, ``--backend`` and one option per MiningParams field, named as in DESIGN.md."""
     parser.add_argument("--rule", choices=[r.value for r in Rule], default=Rule.SEED.value, help="flicker rule (default: seed)")
@@ -97,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flickermine", description="Mine hard training examples for object detectors from unlabelled video."
     )
-    parser.add_argument("--version", action="version", version=_version_text())
+    parser.add_argument("--version", action=_VersionAction, help="print the version and the backends available here")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     mine = commands.add_parser("mine", help="mine a video against a detections file")

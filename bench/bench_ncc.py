@@ -1,0 +1,132 @@
+"""NCC search per backend vs cv2.matchTemplate, one thread each, timed as the miner uses it.
+
+One template is cut once and searched in 10 neighbour frames (what the rules do with each
+detection); the figure is time per search. Templates (h x w) 32x32, 64x64, 128x128 and
+200x300, region = template + 200 px in each dimension. Frames are real (pets09) when
+../shared/data is present, else a synthetic texture.
+
+    python bench/bench_ncc.py [--backends cpp,numba,numpy] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import cv2
+import numpy as np
+
+import flickermine
+from flickermine import _core
+
+from _common import SHARED_DATA, best_time, print_table, write_json
+
+SIZES = [(32, 32), (64, 64), (128, 128), (200, 300)]
+NEIGHBOURS = 10
+
+
+def load_frames() -> list[np.ndarray]:
+    video = SHARED_DATA / "pets09-s2l1" / "video.avi"
+    if video.exists():
+        cap = cv2.VideoCapture(str(video))
+        frames = []
+        while len(frames) < NEIGHBOURS + 1:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        if len(frames) == NEIGHBOURS + 1:
+            return frames
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.random((600, 800)).astype(np.float32), (0, 0), 2.0)
+    base = ((base - base.min()) / (base.max() - base.min()) * 255).astype(np.uint8)
+    return [np.ascontiguousarray(base[i : i + 576, i : i + 768]) for i in range(NEIGHBOURS + 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="cpp,numba,numpy")
+    parser.add_argument("--json", help="output path (default bench/results/ncc.json)")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except ImportError:
+        pass
+    backends = [b for b in args.backends.split(",") if b in flickermine.available_backends()]
+
+    frames_u8 = load_frames()
+    center, neighbours_u8 = frames_u8[0], frames_u8[1:]
+    results = []
+    for h, w in SIZES:
+        H, W = center.shape
+        # Template in the middle of the frame; region = template + 100 px each side.
+        tx1, ty1 = (W - w) // 2, (H - h) // 2
+        box = np.array([[tx1, ty1, tx1 + w, ty1 + h]], dtype=np.int64)
+        region = np.array([[tx1 - 100, ty1 - 100, tx1 + w + 100, ty1 + h + 100]], dtype=np.int64)
+        rx1, ry1, rx2, ry2 = region[0]
+        row = {"template": f"{h}x{w}", "region": f"{ry2 - ry1}x{rx2 - rx1}"}
+        for dtype in (np.uint8, np.float32):
+            tag = "u8" if dtype == np.uint8 else "f32"
+            c = center.astype(dtype)
+            ns = [n.astype(dtype) for n in neighbours_u8]
+            crops = [np.ascontiguousarray(n[ry1:ry2, rx1:rx2]) for n in ns]
+            templ = np.ascontiguousarray(c[ty1 : ty1 + h, tx1 : tx1 + w])
+
+            def opencv():
+                for crop in crops:
+                    cv2.minMaxLoc(cv2.matchTemplate(crop, templ, cv2.TM_CCOEFF_NORMED))
+
+            row[f"opencv_{tag}_ms"] = best_time(opencv) / NEIGHBOURS * 1e3
+            for name in backends:
+                if name == "cpp":
+
+                    def run():
+                        _core.ncc_search_frames(c, box, ns, region)
+
+                else:
+                    module = flickermine.get_backend(name)
+
+                    def run(module=module):
+                        for n in ns:
+                            module.ncc_search_batch(c, box, n, region)
+
+                repeats = 2 if name == "numpy" else 7
+                row[f"{name}_{tag}_ms"] = best_time(run, repeats=repeats) / NEIGHBOURS * 1e3
+        row["opencv_best_ms"] = min(row["opencv_u8_ms"], row["opencv_f32_ms"])
+        for name in backends:
+            row[f"{name}_ms"] = min(row[f"{name}_u8_ms"], row[f"{name}_f32_ms"])
+        if "cpp" in backends:
+            row["cpp_speedup_vs_opencv"] = row["opencv_best_ms"] / row["cpp_u8_ms"]
+            if "numba" in backends:
+                row["numba_over_cpp"] = row["numba_ms"] / row["cpp_u8_ms"]
+        results.append(row)
+
+    headers = ["template", "region", "opencv u8", "opencv f32"]
+    for name in backends:
+        headers += [f"{name} u8", f"{name} f32"]
+    headers += ["cpp(u8) vs opencv(best)", "numba/cpp"] if "cpp" in backends else []
+    table = []
+    for r in results:
+        line = [r["template"], r["region"], f"{r['opencv_u8_ms']:.3f}", f"{r['opencv_f32_ms']:.3f}"]
+        for name in backends:
+            line += [f"{r[f'{name}_u8_ms']:.3f}", f"{r[f'{name}_f32_ms']:.3f}"]
+        if "cpp" in backends:
+            line.append(f"{r['cpp_speedup_vs_opencv']:.2f}x")
+            line.append(f"{r['numba_over_cpp']:.2f}x" if "numba_over_cpp" in r else "-")
+        table.append(line)
+    print(f"NCC search, ms per search (one template in {NEIGHBOURS} frames), one thread, best of repeats")
+    print_table(headers, table)
+    ok = all(r.get("cpp_speedup_vs_opencv", 0) >= 2.5 for r in results)
+    print(f"\ntarget cpp >= 2.5x opencv at every size: {'met' if ok else 'NOT met'}")
+    if "numba" in backends and "cpp" in backends:
+        ok_numba = all(r["numba_over_cpp"] <= 4 for r in results)
+        print(f"target numba within 4x of cpp: {'met' if ok_numba else 'NOT met'}")
+    write_json("ncc", {"neighbours": NEIGHBOURS, "results": results}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

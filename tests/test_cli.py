@@ -1,0 +1,120 @@
+"""The command line: mine on real data, demo, version, and bad input with clear errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from flickermine.cli import main
+
+from .conftest import shared_data
+
+
+def read_rows(path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flickermine.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_version_lists_backends():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("flickermine 0.1.0\nbackends available: ")
+    assert "numpy" in result.stdout
+
+
+@pytest.mark.real_data
+def test_mine_writes_one_row_per_candidate(tmp_path, capsys):
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    out = tmp_path / "sub" / "verdicts.csv"
+    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(out), "--quiet"]) == 0
+    rows = read_rows(out)
+    # faster_rcnn.txt on tud-campus: 321 boxes, 277 of them with score >= 0.8.
+    assert len(rows) == 277
+    assert set(rows[0]) == {"frame", "x", "y", "w", "h", "score", "verdict", "reason"}
+    assert all(float(r["score"]) >= 0.8 for r in rows)
+    assert {r["verdict"] for r in rows} <= {"hard_negative", "pseudo_positive"}
+    assert all((r["verdict"] == "hard_negative") == (r["reason"] == "isolated") for r in rows)
+    assert [int(r["frame"]) for r in rows] == sorted(int(r["frame"]) for r in rows)
+    summary = capsys.readouterr().out
+    assert "71 frames, 321 detections, 277 candidates" in summary and "frames/s" in summary
+    assert not (tmp_path / "sub" / "verdicts.csv.partial").exists()
+
+
+@pytest.mark.real_data
+def test_mine_parameters_change_the_result(tmp_path):
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    out = tmp_path / "v.csv"
+    args = ["mine", str(video), "--detections", str(dets), "--verdicts", str(out), "--quiet"]
+    assert main(args + ["--score-threshold", "0.99", "--rule", "tracklet", "--backend", "numpy"]) == 0
+    rows = read_rows(out)
+    assert 0 < len(rows) < 277 and all(float(r["score"]) >= 0.99 for r in rows)
+    assert main(args + ["--sure-score", "2", "--min-area", "0", "--border", "0", "--window", "1"]) == 0
+    reasons = {r["reason"] for r in read_rows(out)}
+    assert not reasons & {"sure_score", "small", "border"}
+
+
+def test_demo_prints_precision():
+    result = run_cli("demo", "--frames", "60")
+    assert result.returncode == 0, result.stderr
+    assert "injected one-frame false positives" in result.stdout
+    assert "precision of the hard negatives" in result.stdout
+
+
+@pytest.mark.real_data
+def test_bad_inputs_exit_2_with_a_clear_message(tmp_path, capsys):
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    out = tmp_path / "v.csv"
+    out.write_text("an earlier result\n")
+
+    def fails(args, *expected):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        for text in expected:
+            assert text in err, err
+        assert out.read_text() == "an earlier result\n"  # nothing already written is lost
+
+    fails(["mine", str(tmp_path / "nope.mp4"), "--detections", str(dets), "--verdicts", str(out)], "nope.mp4")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00not a video" * 1000)
+    fails(["mine", str(corrupt), "--detections", str(dets), "--verdicts", str(out)], "corrupt.mp4")
+    cases = {
+        "short line": ("1,-1,10,20,30\n", "line 1"),
+        "not a number": ("1,-1,10,abc,30,40,0.9\n", "line 1"),
+        "NaN": ("1,-1,10,20,30,40,0.9\n2,-1,nan,20,30,40,0.9\n", "line 2"),
+        "negative size": ("1,-1,10,20,-30,40,0.9\n", "line 1"),
+        "zero size": ("1,-1,10,20,30,0,0.9\n", "line 1"),
+        "frame zero": ("0,-1,10,20,30,40,0.9\n", "line 1"),
+        "beyond the video": ("1,-1,10,20,30,40,0.9\n72,-1,10,20,30,40,0.9\n", "line 2"),
+    }
+    for name, (text, where) in cases.items():
+        bad = tmp_path / f"{name.replace(' ', '_')}.txt"
+        bad.write_text(text)
+        fails(["mine", str(video), "--detections", str(bad), "--verdicts", str(out)], bad.name, where)
+    fails(["mine", str(video), "--detections", str(tmp_path / "missing.txt"), "--verdicts", str(out)], "missing.txt")
+
+
+@pytest.mark.real_data
+def test_truncated_video_keeps_the_rows_already_decided(tmp_path, capsys):
+    """A video that stops decoding early: the frames decided so far stay in the .partial file."""
+    video = shared_data("pets09-s2l1", "video.avi")
+    dets = shared_data("pets09-s2l1", "det", "faster_rcnn.txt")
+    truncated = tmp_path / "truncated.avi"
+    data = video.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "v.csv"
+    code = main(["mine", str(truncated), "--detections", str(dets), "--verdicts", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "faster_rcnn.txt line" in err  # the first detection beyond the decoded frames
+    partial = tmp_path / "v.csv.partial"
+    rows = read_rows(partial)
+    assert len(rows) > 100 and not out.exists()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build flickermine._core with AddressSanitizer + UBSan into a separate folder and run the C++
+# parity and boundary tests against it. Needs the test environment of the README's test command
+# (.venv) and gcc's libasan. Usage: bash tools/sanitizer-tests.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+SITE=build/asan-site
+rm -rf "$SITE"
+"$PY" -m pip install --quiet --no-deps --no-build-isolation --target "$SITE" \
+  -C cmake.define.FLICKERMINE_SANITIZE=ON -C build-dir=build/asan .
+ASAN_LIB=$(gcc -print-file-name=libasan.so)
+export LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export PYTHONPATH="$PWD/$SITE"
+# Make sure the instrumented module is the one under test.
+"$PY" - <<'PYEOF'
+import os, flickermine._core as core
+assert os.path.abspath(core.__file__).startswith(os.environ["PYTHONPATH"]), core.__file__
+print("sanitized core:", core.__file__)
+PYEOF
+"$PY" -m pytest -q -p no:cacheprovider tests/test_parity.py tests/test_ncc.py tests/test_api_errors.py tests/test_rules.py \
+  -k "cpp or core" -o addopts="-ra --strict-markers"
