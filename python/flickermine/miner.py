@@ -16,6 +16,10 @@ from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 
 
+_ISOLATED = int(Reason.ISOLATED)
+_LABELS = {int(r): r.label for r in Reason}
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameVerdicts:
     """The decided candidates of one frame.
@@ -45,9 +49,9 @@ class FrameVerdicts:
 
     def rows(self) -> Iterator[tuple]:
         """``(frame (1-based), x, y, w, h, score, verdict, reason)`` per candidate."""
-        for (x1, y1, x2, y2), score, reason in zip(self.boxes, self.scores, self.reasons):
-            verdict = HARD_NEGATIVE if reason == Reason.ISOLATED else PSEUDO_POSITIVE
-            yield (self.frame_index + 1, x1, y1, x2 - x1, y2 - y1, score, verdict, Reason(int(reason)).label)
+        for (x1, y1, x2, y2), score, reason in zip(self.boxes.tolist(), self.scores.tolist(), self.reasons.tolist()):
+            verdict = HARD_NEGATIVE if reason == _ISOLATED else PSEUDO_POSITIVE
+            yield (self.frame_index + 1, x1, y1, x2 - x1, y2 - y1, score, verdict, _LABELS[reason])
 
 
 class _Entry(NamedTuple):

@@ -3,6 +3,7 @@ with the GIL released."""
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -42,6 +43,7 @@ def frame_verdicts(
     return _core.frame_verdicts(list(frames), list(boxes), scores, center, _core_params(params), rule.value, iou_first)
 
 
+@functools.lru_cache(maxsize=8)
 def _core_params(params: MiningParams) -> "_core.Params":
     core = _core.Params()
     for name, value in params.as_dict().items():
