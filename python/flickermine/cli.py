@@ -9,6 +9,7 @@ from typing import Sequence
 
 from . import __version__
 from .backends import BACKENDS, available_backends, unavailable_backends
+from .dataset import MODES
 from .params import MiningParams, Rule
 
 EXIT_BAD_INPUT = 2
@@ -60,27 +61,75 @@ def _add_mining_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_detector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", metavar="NAME", help="run this detector in the same decoding pass (see `flickermine detect --help`)")
+    parser.add_argument("--weights", metavar="PATH", help="local weights file of a torchvision detector")
+    parser.add_argument("--device", default=None, help="torch device for torchvision detectors (default: cuda if available, else cpu)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="frames per detector batch")
+
+
 def _params(args: argparse.Namespace) -> MiningParams:
     return MiningParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(MiningParams)})
 
 
-def _cmd_mine(args: argparse.Namespace) -> int:
-    from .pipeline import mine_video
+def _detector_factory(args: argparse.Namespace):
+    """A picklable factory of the detector named on the command line (or None)."""
+    if not getattr(args, "detector", None):
+        return None
+    import functools
 
-    summary = mine_video(
-        args.video,
-        args.detections,
-        params=_params(args),
-        rule=args.rule,
-        backend=args.backend,
-        iou_first=not args.no_iou_first,
-        verdicts_csv=args.verdicts,
-        progress=not args.quiet,
-    )
-    print(summary.line())
+    from .detectors import make_detector
+
+    options = {"category": args.category if args.category != "object" else None, "device": args.device}
+    if args.weights:
+        options["weights"] = args.weights
+    if args.batch_size:
+        options["batch_size"] = args.batch_size
+    return functools.partial(make_detector, args.detector, **{k: v for k, v in options.items() if v is not None})
+
+
+def _cmd_mine(args: argparse.Namespace) -> int:
+    if args.detections and args.detector:
+        raise ValueError("give either --detections or --detector, not both")
+    if not args.out and not args.verdicts:
+        raise ValueError("say where to write: --out DIR (a COCO dataset) and/or --verdicts OUT.csv (one video)")
+    params = _params(args)
+    code = 0
     if args.verdicts:
+        if len(args.videos) != 1 or not args.detections:
+            raise ValueError("--verdicts takes exactly one video and its --detections file")
+        from .pipeline import mine_video
+
+        summary = mine_video(
+            args.videos[0],
+            args.detections,
+            params=params,
+            rule=args.rule,
+            backend=args.backend,
+            iou_first=not args.no_iou_first,
+            verdicts_csv=args.verdicts,
+            progress=not args.quiet,
+        )
+        print(summary.line())
         print(f"verdicts written to {args.verdicts}")
-    return 0
+    if args.out:
+        from .dataset import RunConfig
+        from .run import run_mining
+
+        factory = _detector_factory(args)
+        detector_info = None
+        if factory is not None:
+            detector_info = {"name": args.detector, "weights": args.weights, "category": args.category}
+        config = RunConfig(
+            params=params, rule=args.rule, mode=args.mode, category=args.category, detector=detector_info,
+            visualize=args.visualize,
+        )
+        result = run_mining(
+            args.videos, args.out, config, detections=args.detections, detector_factory=factory,
+            backend=args.backend, workers=args.workers, progress=not args.quiet,
+        )
+        code = result.exit_code
+    return code
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -111,12 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction, help="print the version and the backends available here")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    mine = commands.add_parser("mine", help="mine a video against a detections file")
-    mine.add_argument("video", help="video file or folder of numbered images")
-    mine.add_argument("--detections", required=True, metavar="DETS.txt", help="MOTChallenge det.txt (frame,id,x,y,w,h,score,...)")
-    mine.add_argument("--verdicts", metavar="OUT.csv", help="write frame,x,y,w,h,score,verdict,reason per candidate")
+    mine = commands.add_parser(
+        "mine",
+        help="mine videos against detection files or a detector",
+        description="Mine videos (files, image folders, folders of videos, globs, or .txt lists of them) "
+        "into a COCO dataset (--out) and/or one video's verdicts (--verdicts).",
+    )
+    mine.add_argument("videos", nargs="+", metavar="VIDEO", help="video file, image folder, folder of videos, glob or list file")
+    mine.add_argument("--detections", metavar="PATH", help="MOT det.txt of one video, or a folder with <video>.txt per video")
+    mine.add_argument("--out", metavar="DIR", help="write the mined COCO dataset here (resumable)")
+    mine.add_argument("--verdicts", metavar="OUT.csv", help="one video: write frame,x,y,w,h,score,verdict,reason per candidate")
+    mine.add_argument("--mode", choices=MODES, default="hn", help="which frames are written and how they are labelled (default: hn)")
+    mine.add_argument("--category", default="object", help="category name of the labels (default: object); with --detector, the COCO category to keep")
+    mine.add_argument("--visualize", action="store_true", help="also draw each kept frame (hard negatives red) and a contact sheet")
+    mine.add_argument("--workers", type=int, default=1, metavar="N", help="videos mined in parallel (default: 1)")
     mine.add_argument("--no-iou-first", action="store_true", help="seed rule: run NCC before the IoU shortcut (the authors' order; same verdicts)")
-    mine.add_argument("--quiet", action="store_true", help="no progress bar")
+    mine.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_detector_options(mine)
     _add_mining_options(mine)
     mine.set_defaults(handler=_cmd_mine)
 

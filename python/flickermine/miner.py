@@ -30,12 +30,15 @@ class FrameVerdicts:
             score_threshold``), clipped to the image.
         scores: ``(N,)`` float64 detector scores.
         reasons: ``(N,)`` int8 :class:`Reason` codes.
+        hard_positives: ``(M, 4)`` float64 x1, y1, x2, y2 tracked boxes of objects the detector
+            missed in this frame (empty unless the miner looks for hard positives).
     """
 
     frame_index: int
     boxes: np.ndarray
     scores: np.ndarray
     reasons: np.ndarray
+    hard_positives: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
 
     @property
     def hard_negatives(self) -> np.ndarray:

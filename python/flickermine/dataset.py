@@ -1,0 +1,289 @@
+"""Mined frames as a COCO dataset: per-video shards, one merge at the end.
+
+Layout of an output folder ``DIR``::
+
+    DIR/run.json                          what produced it (parameters, rule, mode, detector):
+                                          a rerun with other settings is refused
+    DIR/images/<video>/<frame:06d>.jpg    each kept frame; <frame> is 1-based (MOT numbering)
+    DIR/shards/<video>.json               one finished video, written atomically
+    DIR/annotations.json                  COCO, merged from the shards at the end
+    DIR/report.json                       per-video and total counts and speed
+    DIR/visualize/<video>/<frame>.jpg     with --visualize: hard negatives red, labels green
+    DIR/contact_sheet.png                 with --visualize: the first kept frames in a grid
+
+COCO content: ``images`` carry ``id, file_name`` (relative to ``DIR``), ``width, height, video,
+frame_index`` (0-based) and the extra key ``hard_negatives``: a list of ``{"bbox": [x, y, w, h],
+"score": s}``, the frame's mined hard negatives (never annotations: train on them explicitly if
+you wish). ``annotations`` are the labels of the mode: ``bbox`` xywh pixels, ``area = w * h``,
+``iscrowd 0``, ``category_id``, ``score`` and ``source`` (``"detector"``; hard positives found by
+the tracker say ``"tracker"``). No segmentation is invented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .miner import FrameVerdicts
+from .params import MiningParams, Reason
+
+#: what a frame must hold to be kept, and what labels it gets; see DESIGN.md "Which frames are written"
+MODES = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
+HARD_NEGATIVES_KEY = "hard_negatives"
+DETECTOR_SOURCE = "detector"
+TRACKER_SOURCE = "tracker"
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temp file in the same folder and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as stream:
+            json.dump(payload, stream, indent=1)
+            stream.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def xywh(box: Iterable[float]) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a mined dataset's content; stored in ``run.json``."""
+
+    params: MiningParams = MiningParams()
+    rule: str = "seed"
+    mode: str = "hn"
+    category: str = "object"
+    detector: dict | None = None  #: detector provenance (name, weights, ...) or None for files
+    jpeg_quality: int = 95
+    visualize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+
+    def as_dict(self) -> dict:
+        return {
+            "version": __version__,
+            "params": self.params.as_dict(),
+            "rule": self.rule,
+            "mode": self.mode,
+            "category": self.category,
+            "detector": self.detector,
+            "jpeg_quality": self.jpeg_quality,
+            "visualize": self.visualize,
+        }
+
+
+def check_run_folder(out: Path, config: RunConfig) -> None:
+    """Create ``out/run.json``, or refuse a folder that holds a run with different settings."""
+    run_file = out / "run.json"
+    wanted = config.as_dict()
+    if run_file.exists():
+        try:
+            held = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{run_file}: unreadable ({error}); delete the folder or pick another --out") from None
+        ignore = {"version"}
+        differences = [
+            f"{key}: {held.get(key)!r} there, {value!r} now"
+            for key, value in wanted.items()
+            if key not in ignore and held.get(key) != value
+        ]
+        if differences:
+            raise ValueError(
+                f"{out} holds a run with different settings ({'; '.join(differences)}); "
+                "use another --out, or delete it to start over"
+            )
+        return
+    write_json_atomic(run_file, wanted)
+
+
+def select_frame(verdicts: FrameVerdicts, mode: str) -> tuple[bool, list[dict]]:
+    """Whether a decided frame is kept in ``mode``, and its label annotations (without ids)."""
+    hard = verdicts.hard_negatives
+    positives = ~hard
+    hard_positive_boxes = verdicts.hard_positives
+    has_hn, has_pp, has_hp = bool(hard.any()), bool(positives.any()), len(hard_positive_boxes) > 0
+    if mode == "hn":
+        keep = has_hn and has_pp
+    elif mode == "hp":
+        keep = has_hp
+    elif mode == "hn+hp":
+        keep = (has_hn and has_pp) or has_hp
+    elif mode == "negatives":
+        keep = has_hn
+    else:  # flickers-as-positives: the paper's ablation, the hn frames with every detection a label
+        keep = has_hn and has_pp
+    if not keep:
+        return False, []
+    label_mask = np.ones(len(hard), bool) if mode == "flickers-as-positives" else positives
+    labels = [
+        {"bbox": xywh(box), "score": round(float(score), 6), "source": DETECTOR_SOURCE}
+        for box, score in zip(verdicts.boxes[label_mask], verdicts.scores[label_mask])
+    ]
+    if mode in ("hp", "hn+hp"):
+        labels += [{"bbox": xywh(box), "score": None, "source": TRACKER_SOURCE} for box in hard_positive_boxes]
+    return True, labels
+
+
+def draw_frame(color: np.ndarray, verdicts: FrameVerdicts) -> np.ndarray:
+    """The authors' figure: hard negatives red, other candidates green, hard positives yellow."""
+    canvas = color.copy()
+    for box, reason in zip(verdicts.boxes, verdicts.reasons):
+        red = reason == Reason.ISOLATED
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 0, 255) if red else (0, 200, 0), 2)
+    for box in verdicts.hard_positives:
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 220, 255), 2)
+    return canvas
+
+
+class ShardWriter:
+    """Writes one video's kept frames (JPEGs as they are decided) and, at the end, its shard."""
+
+    def __init__(self, out: Path, video_key: str, config: RunConfig) -> None:
+        self.out = out
+        self.key = video_key
+        self.config = config
+        self.images: list[dict] = []
+        self.counts = {"candidates": 0, "hard_negatives": 0, "pseudo_positives": 0, "hard_positives": 0}
+        (out / "images" / video_key).mkdir(parents=True, exist_ok=True)
+        if config.visualize:
+            (out / "visualize" / video_key).mkdir(parents=True, exist_ok=True)
+
+    def add(self, verdicts: FrameVerdicts, color: np.ndarray) -> None:
+        hard = verdicts.hard_negatives
+        self.counts["candidates"] += len(hard)
+        self.counts["hard_negatives"] += int(hard.sum())
+        self.counts["pseudo_positives"] += int((~hard).sum())
+        self.counts["hard_positives"] += len(verdicts.hard_positives)
+        keep, labels = select_frame(verdicts, self.config.mode)
+        if not keep:
+            return
+        name = f"{verdicts.frame_index + 1:06d}.jpg"
+        file_name = f"images/{self.key}/{name}"
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality]
+        if not cv2.imwrite(str(self.out / file_name), color, params):
+            raise OSError(f"could not write {self.out / file_name}")
+        if self.config.visualize:
+            cv2.imwrite(str(self.out / "visualize" / self.key / name), draw_frame(color, verdicts), params)
+        height, width = color.shape[:2]
+        self.images.append(
+            {
+                "file_name": file_name,
+                "width": width,
+                "height": height,
+                "video": self.key,
+                "frame_index": verdicts.frame_index,
+                HARD_NEGATIVES_KEY: [
+                    {"bbox": xywh(b), "score": round(float(s), 6)}
+                    for b, s in zip(verdicts.boxes[hard], verdicts.scores[hard])
+                ],
+                "annotations": labels,
+            }
+        )
+
+    def finish(self, stats: dict) -> dict:
+        shard = {"video": self.key, **stats, **self.counts, "kept_frames": len(self.images), "images": self.images}
+        write_json_atomic(self.out / "shards" / f"{self.key}.json", shard)
+        return shard
+
+
+def shard_path(out: Path, video_key: str) -> Path:
+    return out / "shards" / f"{video_key}.json"
+
+
+def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: str) -> dict:
+    """Merge the finished shards (in ``video_keys`` order) into ``annotations.json``; return the COCO."""
+    images, annotations = [], []
+    category = {"id": 1, "name": config.category, "supercategory": config.category}
+    for key in video_keys:
+        path = shard_path(out, key)
+        if not path.exists():
+            continue
+        shard = json.loads(path.read_text())
+        for image in shard["images"]:
+            image_id = len(images) + 1
+            labels = image.pop("annotations")
+            images.append({"id": image_id, **image})
+            for label in labels:
+                x, y, w, h = label["bbox"]
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": category["id"],
+                        "bbox": [x, y, w, h],
+                        "area": round(w * h, 3),
+                        "iscrowd": 0,
+                        "score": label["score"],
+                        "source": label["source"],
+                    }
+                )
+    coco = {
+        "info": {
+            "description": "hard examples mined by flickermine",
+            "version": __version__,
+            "date_created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "rule": config.rule,
+            "mode": config.mode,
+            "parameters": config.params.as_dict(),
+            "backend": backend,
+            "detector": config.detector,
+            "hard_negatives_key": (
+                f"each image's '{HARD_NEGATIVES_KEY}' lists its mined hard negatives as bbox [x, y, w, h] "
+                "pixels and detector score; they are not annotations"
+            ),
+        },
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [category],
+    }
+    write_json_atomic(out / "annotations.json", coco)
+    return coco
+
+
+def contact_sheet(out: Path, coco: dict, count: int = 16, thumb_width: int = 320) -> Path | None:
+    """A grid of the first ``count`` visualized kept frames, as ``out/contact_sheet.png``."""
+    thumbs = []
+    for image in coco["images"][:count]:
+        drawn = cv2.imread(str(out / "visualize" / image["video"] / Path(image["file_name"]).name))
+        if drawn is None:
+            continue
+        scale = thumb_width / drawn.shape[1]
+        thumb = cv2.resize(drawn, (thumb_width, max(1, int(round(drawn.shape[0] * scale)))), interpolation=cv2.INTER_AREA)
+        cv2.putText(thumb, f"{image['video']} #{image['frame_index'] + 1}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        thumbs.append(thumb)
+    if not thumbs:
+        return None
+    height = max(t.shape[0] for t in thumbs)
+    columns = 4
+    rows = []
+    for start in range(0, len(thumbs), columns):
+        row = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in thumbs[start : start + columns]]
+        row += [np.zeros_like(row[0])] * (columns - len(row))
+        rows.append(np.concatenate(row, axis=1))
+    path = out / "contact_sheet.png"
+    cv2.imwrite(str(path), np.concatenate(rows, axis=0))
+    return path

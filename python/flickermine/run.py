@@ -1,0 +1,433 @@
+"""Mining many videos into one COCO dataset: inputs, checks, workers, resume, progress, report.
+
+A run is resumable: every finished video leaves an atomic shard in ``DIR/shards``; the same
+command started again skips those videos and redoes only unfinished ones, then merges. Bad
+input (detections that do not fit their video, a folder holding a run with other settings, an
+unknown detector) stops before any work; a video that cannot be read is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import glob
+import json
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_json_atomic
+from .detections import DetectionFile, DetectionFileError
+from .miner import Miner
+from .video import IMAGE_EXTENSIONS, VideoError, open_video
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts")
+LIST_EXTENSIONS = (".lst", ".list", ".txt")
+DETECTION_EXTENSIONS = (".txt", ".jsonl", ".det")
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
+def _expand_folder(folder: Path) -> list[Path]:
+    if _has_images(folder):
+        return [folder]
+    found: list[Path] = []
+    for child in sorted(folder.iterdir(), key=lambda p: p.name):
+        if child.is_dir():
+            found += _expand_folder(child)
+        elif child.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append(child)
+    return found
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Videos named by ``inputs``: video files, image folders (one video each), folders of videos
+    (searched recursively), glob patterns, and text files listing any of these one a line
+    (relative to the list's folder; ``#`` comments). Order is kept; duplicates are dropped."""
+    videos: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if any(c in text for c in "*?[") and not path.exists():
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"{text}: the pattern matches nothing")
+            videos += expand_inputs(matches)
+        elif path.is_dir():
+            found = _expand_folder(path)
+            if not found:
+                raise FileNotFoundError(f"{path}: the folder holds no videos and no images")
+            videos += found
+        elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+            lines = [line.strip() for line in path.read_text().splitlines()]
+            entries = [str(path.parent / line) for line in lines if line and not line.startswith("#")]
+            if not entries:
+                raise FileNotFoundError(f"{path}: the list names no videos")
+            videos += expand_inputs(entries)
+        else:
+            videos.append(path)  # a video file, or a missing one: reported when opened
+    unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in videos))
+    return unique
+
+
+def video_keys(videos: Sequence[Path]) -> list[str]:
+    """Unique names for output folders: the video's name (file stem, or image folder's name),
+    prefixed with parent folder names where two videos would share one."""
+
+    def name(path: Path, depth: int) -> str:
+        if path.is_dir() and path.name.lower() in {"img", "img1", "images", "imgs", "frames", "jpegimages"}:
+            path = path.parent
+        parts = list(path.parts)
+        base = path.stem if path.suffix.lower() in VIDEO_EXTENSIONS else path.name
+        prefix = [p for p in parts[-1 - depth : -1]] if depth else []
+        return "-".join(prefix + [base]).replace(os.sep, "-")
+
+    depth = [0] * len(videos)
+    while True:
+        keys = [name(v, d) for v, d in zip(videos, depth)]
+        counts = collections.Counter(keys)
+        clashing = [i for i, k in enumerate(keys) if counts[k] > 1]
+        if not clashing:
+            return keys
+        progressed = False
+        for i in clashing:
+            if depth[i] < len(videos[i].parts) - 1:
+                depth[i] += 1
+                progressed = True
+        if not progressed:
+            return [f"{k}-{i + 1}" for i, k in enumerate(keys)]
+
+
+def find_detections(video: Path, key: str, detections: str | os.PathLike | None, single: bool) -> Path:
+    """The detections file of ``video``: ``detections`` itself when it is a file (one video),
+    else ``detections/<key>.<ext>`` or ``detections/<video name>.<ext>``."""
+    if detections is None:
+        raise ValueError("give --detections (a file or folder) or --detector")
+    where = Path(detections)
+    if where.is_file():
+        if not single:
+            raise ValueError(f"--detections {where} is one file but {key} is one of several videos; pass a folder")
+        return where
+    if not where.is_dir():
+        raise FileNotFoundError(f"--detections {where}: no such file or folder")
+    names = [key, video.stem if video.is_file() else video.name]
+    for name in names:
+        for ext in DETECTION_EXTENSIONS:
+            candidate = where / f"{name}{ext}"
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        f"no detections for video {video} in {where}: expected {where / (key + '.txt')} (or .jsonl)"
+    )
+
+
+# -- one video ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoJob:
+    key: str
+    path: Path
+    detections: Path | None  #: None: run the detector in the same decoding pass
+
+
+def _detections_stream(job: VideoJob, source, detector, batch_size: int) -> Iterator[tuple]:
+    """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector."""
+    if job.detections is not None:
+        dets = DetectionFile(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
+        per_frame = dets.per_frame(source.frame_count)
+        empty = (None, np.zeros((0, 4)), np.zeros(0))
+        for frame in source.frames(gray=True, color=True):
+            _, boxes, scores = next(per_frame, empty)
+            yield frame, boxes, scores
+        dets.check_frames_decoded(source.decoded_frames)
+        return
+    batch = []
+    for frame in source.frames(gray=True, color=True):
+        batch.append(frame)
+        if len(batch) == batch_size:
+            yield from _detect_batch(detector, batch)
+            batch = []
+    if batch:
+        yield from _detect_batch(detector, batch)
+
+
+def _detect_batch(detector, frames) -> Iterator[tuple]:
+    results = detector([f.color for f in frames])
+    for frame, result in zip(frames, results):
+        yield frame, result.boxes, result.scores
+
+
+def mine_video_job(
+    job: VideoJob,
+    out: Path,
+    config: RunConfig,
+    backend: str = "auto",
+    detector=None,
+    on_frames: Callable[[str, int], None] | None = None,
+) -> dict:
+    """Mine one video into its shard; return the shard's statistics (without its images)."""
+    start = time.perf_counter()
+    source = open_video(job.path)
+    miner = Miner(config.params, config.rule, backend)
+    writer = ShardWriter(out, job.key, config)
+    colors: collections.deque = collections.deque(maxlen=2 * config.params.window + 1)
+    detections = 0
+    batch_size = getattr(detector, "batch_size", 1) if detector is not None else 1
+    pending = 0
+    for frame, boxes, scores in _detections_stream(job, source, detector, batch_size):
+        colors.append(frame.color)
+        detections += len(boxes)
+        for verdicts in miner.push(frame.gray, boxes, scores):
+            writer.add(verdicts, colors[verdicts.frame_index - (frame.index + 1 - len(colors))])
+        pending += 1
+        if on_frames is not None and pending >= 16:
+            on_frames(job.key, pending)
+            pending = 0
+    last = source.decoded_frames or 0
+    for verdicts in miner.finish():
+        writer.add(verdicts, colors[verdicts.frame_index - (last - len(colors))])
+    if on_frames is not None and pending:
+        on_frames(job.key, pending)
+    seconds = time.perf_counter() - start
+    shard = writer.finish(
+        {
+            "path": str(job.path),
+            "detections_file": str(job.detections) if job.detections else None,
+            "width": source.width,
+            "height": source.height,
+            "frames": source.decoded_frames,
+            "detections": detections,
+            "seconds": round(seconds, 3),
+            "frames_per_second": round((source.decoded_frames or 0) / seconds, 1) if seconds > 0 else None,
+            "backend": miner.backend_name,
+        }
+    )
+    return {k: v for k, v in shard.items() if k != "images"}
+
+
+# -- many videos -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunResult:
+    out: Path
+    videos: list[dict]  #: per video: key, path, status (done | skipped | failed) and counts
+    coco: dict
+
+    @property
+    def failed(self) -> list[dict]:
+        return [v for v in self.videos if v["status"] == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every video mined; 1: some failed (reported), the rest were written."""
+        return 1 if self.failed else 0
+
+
+REPORT_COLUMNS = ("video", "status", "frames", "detections", "hard_negatives", "pseudo_positives", "hard_positives", "kept_frames", "frames_per_second")
+
+
+def format_report(videos: list[dict]) -> str:
+    headers = ["video", "status", "frames", "detections", "hard neg.", "pseudo-pos.", "hard pos.", "kept", "frames/s"]
+    rows = []
+    for v in videos:
+        rows.append([str(v.get(c, "")) if v.get(c) is not None else "-" for c in REPORT_COLUMNS])
+    totals = ["total", "", *(str(sum(v.get(c) or 0 for v in videos)) for c in REPORT_COLUMNS[2:8]), ""]
+    table = [headers] + rows + [totals]
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(table):
+        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0 or n == len(table) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class _Progress:
+    """One overall bar (frames of all videos) and one bar per running video, fed by callbacks."""
+
+    def __init__(self, total_frames: int | None, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, object] = {}
+        self.lock = threading.Lock()
+        if enabled:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self.overall = tqdm(total=total_frames, desc="all videos", unit="frame", position=0, dynamic_ncols=True)
+
+    def start(self, key: str, total: int | None) -> None:
+        if self.enabled:
+            with self.lock:
+                self.bars[key] = self._tqdm(total=total, desc=key, unit="frame", leave=False, dynamic_ncols=True, position=len(self.bars) + 1)
+
+    def frames(self, key: str, count: int) -> None:
+        if self.enabled:
+            with self.lock:
+                if key not in self.bars:
+                    self.bars[key] = self._tqdm(desc=key, unit="frame", leave=False, dynamic_ncols=True, position=len(self.bars) + 1)
+                self.bars[key].update(count)
+                self.overall.update(count)
+
+    def done(self, key: str) -> None:
+        if self.enabled:
+            with self.lock:
+                bar = self.bars.pop(key, None)
+                if bar is not None:
+                    bar.close()
+
+    def close(self) -> None:
+        if self.enabled:
+            for bar in list(self.bars.values()):
+                bar.close()
+            self.overall.close()
+
+
+def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_factory, progress_queue) -> dict:
+    """Runs in a worker process: one video, progress sent back through ``progress_queue``."""
+    detector = detector_factory() if detector_factory is not None else None
+
+    def on_frames(key: str, count: int) -> None:
+        progress_queue.put((key, count))
+
+    return mine_video_job(job, out, config, backend, detector, on_frames)
+
+
+def run_mining(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    config: RunConfig,
+    detections: str | os.PathLike | None = None,
+    detector_factory: Callable[[], object] | None = None,
+    backend: str = "auto",
+    workers: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Mine every video of ``inputs`` into the dataset folder ``out``; see the module docstring.
+
+    ``detector_factory`` (a picklable callable returning a detector) runs detection in the same
+    decoding pass instead of reading ``detections``.
+    """
+    out = Path(out)
+    videos = expand_inputs(inputs)
+    if not videos:
+        raise ValueError("no videos to mine")
+    keys = video_keys(videos)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    from .backends import get_backend
+
+    backend_name = get_backend(backend).NAME  # an unknown or missing backend fails now
+
+    # Checks before any work: every readable video's detections must fit it.
+    report: dict[str, dict] = {}
+    jobs: list[VideoJob] = []
+    frame_totals: dict[str, int | None] = {}
+    for key, path in zip(keys, videos):
+        entry = {"video": key, "path": str(path)}
+        report[key] = entry
+        try:
+            source = open_video(path)
+        except VideoError as error:
+            entry.update(status="failed", error=str(error))
+            continue
+        frame_totals[key] = source.frame_count
+        dets_path = None
+        if detector_factory is None:
+            dets_path = find_detections(path, key, detections, single=len(videos) == 1)
+            DetectionFile(dets_path, frame_count=source.frame_count, width=source.width, height=source.height)
+        jobs.append(VideoJob(key, path, dets_path))
+    detector = detector_factory() if detector_factory is not None and workers == 1 and jobs else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, config)
+    todo = []
+    for job in jobs:
+        if shard_path(out, job.key).exists():
+            shard = json.loads(shard_path(out, job.key).read_text())
+            report[job.key].update({k: v for k, v in shard.items() if k != "images"}, status="skipped (done before)")
+        else:
+            todo.append(job)
+
+    bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress)
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for job in todo:
+                bars.start(job.key, frame_totals.get(job.key))
+                try:
+                    stats = mine_video_job(job, out, config, backend, detector, bars.frames)
+                    report[job.key].update(stats, status="done")
+                except (VideoError, DetectionFileError, OSError, ValueError) as error:
+                    report[job.key].update(status="failed", error=str(error))
+                finally:
+                    bars.done(job.key)
+        else:
+            _run_parallel(todo, out, config, backend, detector_factory, workers, bars, report, frame_totals)
+    finally:
+        bars.close()
+
+    coco = merge_shards(out, keys, config, backend_name)
+    rows = [report[k] for k in keys]
+    totals = {c: sum((r.get(c) or 0) for r in rows) for c in REPORT_COLUMNS[2:8]}
+    write_json_atomic(out / "report.json", {"videos": rows, "totals": totals, "config": config.as_dict(), "backend": backend_name})
+    if config.visualize:
+        contact_sheet(out, coco)
+    log(format_report(rows))
+    for row in rows:
+        if row["status"] == "failed":
+            log(f"failed: {row['path']}: {row['error']}")
+    log(f"{len(coco['images'])} images, {len(coco['annotations'])} annotations written to {out / 'annotations.json'}")
+    return RunResult(out, rows, coco)
+
+
+def _run_parallel(todo, out, config, backend, detector_factory, workers, bars, report, frame_totals) -> None:
+    # spawn: the parent holds threads (progress, decoding) that fork would copy half-way.
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        progress_queue = manager.Queue()
+        stop = threading.Event()
+
+        def pump() -> None:
+            while not stop.is_set() or not progress_queue.empty():
+                try:
+                    key, count = progress_queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                bars.frames(key, count)
+
+        pumper = threading.Thread(target=pump, daemon=True)
+        pumper.start()
+        try:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = {
+                    pool.submit(_worker, job, out, config, backend, detector_factory, progress_queue): job
+                    for job in todo
+                }
+                for future in concurrent.futures.as_completed(futures):
+                    job = futures[future]
+                    try:
+                        report[job.key].update(future.result(), status="done")
+                    except (VideoError, DetectionFileError, OSError, ValueError) as error:
+                        report[job.key].update(status="failed", error=str(error))
+                    except concurrent.futures.process.BrokenProcessPool as error:
+                        report[job.key].update(status="failed", error=f"worker died: {error}")
+                    bars.done(job.key)
+        finally:
+            stop.set()
+            pumper.join(timeout=5)
