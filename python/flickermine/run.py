@@ -89,7 +89,7 @@ def video_keys(videos: Sequence[Path]) -> list[str]:
     prefixed with parent folder names where two videos would share one."""
 
     def name(path: Path, depth: int) -> str:
-        if path.is_dir() and path.name.lower() in {"img", "img1", "images", "imgs", "frames", "jpegimages"}:
+        if path.name.lower() in {"img", "img1", "images", "imgs", "frames", "jpegimages"}:
             path = path.parent
         parts = list(path.parts)
         base = path.stem if path.suffix.lower() in VIDEO_EXTENSIONS else path.name
