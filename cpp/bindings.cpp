@@ -190,6 +190,37 @@ py::array_t<double> iou_matrix(const py::array& a, const py::array& b) {
   return out;
 }
 
+Window window_arg(const py::list& frames, const py::list& boxes, int center, std::vector<py::array>& keep) {
+  Window w;
+  for (size_t g = 0; g < frames.size(); ++g) {
+    keep.push_back(py::reinterpret_borrow<py::array>(frames[g]));
+    w.frames.push_back(image_view(keep.back(), "frames[" + std::to_string(g) + "]"));
+  }
+  for (size_t g = 0; g < boxes.size(); ++g) w.boxes.push_back(boxes_arg(boxes[g], "boxes[" + std::to_string(g) + "]"));
+  w.center = center;
+  return w;
+}
+
+py::array_t<double> hard_positives_py(const py::list& frames, const py::list& boxes, int center,
+                                      const Params& params) {
+  std::vector<py::array> keep;
+  const Window w = window_arg(frames, boxes, center, keep);
+  std::vector<Box> found;
+  {
+    py::gil_scoped_release release;
+    found = hard_positives(w, params);
+  }
+  py::array_t<double> out({py::ssize_t(found.size()), py::ssize_t(4)});
+  double* o = out.mutable_data();
+  for (size_t i = 0; i < found.size(); ++i) {
+    o[4 * i] = found[i].x1;
+    o[4 * i + 1] = found[i].y1;
+    o[4 * i + 2] = found[i].x2;
+    o[4 * i + 3] = found[i].y2;
+  }
+  return out;
+}
+
 py::array_t<std::int8_t> frame_verdicts_py(const py::list& frames, const py::list& boxes, const py::array& scores,
                                            int center, const Params& params, const std::string& rule,
                                            bool iou_first) {
@@ -201,19 +232,11 @@ py::array_t<std::int8_t> frame_verdicts_py(const py::list& frames, const py::lis
   } else {
     throw std::invalid_argument("rule must be 'seed' or 'tracklet', got '" + rule + "'");
   }
-  Window w;
-  // Keep the arrays alive (and their views valid) while the GIL is released.
-  std::vector<py::array> keep;
-  for (size_t g = 0; g < frames.size(); ++g) {
-    py::array a = py::reinterpret_borrow<py::array>(frames[g]);
-    keep.push_back(a);
-    w.frames.push_back(image_view(a, "frames[" + std::to_string(g) + "]"));
-  }
-  for (size_t g = 0; g < boxes.size(); ++g) w.boxes.push_back(boxes_arg(boxes[g], "boxes[" + std::to_string(g) + "]"));
+  std::vector<py::array> keep;  // keeps the frames alive while the GIL is released
+  Window w = window_arg(frames, boxes, center, keep);
   DoubleArray score_array = DoubleArray::ensure(scores);
   if (!score_array || score_array.ndim() != 1) throw std::invalid_argument("scores must be a 1D array");
   w.scores.assign(score_array.data(), score_array.data() + score_array.size());
-  w.center = center;
   std::vector<std::int8_t> reasons;
   {
     py::gil_scoped_release release;
@@ -254,6 +277,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("frame_verdicts", &frame_verdicts_py, py::arg("frames"), py::arg("boxes"), py::arg("scores"),
         py::arg("center"), py::arg("params"), py::arg("rule"), py::arg("iou_first") = true,
         "Reason codes (N,) int8 of the center frame's boxes; see flickermine.rules.");
+  m.def("hard_positives", &hard_positives_py, py::arg("frames"), py::arg("boxes"), py::arg("center"),
+        py::arg("params"), "Hard positives (M, 4) x1, y1, x2, y2 of the center frame; see flickermine.rules.");
   m.def(
       "ncc_score_map_reference",
       [](const py::array& template_frame, const py::array& template_box, const py::array& search_frame,

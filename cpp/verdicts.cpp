@@ -139,10 +139,6 @@ void check_window(const Window& w) {
     throw std::invalid_argument("center " + std::to_string(w.center) + " is outside the window of " +
                                 std::to_string(n) + " frames");
   }
-  if (w.scores.size() != w.boxes[w.center].size()) {
-    throw std::invalid_argument("scores has " + std::to_string(w.scores.size()) + " entries but the center frame has " +
-                                std::to_string(w.boxes[w.center].size()) + " boxes");
-  }
   const ImageView& first = w.frames[0];
   for (int g = 0; g < n; ++g) {
     const ImageView& f = w.frames[g];
@@ -170,8 +166,56 @@ PixelBox grow(const PixelBox& box, int margin, int width, int height) {
                   std::min(box.y2 + margin, height)};
 }
 
+std::vector<Box> hard_positives(const Window& w, const Params& p) {
+  check_window(w);
+  const ImageView& frame = w.frames[w.center];
+  const int n = static_cast<int>(w.frames.size());
+  std::vector<Box> found;
+  for (int direction : {1, -1}) {  // 1: sources before the center, tracked forward
+    for (int distance = 1; distance <= p.max_gap; ++distance) {
+      const int source = w.center - direction * distance;
+      if (source < 0 || source >= n || w.boxes[source].empty()) continue;
+      for (const Box& detection : w.boxes[source]) {
+        const PixelBox templ_box = pixel_box(detection, frame.width, frame.height);
+        NccTemplate templ(w.frames[source], templ_box);
+        PixelBox previous = templ_box;
+        Box at_center;
+        for (int step = 1; step <= p.max_gap + 1; ++step) {
+          const int g = source + direction * step;
+          if (g < 0 || g >= n) break;
+          const NccMatch match = templ.search(w.frames[g], grow(previous, p.margin, frame.width, frame.height));
+          if (match.score < p.ncc_threshold) break;
+          const Box tracked{double(match.x), double(match.y), double(match.x + templ_box.width()),
+                            double(match.y + templ_box.height())};
+          double overlap = 0.0;
+          for (const Box& other : w.boxes[g]) overlap = std::max(overlap, iou(tracked, other));
+          if (overlap >= kHardPositiveMatchIou) {
+            if (step > distance) found.push_back(at_center);
+            break;
+          }
+          if (overlap >= p.iou_threshold || step > p.max_gap) break;  // partial overlap, or too many gaps
+          if (step == distance) at_center = tracked;
+          previous = PixelBox{match.x, match.y, match.x + templ_box.width(), match.y + templ_box.height()};
+        }
+      }
+    }
+  }
+  std::vector<Box> kept;
+  for (const Box& box : found) {
+    bool duplicate = false;
+    for (const Box& k : kept) duplicate = duplicate || iou(box, k) >= kHardPositiveMatchIou;
+    if (!duplicate) kept.push_back(box);
+  }
+  return kept;
+}
+
 std::vector<std::int8_t> frame_verdicts(const Window& window, const Params& params, Rule rule, bool iou_first) {
   check_window(window);
+  if (window.scores.size() != window.boxes[window.center].size()) {
+    throw std::invalid_argument("scores has " + std::to_string(window.scores.size()) +
+                                " entries but the center frame has " +
+                                std::to_string(window.boxes[window.center].size()) + " boxes");
+  }
   return rule == Rule::kSeed ? seed(window, params, iou_first) : tracklet(window, params);
 }
 

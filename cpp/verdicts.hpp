@@ -61,4 +61,11 @@ struct Window {
 // One Reason per box of the center frame. Throws std::invalid_argument on inconsistent input.
 std::vector<std::int8_t> frame_verdicts(const Window& window, const Params& params, Rule rule, bool iou_first);
 
+// IoU at which a tracked box matches a detection at the ends of a hard-positive gap.
+inline constexpr double kHardPositiveMatchIou = 0.5;
+
+// Hard positives of the center frame (objects detected around it, missed in it); the same
+// definition, search order and de-duplication as rules.hard_positives.
+std::vector<Box> hard_positives(const Window& window, const Params& params);
+
 }  // namespace flickermine

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import frame_verdicts, iou, ncc_search, ncc_search_batch
+from .api import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
 from .backends import BACKENDS, available_backends, get_backend
 from .miner import FrameVerdicts, Miner, mine_frames
 from .params import MiningParams, Reason, Rule
@@ -25,6 +25,7 @@ __all__ = [
     "Reason",
     "Rule",
     "available_backends",
+    "frame_hard_positives",
     "frame_verdicts",
     "get_backend",
     "iou",

@@ -96,6 +96,25 @@ def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, backend: str = "auto") -> np.n
     return get_backend(backend).iou(check_boxes(boxes_a, "boxes_a"), check_boxes(boxes_b, "boxes_b"))
 
 
+def _check_window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int):
+    if len(frames) == 0:
+        raise ValueError("frames must hold at least the center frame")
+    if len(boxes) != len(frames):
+        raise ValueError(f"boxes has {len(boxes)} entries but frames has {len(frames)}; give one (N_i, 4) array per frame")
+    if not 0 <= center < len(frames):
+        raise ValueError(f"center {center} is outside the window of {len(frames)} frames")
+    checked_frames = [check_gray_frame(f, f"frames[{i}]") for i, f in enumerate(frames)]
+    first = checked_frames[0]
+    for i, f in enumerate(checked_frames):
+        if f.shape != first.shape or f.dtype != first.dtype:
+            raise ValueError(f"frames[{i}] has shape {f.shape} and dtype {f.dtype}, but frames[0] has {first.shape} {first.dtype}")
+    height, width = first.shape
+    checked_boxes = [
+        clip_boxes(check_boxes(b, f"boxes[{i}]"), width, height, f"boxes[{i}]") for i, b in enumerate(boxes)
+    ]
+    return checked_frames, checked_boxes
+
+
 def frame_verdicts(
     frames: Sequence[np.ndarray],
     boxes: Sequence[np.ndarray],
@@ -120,23 +139,27 @@ def frame_verdicts(
     """
     params = params or MiningParams()
     rule = _rule(rule)
-    if len(frames) == 0:
-        raise ValueError("frames must hold at least the center frame")
-    if len(boxes) != len(frames):
-        raise ValueError(f"boxes has {len(boxes)} entries but frames has {len(frames)}; give one (N_i, 4) array per frame")
-    if not 0 <= center < len(frames):
-        raise ValueError(f"center {center} is outside the window of {len(frames)} frames")
-    checked_frames = [check_gray_frame(f, f"frames[{i}]") for i, f in enumerate(frames)]
-    first = checked_frames[0]
-    for i, f in enumerate(checked_frames):
-        if f.shape != first.shape or f.dtype != first.dtype:
-            raise ValueError(f"frames[{i}] has shape {f.shape} and dtype {f.dtype}, but frames[0] has {first.shape} {first.dtype}")
-    height, width = first.shape
-    checked_boxes = [
-        clip_boxes(check_boxes(b, f"boxes[{i}]"), width, height, f"boxes[{i}]") for i, b in enumerate(boxes)
-    ]
+    checked_frames, checked_boxes = _check_window(frames, boxes, center)
     scores = check_scores(scores, len(checked_boxes[center]), "scores")
     return get_backend(backend).frame_verdicts(checked_frames, checked_boxes, scores, center, params, rule, iou_first)
 
 
-__all__ = ["ncc_search", "ncc_search_batch", "iou", "frame_verdicts", "Reason", "Rule", "MiningParams"]
+def frame_hard_positives(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    center: int,
+    params: MiningParams | None = None,
+    backend: str = "auto",
+) -> np.ndarray:
+    """Hard positives of ``frames[center]``: objects detected in frames around it but missed in it.
+
+    Arguments as :func:`frame_verdicts` (the frames within ``params.max_gap`` of ``center`` are
+    used). Returns ``(M, 4)`` float64 x1, y1, x2, y2 tracked boxes; see
+    :func:`flickermine.rules.hard_positives`.
+    """
+    params = params or MiningParams()
+    checked_frames, checked_boxes = _check_window(frames, boxes, center)
+    return get_backend(backend).frame_hard_positives(checked_frames, checked_boxes, center, params)
+
+
+__all__ = ["frame_hard_positives", "ncc_search", "ncc_search_batch", "iou", "frame_verdicts", "Reason", "Rule", "MiningParams"]

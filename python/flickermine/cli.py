@@ -145,6 +145,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ("injected false positives found", result.found_false_positives),
         ("precision of the hard negatives", f"{result.precision:.1%}"),
         ("recall of the injected false positives", f"{result.recall:.1%}"),
+        ("injected one-frame misses", result.injected_misses),
+        ("hard positives found", result.hard_positives),
+        ("injected misses recovered", result.found_misses),
         ("mining speed", f"{result.frames / result.seconds:.0f} frames/s"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -135,6 +135,9 @@ class DemoResult:
     injected_false_positives: int
     mined_hard_negatives: int
     found_false_positives: int  #: injected false positives mined as hard negatives (IoU >= 0.5)
+    injected_misses: int
+    hard_positives: int  #: hard positives found
+    found_misses: int  #: injected misses recovered as hard positives (IoU >= 0.5)
     seconds: float
     verdicts: list[FrameVerdicts]
 
@@ -161,11 +164,17 @@ def run_demo(
     clip = render_clip(seed=seed, num_frames=num_frames, params=params)
     start = time.perf_counter()
     verdicts = list(
-        mine_frames(clip.gray, zip(clip.detections, clip.scores), params=params, rule=rule, backend=backend)
+        mine_frames(
+            clip.gray, zip(clip.detections, clip.scores), params=params, rule=rule, backend=backend, hard_positives=True
+        )
     )
     seconds = time.perf_counter() - start
-    mined = found = 0
+    mined = found = hard_positives = found_misses = 0
     for v in verdicts:
+        hard_positives += len(v.hard_positives)
+        missed = clip.misses[v.frame_index]
+        if len(v.hard_positives) and len(missed):
+            found_misses += int((iou_matrix(missed, v.hard_positives) >= 0.5).any(axis=1).sum())
         hard = v.boxes[v.hard_negatives]
         mined += len(hard)
         injected = clip.false_positives[v.frame_index]
@@ -177,6 +186,9 @@ def run_demo(
         injected_false_positives=sum(len(f) for f in clip.false_positives),
         mined_hard_negatives=mined,
         found_false_positives=found,
+        injected_misses=sum(len(m) for m in clip.misses),
+        hard_positives=hard_positives,
+        found_misses=found_misses,
         seconds=seconds,
         verdicts=verdicts,
     )

@@ -85,8 +85,10 @@ class Miner:
         rule: Rule | str = Rule.SEED,
         backend: str = "auto",
         iou_first: bool = True,
+        hard_positives: bool = False,
     ) -> None:
         self.params = params or MiningParams()
+        self.find_hard_positives = hard_positives
         try:
             self.rule = Rule(rule)
         except ValueError:
@@ -163,8 +165,15 @@ class Miner:
             )
         else:
             reasons = np.zeros(0, dtype=np.int8)
+        verdicts = FrameVerdicts(frame_index, entry.boxes, entry.scores, np.asarray(reasons, dtype=np.int8))
+        if self.find_hard_positives:
+            # A frame without any detection may be exactly the one where an object was missed.
+            found = self.backend.frame_hard_positives(
+                [e.frame for e in window], [e.boxes for e in window], center - lo, self.params
+            )
+            verdicts = dataclasses.replace(verdicts, hard_positives=np.asarray(found, dtype=np.float64).reshape(-1, 4))
         self._decided = frame_index + 1
-        return FrameVerdicts(frame_index, entry.boxes, entry.scores, np.asarray(reasons, dtype=np.int8))
+        return verdicts
 
 
 def mine_frames(
@@ -174,13 +183,14 @@ def mine_frames(
     rule: Rule | str = Rule.SEED,
     backend: str = "auto",
     iou_first: bool = True,
+    hard_positives: bool = False,
 ) -> Iterator[FrameVerdicts]:
     """Mine a stream of grayscale frames with their ``(boxes, scores)``; yields verdicts in frame order.
 
     ``frames`` and ``detections`` are consumed together, one item each per frame; they must have
     the same length.
     """
-    miner = Miner(params, rule, backend, iou_first)
+    miner = Miner(params, rule, backend, iou_first, hard_positives)
     detections = iter(detections)
     for index, frame in enumerate(frames):
         try:

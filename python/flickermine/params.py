@@ -70,7 +70,7 @@ class MiningParams:
         check("window", self.window >= 1, ">= 1")
         check("margin", self.margin >= 0, ">= 0")
         check("border", self.border >= 0, ">= 0")
-        check("max_gap", self.max_gap >= 1, ">= 1")
+        check("max_gap", 1 <= self.max_gap <= self.window, f">= 1 and <= window ({self.window})")
         check("min_area", self.min_area >= 0, ">= 0")
         check("ncc_threshold", -1.0 <= self.ncc_threshold <= 1.0, "in [-1, 1]")
         check("iou_threshold", 0.0 <= self.iou_threshold <= 1.0, "in [0, 1]")

@@ -182,3 +182,67 @@ def search_each(search_one: Callable[[np.ndarray, np.ndarray], "tuple[float, int
         return scores, top_left
 
     return search_batch
+
+
+#: IoU at which a tracked box "matches" a detection at the ends of a hard-positive gap (DESIGN.md).
+HP_MATCH_IOU = 0.5
+
+
+def hard_positives(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    center: int,
+    params: MiningParams,
+    search_batch: SearchBatch,
+) -> np.ndarray:
+    """Hard positives of ``frames[center]``: objects detected around it but missed in it.
+
+    A detection ``d`` of frame ``a`` (at most ``max_gap`` frames from the center, either side) is
+    tracked towards and past the center, frame by frame (template from ``a``, search around the
+    previous tracked box grown by ``margin``, stop when NCC < ``ncc_threshold``). If the frames
+    from ``a`` up to and including the center are all *gaps* (the tracked box overlaps no
+    detection: IoU < ``iou_threshold``), and within ``max_gap`` gap frames in all the track then
+    *matches* a detection (IoU >= 0.5), the tracked box in the center frame is a hard positive.
+    A partial overlap (between the two thresholds) or a lost track ends it without one.
+
+    Tracks come from both sides; duplicates (IoU >= 0.5 with a box already found) are dropped,
+    keeping the first found: tracks from earlier frames first, nearest source frame first, then
+    in the order of the source frame's boxes. Returns ``(M, 4)`` float64 x1, y1, x2, y2.
+    """
+    height, width = frames[center].shape
+    found: list[np.ndarray] = []
+    for direction in (1, -1):  # 1: sources before the center, tracked forward
+        for distance in range(1, params.max_gap + 1):
+            source = center - direction * distance
+            if not 0 <= source < len(frames) or not len(boxes[source]):
+                continue
+            templates = pixel_boxes(boxes[source], width, height)
+            active = np.arange(len(templates))
+            previous = templates
+            at_center = np.zeros((len(templates), 4))
+            ended_here = np.zeros(len(templates), dtype=bool)
+            for step in range(1, params.max_gap + 2):
+                g = source + direction * step
+                if not len(active) or not 0 <= g < len(frames):
+                    break
+                regions = grow_boxes(previous, params.margin, width, height)
+                best, top_left = search_batch(frames[source], templates[active], frames[g], regions)
+                tracked = _tracked_boxes(top_left, templates[active])
+                overlap = iou_matrix(tracked, boxes[g]).max(axis=1) if len(boxes[g]) else np.zeros(len(active))
+                tracking = best >= params.ncc_threshold
+                matched = tracking & (overlap >= HP_MATCH_IOU)
+                gap = tracking & (overlap < params.iou_threshold)
+                if step > distance:
+                    ended_here[active[matched]] = True
+                if step == distance:
+                    at_center[active[gap]] = tracked[gap]
+                # Tracks go on only through gaps, and only while a matched end can still come.
+                keep = gap & (step <= params.max_gap)
+                active = active[keep]
+                previous = tracked[keep].astype(np.int64)
+            found.extend(at_center[ended_here])  # in the order of the source frame's boxes
+    kept: list[np.ndarray] = []
+    for box in found:
+        if not kept or (iou_matrix(box[None], np.array(kept)) < HP_MATCH_IOU).all():
+            kept.append(box)
+    return np.array(kept, dtype=np.float64).reshape(-1, 4)

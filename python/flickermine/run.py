@@ -183,7 +183,7 @@ def mine_video_job(
     """Mine one video into its shard; return the shard's statistics (without its images)."""
     start = time.perf_counter()
     source = open_video(job.path)
-    miner = Miner(config.params, config.rule, backend)
+    miner = Miner(config.params, config.rule, backend, hard_positives=config.mode in ("hp", "hn+hp"))
     writer = ShardWriter(out, job.key, config)
     colors: collections.deque = collections.deque(maxlen=2 * config.params.window + 1)
     detections = 0

@@ -1,9 +1,10 @@
-"""Backend registry. Every backend module has the same four members:
+"""Backend registry. Every backend module has the same members:
 
 * ``NAME``: its name;
 * ``ncc_search_batch(template_frame, template_boxes, search_frame, regions) -> (scores, top_left)``;
 * ``iou(boxes_a, boxes_b) -> (N, M)``;
-* ``frame_verdicts(frames, boxes, scores, center, params, rule, iou_first=True) -> (N,) int8``.
+* ``frame_verdicts(frames, boxes, scores, center, params, rule, iou_first=True) -> (N,) int8``;
+* ``frame_hard_positives(frames, boxes, center, params) -> (M, 4) float64``.
 
 Conventions are those of :mod:`flickermine.rules` and :mod:`flickermine.boxes`. Inputs are
 validated by the facade (:mod:`flickermine.api`) before they reach a backend.

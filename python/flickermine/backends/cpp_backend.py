@@ -49,3 +49,9 @@ def _core_params(params: MiningParams) -> "_core.Params":
     for name, value in params.as_dict().items():
         setattr(core, name, value)
     return core
+
+
+def frame_hard_positives(
+    frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int, params: MiningParams
+) -> np.ndarray:
+    return _core.hard_positives(list(frames), list(boxes), center, _core_params(params))

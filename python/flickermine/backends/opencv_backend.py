@@ -42,3 +42,9 @@ def frame_verdicts(
     iou_first: bool = True,
 ) -> np.ndarray:
     return rules.verdicts(frames, boxes, scores, center, params, rule, ncc_search_batch, iou_first)
+
+
+def frame_hard_positives(
+    frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int, params: MiningParams
+) -> np.ndarray:
+    return rules.hard_positives(frames, boxes, center, params, ncc_search_batch)
