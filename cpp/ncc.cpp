@@ -1,19 +1,218 @@
 // NCC template search (OpenCV TM_CCOEFF_NORMED semantics). See ncc.hpp.
 //
-// First version: exact float64 direct computation. A faster FFT path follows.
+// Algorithm. The numerator sum(T' * I') equals the cross-correlation of the
+// zero-mean template T' with the region (any constant offset of the region
+// cancels because T' sums to zero), so it is computed for every position at
+// once by a float32 FFT of size N x M >= region (products of 2, 3 and 5),
+// with the template spectrum cached per size in the NccTemplate. Window sums
+// and sums of squares come from running column sums in float64 (exact for
+// uint8 pixels). float32 FFT error is amplified on low-variance windows, so
+// every position carries a bound on its error; all positions whose upper
+// bound reaches the best lower bound are rescored exactly in float64, and the
+// best exact score wins (ties: first in row-major order). Small problems are
+// searched directly in float64.
+//
+// The hot kernels live in fft.hpp, compiled twice: baseline, and on x86-64
+// with GCC/Clang also for AVX2+FMA, chosen at run time (no -march flags).
 #include "ncc.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace flickermine {
+namespace detail {
+#ifdef FM_NCC_DEBUG
+double g_debug_ratio = 0.0;
+#endif
+
+// Complex FFT plan of length n: Stockham radices and per-stage twiddles
+// (cos, sin of 2 pi i k / nn for i < m, k = 1..p-1).
+struct FftPlan {
+  int n = 0;
+  std::vector<int> radix;
+  std::vector<std::size_t> tw_off;
+  std::vector<float> tw;
+
+  explicit FftPlan(int len = 1) : n(len) {
+    int r = len;
+    while (r % 4 == 0) { radix.push_back(4); r /= 4; }
+    while (r % 2 == 0) { radix.push_back(2); r /= 2; }
+    while (r % 3 == 0) { radix.push_back(3); r /= 3; }
+    while (r % 5 == 0) { radix.push_back(5); r /= 5; }
+    if (r != 1) throw std::logic_error("FFT length must be 2^a 3^b 5^c");
+    const double two_pi = 6.283185307179586476925286766559;
+    int nn = len;
+    for (int p : radix) {
+      const int m = nn / p;
+      tw_off.push_back(tw.size());
+      for (int i = 0; i < m; ++i)
+        for (int k = 1; k < p; ++k) {
+          const double th = two_pi * static_cast<double>(i) * k / nn;
+          tw.push_back(static_cast<float>(std::cos(th)));
+          tw.push_back(static_cast<float>(std::sin(th)));
+        }
+      nn = m;
+    }
+    if (tw.empty()) tw.push_back(0.0f);
+  }
+};
+
+// FFT size N x M (N even) and the derived sizes of the three passes.
+struct Geometry {
+  int N = 0, M = 0;   // transform size (rows, columns)
+  int Nh = 0, K = 0;  // N / 2, N / 2 + 1 (rows of the half spectrum)
+  int C = 0;          // lanes per chunk
+  int Kp = 0;         // K rounded up to a multiple of C
+  FftPlan pv, ph;     // length Nh (vertical), M (horizontal)
+  std::vector<float> untw;  // cos, sin of 2 pi k / N, k = 0..Nh
+
+  Geometry(int n, int m, int c)
+      : N(n), M(m), Nh(n / 2), K(n / 2 + 1), C(c),
+        Kp((n / 2 + 1 + c - 1) / c * c), pv(n / 2), ph(m) {
+    const double two_pi = 6.283185307179586476925286766559;
+    for (int k = 0; k <= Nh; ++k) {
+      untw.push_back(static_cast<float>(std::cos(two_pi * k / N)));
+      untw.push_back(static_cast<float>(std::sin(two_pi * k / N)));
+    }
+  }
+};
+
+struct Workspace {
+  std::vector<float> a_re, a_im, b_re, b_im;  // chunk buffers
+  std::vector<float> t_re, t_im;              // pass A -> B
+  std::vector<float> v_re, v_im;              // pass B -> C
+  std::vector<float> corr;                    // hout x corr_stride
+  int corr_stride = 0;
+  std::vector<double> col1, col2, row1, row2, hi, row_hi;
+  std::vector<std::int64_t> icol1, icol2, irow1, irow2;
+  std::vector<unsigned char> kind;
+
+  static void grow(std::vector<float>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+  }
+  static void grow(std::vector<double>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+  }
+  static void grow(std::vector<std::int64_t>& v, std::size_t n) {
+    if (v.size() < n) v.resize(n);
+  }
+  void reserve(const Geometry& g, int hout, int wout) {
+    const std::size_t C = static_cast<std::size_t>(g.C);
+    const std::size_t chunk =
+        static_cast<std::size_t>(std::max(std::max(g.Kp, g.M), g.Nh)) * C;
+    grow(a_re, chunk);
+    grow(a_im, chunk);
+    grow(b_re, chunk);
+    grow(b_im, chunk);
+    grow(t_re, static_cast<std::size_t>(g.Kp) * g.M);
+    grow(t_im, static_cast<std::size_t>(g.Kp) * g.M);
+    const std::size_t xb = (static_cast<std::size_t>(wout) + C - 1) / C;
+    grow(v_re, xb * g.Kp * C);
+    grow(v_im, xb * g.Kp * C);
+    corr_stride = wout;
+    grow(corr, static_cast<std::size_t>(hout) * wout);
+    grow(col1, static_cast<std::size_t>(g.M) + 1);
+    grow(col2, static_cast<std::size_t>(g.M) + 1);
+    grow(row1, static_cast<std::size_t>(wout) + 1);
+    grow(row2, static_cast<std::size_t>(wout) + 1);
+    grow(icol1, static_cast<std::size_t>(g.M) + 1);
+    grow(icol2, static_cast<std::size_t>(g.M) + 1);
+    grow(irow1, static_cast<std::size_t>(wout) + 1);
+    grow(irow2, static_cast<std::size_t>(wout) + 1);
+    grow(hi, static_cast<std::size_t>(hout) * wout);
+    grow(row_hi, static_cast<std::size_t>(hout));
+    if (kind.size() < static_cast<std::size_t>(hout) * wout)
+      kind.resize(static_cast<std::size_t>(hout) * wout);
+  }
+  void reserve_direct(int W, int wout) {
+    grow(col1, static_cast<std::size_t>(W) + 1);
+    grow(col2, static_cast<std::size_t>(W) + 1);
+    grow(row1, static_cast<std::size_t>(wout) + 1);
+    grow(row2, static_cast<std::size_t>(wout) + 1);
+  }
+};
+
+struct TemplateData {
+  int h = 0, w = 0;
+  PixelType type = PixelType::kUint8;
+  std::vector<double> tz;  // zero-mean template (float64), h x w
+  std::vector<float> tzf;  // the same in float32 (FFT input)
+  double tz_sum = 0.0;     // sum of tz (~0, not exactly)
+  double ss = 0.0;         // sum of squared deviations
+  double norm = 0.0;       // sqrt(ss)
+  double norm_f = 0.0;     // L2 norm of tzf
+  bool flat = false;
+};
+
+struct SpecEntry {
+  Geometry g;
+  std::vector<float> re, im;  // conj(FFT(T')) / (N M), blocks [kb][u][kk]
+  double max_abs = 0.0;       // max |FFT(T')|
+  explicit SpecEntry(int n, int m, int c) : g(n, m, c) {}
+};
+
+}  // namespace detail
+}  // namespace flickermine
+
+#if (defined(__x86_64__) || defined(_M_X64)) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define FM_X86_DISPATCH 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+// The kernels pass 32-byte vectors only between static inline functions.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define FM_KNS k_avx2
+#include "fft.hpp"
+#undef FM_KNS
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define FM_KNS k_base
+#include "fft.hpp"
+#undef FM_KNS
+
+namespace flickermine {
 namespace {
+
+using detail::SpecEntry;
+using detail::TemplateData;
+using detail::Workspace;
+
+bool use_avx2() {
+#ifdef FM_X86_DISPATCH
+  static const bool ok = [] {
+    if (const char* e = std::getenv("FLICKERMINE_NO_AVX2"))
+      if (e[0] != '\0' && e[0] != '0') return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
 
 inline double pixel_at(const ImageView& im, int y, int x) {
   if (im.type == PixelType::kUint8) {
@@ -42,21 +241,41 @@ void check_box(const ImageView& im, const PixelBox& b, const char* what) {
   }
 }
 
+bool is_smooth(int n) {
+  for (int p : {2, 3, 5})
+    while (n % p == 0) n /= p;
+  return n == 1;
+}
+
+// Smallest 2^a 3^b 5^c >= n (even if `even`).
+int fft_size(int n, bool even) {
+  int m = std::max(n, even ? 2 : 1);
+  while (!is_smooth(m) || (even && (m & 1))) ++m;
+  return m;
+}
+
+constexpr int kChunk = detail::kChunkLanes;
+
+struct SearchState {
+  TemplateData t;
+  std::vector<SpecEntry> spectra;  // one per FFT size used
+  Workspace ws;
+  int last_candidates = 0;  // positions rescored in float64 by the last search
+};
+
 }  // namespace
 
-struct NccTemplate::Impl {
-  int h = 0, w = 0;
-  PixelType type = PixelType::kUint8;
-  std::vector<double> tz;  // zero-mean template, row-major h x w
-  double ss = 0.0;         // sum of squared deviations
-  bool flat = false;
-};
+struct NccTemplate::Impl : SearchState {};
+
+#ifdef FM_NCC_DEBUG
+int ncc_debug_last_candidates = 0;
+#endif
 
 NccTemplate::NccTemplate(const ImageView& image, const PixelBox& box)
     : impl_(new Impl) {
   check_view(image, "template image");
   check_box(image, box, "template");
-  Impl& t = *impl_;
+  TemplateData& t = impl_->t;
   t.h = box.height();
   t.w = box.width();
   t.type = image.type;
@@ -70,12 +289,20 @@ NccTemplate::NccTemplate(const ImageView& image, const PixelBox& box)
       sum += v;
     }
   const double mean = sum / static_cast<double>(n);
-  double ss = 0.0;
-  for (double& v : t.tz) {
-    v -= mean;
+  double ss = 0.0, tsum = 0.0, nf = 0.0;
+  t.tzf.resize(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const double v = t.tz[k] - mean;
+    t.tz[k] = v;
     ss += v * v;
+    tsum += v;
+    t.tzf[k] = static_cast<float>(v);
+    nf += static_cast<double>(t.tzf[k]) * t.tzf[k];
   }
   t.ss = ss;
+  t.norm = std::sqrt(ss);
+  t.norm_f = std::sqrt(nf);
+  t.tz_sum = tsum;
   t.flat = ss <= static_cast<double>(n) * kFlatVariance;
 }
 
@@ -83,46 +310,84 @@ NccTemplate::~NccTemplate() = default;
 NccTemplate::NccTemplate(NccTemplate&&) noexcept = default;
 NccTemplate& NccTemplate::operator=(NccTemplate&&) noexcept = default;
 
-int NccTemplate::height() const { return impl_->h; }
-int NccTemplate::width() const { return impl_->w; }
+int NccTemplate::height() const { return impl_->t.h; }
+int NccTemplate::width() const { return impl_->t.w; }
+
+namespace {
+
+template <class P>
+NccMatch search_typed(SearchState& im, const P* reg,
+                      std::ptrdiff_t stride, const PixelBox& region) {
+  const TemplateData& t = im.t;
+  const int H = region.height(), W = region.width();
+  const int hout = H - t.h + 1, wout = W - t.w + 1;
+  const int N = fft_size(H, true), M = fft_size(W, false);
+  // Cost model (arbitrary units): direct float64 vs FFT + bookkeeping.
+  const double direct = static_cast<double>(hout) * wout * t.h * t.w;
+  const double fft = 6.0 * N * M * std::log2(static_cast<double>(N) * M) +
+                     40.0 * hout * wout;
+  double best = 0.0;
+  int by = 0, bx = 0;
+  const bool avx2 = use_avx2();
+  if (direct <= fft) {
+    im.last_candidates = hout * wout;
+#ifdef FM_X86_DISPATCH
+    if (avx2)
+      detail::k_avx2::search_direct(t, reg, stride, H, W, &best, &by, &bx);
+    else
+#endif
+      detail::k_base::search_direct(t, reg, stride, H, W, &best, &by, &bx);
+  } else {
+    SpecEntry* e = nullptr;
+    for (SpecEntry& s : im.spectra)
+      if (s.g.N == N && s.g.M == M) e = &s;
+    if (e == nullptr) {
+      im.spectra.emplace_back(N, M, kChunk);
+      e = &im.spectra.back();
+#ifdef FM_X86_DISPATCH
+      if (avx2)
+        detail::k_avx2::make_spectrum(t, e->g, im.ws, *e);
+      else
+#endif
+        detail::k_base::make_spectrum(t, e->g, im.ws, *e);
+    }
+#ifdef FM_X86_DISPATCH
+    if (avx2)
+      detail::k_avx2::search_fft(t, *e, reg, stride, H, W, im.ws, &best, &by,
+                                 &bx, &im.last_candidates);
+    else
+#endif
+      detail::k_base::search_fft(t, *e, reg, stride, H, W, im.ws, &best, &by,
+                                 &bx, &im.last_candidates);
+  }
+#ifdef FM_NCC_DEBUG
+  ncc_debug_last_candidates = im.last_candidates;
+#endif
+  return NccMatch{best, region.x1 + bx, region.y1 + by};
+}
+
+}  // namespace
 
 NccMatch NccTemplate::search(const ImageView& image, const PixelBox& region) {
-  const Impl& t = *impl_;
+  Impl& im = *impl_;
   check_view(image, "image");
   check_box(image, region, "search region");
-  if (image.type != t.type)
+  if (image.type != im.t.type)
     throw std::invalid_argument("image pixel type differs from the template's");
-  if (region.height() < t.h || region.width() < t.w)
-    throw std::invalid_argument("search region smaller than the template");
-  const int ho = region.height() - t.h + 1, wo = region.width() - t.w + 1;
-  NccMatch best{0.0, region.x1, region.y1};
-  if (t.flat) return best;
-  const double n = static_cast<double>(t.h) * t.w;
-  bool first = true;
-  for (int y = 0; y < ho; ++y)
-    for (int x = 0; x < wo; ++x) {
-      double s = 0.0;
-      for (int i = 0; i < t.h; ++i)
-        for (int j = 0; j < t.w; ++j)
-          s += pixel_at(image, region.y1 + y + i, region.x1 + x + j);
-      const double mean = s / n;
-      double ss = 0.0, num = 0.0;
-      for (int i = 0; i < t.h; ++i)
-        for (int j = 0; j < t.w; ++j) {
-          const double d =
-              pixel_at(image, region.y1 + y + i, region.x1 + x + j) - mean;
-          ss += d * d;
-          num += d * t.tz[static_cast<std::size_t>(i) * t.w + j];
-        }
-      double score = 0.0;
-      if (ss > n * kFlatVariance)
-        score = std::min(1.0, std::max(-1.0, num / std::sqrt(t.ss * ss)));
-      if (first || score > best.score) {
-        best = {score, region.x1 + x, region.y1 + y};
-        first = false;
-      }
-    }
-  return best;
+  if (region.height() < im.t.h || region.width() < im.t.w)
+    throw std::invalid_argument(
+        "search region " + std::to_string(region.width()) + "x" +
+        std::to_string(region.height()) + " is smaller than the " +
+        std::to_string(im.t.w) + "x" + std::to_string(im.t.h) + " template");
+  if (im.t.flat) return NccMatch{0.0, region.x1, region.y1};
+  if (image.type == PixelType::kUint8) {
+    const auto* base = static_cast<const std::uint8_t*>(image.data);
+    return search_typed(im, base + region.y1 * image.stride + region.x1,
+                        image.stride, region);
+  }
+  const auto* base = static_cast<const float*>(image.data);
+  return search_typed(im, base + region.y1 * image.stride + region.x1,
+                      image.stride, region);
 }
 
 std::vector<double> ncc_score_map_reference(const ImageView& template_image,

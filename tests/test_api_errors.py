@@ -42,7 +42,7 @@ def test_frame_verdicts_rejects_bad_arrays(backend, frames, boxes, scores, error
 def test_frame_verdicts_rejects_bad_center_rule_and_backend():
     with pytest.raises(ValueError, match="center 3 is outside the window of 1 frames"):
         fm.frame_verdicts([FRAME], [BOX], [0.9], 3)
-    with pytest.raises(ValueError, match=r"rule must be one of \['seed', 'tracklet'\], got 'flicker'"):
+    with pytest.raises(ValueError, match=r"rule must be one of \['seed', 'tracklet', 'support'\], got 'flicker'"):
         fm.frame_verdicts([FRAME], [BOX], [0.9], 0, rule="flicker")
     with pytest.raises(ValueError, match="unknown backend 'fortran'; choose 'auto' or one of"):
         fm.frame_verdicts([FRAME], [BOX], [0.9], 0, backend="fortran")

@@ -10,7 +10,7 @@ from flickermine import MiningParams, mine_frames
 from flickermine.demo import render_clip
 
 from .conftest import BACKEND_PARAMS, NON_ORACLE_PARAMS, texture
-from .test_parity import STRESS, random_window
+from .test_parity import random_window
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)

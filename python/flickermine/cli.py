@@ -50,6 +50,9 @@ def _add_mining_options(parser: argparse.ArgumentParser) -> None:
         "min_area": "px^2; smaller boxes are never hard negatives",
         "border": "px; boxes this close to the image edge are never hard negatives",
         "max_gap": "hard positives: most missed frames between two matched ends",
+        "min_tracked": "support rule: fewest neighbour frames with NCC >= ncc-threshold for a verdict",
+        "max_support": "support rule: hard negative when at most this share of those frames has a matching detection",
+        "support_iou": "support rule: IoU of a detection with the tracked box that counts as a match",
     }
     for field in dataclasses.fields(MiningParams):
         parser.add_argument(
@@ -61,8 +64,13 @@ def _add_mining_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _add_detector_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", metavar="NAME", help="run this detector in the same decoding pass (see `flickermine detect --help`)")
+def _add_detector_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    from .detectors import DETECTOR_NAMES
+
+    parser.add_argument(
+        "--detector", metavar="NAME", required=required,
+        help=f"detector to run ({', '.join(DETECTOR_NAMES)})",
+    )
     parser.add_argument("--weights", metavar="PATH", help="local weights file of a torchvision detector")
     parser.add_argument("--device", default=None, help="torch device for torchvision detectors (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="frames per detector batch")
@@ -80,7 +88,8 @@ def _detector_factory(args: argparse.Namespace):
 
     from .detectors import make_detector
 
-    options = {"category": args.category if args.category != "object" else None, "device": args.device}
+    category = args.category if args.category not in (None, "object") else None
+    options = {"category": category, "device": args.device}
     if args.weights:
         options["weights"] = args.weights
     if args.batch_size:
@@ -130,6 +139,36 @@ def _cmd_mine(args: argparse.Namespace) -> int:
         )
         code = result.exit_code
     return code
+
+
+def _make_detector(args: argparse.Namespace):
+    factory = _detector_factory(args)
+    if factory is None:
+        raise ValueError("name a detector with --detector")
+    return factory()
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import detect_videos
+
+    failures: list[str] = []
+
+    def log(line: str) -> None:
+        print(line)
+        if line.startswith("failed:"):
+            failures.append(line)
+
+    detect_videos(args.videos, args.out, _make_detector(args), args.format, progress=not args.quiet, log=log)
+    return 1 if failures else 0
+
+
+def _cmd_mine_negatives(args: argparse.Namespace) -> int:
+    from .detect import mine_negatives
+
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
+    mine_negatives(args.images, args.out, _make_detector(args), args.category, args.min_score, args.top)
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -183,6 +222,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mining_options(mine)
     mine.set_defaults(handler=_cmd_mine)
 
+    detect = commands.add_parser("detect", help="run a detector over videos; one detections file per video")
+    detect.add_argument("videos", nargs="+", metavar="VIDEO", help="video file, image folder, folder of videos, glob or list file")
+    detect.add_argument("--out", required=True, metavar="DIR", help="write <video>.txt (or .jsonl) here")
+    detect.add_argument("--format", choices=("mot", "authors", "jsonl"), default="mot", help="detections file format (default: mot)")
+    detect.add_argument("--category", default=None, help="keep one COCO category (name or id), e.g. person")
+    detect.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_detector_options(detect, required=True)
+    detect.set_defaults(handler=_cmd_detect)
+
+    negatives = commands.add_parser(
+        "mine-negatives",
+        help="classic hard-negative mining on images known to hold no object of the category",
+        description="Every detection (score >= --min-score) on images that contain none of the category is a hard "
+        "negative; writes the images and their hard negatives as a COCO dataset with no annotations.",
+    )
+    negatives.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or globs")
+    negatives.add_argument("--out", required=True, metavar="DIR")
+    negatives.add_argument("--category", default="object", help="the category the images do not contain (COCO categories name)")
+    negatives.add_argument("--min-score", type=float, default=0.5, help="detections at or above are hard negatives (default: 0.5)")
+    negatives.add_argument("--top", type=int, default=None, metavar="N", help="keep only the N most confident hard negatives")
+    _add_detector_options(negatives, required=True)
+    negatives.set_defaults(handler=_cmd_mine_negatives)
+
+    from . import audit, cli_formats, cli_loop
+
+    cli_formats.register(commands)  # convert
+    audit.register(commands)  # audit
+    cli_loop.register(commands)  # coco merge/subset, train, evaluate
+
     demo = commands.add_parser("demo", help="mine a built-in synthetic clip with known flickers")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--frames", type=int, default=150)
@@ -195,11 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .detections import DetectionFileError
+    from .detectors import MissingExtraError
     from .video import VideoError
 
     try:
         return args.handler(args)
-    except (VideoError, DetectionFileError, ValueError, TypeError, FileNotFoundError) as error:
+    except (VideoError, DetectionFileError, ValueError, TypeError, FileNotFoundError, MissingExtraError) as error:
         print(f"flickermine: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

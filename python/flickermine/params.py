@@ -12,6 +12,7 @@ class Rule(str, enum.Enum):
 
     SEED = "seed"  #: the authors' public miner, bugs fixed: partners among all neighbours
     TRACKLET = "tracklet"  #: the paper's wording: chained NCC tracking, partners on the track
+    SUPPORT = "support"  #: isolation as a share: few trackable neighbour frames hold a matching detection
 
 
 class Reason(enum.IntEnum):
@@ -54,6 +55,9 @@ class MiningParams:
     min_area: float = 1600.0  #: px^2; smaller boxes are never hard negatives
     border: int = 50  #: px; boxes with an edge closer than this to the image edge are exempt
     max_gap: int = 1  #: hard positives: most consecutive missed frames between matched ends
+    min_tracked: int = 3  #: support rule: fewest neighbour frames the detection must be tracked into
+    max_support: float = 0.2  #: support rule: largest share of tracked frames with a matching detection
+    support_iou: float = 0.5  #: support rule: IoU of a detection with the tracked box that matches it
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -61,10 +65,10 @@ class MiningParams:
                 value = getattr(self, name)
                 raise ValueError(f"MiningParams.{name} must be {expected}, got {value!r}")
 
-        for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area"):
+        for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area", "max_support", "support_iou"):
             value = getattr(self, name)
             check(name, isinstance(value, (int, float)) and math.isfinite(value), "a finite number")
-        for name in ("window", "margin", "border", "max_gap"):
+        for name in ("window", "margin", "border", "max_gap", "min_tracked"):
             value = getattr(self, name)
             check(name, isinstance(value, int) and not isinstance(value, bool), "an integer")
         check("window", self.window >= 1, ">= 1")
@@ -74,6 +78,11 @@ class MiningParams:
         check("min_area", self.min_area >= 0, ">= 0")
         check("ncc_threshold", -1.0 <= self.ncc_threshold <= 1.0, "in [-1, 1]")
         check("iou_threshold", 0.0 <= self.iou_threshold <= 1.0, "in [0, 1]")
+        # Not bounded by 2 * window: the default must not make a short --window an error for the
+        # other rules; the support rule simply mines nothing when it cannot track that far.
+        check("min_tracked", self.min_tracked >= 1, ">= 1")
+        check("max_support", 0.0 <= self.max_support < 1.0, "in [0, 1)")
+        check("support_iou", 0.0 < self.support_iou <= 1.0, "in (0, 1]")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -12,7 +12,7 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-from .detections import DetectionFile
+from .formats import open_detections
 from .miner import FrameVerdicts, Miner
 from .params import MiningParams, Rule
 from .video import open_video
@@ -86,7 +86,7 @@ class VideoMiner:
     ) -> None:
         self.miner = Miner(params, rule, backend, iou_first)
         self.source = open_video(video)
-        self.detections = DetectionFile(
+        self.detections = open_detections(
             detections, frame_count=self.source.frame_count, width=self.source.width, height=self.source.height
         )
         self.progress = progress

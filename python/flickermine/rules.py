@@ -152,6 +152,59 @@ def tracklet_verdicts(
     return reasons
 
 
+def support_verdicts(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    search_batch: SearchBatch,
+) -> np.ndarray:
+    """Rule "support": isolation as a share of the neighbour frames the detection can be tracked into.
+
+    For each neighbour frame ``g`` (every frame within ``window``, with or without detections),
+    the center crop of ``d`` is searched in ``g`` inside ``d`` grown by ``margin`` (as in the
+    seed rule). ``g`` is *tracked* when the best NCC >= ``ncc_threshold``, and *supports* ``d``
+    when, moreover, a detection of ``g`` overlaps the tracked box at IoU >= ``support_iou``.
+    ``d`` is a hard negative when it was tracked into at least ``min_tracked`` frames and at
+    most ``max_support`` of them support it. Otherwise: too few tracked frames ->
+    ``APPEARANCE_CHANGED`` (``NO_NEIGHBOURS`` in a one-frame window); too much support ->
+    ``PARTNER``.
+
+    Unlike the seed rule, a partner must sit on the tracked box (a passer-by overlapping the
+    unmoved box is no partner) and one lost frame or one stray overlap does not decide alone.
+    """
+    height, width = frames[center].shape
+    detections = boxes[center]
+    reasons = exemption_reasons(detections, scores, width, height, params)
+    undecided = np.flatnonzero(reasons == UNDECIDED)
+    neighbours = [g for g in _window_range(len(frames), center, params.window) if g != center]
+    if not neighbours:
+        reasons[undecided] = Reason.NO_NEIGHBOURS
+        return reasons
+
+    templates = pixel_boxes(detections, width, height)
+    regions = grow_boxes(templates, params.margin, width, height)
+    tracked_frames = np.zeros(len(undecided), dtype=np.int64)
+    supporting_frames = np.zeros(len(undecided), dtype=np.int64)
+    for g in neighbours:
+        if not len(undecided):
+            break
+        best, top_left = search_batch(frames[center], templates[undecided], frames[g], regions[undecided])
+        tracking = best >= params.ncc_threshold
+        tracked = _tracked_boxes(top_left, templates[undecided])
+        matched = (iou_matrix(tracked, boxes[g]) >= params.support_iou).any(axis=1) if len(boxes[g]) else np.zeros(len(undecided), bool)
+        tracked_frames += tracking
+        supporting_frames += tracking & matched
+
+    enough = tracked_frames >= params.min_tracked
+    isolated = enough & (supporting_frames <= params.max_support * tracked_frames)
+    reasons[undecided[~enough]] = Reason.APPEARANCE_CHANGED
+    reasons[undecided[enough & ~isolated]] = Reason.PARTNER
+    reasons[undecided[isolated]] = Reason.ISOLATED
+    return reasons
+
+
 def verdicts(
     frames: Sequence[np.ndarray],
     boxes: Sequence[np.ndarray],
@@ -162,9 +215,12 @@ def verdicts(
     search_batch: SearchBatch,
     iou_first: bool = True,
 ) -> np.ndarray:
-    """Dispatch to :func:`seed_verdicts` or :func:`tracklet_verdicts` (``iou_first``: seed only)."""
+    """Dispatch to :func:`seed_verdicts`, :func:`tracklet_verdicts` or :func:`support_verdicts`
+    (``iou_first``: seed only)."""
     if rule is Rule.SEED:
         return seed_verdicts(frames, boxes, scores, center, params, search_batch, iou_first)
+    if rule is Rule.SUPPORT:
+        return support_verdicts(frames, boxes, scores, center, params, search_batch)
     return tracklet_verdicts(frames, boxes, scores, center, params, search_batch)
 
 
@@ -246,3 +302,26 @@ def hard_positives(
         if not kept or (iou_matrix(box[None], np.array(kept)) < HP_MATCH_IOU).all():
             kept.append(box)
     return np.array(kept, dtype=np.float64).reshape(-1, 4)
+
+
+def rule_kernels(search_batch: SearchBatch):
+    """The ``frame_verdicts`` and ``frame_hard_positives`` members of a backend whose only kernel
+    of its own is ``search_batch`` (see :mod:`flickermine.backends`)."""
+
+    def frame_verdicts(
+        frames: Sequence[np.ndarray],
+        boxes: Sequence[np.ndarray],
+        scores: np.ndarray,
+        center: int,
+        params: MiningParams,
+        rule: Rule,
+        iou_first: bool = True,
+    ) -> np.ndarray:
+        return verdicts(frames, boxes, scores, center, params, rule, search_batch, iou_first)
+
+    def frame_hard_positives(
+        frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int, params: MiningParams
+    ) -> np.ndarray:
+        return hard_positives(frames, boxes, center, params, search_batch)
+
+    return frame_verdicts, frame_hard_positives

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import glob
 import json
 import multiprocessing
 import os
 import queue
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +24,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_json_atomic
-from .detections import DetectionFile, DetectionFileError
+from .detections import DetectionFileError
+from .formats import open_detections
 from .miner import Miner
 from .video import IMAGE_EXTENSIONS, VideoError, open_video
 
@@ -148,7 +147,7 @@ class VideoJob:
 def _detections_stream(job: VideoJob, source, detector, batch_size: int) -> Iterator[tuple]:
     """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector."""
     if job.detections is not None:
-        dets = DetectionFile(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
+        dets = open_detections(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
         per_frame = dets.per_frame(source.frame_count)
         empty = (None, np.zeros((0, 4)), np.zeros(0))
         for frame in source.frames(gray=True, color=True):
@@ -351,7 +350,7 @@ def run_mining(
         dets_path = None
         if detector_factory is None:
             dets_path = find_detections(path, key, detections, single=len(videos) == 1)
-            DetectionFile(dets_path, frame_count=source.frame_count, width=source.width, height=source.height)
+            open_detections(dets_path, frame_count=source.frame_count, width=source.width, height=source.height)
         jobs.append(VideoJob(key, path, dets_path))
     detector = detector_factory() if detector_factory is not None and workers == 1 and jobs else None
 

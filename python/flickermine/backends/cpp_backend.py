@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import rules
 from ..params import MiningParams, Rule
 
 try:
@@ -40,6 +41,9 @@ def frame_verdicts(
     rule: Rule,
     iou_first: bool = True,
 ) -> np.ndarray:
+    if rule is Rule.SUPPORT:
+        # Not ported to C++ yet: the NumPy rule with the C++ NCC kernel (same verdicts).
+        return rules.verdicts(frames, boxes, scores, center, params, rule, ncc_search_batch, iou_first)
     return _core.frame_verdicts(list(frames), list(boxes), scores, center, _core_params(params), rule.value, iou_first)
 
 
@@ -47,7 +51,8 @@ def frame_verdicts(
 def _core_params(params: MiningParams) -> "_core.Params":
     core = _core.Params()
     for name, value in params.as_dict().items():
-        setattr(core, name, value)
+        if hasattr(core, name):  # the support rule's parameters are not in C++ (it runs in Python)
+            setattr(core, name, value)
     return core
 
 

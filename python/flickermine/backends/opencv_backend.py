@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from .. import rules
 from ..boxes import iou_matrix
-from ..params import MiningParams, Rule
 from .numpy_backend import FLAT_VARIANCE
 
 NAME = "opencv"
@@ -32,19 +30,4 @@ def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return iou_matrix(boxes_a, boxes_b)
 
 
-def frame_verdicts(
-    frames: Sequence[np.ndarray],
-    boxes: Sequence[np.ndarray],
-    scores: np.ndarray,
-    center: int,
-    params: MiningParams,
-    rule: Rule,
-    iou_first: bool = True,
-) -> np.ndarray:
-    return rules.verdicts(frames, boxes, scores, center, params, rule, ncc_search_batch, iou_first)
-
-
-def frame_hard_positives(
-    frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int, params: MiningParams
-) -> np.ndarray:
-    return rules.hard_positives(frames, boxes, center, params, ncc_search_batch)
+frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)

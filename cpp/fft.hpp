@@ -1,0 +1,1032 @@
+// Private to ncc.cpp: the hot kernels of the NCC search (vector FFT,
+// spectrum product, window sums, exact refinement). ncc.cpp includes this
+// file twice, once compiled for baseline x86-64/aarch64 and once (x86-64
+// only) under an AVX2+FMA target pragma, each time inside a different
+// namespace FM_KNS, and picks one at run time. No include guard on purpose.
+//
+// The FFT is a mixed-radix (2, 3, 4, 5) Stockham autosort transform in which
+// every element is a vector of `lanes` floats (split real and imaginary
+// arrays): row r of a buffer holds lanes [r * lanes, (r + 1) * lanes). The
+// innermost loops therefore run over contiguous memory with a scalar
+// twiddle, which compilers vectorise without intrinsics.
+#ifndef FM_KNS
+#error "fft.hpp is private to ncc.cpp"
+#endif
+#ifndef FM_FFT_COMMON
+#define FM_FFT_COMMON
+namespace flickermine {
+namespace detail {
+constexpr int kChunkLanes = 16;  // lanes per chunk (multiple of 8)
+}  // namespace detail
+}  // namespace flickermine
+#endif
+
+namespace flickermine {
+namespace detail {
+namespace FM_KNS {
+
+#define FM_R __restrict
+#ifdef FM_NCC_DEBUG
+using ::flickermine::detail::g_debug_ratio;
+#endif
+
+// Vector of VW floats: GCC/Clang generic vectors (8 lanes, one AVX register
+// or two SSE/NEON registers), plain float elsewhere. Lane counts are
+// multiples of 8.
+#if defined(__GNUC__) || defined(__clang__)
+typedef float vf __attribute__((vector_size(32)));
+constexpr std::size_t VW = 8;
+static inline vf L(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void S(float* p, const vf& v) { std::memcpy(p, &v, sizeof v); }
+#else
+typedef float vf;
+constexpr std::size_t VW = 1;
+static inline vf L(const float* p) { return *p; }
+static inline void S(float* p, vf v) { *p = v; }
+#endif
+
+// One Stockham DIF stage of radix 2: element q + s*(i + r*m) of x goes,
+// after the butterfly and twiddle, to element q + s*(p*i + k) of y.
+static void stage2(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
+                   float* FM_R yi, int m, std::size_t sl, const float* tw,
+                   float sgn) {
+  for (int i = 0; i < m; ++i) {
+    const float* a0r = xr + i * sl;
+    const float* a0i = xi + i * sl;
+    const float* a1r = xr + (i + m) * sl;
+    const float* a1i = xi + (i + m) * sl;
+    float* b0r = yr + (2 * i) * sl;
+    float* b0i = yi + (2 * i) * sl;
+    float* b1r = yr + (2 * i + 1) * sl;
+    float* b1i = yi + (2 * i + 1) * sl;
+    if (i == 0) {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf ur = L(a0r + t), ui = L(a0i + t), vr = L(a1r + t), vi = L(a1i + t);
+        S(b0r + t, ur + vr);
+        S(b0i + t, ui + vi);
+        S(b1r + t, ur - vr);
+        S(b1i + t, ui - vi);
+      }
+    } else {
+      const float w1r = tw[2 * i], w1i = sgn * tw[2 * i + 1];
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf ur = L(a0r + t), ui = L(a0i + t), vr = L(a1r + t), vi = L(a1i + t);
+        S(b0r + t, ur + vr);
+        S(b0i + t, ui + vi);
+        const vf dr = ur - vr, di = ui - vi;
+        S(b1r + t, dr * w1r - di * w1i);
+        S(b1i + t, dr * w1i + di * w1r);
+      }
+    }
+  }
+}
+
+static void stage3(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
+                   float* FM_R yi, int m, std::size_t sl, const float* tw,
+                   float sgn) {
+  const float c = -0.5f;
+  const float sn = sgn * 0.866025403784438646763723170752936183f;
+  for (int i = 0; i < m; ++i) {
+    const float* a0r = xr + i * sl;
+    const float* a0i = xi + i * sl;
+    const float* a1r = xr + (i + m) * sl;
+    const float* a1i = xi + (i + m) * sl;
+    const float* a2r = xr + (i + 2 * m) * sl;
+    const float* a2i = xi + (i + 2 * m) * sl;
+    float* b0r = yr + (3 * i) * sl;
+    float* b0i = yi + (3 * i) * sl;
+    float* b1r = yr + (3 * i + 1) * sl;
+    float* b1i = yi + (3 * i + 1) * sl;
+    float* b2r = yr + (3 * i + 2) * sl;
+    float* b2i = yi + (3 * i + 2) * sl;
+    const float* w = tw + 4 * i;
+    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3];
+    if (i == 0) {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf sr = L(a1r + t) + L(a2r + t), si = L(a1i + t) + L(a2i + t);
+        const vf dr = L(a1r + t) - L(a2r + t), di = L(a1i + t) - L(a2i + t);
+        const vf mr = L(a0r + t) + c * sr, mi = L(a0i + t) + c * si;
+        S(b0r + t, L(a0r + t) + sr);
+        S(b0i + t, L(a0i + t) + si);
+        S(b1r + t, mr - sn * di);
+        S(b1i + t, mi + sn * dr);
+        S(b2r + t, mr + sn * di);
+        S(b2i + t, mi - sn * dr);
+      }
+    } else {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf sr = L(a1r + t) + L(a2r + t), si = L(a1i + t) + L(a2i + t);
+        const vf dr = L(a1r + t) - L(a2r + t), di = L(a1i + t) - L(a2i + t);
+        const vf mr = L(a0r + t) + c * sr, mi = L(a0i + t) + c * si;
+        S(b0r + t, L(a0r + t) + sr);
+        S(b0i + t, L(a0i + t) + si);
+        const vf e1r = mr - sn * di, e1i = mi + sn * dr;
+        const vf e2r = mr + sn * di, e2i = mi - sn * dr;
+        S(b1r + t, e1r * w1r - e1i * w1i);
+        S(b1i + t, e1r * w1i + e1i * w1r);
+        S(b2r + t, e2r * w2r - e2i * w2i);
+        S(b2i + t, e2r * w2i + e2i * w2r);
+      }
+    }
+  }
+}
+
+static void stage4(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
+                   float* FM_R yi, int m, std::size_t sl, const float* tw,
+                   float sgn) {
+  for (int i = 0; i < m; ++i) {
+    const float* a0r = xr + i * sl;
+    const float* a0i = xi + i * sl;
+    const float* a1r = xr + (i + m) * sl;
+    const float* a1i = xi + (i + m) * sl;
+    const float* a2r = xr + (i + 2 * m) * sl;
+    const float* a2i = xi + (i + 2 * m) * sl;
+    const float* a3r = xr + (i + 3 * m) * sl;
+    const float* a3i = xi + (i + 3 * m) * sl;
+    float* b0r = yr + (4 * i) * sl;
+    float* b0i = yi + (4 * i) * sl;
+    float* b1r = yr + (4 * i + 1) * sl;
+    float* b1i = yi + (4 * i + 1) * sl;
+    float* b2r = yr + (4 * i + 2) * sl;
+    float* b2i = yi + (4 * i + 2) * sl;
+    float* b3r = yr + (4 * i + 3) * sl;
+    float* b3i = yi + (4 * i + 3) * sl;
+    const float* w = tw + 6 * i;
+    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3],
+                w3r = w[4], w3i = sgn * w[5];
+    // omega_4 = sgn * i; omega_4 * (x + iy) = sgn * (-y + ix).
+    if (i == 0) {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf t0r = L(a0r + t) + L(a2r + t), t0i = L(a0i + t) + L(a2i + t);
+        const vf t1r = L(a0r + t) - L(a2r + t), t1i = L(a0i + t) - L(a2i + t);
+        const vf t2r = L(a1r + t) + L(a3r + t), t2i = L(a1i + t) + L(a3i + t);
+        const vf t3r = sgn * (L(a3i + t) - L(a1i + t)),
+                    t3i = sgn * (L(a1r + t) - L(a3r + t));
+        S(b0r + t, t0r + t2r);
+        S(b0i + t, t0i + t2i);
+        S(b2r + t, t0r - t2r);
+        S(b2i + t, t0i - t2i);
+        S(b1r + t, t1r + t3r);
+        S(b1i + t, t1i + t3i);
+        S(b3r + t, t1r - t3r);
+        S(b3i + t, t1i - t3i);
+      }
+    } else {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf t0r = L(a0r + t) + L(a2r + t), t0i = L(a0i + t) + L(a2i + t);
+        const vf t1r = L(a0r + t) - L(a2r + t), t1i = L(a0i + t) - L(a2i + t);
+        const vf t2r = L(a1r + t) + L(a3r + t), t2i = L(a1i + t) + L(a3i + t);
+        const vf t3r = sgn * (L(a3i + t) - L(a1i + t)),
+                    t3i = sgn * (L(a1r + t) - L(a3r + t));
+        S(b0r + t, t0r + t2r);
+        S(b0i + t, t0i + t2i);
+        const vf e2r = t0r - t2r, e2i = t0i - t2i;
+        const vf e1r = t1r + t3r, e1i = t1i + t3i;
+        const vf e3r = t1r - t3r, e3i = t1i - t3i;
+        S(b1r + t, e1r * w1r - e1i * w1i);
+        S(b1i + t, e1r * w1i + e1i * w1r);
+        S(b2r + t, e2r * w2r - e2i * w2i);
+        S(b2i + t, e2r * w2i + e2i * w2r);
+        S(b3r + t, e3r * w3r - e3i * w3i);
+        S(b3i + t, e3r * w3i + e3i * w3r);
+      }
+    }
+  }
+}
+
+static void stage5(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
+                   float* FM_R yi, int m, std::size_t sl, const float* tw,
+                   float sgn) {
+  const float c1 = 0.309016994374947424102293417182819059f;
+  const float c2 = -0.809016994374947424102293417182819059f;
+  const float s1 = sgn * 0.951056516295153572116439333379382143f;
+  const float s2 = sgn * 0.587785252292473129168705954639072769f;
+  for (int i = 0; i < m; ++i) {
+    const float* a0r = xr + i * sl;
+    const float* a0i = xi + i * sl;
+    const float* a1r = xr + (i + m) * sl;
+    const float* a1i = xi + (i + m) * sl;
+    const float* a2r = xr + (i + 2 * m) * sl;
+    const float* a2i = xi + (i + 2 * m) * sl;
+    const float* a3r = xr + (i + 3 * m) * sl;
+    const float* a3i = xi + (i + 3 * m) * sl;
+    const float* a4r = xr + (i + 4 * m) * sl;
+    const float* a4i = xi + (i + 4 * m) * sl;
+    float* b0r = yr + (5 * i) * sl;
+    float* b0i = yi + (5 * i) * sl;
+    float* b1r = yr + (5 * i + 1) * sl;
+    float* b1i = yi + (5 * i + 1) * sl;
+    float* b2r = yr + (5 * i + 2) * sl;
+    float* b2i = yi + (5 * i + 2) * sl;
+    float* b3r = yr + (5 * i + 3) * sl;
+    float* b3i = yi + (5 * i + 3) * sl;
+    float* b4r = yr + (5 * i + 4) * sl;
+    float* b4i = yi + (5 * i + 4) * sl;
+    const float* w = tw + 8 * i;
+    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3],
+                w3r = w[4], w3i = sgn * w[5], w4r = w[6], w4i = sgn * w[7];
+    if (i == 0) {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf t1r = L(a1r + t) + L(a4r + t), t1i = L(a1i + t) + L(a4i + t);
+        const vf t2r = L(a2r + t) + L(a3r + t), t2i = L(a2i + t) + L(a3i + t);
+        const vf d1r = L(a1r + t) - L(a4r + t), d1i = L(a1i + t) - L(a4i + t);
+        const vf d2r = L(a2r + t) - L(a3r + t), d2i = L(a2i + t) - L(a3i + t);
+        const vf m1r = L(a0r + t) + c1 * t1r + c2 * t2r;
+        const vf m1i = L(a0i + t) + c1 * t1i + c2 * t2i;
+        const vf m2r = L(a0r + t) + c2 * t1r + c1 * t2r;
+        const vf m2i = L(a0i + t) + c2 * t1i + c1 * t2i;
+        // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
+        const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
+        const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
+        S(b0r + t, L(a0r + t) + t1r + t2r);
+        S(b0i + t, L(a0i + t) + t1i + t2i);
+        const vf e1r = m1r + n1r, e1i = m1i + n1i;
+        const vf e4r = m1r - n1r, e4i = m1i - n1i;
+        const vf e2r = m2r + n2r, e2i = m2i + n2i;
+        const vf e3r = m2r - n2r, e3i = m2i - n2i;
+        S(b1r + t, e1r);
+        S(b1i + t, e1i);
+        S(b2r + t, e2r);
+        S(b2i + t, e2i);
+        S(b3r + t, e3r);
+        S(b3i + t, e3i);
+        S(b4r + t, e4r);
+        S(b4i + t, e4i);
+      }
+    } else {
+      for (std::size_t t = 0; t < sl; t += VW) {
+        const vf t1r = L(a1r + t) + L(a4r + t), t1i = L(a1i + t) + L(a4i + t);
+        const vf t2r = L(a2r + t) + L(a3r + t), t2i = L(a2i + t) + L(a3i + t);
+        const vf d1r = L(a1r + t) - L(a4r + t), d1i = L(a1i + t) - L(a4i + t);
+        const vf d2r = L(a2r + t) - L(a3r + t), d2i = L(a2i + t) - L(a3i + t);
+        const vf m1r = L(a0r + t) + c1 * t1r + c2 * t2r;
+        const vf m1i = L(a0i + t) + c1 * t1i + c2 * t2i;
+        const vf m2r = L(a0r + t) + c2 * t1r + c1 * t2r;
+        const vf m2i = L(a0i + t) + c2 * t1i + c1 * t2i;
+        // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
+        const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
+        const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
+        S(b0r + t, L(a0r + t) + t1r + t2r);
+        S(b0i + t, L(a0i + t) + t1i + t2i);
+        const vf e1r = m1r + n1r, e1i = m1i + n1i;
+        const vf e4r = m1r - n1r, e4i = m1i - n1i;
+        const vf e2r = m2r + n2r, e2i = m2i + n2i;
+        const vf e3r = m2r - n2r, e3i = m2i - n2i;
+        S(b1r + t, e1r * w1r - e1i * w1i);
+        S(b1i + t, e1r * w1i + e1i * w1r);
+        S(b2r + t, e2r * w2r - e2i * w2i);
+        S(b2i + t, e2r * w2i + e2i * w2r);
+        S(b3r + t, e3r * w3r - e3i * w3i);
+        S(b3i + t, e3r * w3i + e3i * w3r);
+        S(b4r + t, e4r * w4r - e4i * w4i);
+        S(b4i + t, e4r * w4i + e4i * w4r);
+      }
+    }
+  }
+}
+
+// Complex FFT of plan.n elements of `lanes` floats each; sgn = -1 forward,
+// +1 inverse (unnormalised). Ping-pongs between (re, im) and (re2, im2); on
+// return re/im point at the result.
+static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
+                    float*& im2, int lanes, float sgn) {
+  int nn = plan.n;
+  std::size_t s = 1;
+  for (std::size_t st = 0; st < plan.radix.size(); ++st) {
+    const int p = plan.radix[st];
+    const int m = nn / p;
+    const std::size_t sl = s * static_cast<std::size_t>(lanes);
+    const float* tw = plan.tw.data() + plan.tw_off[st];
+    switch (p) {
+      case 2: stage2(re, im, re2, im2, m, sl, tw, sgn); break;
+      case 3: stage3(re, im, re2, im2, m, sl, tw, sgn); break;
+      case 4: stage4(re, im, re2, im2, m, sl, tw, sgn); break;
+      default: stage5(re, im, re2, im2, m, sl, tw, sgn); break;
+    }
+    std::swap(re, re2);
+    std::swap(im, im2);
+    nn = m;
+    s *= static_cast<std::size_t>(p);
+  }
+}
+
+// Pass A: vertical real FFT of an N x M image (H x W values at the top left,
+// v = pixel - mu, zero elsewhere), in chunks of C columns; the K = N/2 + 1
+// rows of the half spectrum are written transposed into T, laid out as
+// [k / C][x][k % C] (Kp / C blocks of M x C).
+template <class P>
+static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
+                   float mu, const Geometry& g, Workspace& ws) {
+  constexpr int C = kChunkLanes;
+  const int Nh = g.Nh, K = g.K, M = g.M;
+  float* tre = ws.t_re.data();
+  float* tim = ws.t_im.data();
+  // Columns W..M-1 of the image are zero: so are their rows of T.
+  for (int kb = 0; kb < g.Kp / C; ++kb)
+    for (int x = W; x < M; ++x) {
+      std::fill_n(tre + (static_cast<std::size_t>(kb) * M + x) * C, C, 0.0f);
+      std::fill_n(tim + (static_cast<std::size_t>(kb) * M + x) * C, C, 0.0f);
+    }
+  const float* untw = g.untw.data();
+  for (int x0 = 0; x0 < W; x0 += C) {
+    const int cw = std::min(C, W - x0);
+    float* ar = ws.a_re.data();
+    float* ai = ws.a_im.data();
+    float* br = ws.b_re.data();
+    float* bi = ws.b_im.data();
+    for (int j = 0; j < Nh; ++j) {
+      float* FM_R dr = ar + static_cast<std::size_t>(j) * C;
+      float* FM_R di = ai + static_cast<std::size_t>(j) * C;
+      const int y0 = 2 * j, y1 = 2 * j + 1;
+      if (y0 < H && cw == C) {
+        const P* FM_R s = img + y0 * stride + x0;
+        for (int c = 0; c < C; ++c) dr[c] = static_cast<float>(s[c]) - mu;
+      } else if (y0 < H) {
+        const P* FM_R s = img + y0 * stride + x0;
+        for (int c = 0; c < cw; ++c) dr[c] = static_cast<float>(s[c]) - mu;
+        for (int c = cw; c < C; ++c) dr[c] = 0.0f;
+      } else {
+        for (int c = 0; c < C; ++c) dr[c] = 0.0f;
+      }
+      if (y1 < H && cw == C) {
+        const P* FM_R s = img + y1 * stride + x0;
+        for (int c = 0; c < C; ++c) di[c] = static_cast<float>(s[c]) - mu;
+      } else if (y1 < H) {
+        const P* FM_R s = img + y1 * stride + x0;
+        for (int c = 0; c < cw; ++c) di[c] = static_cast<float>(s[c]) - mu;
+        for (int c = cw; c < C; ++c) di[c] = 0.0f;
+      } else {
+        for (int c = 0; c < C; ++c) di[c] = 0.0f;
+      }
+    }
+    fft_run(g.pv, ar, ai, br, bi, C, -1.0f);
+    // Untangle Z = FFT(v[2j] + i v[2j+1]) into X = FFT(v), k = 0..Nh, into
+    // the scratch buffer (K x C), then transpose into T.
+    float* FM_R xr = br;
+    float* FM_R xi = bi;
+    for (int k = 0; k < K; ++k) {
+      const float* FM_R zr = ar + static_cast<std::size_t>(k % Nh) * C;
+      const float* FM_R zi = ai + static_cast<std::size_t>(k % Nh) * C;
+      const float* FM_R cr = ar + static_cast<std::size_t>((Nh - k) % Nh) * C;
+      const float* FM_R ci = ai + static_cast<std::size_t>((Nh - k) % Nh) * C;
+      const float wr = untw[2 * k], wi = -untw[2 * k + 1];
+      float* FM_R orr = xr + static_cast<std::size_t>(k) * C;
+      float* FM_R oi = xi + static_cast<std::size_t>(k) * C;
+      for (int c = 0; c < C; ++c) {
+        const float er = 0.5f * (zr[c] + cr[c]), ei = 0.5f * (zi[c] - ci[c]);
+        const float odr = 0.5f * (zi[c] + ci[c]),
+                    odi = -0.5f * (zr[c] - cr[c]);
+        orr[c] = er + (odr * wr - odi * wi);
+        oi[c] = ei + (odr * wi + odi * wr);
+      }
+    }
+    for (int kb = 0; kb * C < K; ++kb) {
+      const int kn = std::min(C, K - kb * C);
+      float* FM_R dr = tre + (static_cast<std::size_t>(kb) * M + x0) * C;
+      float* FM_R di = tim + (static_cast<std::size_t>(kb) * M + x0) * C;
+      const float* FM_R sr = xr + static_cast<std::size_t>(kb) * C * C;
+      const float* FM_R si = xi + static_cast<std::size_t>(kb) * C * C;
+      for (int c = 0; c < cw; ++c)
+        for (int kk = 0; kk < kn; ++kk) {
+          dr[c * C + kk] = sr[kk * C + c];
+          di[c * C + kk] = si[kk * C + c];
+        }
+      for (int c = 0; c < cw; ++c)
+        for (int kk = kn; kk < C; ++kk) {
+          dr[c * C + kk] = 0.0f;
+          di[c * C + kk] = 0.0f;
+        }
+    }
+  }
+}
+
+// Pass B for a template: horizontal FFT of each block of T, stored
+// conjugated and scaled by 1 / (N M) in spec. Returns max |spectrum|
+// (unscaled).
+static double pass_b_template(const Geometry& g, Workspace& ws,
+                              float* spec_re, float* spec_im) {
+  constexpr int C = kChunkLanes;
+  const int M = g.M;
+  const float scale = static_cast<float>(1.0 / (static_cast<double>(g.N) * M));
+  double mx = 0.0;
+  for (int kb = 0; kb < g.Kp / C; ++kb) {
+    const std::size_t off = static_cast<std::size_t>(kb) * M * C;
+    float* ar = ws.t_re.data() + off;
+    float* ai = ws.t_im.data() + off;
+    float* br = ws.b_re.data();
+    float* bi = ws.b_im.data();
+    fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
+      const double a = std::sqrt(static_cast<double>(ar[t]) * ar[t] +
+                                 static_cast<double>(ai[t]) * ai[t]);
+      mx = std::max(mx, a);
+      spec_re[off + t] = ar[t] * scale;
+      spec_im[off + t] = -ai[t] * scale;
+    }
+  }
+  return mx;
+}
+
+// Pass B for a region: horizontal FFT, product with the template spectrum,
+// inverse horizontal FFT; rows x < Wout written transposed into V, laid out
+// as [x / C][k][x % C] (blocks of Kp x C).
+static void pass_b_region(const Geometry& g, Workspace& ws,
+                          const float* spec_re, const float* spec_im,
+                          int wout) {
+  constexpr int C = kChunkLanes;
+  const int M = g.M, Kp = g.Kp;
+  float* vre = ws.v_re.data();
+  float* vim = ws.v_im.data();
+  for (int kb = 0; kb < Kp / C; ++kb) {
+    const std::size_t off = static_cast<std::size_t>(kb) * M * C;
+    float* ar = ws.t_re.data() + off;
+    float* ai = ws.t_im.data() + off;
+    float* br = ws.b_re.data();
+    float* bi = ws.b_im.data();
+    fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
+    {
+      float* FM_R pr = ar;
+      float* FM_R pi = ai;
+      const float* FM_R sr = spec_re + off;
+      const float* FM_R si = spec_im + off;
+      for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
+        const float xr = pr[t], xi = pi[t];
+        pr[t] = xr * sr[t] - xi * si[t];
+        pi[t] = xr * si[t] + xi * sr[t];
+      }
+    }
+    fft_run(g.ph, ar, ai, br, bi, C, 1.0f);
+    for (int x = 0; x < wout; ++x) {
+      const int xb = x / C, xc = x % C;
+      float* FM_R dr =
+          vre + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
+      float* FM_R di =
+          vim + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
+      const float* FM_R sr = ar + static_cast<std::size_t>(x) * C;
+      const float* FM_R si = ai + static_cast<std::size_t>(x) * C;
+      for (int kk = 0; kk < C; ++kk) {
+        dr[kk * C] = sr[kk];
+        di[kk * C] = si[kk];
+      }
+    }
+  }
+}
+
+// Pass C: inverse vertical real FFT of each block of V; rows y < Hout of the
+// correlation written to corr (Hout x Wout, row stride cs).
+static void pass_c(const Geometry& g, Workspace& ws, int hout, int wout,
+                   float* corr, std::size_t cs) {
+  constexpr int C = kChunkLanes;
+  const int Nh = g.Nh, Kp = g.Kp;
+  const float* untw = g.untw.data();
+  for (int x0 = 0; x0 < wout; x0 += C) {
+    const int cw = std::min(C, wout - x0);
+    const std::size_t off = static_cast<std::size_t>(x0 / C) * Kp * C;
+    const float* vr = ws.v_re.data() + off;
+    const float* vi = ws.v_im.data() + off;
+    float* ar = ws.a_re.data();
+    float* ai = ws.a_im.data();
+    float* br = ws.b_re.data();
+    float* bi = ws.b_im.data();
+    for (int k = 0; k < Nh; ++k) {
+      const float* FM_R xr = vr + static_cast<std::size_t>(k) * C;
+      const float* FM_R xi = vi + static_cast<std::size_t>(k) * C;
+      const float* FM_R cr = vr + static_cast<std::size_t>(Nh - k) * C;
+      const float* FM_R ci = vi + static_cast<std::size_t>(Nh - k) * C;
+      const float wr = untw[2 * k], wi = untw[2 * k + 1];
+      float* FM_R zr = ar + static_cast<std::size_t>(k) * C;
+      float* FM_R zi = ai + static_cast<std::size_t>(k) * C;
+      for (int c = 0; c < C; ++c) {
+        const float er = xr[c] + cr[c], ei = xi[c] - ci[c];
+        const float dr = xr[c] - cr[c], di = xi[c] + ci[c];
+        const float orr = dr * wr - di * wi, oi = dr * wi + di * wr;
+        zr[c] = er - oi;
+        zi[c] = ei + orr;
+      }
+    }
+    fft_run(g.pv, ar, ai, br, bi, C, 1.0f);
+    for (int j = 0; j < Nh; ++j) {
+      const int y0 = 2 * j, y1 = 2 * j + 1;
+      if (y0 < hout) {
+        const float* FM_R s = ar + static_cast<std::size_t>(j) * C;
+        float* FM_R d = corr + y0 * cs + x0;
+        for (int c = 0; c < cw; ++c) d[c] = s[c];
+      }
+      if (y1 < hout) {
+        const float* FM_R s = ai + static_cast<std::size_t>(j) * C;
+        float* FM_R d = corr + y1 * cs + x0;
+        for (int c = 0; c < cw; ++c) d[c] = s[c];
+      }
+    }
+  }
+}
+
+// Explicit 4 x float64 vectors (GCC/Clang vector extensions): float64
+// reductions are not vectorised by compilers without -ffast-math.
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_VEC 1
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef unsigned char v4b __attribute__((vector_size(4)));
+static inline v4d load4(const double* p) {
+  v4d v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline v4d load4(const float* p) {
+  v4f v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, v4d);
+}
+static inline v4d load4(const std::uint8_t* p) {
+  v4b v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, v4d);
+}
+static inline double hsum(const v4d& v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+#endif
+
+// Sum and sum of squares of the H x W region (float64; exact for uint8).
+template <class P>
+static void region_sums(const P* img, std::ptrdiff_t stride, int H, int W,
+                        double* sum, double* sum2) {
+  if (sizeof(P) == 1) {
+    std::int64_t a = 0, b = 0;
+    for (int y = 0; y < H; ++y) {
+      const P* FM_R r = img + y * stride;
+      std::uint32_t ra = 0, rb = 0;  // W * 65025 < 2^32 for W < 66051
+      int x0 = 0;
+      while (x0 < W) {
+        const int x1 = std::min(W, x0 + 60000);
+        for (int x = x0; x < x1; ++x) {
+          const std::uint32_t v = r[x];
+          ra += v;
+          rb += v * v;
+        }
+        a += ra;
+        b += rb;
+        ra = rb = 0;
+        x0 = x1;
+      }
+    }
+    *sum = static_cast<double>(a);
+    *sum2 = static_cast<double>(b);
+    return;
+  }
+  double a = 0.0, b = 0.0;
+  for (int y = 0; y < H; ++y) {
+    const P* FM_R r = img + y * stride;
+    int x = 0;
+#ifdef FM_VEC
+    v4d va = {0, 0, 0, 0}, vb = va, vc = va, vd = va;
+    for (; x + 8 <= W; x += 8) {
+      const v4d v = load4(r + x), w = load4(r + x + 4);
+      va += v;
+      vb += v * v;
+      vc += w;
+      vd += w * w;
+    }
+    a += hsum(va + vc);
+    b += hsum(vb + vd);
+#endif
+    for (; x < W; ++x) {
+      const double v = static_cast<double>(r[x]);
+      a += v;
+      b += v * v;
+    }
+  }
+  *sum = a;
+  *sum2 = b;
+}
+
+// Window sums over h x w windows of v = pixel - off, one output row at a
+// time: c1/c2 hold the column sums of rows y..y+h-1. S is std::int64_t for
+// uint8 pixels (exact), double for float32.
+template <class P, class S>
+static void sums_init(const P* img, std::ptrdiff_t stride, int W, int h,
+                      double off, S* FM_R c1, S* FM_R c2) {
+  for (int x = 0; x < W; ++x) c1[x] = c2[x] = 0;
+  for (int i = 0; i < h; ++i) {
+    const P* FM_R r = img + i * stride;
+    for (int x = 0; x < W; ++x) {
+      const S v = static_cast<S>(r[x]) - static_cast<S>(off);
+      c1[x] += v;
+      c2[x] += v * v;
+    }
+  }
+}
+
+// Moves the column sums from rows y..y+h-1 to rows y+1..y+h.
+template <class P, class S>
+static void sums_advance(const P* img, std::ptrdiff_t stride, int W, int h,
+                         int y, double off, S* FM_R c1, S* FM_R c2) {
+  const P* FM_R rin = img + (y + h) * stride;
+  const P* FM_R rout = img + y * stride;
+  for (int x = 0; x < W; ++x) {
+    const S vi = static_cast<S>(rin[x]) - static_cast<S>(off);
+    const S vo = static_cast<S>(rout[x]) - static_cast<S>(off);
+    c1[x] += vi - vo;
+    c2[x] += vi * vi - vo * vo;
+  }
+}
+
+template <class S>
+static void sums_row(const S* FM_R c1, const S* FM_R c2, int w, int wout,
+                     S* FM_R s1, S* FM_R s2) {
+  S a1 = 0, a2 = 0;
+  for (int x = 0; x < w; ++x) {
+    a1 += c1[x];
+    a2 += c2[x];
+  }
+  s1[0] = a1;
+  s2[0] = a2;
+  for (int x = 1; x < wout; ++x) {
+    a1 += c1[x + w - 1] - c1[x - 1];
+    a2 += c2[x + w - 1] - c2[x - 1];
+    s1[x] = a1;
+    s2[x] = a2;
+  }
+}
+
+// One pass over an h x w window: sum(t * p), sum(p), sum(p^2) in float64.
+template <class P>
+static void window_dot(const double* tz, int h, int w, const P* p,
+                       std::ptrdiff_t stride, double* dot, double* s1,
+                       double* s2) {
+  double d = 0.0, a = 0.0, b = 0.0;
+#ifdef FM_VEC
+  v4d vd0 = {0, 0, 0, 0}, vd1 = vd0, va = vd0, vb = vd0;
+#endif
+  for (int i = 0; i < h; ++i) {
+    const double* FM_R t = tz + static_cast<std::size_t>(i) * w;
+    const P* FM_R r = p + i * stride;
+    int j = 0;
+#ifdef FM_VEC
+    for (; j + 8 <= w; j += 8) {
+      const v4d x0 = load4(r + j), x1 = load4(r + j + 4);
+      vd0 += load4(t + j) * x0;
+      vd1 += load4(t + j + 4) * x1;
+      va += x0 + x1;
+      vb += x0 * x0 + x1 * x1;
+    }
+#endif
+    for (; j < w; ++j) {
+      const double v = static_cast<double>(r[j]);
+      d += t[j] * v;
+      a += v;
+      b += v * v;
+    }
+  }
+#ifdef FM_VEC
+  d += hsum(vd0 + vd1);
+  a += hsum(va);
+  b += hsum(vb);
+#endif
+  *dot = d;
+  *s1 = a;
+  *s2 = b;
+}
+
+// Exact window statistics as the float64 reference computes them (two
+// passes): sum of squared deviations and numerator.
+template <class P>
+static void window_exact(const double* tz, int h, int w, const P* p,
+                         std::ptrdiff_t stride, double* ss_out,
+                         double* num_out) {
+  double sum = 0.0;
+#ifdef FM_VEC
+  v4d vs = {0, 0, 0, 0};
+#endif
+  for (int i = 0; i < h; ++i) {
+    const P* FM_R r = p + i * stride;
+    int j = 0;
+#ifdef FM_VEC
+    for (; j + 4 <= w; j += 4) vs += load4(r + j);
+#endif
+    for (; j < w; ++j) sum += static_cast<double>(r[j]);
+  }
+#ifdef FM_VEC
+  sum += hsum(vs);
+#endif
+  const double mean = sum / (static_cast<double>(h) * w);
+  double ss = 0.0, num = 0.0;
+#ifdef FM_VEC
+  v4d va = {0, 0, 0, 0}, vn = va;
+  const v4d vm = {mean, mean, mean, mean};
+#endif
+  for (int i = 0; i < h; ++i) {
+    const double* FM_R t = tz + static_cast<std::size_t>(i) * w;
+    const P* FM_R r = p + i * stride;
+    int j = 0;
+#ifdef FM_VEC
+    for (; j + 4 <= w; j += 4) {
+      const v4d d = load4(r + j) - vm;
+      va += d * d;
+      vn += d * load4(t + j);
+    }
+#endif
+    for (; j < w; ++j) {
+      const double d = static_cast<double>(r[j]) - mean;
+      ss += d * d;
+      num += d * t[j];
+    }
+  }
+#ifdef FM_VEC
+  ss += hsum(va);
+  num += hsum(vn);
+#endif
+  *ss_out = ss;
+  *num_out = num;
+}
+
+static inline double clamp1(double s) {
+  return s > 1.0 ? 1.0 : (s < -1.0 ? -1.0 : s);
+}
+
+// Exact score of the window at (y, x) of the region (float64, reference
+// semantics).
+template <class P>
+static double exact_score(const TemplateData& t, const P* reg,
+                          std::ptrdiff_t stride, int y, int x) {
+  const double n = static_cast<double>(t.h) * t.w;
+  const P* p = reg + y * stride + x;
+  if (sizeof(P) == 1) {
+    // Integer pixels: the window sums are exact, one pass suffices.
+    double dot, s1, s2;
+    window_dot(t.tz.data(), t.h, t.w, p, stride, &dot, &s1, &s2);
+    const double q = n * s2 - s1 * s1;  // n * sum of squared deviations
+    if (!(q > n * n * kFlatVariance)) return 0.0;
+    const double num = dot - (s1 / n) * t.tz_sum;
+    return clamp1(num / std::sqrt(t.ss * (q / n)));
+  }
+  double ss, num;
+  window_exact(t.tz.data(), t.h, t.w, p, stride, &ss, &num);
+  if (!(ss > n * kFlatVariance)) return 0.0;
+  return clamp1(num / std::sqrt(t.ss * ss));
+}
+
+struct RowParams {
+  double n, inv_n, err, thrq, thr, gmax, gsum, e1tot, energy, u64;
+};
+
+template <class V>
+static inline V splat(double v);
+template <>
+inline double splat<double>(double v) {
+  return v;
+}
+static inline double sel(bool m, double a, double b) { return m ? a : b; }
+static inline bool any(bool m) { return m; }
+static inline bool lnot(bool m) { return !m; }
+static inline double vmax(double a, double b) { return a > b ? a : b; }
+#ifdef FM_VEC
+typedef long long v4i __attribute__((vector_size(32)));
+template <>
+inline v4d splat<v4d>(double v) {
+  return v4d{v, v, v, v};
+}
+template <class M>
+static inline v4d sel(const M& m, const v4d& a, const v4d& b) {
+  const v4i mi = (v4i)m;
+  return (v4d)(((v4i)a & mi) | ((v4i)b & ~mi));
+}
+template <class M>
+static inline M lnot(const M& m) {
+  return ~m;
+}
+template <class M>
+static inline bool any(const M& m) {
+  return (m[0] | m[1] | m[2] | m[3]) != 0;
+}
+static inline v4d vmax(const v4d& a, const v4d& b) { return sel(a > b, a, b); }
+#endif
+
+// Bounds of g = s |s| ss_T for a group of positions (V = double or v4d).
+// Returns the lower bound; stores the upper bound (NaN when flat).
+template <class V>
+static inline V score_group(bool is_u8, const RowParams& rp, const V& c,
+                            const V& a1, const V& a2, V* hi, bool* flat) {
+  const V zero = splat<V>(0.0);
+  const V nan = splat<V>(std::numeric_limits<double>::quiet_NaN());
+  const V lo_num = c - rp.err, hi_num = c + rp.err;
+  const V lo_sq = lo_num * sel(lo_num < zero, -lo_num, lo_num);
+  const V hi_sq = hi_num * sel(hi_num < zero, -hi_num, hi_num);
+  if (is_u8) {
+    // Exact integer sums: q = n * sum of squared deviations.
+    const V q = rp.n * a2 - a1 * a1;
+    const auto fl = lnot(q > rp.thrq);
+    const V r = rp.n / sel(fl, splat<V>(1.0), q);  // 1 / ss_W
+    V lo = lo_sq * r;
+    lo = sel(lo > rp.gmax, splat<V>(rp.gmax), lo);
+    *hi = sel(fl, nan, hi_sq * r);
+    if (any(fl)) *flat = true;
+    return sel(fl, zero, lo);
+  }
+  // float32 pixels: window sums within d of the exact ones.
+  const V ss = a2 - a1 * a1 * rp.inv_n;
+  const V aa1 = sel(a1 < zero, -a1, a1);
+  const V d = rp.gsum * (rp.e1tot * 2.0 * aa1 * rp.inv_n + rp.energy) +
+              4.0 * rp.u64 * (a2 + a1 * a1 * rp.inv_n);
+  const auto fl = (ss + d) <= rp.thr;
+  const auto amb = lnot((ss - d) > rp.thr) & lnot(fl);
+  const V sl = sel(amb | fl, splat<V>(1.0), ss - d);
+  const V sh = ss + d;
+  // 1 / sl and 1 / sh with one division.
+  const V rr = splat<V>(1.0) / (sl * sh);
+  const V rl = sh * rr, rh = sl * rr;
+  V lo = lo_sq * sel(lo_num < zero, rl, rh);
+  lo = sel(lo > rp.gmax, splat<V>(rp.gmax), lo);
+  const V h = hi_sq * sel(hi_num < zero, rh, rl);
+  *hi = sel(fl, nan, sel(amb, splat<V>(std::numeric_limits<double>::infinity()), h));
+  if (any(fl)) *flat = true;
+  return sel(fl, zero, sel(amb, splat<V>(-rp.gmax), lo));
+}
+
+static double score_row(bool is_u8, const RowParams& rp, const float* c,
+                        const double* s1, const double* s2, int wout,
+                        double* hg, bool* any_flat, double* row_hi) {
+  int x = 0;
+  double lower = -rp.gmax, upper = -rp.gmax;
+#ifdef FM_VEC
+  v4d vl = splat<v4d>(-rp.gmax), vu = vl;
+  for (; x + 4 <= wout; x += 4) {
+    v4d h;
+    const v4d lo = score_group(is_u8, rp, load4(c + x), load4(s1 + x),
+                               load4(s2 + x), &h, any_flat);
+    std::memcpy(hg + x, &h, sizeof h);
+    vl = vmax(vl, lo);
+    vu = vmax(h, vu);  // NaN (flat) lanes keep the old maximum
+  }
+  lower = vmax(vmax(vl[0], vl[1]), vmax(vl[2], vl[3]));
+  upper = vmax(vmax(vu[0], vu[1]), vmax(vu[2], vu[3]));
+#endif
+  for (; x < wout; ++x) {
+    double h;
+    const double lo = score_group(is_u8, rp, static_cast<double>(c[x]),
+                                  s1[x], s2[x], &h, any_flat);
+    hg[x] = h;
+    lower = vmax(lower, lo);
+    upper = vmax(h, upper);
+  }
+  *row_hi = upper;
+  return lower;
+}
+
+// Direct float64 search over every position (small problems).
+template <class P>
+static void search_direct(const TemplateData& t, const P* reg,
+                          std::ptrdiff_t stride, int H, int W,
+                          double* best, int* by, int* bx) {
+  const int hout = H - t.h + 1, wout = W - t.w + 1;
+  *best = -2.0;
+  for (int y = 0; y < hout; ++y)
+    for (int x = 0; x < wout; ++x) {
+      const double s = exact_score(t, reg, stride, y, x);
+      if (s > *best) {
+        *best = s;
+        *by = y;
+        *bx = x;
+      }
+    }
+}
+
+// Template spectrum for geometry g.
+static void make_spectrum(const TemplateData& t, const Geometry& g,
+                          Workspace& ws, SpecEntry& e) {
+  ws.reserve(g, 1, 1);
+  e.re.assign(static_cast<std::size_t>(g.Kp) * g.M, 0.0f);
+  e.im.assign(static_cast<std::size_t>(g.Kp) * g.M, 0.0f);
+  pass_a(t.tzf.data(), t.w, t.h, t.w, 0.0f, g, ws);
+  e.max_abs = pass_b_template(g, ws, e.re.data(), e.im.data());
+}
+
+// FFT search: approximate float32 scores with a per-position error bound,
+// then float64 rescoring of every position that could be the best.
+template <class P>
+static void search_fft(const TemplateData& t, const SpecEntry& e,
+                       const P* reg, std::ptrdiff_t stride, int H, int W,
+                       Workspace& ws, double* best, int* by, int* bx,
+                       int* ncand) {
+  const Geometry& g = e.g;
+  const int hout = H - t.h + 1, wout = W - t.w + 1;
+  const bool is_u8 = sizeof(P) == 1;
+  const double n = static_cast<double>(t.h) * t.w;
+  ws.reserve(g, hout, wout);
+  // Region mean (subtracted before the FFT) and energy.
+  double sum, sum2;
+  region_sums(reg, stride, H, W, &sum, &sum2);
+  const double npix = static_cast<double>(H) * W;
+  const double mean = sum / npix;
+  const float muf = static_cast<float>(mean);
+  const double off = is_u8 ? 0.0 : static_cast<double>(muf);
+  // Energy of v = pixel - muf (an upper bound robust to cancellation).
+  const double dm = mean - static_cast<double>(muf);
+  double energy = sum2 - sum * mean;
+  energy = (energy > 0.0 ? energy : 0.0) + npix * dm * dm + 1e-14 * sum2;
+  const double u32 = 5.9604644775390625e-08;  // 2^-24
+  const double u64 = 1.1102230246251565e-16;  // 2^-53
+  const double rn = std::sqrt(energy * (1.0 + 1e-6));
+  // Bound on |FFT numerator - exact numerator|. By Cauchy-Schwarz the
+  // forward-transform and product errors are <= c u32 |T'| |R - mu| with c
+  // growing like log2(N M); the observed maximum over adversarial tests
+  // (ramps, sinusoids, checkerboards, impulses, near-flat windows) is
+  // 1.5 u32 |T'| |R - mu|, so the margin used here, 3 log2(N M) + 16, is >= 30x that.
+  const double lg = std::log2(static_cast<double>(g.N) * g.M);
+  const double err_num = (3.0 * lg + 16.0) * u32 * t.norm_f * rn;
+
+  pass_a(reg, stride, H, W, muf, g, ws);
+  pass_b_region(g, ws, e.re.data(), e.im.data(), wout);
+  float* corr = ws.corr.data();
+  const std::size_t cs = static_cast<std::size_t>(ws.corr_stride);
+  pass_c(g, ws, hout, wout, corr, cs);
+
+  // Scores are compared in the monotone domain g = s |s| * ss_T = c |c| / ss_W
+  // (c = numerator), which needs no square roots. hg[] holds the upper
+  // bound of g per position, NaN for a flat window (exact score 0).
+  double* hg = ws.hi.data();
+  const double thr = n * kFlatVariance;
+  RowParams rp;
+  rp.n = n;
+  rp.inv_n = 1.0 / n;
+  rp.err = err_num * (1.0 + 1e-9);
+  rp.thrq = n * n * kFlatVariance;
+  rp.thr = thr;
+  rp.gmax = t.ss;
+  rp.gsum = 4.0 * (H + W + 4) * u64 * 1.01;
+  rp.e1tot = std::sqrt(npix * energy) * (1.0 + 1e-9);
+  rp.energy = energy;
+  rp.u64 = u64;
+  double lower = -t.ss;
+  double* c1 = ws.col1.data();
+  double* c2 = ws.col2.data();
+  double* s1 = ws.row1.data();
+  double* s2 = ws.row2.data();
+  bool any_flat = false;
+  double* row_hi = ws.row_hi.data();
+  sums_init(reg, stride, W, t.h, off, c1, c2);
+  for (int y = 0; y < hout; ++y) {
+    sums_row(c1, c2, t.w, wout, s1, s2);
+    const double lo = score_row(is_u8, rp, corr + y * cs, s1, s2, wout,
+                                hg + static_cast<std::size_t>(y) * wout,
+                                &any_flat, &row_hi[y]);
+    lower = lo > lower ? lo : lower;
+    if (y + 1 < hout) sums_advance(reg, stride, W, t.h, y, off, c1, c2);
+  }
+#ifdef FM_NCC_DEBUG
+  if (hout * wout * (double)t.h * t.w < 3e8) {
+    const double a_unit = u32 * t.norm_f * rn;
+    for (int y = 0; y < hout; ++y)
+      for (int x = 0; x < wout; ++x) {
+        double ss, num;
+        window_exact(t.tz.data(), t.h, t.w, reg + y * stride + x, stride, &ss, &num);
+        const double r = std::fabs(num - corr[y * cs + x]) / a_unit;
+        if (r > g_debug_ratio) g_debug_ratio = r;
+      }
+  }
+#endif
+  // Rescore the candidates exactly, in row-major order.
+  *best = -2.0;
+  int count = 0;
+  for (int y = 0; y < hout; ++y) {
+    if (!(row_hi[y] >= lower)) continue;
+    const double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
+    for (int x = 0; x < wout; ++x) {
+      if (!(hr[x] >= lower)) continue;
+      ++count;
+      const double s = exact_score(t, reg, stride, y, x);
+      if (s > *best) {
+        *best = s;
+        *by = y;
+        *bx = x;
+      }
+    }
+  }
+  // Flat windows score exactly 0: the first one wins if nothing beats 0
+  // (or something ties with it later in row-major order).
+  if (any_flat && *best <= 0.0) {
+    for (int y = 0; y < hout; ++y) {
+      const double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
+      int x = 0;
+      while (x < wout && hr[x] == hr[x]) ++x;
+      if (x < wout) {
+        if (*best < 0.0 || y < *by || (y == *by && x < *bx)) {
+          *best = 0.0;
+          *by = y;
+          *bx = x;
+        }
+        break;
+      }
+    }
+  }
+  *ncand = count;
+}
+
+#undef FM_R
+
+}  // namespace FM_KNS
+}  // namespace detail
+}  // namespace flickermine

@@ -1,0 +1,742 @@
+"""Audit mined examples against MOT ground truth: how pure are the hard negatives, the hard
+positives and the pseudo-positives, and what the NCC tracking adds over the simplest rule.
+
+Command line: ``flickermine audit MINED --gt GT.txt [--match-iou 0.5] [--frames A-B]
+[--by-threshold --video V --detections D] [--json OUT]`` (see :func:`register`).
+
+``MINED`` is either a verdicts CSV written by ``flickermine mine --verdicts`` (every candidate of
+one video, frames 1-based) or a dataset folder written by ``flickermine mine --out`` (kept frames
+only; the detections file named in its ``report.json`` supplies all the candidates, when it is
+still readable, for the false-positive rate and the baseline).
+
+Judging a box against the ground truth of its frame (boxes ``x1, y1, x2, y2`` pixels):
+
+* **true**: IoU >= ``match_iou`` with a ground-truth box whose flag is not 0;
+* **ignored** (neither right nor wrong): otherwise, when it overlaps a flag-0 box at IoU >=
+  ``match_iou`` or lies mostly (more than half its area) inside one;
+* **false**: otherwise. A frame inside the audited range without ground-truth rows has no
+  objects: every box there is false.
+
+Reported, per video and overall (ignored boxes leave numerator and denominator alike):
+
+* hard-negative precision: share of hard negatives that are false;
+* pseudo-positive precision and hard-positive precision: share that are true;
+* false-positive rate of all candidates: the precision of picking candidates at random, so
+  ``enrichment = hard-negative precision / false-positive rate`` says what the rule adds;
+* the baseline: the simplest rule (a candidate with no candidate at IoU >= 0.5 in the frame
+  before nor in the frame after) on the same candidates, also restricted to the candidates the
+  rules do not exempt (sure score, small, border), so that each report shows what the NCC
+  tracking adds;
+* the worst cases: hard negatives that are true objects, best IoU first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .boxes import iou_matrix
+from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
+
+#: IoU with the frame before or after at which the baseline rule finds a detection's partner.
+BASELINE_IOU = 0.5
+#: Reasons for which the rules never look at a detection.
+EXEMPT_REASONS = (Reason.SURE_SCORE.label, Reason.SMALL.label, Reason.BORDER.label)
+TRUE, FALSE, IGNORED = 1, 0, -1
+DEFAULT_NCC_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+# -- ground truth --------------------------------------------------------------------------------
+
+
+def parse_frame_range(text: str | None) -> tuple[int, int] | None:
+    """``"1-405"`` -> ``(1, 405)``; ``"7"`` -> ``(7, 7)``; ``"100-"`` -> ``(100, huge)``; None -> None."""
+    if text is None:
+        return None
+    first, dash, last = text.partition("-")
+    try:
+        lo = int(first)
+        hi = (int(last) if last.strip() else 2**31 - 1) if dash else lo
+    except ValueError:
+        raise ValueError(f"--frames must look like 1-405 (1-based, inclusive), got {text!r}") from None
+    if lo < 1 or hi < lo:
+        raise ValueError(f"--frames must be FIRST-LAST with 1 <= FIRST <= LAST, got {text!r}")
+    return lo, hi
+
+
+@dataclasses.dataclass
+class GroundTruth:
+    """MOT ground truth of one video: per 1-based frame, ``(K, 4)`` x1, y1, x2, y2 boxes that
+    count and boxes flagged 0 (ignore). ``frames``: the audited 1-based inclusive frame range
+    (None: every frame)."""
+
+    path: str
+    boxes: dict[int, np.ndarray]
+    ignore: dict[int, np.ndarray]
+    frames: tuple[int, int] | None = None
+
+    def covers(self, frame: int) -> bool:
+        return self.frames is None or self.frames[0] <= frame <= self.frames[1]
+
+    def judge(self, frame: int, boxes: np.ndarray, match_iou: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(status (N,) int8 TRUE/FALSE/IGNORED, best IoU with a real box (N,) float64)``."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        truth = self.boxes.get(frame, np.zeros((0, 4)))
+        best = iou_matrix(boxes, truth).max(axis=1) if len(truth) else np.zeros(len(boxes))
+        status = np.where(best >= match_iou, TRUE, FALSE).astype(np.int8)
+        ignore = self.ignore.get(frame, np.zeros((0, 4)))
+        if len(ignore) and (status == FALSE).any():
+            overlap = iou_matrix(boxes, ignore).max(axis=1) >= match_iou
+            inter_w = np.minimum(boxes[:, None, 2], ignore[None, :, 2]) - np.maximum(boxes[:, None, 0], ignore[None, :, 0])
+            inter_h = np.minimum(boxes[:, None, 3], ignore[None, :, 3]) - np.maximum(boxes[:, None, 1], ignore[None, :, 1])
+            inside = np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
+            area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-12)
+            mostly_inside = (inside / area[:, None]).max(axis=1) > 0.5
+            status[(status == FALSE) & (overlap | mostly_inside)] = IGNORED
+        return status, best
+
+
+def read_ground_truth(path: str | os.PathLike, frames: tuple[int, int] | None = None) -> GroundTruth:
+    """Read a MOT ground-truth file ``frame,id,x,y,w,h[,flag,...]`` (frames 1-based; a missing
+    flag column counts as 1). Raises FileNotFoundError, or ValueError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground truth {path}: no such file")
+    rows: dict[int, list] = {}
+    ignored: dict[int, list] = {}
+    with open(path, newline="") as stream:
+        for number, line in enumerate(stream, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = text.split(",") if "," in text else text.split()
+            if len(fields) < 6:
+                raise ValueError(f"{path}:{number}: expected frame,id,x,y,w,h[,flag,...], got {text[:80]!r}")
+            try:
+                values = [float(v) for v in fields[:7]]
+            except ValueError:
+                raise ValueError(f"{path}:{number}: a field is not a number: {text[:80]!r}") from None
+            frame, _, x, y, w, h = values[:6]
+            flag = values[6] if len(values) > 6 else 1.0
+            if not all(math.isfinite(v) for v in values) or frame != int(frame) or frame < 1:
+                raise ValueError(f"{path}:{number}: frame must be an integer >= 1 and fields finite: {text[:80]!r}")
+            if w <= 0 or h <= 0:
+                raise ValueError(f"{path}:{number}: width and height must be > 0: {text[:80]!r}")
+            (ignored if flag == 0 else rows).setdefault(int(frame), []).append((x, y, x + w, y + h))
+    as_arrays = lambda table: {f: np.array(b, dtype=np.float64) for f, b in table.items()}  # noqa: E731
+    return GroundTruth(str(path), as_arrays(rows), as_arrays(ignored), frames)
+
+
+# -- what was mined ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class MinedVideo:
+    """What a rule mined from one video, in the form the audit needs.
+
+    ``frames`` ``(N,)`` 1-based, ``boxes`` ``(N, 4)`` x1, y1, x2, y2, ``scores`` ``(N,)``,
+    ``hard_negative`` ``(N,)`` bool and ``reasons`` (labels or None) describe the candidates that
+    were judged. ``complete``: these are *all* the candidates of the video (a verdicts CSV, a
+    re-mining); otherwise (a dataset folder keeps only some frames) ``population`` may hold all
+    candidates as ``(frames, boxes, exempt or None)`` from the detections file.
+    ``hard_positives``: ``(frames (M,), boxes (M, 4))``, or None when they were not looked for.
+    """
+
+    name: str
+    frames: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    hard_negative: np.ndarray
+    reasons: list[str] | None = None
+    complete: bool = True
+    population: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    hard_positives: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def from_frame_verdicts(cls, name: str, verdicts: Iterable, hard_positives: bool = False) -> "MinedVideo":
+        """From :class:`~flickermine.miner.FrameVerdicts` of every frame of one video."""
+        frames, boxes, scores, reasons, hp_frames, hp_boxes = [], [], [], [], [], []
+        for v in verdicts:
+            frames.append(np.full(len(v.boxes), v.frame_index + 1, dtype=np.int64))
+            boxes.append(v.boxes)
+            scores.append(v.scores)
+            reasons.append(np.asarray(v.reasons, dtype=np.int8))
+            hp_frames.append(np.full(len(v.hard_positives), v.frame_index + 1, dtype=np.int64))
+            hp_boxes.append(v.hard_positives)
+        codes = np.concatenate(reasons) if reasons else np.zeros(0, np.int8)
+        hp = (_cat(hp_frames, np.int64), _cat(hp_boxes, np.float64, 4)) if hard_positives else None
+        return cls(
+            name, _cat(frames, np.int64), _cat(boxes, np.float64, 4), _cat(scores, np.float64),
+            codes == Reason.ISOLATED, [Reason(int(c)).label for c in codes], True, None, hp,
+        )
+
+    def with_rows(self, keep: np.ndarray) -> "MinedVideo":
+        reasons = [r for r, k in zip(self.reasons, keep) if k] if self.reasons is not None else None
+        return dataclasses.replace(
+            self, frames=self.frames[keep], boxes=self.boxes[keep], scores=self.scores[keep],
+            hard_negative=self.hard_negative[keep], reasons=reasons,
+        )
+
+
+def _cat(parts: list, dtype, width: int | None = None) -> np.ndarray:
+    shape = (0, width) if width else (0,)
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(shape, dtype)
+
+
+def read_verdicts_csv(path: str | os.PathLike, name: str | None = None) -> MinedVideo:
+    """Read ``frame,x,y,w,h,score,verdict,reason`` (``flickermine mine --verdicts``)."""
+    from .pipeline import VERDICT_COLUMNS
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"verdicts {path}: no such file")
+    labels = {r.label for r in Reason}
+    frames, boxes, scores, hard, reasons = [], [], [], [], []
+    with open(path, newline="") as stream:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != VERDICT_COLUMNS:
+            raise ValueError(f"{path}:1: expected the header {','.join(VERDICT_COLUMNS)}, got {header}")
+        for number, row in enumerate(reader, 2):
+            if not row:
+                continue
+            if len(row) != len(VERDICT_COLUMNS):
+                raise ValueError(f"{path}:{number}: expected {len(VERDICT_COLUMNS)} fields, got {len(row)}")
+            try:
+                frame = int(row[0])
+                x, y, w, h, score = (float(v) for v in row[1:6])
+            except ValueError:
+                raise ValueError(f"{path}:{number}: frame must be an integer and x,y,w,h,score numbers: {row}") from None
+            if frame < 1 or not all(math.isfinite(v) for v in (x, y, w, h, score)) or w <= 0 or h <= 0:
+                raise ValueError(f"{path}:{number}: need frame >= 1, finite values and w, h > 0: {row}")
+            if row[6] not in (HARD_NEGATIVE, PSEUDO_POSITIVE) or row[7] not in labels:
+                raise ValueError(f"{path}:{number}: unknown verdict {row[6]!r} or reason {row[7]!r}")
+            frames.append(frame)
+            boxes.append((x, y, x + w, y + h))
+            scores.append(score)
+            hard.append(row[6] == HARD_NEGATIVE)
+            reasons.append(row[7])
+    return MinedVideo(
+        name or path.stem, np.array(frames, np.int64), np.array(boxes, np.float64).reshape(-1, 4),
+        np.array(scores, np.float64), np.array(hard, bool), reasons,
+    )
+
+
+@dataclasses.dataclass
+class MinedDataset:
+    """A dataset folder: its videos, and the run settings and inputs it records."""
+
+    folder: Path
+    videos: list[MinedVideo]
+    params: MiningParams
+    rule: str
+    sources: dict[str, dict]  #: per video: ``path``, ``detections_file``, ``width``, ``height``
+
+
+def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> MinedDataset:
+    """Read ``annotations.json`` (+ ``run.json``, ``report.json``) of a ``flickermine mine --out``
+    folder. With ``with_population``, all candidates are read from each video's detections file
+    when ``report.json`` names one that still exists."""
+    from .dataset import DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE
+
+    folder = Path(folder)
+    coco_path = folder / "annotations.json"
+    if not coco_path.is_file():
+        raise FileNotFoundError(f"{folder}: no annotations.json (not a `flickermine mine --out` folder?)")
+    coco = _read_json(coco_path)
+    run = _read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
+    report = _read_json(folder / "report.json") if (folder / "report.json").is_file() else {}
+    known = {f.name for f in dataclasses.fields(MiningParams)}
+    params = MiningParams(**{k: v for k, v in run.get("params", {}).items() if k in known})
+    mode = run.get("mode", coco.get("info", {}).get("mode", "hn"))
+    sources = {row["video"]: row for row in report.get("videos", []) if "video" in row}
+    try:
+        images = {image["id"]: image for image in coco["images"]}
+        per_video: dict[str, dict] = {}
+        for image in coco["images"]:
+            entry = per_video.setdefault(str(image["video"]), {"rows": [], "hp": [], "size": (image["width"], image["height"])})
+            frame = int(image["frame_index"]) + 1
+            for hn in image.get(HARD_NEGATIVES_KEY, []):
+                entry["rows"].append((frame, _xyxy(hn["bbox"]), hn.get("score") or 0.0, True))
+        for ann in coco["annotations"]:
+            image = images[ann["image_id"]]
+            entry = per_video[str(image["video"])]
+            frame = int(image["frame_index"]) + 1
+            if ann.get("source", DETECTOR_SOURCE) == TRACKER_SOURCE:
+                entry["hp"].append((frame, _xyxy(ann["bbox"])))
+            elif mode != "flickers-as-positives" or not any(
+                hn["bbox"] == ann["bbox"] for hn in image.get(HARD_NEGATIVES_KEY, [])
+            ):
+                entry["rows"].append((frame, _xyxy(ann["bbox"]), ann.get("score") or 0.0, False))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{coco_path}: not a flickermine COCO file ({type(error).__name__}: {error})") from None
+    for name, row in sources.items():
+        per_video.setdefault(name, {"rows": [], "hp": [], "size": (row.get("width"), row.get("height"))})
+    videos = []
+    for name, entry in per_video.items():
+        rows = entry["rows"]
+        hp = entry["hp"]
+        video = MinedVideo(
+            name,
+            np.array([r[0] for r in rows], np.int64),
+            np.array([r[1] for r in rows], np.float64).reshape(-1, 4),
+            np.array([r[2] for r in rows], np.float64),
+            np.array([r[3] for r in rows], bool),
+            None,
+            complete=False,
+            hard_positives=(
+                (np.array([h[0] for h in hp], np.int64), np.array([h[1] for h in hp], np.float64).reshape(-1, 4))
+                if mode in ("hp", "hn+hp") else None
+            ),
+        )
+        source = sources.get(name, {})
+        dets = source.get("detections_file")
+        if with_population and dets and Path(dets).is_file():
+            width, height = entry["size"]
+            video.population = read_candidates(dets, params, width, height)
+        videos.append(video)
+    return MinedDataset(folder, videos, params, str(run.get("rule", coco.get("info", {}).get("rule", "seed"))), sources)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable JSON ({error})") from None
+
+
+def _xyxy(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in bbox)
+    return (x, y, x + w, y + h)
+
+
+def read_candidates(
+    detections: str | os.PathLike, params: MiningParams, width: int | None = None, height: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """All candidates (``score >= score_threshold``) of a MOT detections file, clipped to the
+    image when its size is known: ``(frames (N,) 1-based, boxes (N, 4), exempt (N,) bool or None)``."""
+    from .detections import DetectionFile
+    from .rules import UNDECIDED, exemption_reasons
+
+    file = DetectionFile(detections, width=width, height=height)
+    frames, boxes, exempt = [], [], []
+    for index, b, s in file.per_frame():
+        keep = s >= params.score_threshold
+        b, s = b[keep], s[keep]
+        if width and height:
+            b = b.copy()
+            np.clip(b[:, 0::2], 0, width, out=b[:, 0::2])
+            np.clip(b[:, 1::2], 0, height, out=b[:, 1::2])
+            exempt.append(exemption_reasons(b, s, width, height, params) != UNDECIDED)
+        frames.append(np.full(len(b), index + 1, np.int64))
+        boxes.append(b)
+    return _cat(frames, np.int64), _cat(boxes, np.float64, 4), (_cat(exempt, bool) if width and height else None)
+
+
+# -- the baseline --------------------------------------------------------------------------------
+
+
+def baseline_isolated(frames: np.ndarray, boxes: np.ndarray, match_iou: float = BASELINE_IOU) -> np.ndarray:
+    """The simplest rule: ``(N,)`` bool, True where no candidate of frame ``f - 1`` nor of
+    ``f + 1`` overlaps the candidate at IoU >= ``match_iou`` (``frames`` 1-based)."""
+    isolated = np.ones(len(frames), dtype=bool)
+    by_frame: dict[int, np.ndarray] = {}
+    for frame in np.unique(frames):
+        by_frame[int(frame)] = np.flatnonzero(frames == frame)
+    for frame, rows in by_frame.items():
+        for other in (frame - 1, frame + 1):
+            if other in by_frame:
+                partner = (iou_matrix(boxes[rows], boxes[by_frame[other]]) >= match_iou).any(axis=1)
+                isolated[rows[partner]] = False
+    return isolated
+
+
+# -- the audit -----------------------------------------------------------------------------------
+
+#: the groups of a report: (key, what counts as a hit, description)
+GROUPS = (
+    ("candidates", FALSE, "all candidates: false-positive rate"),
+    ("hard_negatives", FALSE, "hard negatives: precision = share false"),
+    ("baseline", FALSE, "baseline (no IoU>=0.5 partner in f-1, f+1): share false"),
+    ("baseline_non_exempt", FALSE, "baseline among non-exempt candidates: share false"),
+    ("pseudo_positives", TRUE, "pseudo-positives: precision = share true"),
+    ("hard_positives", TRUE, "hard positives: precision = share true"),
+)
+
+
+def _counts(status: np.ndarray, hit: int) -> dict:
+    judged = int((status != IGNORED).sum())
+    hits = int((status == hit).sum())
+    return {"count": int(len(status)), "judged": judged, "hits": hits, "precision": hits / judged if judged else None}
+
+
+def _judge_all(gt: GroundTruth, frames: np.ndarray, boxes: np.ndarray, match_iou: float):
+    status = np.full(len(frames), IGNORED, np.int8)
+    best = np.zeros(len(frames))
+    for frame in np.unique(frames):
+        rows = np.flatnonzero(frames == frame)
+        status[rows], best[rows] = gt.judge(int(frame), boxes[rows], match_iou)
+    return status, best
+
+
+def audit_video(video: MinedVideo, gt: GroundTruth, match_iou: float = 0.5, worst: int = 20) -> dict:
+    """Counts and precisions of one video (see the module docstring).
+
+    Returns a dict with one entry per :data:`GROUPS` key (``{"count", "judged", "hits",
+    "precision"}``, or None where the input cannot tell), ``enrichment`` and
+    ``baseline_enrichment``, and ``worst_hard_negatives`` (up to ``worst`` true objects mined as
+    hard negatives, best IoU first: ``frame`` 1-based, ``bbox`` xywh, ``score``, ``best_iou``).
+    """
+    in_range = np.array([gt.covers(int(f)) for f in video.frames], dtype=bool)
+    rows = video.with_rows(in_range)
+    status, best = _judge_all(gt, rows.frames, rows.boxes, match_iou)
+    report: dict = {"video": video.name, "ground_truth": gt.path}
+    report["hard_negatives"] = _counts(status[rows.hard_negative], FALSE)
+    report["pseudo_positives"] = _counts(status[~rows.hard_negative], TRUE)
+    exempt = np.array([r in EXEMPT_REASONS for r in rows.reasons], bool) if rows.reasons is not None else None
+
+    # The population of all candidates: the rows themselves, or the detections file's.
+    population = None
+    if video.complete:
+        population = (video.frames, video.boxes, np.array([r in EXEMPT_REASONS for r in video.reasons], bool) if video.reasons is not None else None)
+    elif video.population is not None:
+        population = video.population
+    if population is not None:
+        frames, boxes, pop_exempt = population
+        isolated = baseline_isolated(frames, boxes)  # neighbours outside the range still count
+        covered = np.array([gt.covers(int(f)) for f in frames], dtype=bool)
+        pop_status, _ = _judge_all(gt, frames[covered], boxes[covered], match_iou)
+        isolated = isolated[covered]
+        report["candidates"] = _counts(pop_status, FALSE)
+        report["baseline"] = _counts(pop_status[isolated], FALSE)
+        if pop_exempt is not None:
+            report["baseline_non_exempt"] = _counts(pop_status[isolated & ~pop_exempt[covered]], FALSE)
+        else:
+            report["baseline_non_exempt"] = None
+    else:
+        report["candidates"] = report["baseline"] = report["baseline_non_exempt"] = None
+    if exempt is not None:
+        report["non_exempt_candidates"] = _counts(status[~exempt], FALSE)
+
+    if video.hard_positives is not None:
+        hp_frames, hp_boxes = video.hard_positives
+        covered = np.array([gt.covers(int(f)) for f in hp_frames], dtype=bool)
+        hp_status, hp_best = _judge_all(gt, hp_frames[covered], hp_boxes[covered], match_iou)
+        report["hard_positives"] = _counts(hp_status, TRUE)
+        wrong = np.flatnonzero(hp_status == FALSE)
+        wrong = wrong[np.argsort(hp_best[wrong], kind="stable")][:worst]
+        report["worst_hard_positives"] = [
+            _case(video.name, int(hp_frames[covered][i]), hp_boxes[covered][i], None, float(hp_best[i])) for i in wrong
+        ]
+    else:
+        report["hard_positives"] = None
+        report["worst_hard_positives"] = []
+    _derive(report)
+
+    true_hn = np.flatnonzero(rows.hard_negative & (status == TRUE))
+    true_hn = true_hn[np.argsort(-best[true_hn], kind="stable")][:worst]
+    report["worst_hard_negatives"] = [
+        _case(video.name, int(rows.frames[i]), rows.boxes[i], float(rows.scores[i]), float(best[i]),
+              rows.reasons[i] if rows.reasons is not None else None)
+        for i in true_hn
+    ]
+    return report
+
+
+def _case(video: str, frame: int, box: np.ndarray, score, best_iou: float, reason=None) -> dict:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    case = {"video": video, "frame": frame, "bbox": [round(x1, 1), round(y1, 1), round(x2 - x1, 1), round(y2 - y1, 1)],
+            "score": None if score is None else round(score, 4), "best_iou": round(best_iou, 3)}
+    if reason is not None:
+        case["reason"] = reason
+    return case
+
+
+def _derive(report: dict) -> None:
+    def precision(key):
+        group = report.get(key)
+        return group["precision"] if group else None
+
+    fp_rate = precision("candidates")
+    for key, name in (("hard_negatives", "enrichment"), ("baseline", "baseline_enrichment")):
+        value = precision(key)
+        report[name] = value / fp_rate if value is not None and fp_rate else None
+    hn, candidates = report.get("hard_negatives"), report.get("candidates")
+    report["hard_negative_yield"] = hn["count"] / candidates["count"] if hn and candidates and candidates["count"] else None
+
+
+def combine(reports: Sequence[dict], worst: int = 20) -> dict:
+    """Sum per-video reports into an overall one (precisions from the summed counts)."""
+    total: dict = {"video": "overall"}
+    for key in [g[0] for g in GROUPS] + ["non_exempt_candidates"]:
+        groups = [r.get(key) for r in reports]
+        if not groups or any(g is None for g in groups):
+            total[key] = None
+            continue
+        summed = {k: sum(g[k] for g in groups) for k in ("count", "judged", "hits")}
+        summed["precision"] = summed["hits"] / summed["judged"] if summed["judged"] else None
+        total[key] = summed
+    _derive(total)
+    cases = [c for r in reports for c in r.get("worst_hard_negatives", [])]
+    total["worst_hard_negatives"] = sorted(cases, key=lambda c: -c["best_iou"])[:worst]
+    hp_cases = [c for r in reports for c in r.get("worst_hard_positives", [])]
+    total["worst_hard_positives"] = sorted(hp_cases, key=lambda c: c["best_iou"])[:worst]
+    return total
+
+
+# -- re-mining and the threshold sweep -----------------------------------------------------------
+
+
+def mine_candidates(
+    video: str | os.PathLike,
+    detections: str | os.PathLike,
+    runs: dict[str, tuple[MiningParams, Rule | str]],
+    backend: str = "auto",
+    hard_positives: Sequence[str] = (),
+) -> dict[str, MinedVideo]:
+    """Mine ``video`` once per entry of ``runs`` (``name -> (params, rule)``) in ONE decoding
+    pass; the runs named in ``hard_positives`` also look for hard positives."""
+    from .detections import DetectionFile
+    from .miner import Miner
+    from .video import open_video
+
+    source = open_video(video)
+    dets = DetectionFile(detections, frame_count=source.frame_count, width=source.width, height=source.height)
+    miners = {name: Miner(params, rule, backend, hard_positives=name in hard_positives) for name, (params, rule) in runs.items()}
+    decided: dict[str, list] = {name: [] for name in runs}
+    per_frame = dets.per_frame(source.frame_count)
+    empty = (None, np.zeros((0, 4)), np.zeros(0))
+    for frame in source.frames(gray=True):
+        _, boxes, scores = next(per_frame, empty)
+        for name, miner in miners.items():
+            decided[name] += miner.push(frame.gray, boxes, scores)
+    dets.check_frames_decoded(source.decoded_frames)
+    label = Path(video).stem if Path(video).is_file() else Path(video).name
+    result = {}
+    for name, miner in miners.items():
+        decided[name] += miner.finish()
+        result[name] = MinedVideo.from_frame_verdicts(label, decided[name], name in hard_positives)
+    return result
+
+
+def default_score_sweep(detections: str | os.PathLike) -> list[float]:
+    """0.5 ... 0.9 for probability-like scores; otherwise the 0, 25, 50, 75 and 90% quantiles."""
+    from .detections import DetectionFile
+
+    scores = np.concatenate([s for _, _, s in DetectionFile(detections).per_frame()] or [np.zeros(0)])
+    if not len(scores) or (scores.min() >= 0 and scores.max() <= 1):
+        return [0.5, 0.6, 0.7, 0.8, 0.9]
+    return sorted({round(float(q), 3) for q in np.quantile(scores, [0.0, 0.25, 0.5, 0.75, 0.9])})
+
+
+def sweep(
+    video: str | os.PathLike,
+    detections: str | os.PathLike,
+    gt: GroundTruth,
+    params: MiningParams,
+    rule: Rule | str,
+    score_thresholds: Sequence[float],
+    ncc_thresholds: Sequence[float] = DEFAULT_NCC_SWEEP,
+    backend: str = "auto",
+    match_iou: float = 0.5,
+) -> list[dict]:
+    """Re-mine for every ``score_threshold x ncc_threshold`` (one decoding pass) and audit each:
+    one row per setting with candidates, hard negatives, their precision and yield, the
+    false-positive rate and the baseline."""
+    runs = {
+        f"{s}|{t}": (dataclasses.replace(params, score_threshold=float(s), ncc_threshold=float(t)), rule)
+        for s in score_thresholds
+        for t in ncc_thresholds
+    }
+    mined = mine_candidates(video, detections, runs, backend)
+    rows = []
+    for key, video_mined in mined.items():
+        s, t = (float(v) for v in key.split("|"))
+        report = audit_video(video_mined, gt, match_iou, worst=0)
+        rows.append({"score_threshold": s, "ncc_threshold": t, **{k: report[k] for k in (
+            "candidates", "hard_negatives", "baseline", "baseline_non_exempt", "enrichment", "hard_negative_yield")}})
+    return rows
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _group_cells(group) -> list[str]:
+    if group is None:
+        return ["-", "-"]
+    return [f"{group['count']}", _pct(group["precision"])]
+
+
+def format_table(reports: Sequence[dict]) -> str:
+    """One line per report: counts and precisions of every group."""
+    headers = ["video", "cand.", "FP rate", "HN", "HN prec.", "enrich.", "base HN", "base prec.",
+               "base nonex HN", "base nonex prec.", "PP", "PP prec.", "HP", "HP prec."]
+    table = [headers]
+    for r in reports:
+        table.append(
+            [str(r["video"])] + _group_cells(r["candidates"]) + _group_cells(r["hard_negatives"])
+            + ["-" if r["enrichment"] is None else f"{r['enrichment']:.2f}x"]
+            + _group_cells(r["baseline"]) + _group_cells(r["baseline_non_exempt"])
+            + _group_cells(r["pseudo_positives"]) + _group_cells(r["hard_positives"])
+        )
+    return _render(table, separator_after=(0, len(table) - 2) if len(table) > 2 else (0,))
+
+
+def format_cases(cases: Sequence[dict], title: str) -> str:
+    if not cases:
+        return f"{title}: none"
+    table = [["video", "frame", "x", "y", "w", "h", "score", "best IoU"]]
+    for c in cases:
+        table.append([c["video"], str(c["frame"]), *(f"{v:.0f}" for v in c["bbox"]),
+                      "-" if c["score"] is None else f"{c['score']:.3f}", f"{c['best_iou']:.2f}"])
+    return f"{title}:\n" + _render(table, (0,))
+
+
+def format_sweep(rows: Sequence[dict]) -> str:
+    table = [["score thr.", "NCC thr.", "cand.", "FP rate", "HN", "HN prec.", "HN yield", "base HN", "base prec."]]
+    for row in rows:
+        table.append(
+            [f"{row['score_threshold']:g}", f"{row['ncc_threshold']:g}"] + _group_cells(row["candidates"])
+            + _group_cells(row["hard_negatives"]) + [_pct(row["hard_negative_yield"])] + _group_cells(row["baseline"])
+        )
+    return _render(table, (0,))
+
+
+def _render(table: list[list[str]], separator_after: Sequence[int]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for n, row in enumerate(table):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n in separator_after:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def _gt_by_video(gt_args: Sequence[str], names: Sequence[str], frames) -> dict[str, GroundTruth]:
+    """``--gt GT.txt`` (one video) or ``--gt VIDEO=GT.txt`` per video."""
+    if not gt_args:
+        raise ValueError("give --gt GT.txt (MOT ground truth), or --gt VIDEO=GT.txt once per video")
+    named, plain = {}, []
+    for item in gt_args:
+        video, eq, path = item.partition("=")
+        if eq and video in names:
+            named[video] = path
+        elif eq and not Path(item).exists():
+            raise ValueError(f"--gt {item}: no video called {video!r} here; videos: {', '.join(names)}")
+        else:
+            plain.append(item)
+    if plain:
+        if len(plain) > 1 or len(names) - len(named) > 1:
+            raise ValueError(f"several videos ({', '.join(names)}): give --gt VIDEO=GT.txt once per video")
+        for name in names:
+            named.setdefault(name, plain[0])
+    missing = [n for n in names if n not in named]
+    if missing:
+        raise ValueError(f"no --gt for video(s) {', '.join(missing)}; give --gt VIDEO=GT.txt for each")
+    return {name: read_ground_truth(named[name], frames) for name in names}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """The ``audit`` subcommand."""
+    frames = parse_frame_range(args.frames)
+    mined_path = Path(args.mined)
+    if not mined_path.exists():
+        raise FileNotFoundError(f"{mined_path}: no such verdicts CSV or dataset folder")
+    if not 0 < args.match_iou <= 1:
+        raise ValueError(f"--match-iou must be in (0, 1], got {args.match_iou}")
+    if mined_path.is_dir():
+        dataset = read_dataset(mined_path)
+        videos, params, rule = dataset.videos, dataset.params, dataset.rule
+        if args.detections and len(videos) == 1:
+            source = dataset.sources.get(videos[0].name, {})
+            videos[0].population = read_candidates(args.detections, params, source.get("width"), source.get("height"))
+    else:
+        from .cli import _params
+
+        videos = [read_verdicts_csv(mined_path)]
+        params, rule = _params(args), args.rule
+    gts = _gt_by_video(args.gt, [v.name for v in videos], frames)
+    reports = [audit_video(v, gts[v.name], args.match_iou, args.worst) for v in videos]
+    overall = combine(reports, args.worst)
+    print(f"audit of {mined_path} (match IoU {args.match_iou:g}" + (f", frames {args.frames}" if frames else "") + ")")
+    print(format_table(reports + ([overall] if len(reports) > 1 else [])))
+    if any(not v.complete and v.population is None for v in videos):
+        print("(candidates and baseline unknown: the dataset keeps only some frames and its detections file is gone; pass --detections)")
+    print()
+    print(format_cases(overall["worst_hard_negatives"], f"worst hard negatives (true objects, best IoU first, up to {args.worst})"))
+    if overall["worst_hard_positives"]:
+        print(format_cases(overall["worst_hard_positives"], "worst hard positives (matching no object)"))
+    result = {"input": str(mined_path), "match_iou": args.match_iou, "frames": list(frames) if frames else None,
+              "rule": str(Rule(rule).value), "params": params.as_dict(), "videos": reports, "overall": overall}
+    if args.by_threshold:
+        video_file, dets_file = args.video, args.detections
+        if mined_path.is_dir() and len(videos) == 1:
+            source = dataset.sources.get(videos[0].name, {})
+            video_file = video_file or source.get("path")
+            dets_file = dets_file or source.get("detections_file")
+        if not video_file or not dets_file:
+            raise ValueError("--by-threshold re-mines: give --video V and --detections D (one video)")
+        if len(videos) != 1:
+            raise ValueError("--by-threshold works on one video; audit a single video's verdicts or folder")
+        scores = args.scores or default_score_sweep(dets_file)
+        rows = sweep(video_file, dets_file, gts[videos[0].name], params, rule, scores, args.nccs, args.backend, args.match_iou)
+        print()
+        print(f"threshold sweep (rule {Rule(rule).value}, re-mined from {video_file}):")
+        print(format_sweep(rows))
+        result["sweep"] = rows
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\nwritten to {out}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``audit`` subcommand to the main parser's subparsers; returns its parser."""
+    from .cli import _add_mining_options
+
+    audit = commands.add_parser(
+        "audit",
+        help="measure mined examples against MOT ground truth",
+        description="Compare what was mined (a --verdicts CSV, or a --out dataset folder) with MOT ground truth: "
+        "precision of hard negatives, hard positives and pseudo-positives, the false-positive rate of all "
+        "candidates, the simplest-rule baseline, the worst cases; optionally a threshold sweep.",
+    )
+    audit.add_argument("mined", metavar="MINED_DIR_or_VERDICTS", help="a verdicts CSV or a dataset folder")
+    audit.add_argument("--gt", action="append", default=[], metavar="[VIDEO=]GT.txt",
+                       help="MOT ground truth (flag 0 = ignore); once per video as VIDEO=GT.txt for a folder of several")
+    audit.add_argument("--match-iou", type=float, default=0.5, metavar="IOU", help="IoU at which a box matches the truth (default: 0.5)")
+    audit.add_argument("--frames", metavar="FIRST-LAST", help="audit only these 1-based frames (e.g. 1-405)")
+    audit.add_argument("--worst", type=int, default=20, metavar="N", help="worst cases listed (default: 20)")
+    audit.add_argument("--json", metavar="OUT.json", help="also write the whole report as JSON")
+    audit.add_argument("--by-threshold", action="store_true", help="re-mine over score and NCC thresholds; print precision and yield")
+    audit.add_argument("--video", metavar="V", help="--by-threshold: the video (a folder's report.json names it otherwise)")
+    audit.add_argument("--detections", metavar="D", help="the MOT detections file (for --by-threshold, or a folder whose file moved)")
+    audit.add_argument("--scores", type=_floats, metavar="LIST", help="--by-threshold: score thresholds (default: 0.5,...,0.9, or score quantiles)")
+    audit.add_argument("--nccs", type=_floats, default=list(DEFAULT_NCC_SWEEP), metavar="LIST", help="--by-threshold: NCC thresholds (default: 0.3,...,0.7)")
+    _add_mining_options(audit)  # for a verdicts CSV: the rule and settings it was mined with (a folder has run.json)
+    audit.set_defaults(handler=run_audit)
+    return audit

@@ -1,0 +1,1042 @@
+"""The Numba backend: FFT cross-correlation written in Numba, exact rescoring of the best match.
+
+Same contract and conventions as :mod:`flickermine.backends.numpy_backend` (the oracle).
+
+One search (template ``T`` h x w, region ``R`` H x W):
+
+1. **Numerator** ``sum(T' * R_window)`` of every placement by FFT: a real 2-D transform of the
+   mean-subtracted region zero-padded to ``Ny x Nx`` (the smallest 2,3,5-smooth sizes >= H, W:
+   circular correlation does not wrap into the valid placements), times the conjugate spectrum
+   of the zero-mean template, transformed back, in float64. The transforms are mixed-radix
+   (2, 3, 4, 5) Stockham FFTs run on blocks of columns, so every butterfly is a loop along
+   contiguous memory that LLVM vectorises; the real transform along y packs row pairs into one
+   complex row. Template spectra are cached (keyed on frame buffer and box, verified on the
+   template pixels at every hit), so a template searched in successive frames is transformed once.
+2. **Window statistics** from sliding column sums and running sums along x: exact when the
+   pixels are integers (uint8, or float32 holding integers), otherwise with a proven error
+   bound, and exactly constant windows found by counting neighbour changes.
+3. **Exact rescoring.** Each approximate score carries a bound on its error (FFT rounding,
+   ``c u log2(N) ||R'||_2 ||T'||_1``, divided by the window norm; plus the statistics' error).
+   The best approximate placement is recomputed directly in float64, then every placement whose
+   approximate score plus its bound reaches the best exact score so far. The returned score is
+   a direct float64 computation and the argmax is the first maximum in row-major order.
+
+Small searches (few placements, or a template as large as the region) skip the FFT and score
+every placement directly. Everything is compiled on first use and cached on disk where the
+install is writable.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+try:
+    import numba
+except ImportError as error:  # the registry marks the backend unavailable
+    raise ImportError(f"the numba backend needs the 'numba' package ({error})") from error
+
+from .. import rules
+from ..boxes import iou_matrix
+
+NAME = "numba"
+
+#: Same flat-window constant as the NumPy and C++ backends.
+FLAT_VARIANCE = 1e-8
+
+#: Columns per block in the FFT passes (a block of ``N x _BLOCK`` complex values stays in cache).
+_BLOCK = 32
+
+#: Cached template spectra: at most this many entries and this many bytes.
+_CACHE_ENTRIES = 256
+_CACHE_BYTES = 96 << 20
+
+_U64 = 2.0**-53
+
+
+def _jit(fastmath: bool = False):
+    """``numba.njit`` with on-disk caching where the install allows it, in-memory otherwise."""
+
+    def decorate(function):
+        options = dict(nogil=True, fastmath=fastmath, error_model="numpy")
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except Exception:  # no writable cache location (read-only install, odd loader)
+            return numba.njit(cache=False, **options)(function)
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------
+# FFT along axis 0 of (n, nc) blocks: Stockham autosort, decimation in frequency.
+# A stage of radix p with current length L = p * m and stride s reads rows q + s*(j + m*a)
+# and writes rows q + s*(p*j + k), multiplied by w_L^(j*k); after all stages the spectrum is in
+# natural order. Every row operation is a loop over nc contiguous columns.
+# --------------------------------------------------------------------------------------------
+
+
+@_jit(fastmath=True)
+def _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc):
+    for j in range(m):
+        w1r = twr[off + j]
+        w1i = twi[off + j]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            o0 = q + 2 * s * j
+            o1 = o0 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                a1r = xr[i1, c]
+                a1i = xi[i1, c]
+                yr[o0, c] = a0r + a1r
+                yi[o0, c] = a0i + a1i
+                br = a0r - a1r
+                bi = a0i - a1i
+                yr[o1, c] = br * w1r - bi * w1i
+                yi[o1, c] = br * w1i + bi * w1r
+
+
+@_jit(fastmath=True)
+def _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    sn = sg * 0.86602540378443864676
+    for j in range(m):
+        w1r = twr[off + 2 * j]
+        w1i = twi[off + 2 * j]
+        w2r = twr[off + 2 * j + 1]
+        w2i = twi[off + 2 * j + 1]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            i2 = i1 + s * m
+            o0 = q + 3 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                a1r = xr[i1, c]
+                a1i = xi[i1, c]
+                a2r = xr[i2, c]
+                a2i = xi[i2, c]
+                t1r = a1r + a2r
+                t1i = a1i + a2i
+                t2r = a0r - 0.5 * t1r
+                t2i = a0i - 0.5 * t1i
+                ur = sn * (a1r - a2r)
+                ui = sn * (a1i - a2i)
+                yr[o0, c] = a0r + t1r
+                yi[o0, c] = a0i + t1i
+                b1r = t2r - ui
+                b1i = t2i + ur
+                b2r = t2r + ui
+                b2i = t2i - ur
+                yr[o1, c] = b1r * w1r - b1i * w1i
+                yi[o1, c] = b1r * w1i + b1i * w1r
+                yr[o2, c] = b2r * w2r - b2i * w2i
+                yi[o2, c] = b2r * w2i + b2i * w2r
+
+
+@_jit(fastmath=True)
+def _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    for j in range(m):
+        w1r = twr[off + 3 * j]
+        w1i = twi[off + 3 * j]
+        w2r = twr[off + 3 * j + 1]
+        w2i = twi[off + 3 * j + 1]
+        w3r = twr[off + 3 * j + 2]
+        w3i = twi[off + 3 * j + 2]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            i2 = i1 + s * m
+            i3 = i2 + s * m
+            o0 = q + 4 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            o3 = o2 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                a1r = xr[i1, c]
+                a1i = xi[i1, c]
+                a2r = xr[i2, c]
+                a2i = xi[i2, c]
+                a3r = xr[i3, c]
+                a3i = xi[i3, c]
+                t0r = a0r + a2r
+                t0i = a0i + a2i
+                t1r = a0r - a2r
+                t1i = a0i - a2i
+                t2r = a1r + a3r
+                t2i = a1i + a3i
+                t3r = sg * (a1r - a3r)
+                t3i = sg * (a1i - a3i)
+                yr[o0, c] = t0r + t2r
+                yi[o0, c] = t0i + t2i
+                b2r = t0r - t2r
+                b2i = t0i - t2i
+                b1r = t1r - t3i
+                b1i = t1i + t3r
+                b3r = t1r + t3i
+                b3i = t1i - t3r
+                yr[o1, c] = b1r * w1r - b1i * w1i
+                yi[o1, c] = b1r * w1i + b1i * w1r
+                yr[o2, c] = b2r * w2r - b2i * w2i
+                yi[o2, c] = b2r * w2i + b2i * w2r
+                yr[o3, c] = b3r * w3r - b3i * w3i
+                yi[o3, c] = b3r * w3i + b3i * w3r
+
+
+@_jit(fastmath=True)
+def _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    # Two passes over the columns (outputs 0, 1, 4 then 2, 3): with all ten output rows in
+    # one loop LLVM gives up vectorising ("too many memory checks"); rereading is cheap.
+    c1 = 0.30901699437494742410  # cos(2 pi / 5)
+    c2 = -0.80901699437494742410  # cos(4 pi / 5)
+    s1 = sg * 0.95105651629515357212  # sin(2 pi / 5)
+    s2 = sg * 0.58778525229247312917  # sin(4 pi / 5)
+    for j in range(m):
+        w1r = twr[off + 4 * j]
+        w1i = twi[off + 4 * j]
+        w2r = twr[off + 4 * j + 1]
+        w2i = twi[off + 4 * j + 1]
+        w3r = twr[off + 4 * j + 2]
+        w3i = twi[off + 4 * j + 2]
+        w4r = twr[off + 4 * j + 3]
+        w4i = twi[off + 4 * j + 3]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            i2 = i1 + s * m
+            i3 = i2 + s * m
+            i4 = i3 + s * m
+            o0 = q + 5 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            o3 = o2 + s
+            o4 = o3 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                t1r = xr[i1, c] + xr[i4, c]
+                t1i = xi[i1, c] + xi[i4, c]
+                t2r = xr[i2, c] + xr[i3, c]
+                t2i = xi[i2, c] + xi[i3, c]
+                t3r = xr[i1, c] - xr[i4, c]
+                t3i = xi[i1, c] - xi[i4, c]
+                t4r = xr[i2, c] - xr[i3, c]
+                t4i = xi[i2, c] - xi[i3, c]
+                yr[o0, c] = a0r + t1r + t2r
+                yi[o0, c] = a0i + t1i + t2i
+                m1r = a0r + c1 * t1r + c2 * t2r
+                m1i = a0i + c1 * t1i + c2 * t2i
+                n1r = s1 * t3r + s2 * t4r
+                n1i = s1 * t3i + s2 * t4i
+                b1r = m1r - n1i
+                b1i = m1i + n1r
+                b4r = m1r + n1i
+                b4i = m1i - n1r
+                yr[o1, c] = b1r * w1r - b1i * w1i
+                yi[o1, c] = b1r * w1i + b1i * w1r
+                yr[o4, c] = b4r * w4r - b4i * w4i
+                yi[o4, c] = b4r * w4i + b4i * w4r
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                t1r = xr[i1, c] + xr[i4, c]
+                t1i = xi[i1, c] + xi[i4, c]
+                t2r = xr[i2, c] + xr[i3, c]
+                t2i = xi[i2, c] + xi[i3, c]
+                t3r = xr[i1, c] - xr[i4, c]
+                t3i = xi[i1, c] - xi[i4, c]
+                t4r = xr[i2, c] - xr[i3, c]
+                t4i = xi[i2, c] - xi[i3, c]
+                m2r = a0r + c2 * t1r + c1 * t2r
+                m2i = a0i + c2 * t1i + c1 * t2i
+                n2r = s2 * t3r - s1 * t4r
+                n2i = s2 * t3i - s1 * t4i
+                b2r = m2r - n2i
+                b2i = m2i + n2r
+                b3r = m2r + n2i
+                b3i = m2i - n2r
+                yr[o2, c] = b2r * w2r - b2i * w2i
+                yi[o2, c] = b2r * w2i + b2i * w2r
+                yr[o3, c] = b3r * w3r - b3i * w3i
+                yi[o3, c] = b3r * w3i + b3i * w3r
+
+
+@_jit()
+def _fft(ar, ai, br, bi, n, nc, factors, twr, twi, sg):
+    """Unnormalised DFT along axis 0 of ``a[:n, :nc]`` (sign ``sg`` in the exponent).
+
+    ``b`` is scratch. Returns True when the result is in ``a``, False when in ``b``.
+    """
+    length = n
+    s = 1
+    off = 0
+    in_a = True
+    for f in range(factors.shape[0]):
+        p = factors[f]
+        m = length // p
+        if in_a:
+            xr, xi, yr, yi = ar, ai, br, bi
+        else:
+            xr, xi, yr, yi = br, bi, ar, ai
+        if p == 4:
+            _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        elif p == 2:
+            _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc)
+        elif p == 3:
+            _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        else:
+            _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        in_a = not in_a
+        off += m * (p - 1)
+        s *= p
+        length = m
+    return in_a
+
+
+# --------------------------------------------------------------------------------------------
+# The 2-D real transform. Forward: y (rows, real, packed in pairs) then x (complex); the
+# spectrum is stored transposed, (Nx, Ny/2 + 1), and never transposed back: the inverse undoes
+# x first, then y.
+# --------------------------------------------------------------------------------------------
+
+
+@_jit(fastmath=True)
+def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, blk):
+    """Real DFT along y of ``src[y0:y0+hh, x0:x0+ww] - mean`` zero-padded to 2*half rows.
+
+    Writes bins 0..half of column x to ``t2[x, :half+1]`` for x < ww.
+    """
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    block = ar.shape[1]
+    for xb in range(0, ww, block):
+        nc = min(block, ww - xb)
+        for r in range(half):
+            ya = 2 * r
+            yb = ya + 1
+            if ya < hh:
+                row = src[y0 + ya]
+                for c in range(nc):
+                    ar[r, c] = row[x0 + xb + c] - mean
+            else:
+                for c in range(nc):
+                    ar[r, c] = 0.0
+            if yb < hh:
+                row = src[y0 + yb]
+                for c in range(nc):
+                    ai[r, c] = row[x0 + xb + c] - mean
+            else:
+                for c in range(nc):
+                    ai[r, c] = 0.0
+        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, -1.0):
+            zr, zi, pr, pi = ar, ai, br, bi
+        else:
+            zr, zi, pr, pi = br, bi, ar, ai
+        # Split the packed spectrum: X[k] = E[k] + w^k O[k] (E, O: spectra of even, odd rows).
+        for k in range(half + 1):
+            k1 = k % half
+            k2 = (half - k) % half
+            wr = post[0, k]
+            wi = post[1, k]
+            for c in range(nc):
+                er = 0.5 * (zr[k1, c] + zr[k2, c])
+                ei = 0.5 * (zi[k1, c] - zi[k2, c])
+                o_r = 0.5 * (zi[k1, c] + zi[k2, c])
+                o_i = -0.5 * (zr[k1, c] - zr[k2, c])
+                pr[k, c] = er + wr * o_r - wi * o_i
+                pi[k, c] = ei + wr * o_i + wi * o_r
+        for c in range(nc):
+            for k in range(half + 1):
+                t2r[xb + c, k] = pr[k, c]
+                t2i[xb + c, k] = pi[k, c]
+
+
+@_jit(fastmath=True)
+def _load_x_block(t2r, t2i, ww, nx, kb, nc, ar, ai):
+    for x in range(nx):
+        if x < ww:
+            for c in range(nc):
+                ar[x, c] = t2r[x, kb + c]
+                ai[x, c] = t2i[x, kb + c]
+        else:
+            for c in range(nc):
+                ar[x, c] = 0.0
+                ai[x, c] = 0.0
+
+
+@_jit(fastmath=True)
+def _template_x(t2r, t2i, ww, nx, half, fac, twr, twi, specr, speci, blk):
+    """Forward DFT along x of ``t2``; stores the conjugate spectrum in ``spec`` (nx, half+1)."""
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    block = ar.shape[1]
+    for kb in range(0, half + 1, block):
+        nc = min(block, half + 1 - kb)
+        _load_x_block(t2r, t2i, ww, nx, kb, nc, ar, ai)
+        if _fft(ar, ai, br, bi, nx, nc, fac, twr, twi, -1.0):
+            zr, zi = ar, ai
+        else:
+            zr, zi = br, bi
+        for x in range(nx):
+            for c in range(nc):
+                specr[x, kb + c] = zr[x, c]
+                speci[x, kb + c] = -zi[x, c]
+
+
+@_jit(fastmath=True)
+def _correlate_x(t2r, t2i, ww, nx, half, fac, tw, specr, speci, wout, u2r, u2i, blk):
+    """Forward DFT along x, times ``spec``, inverse DFT along x; rows x < wout into ``u2``."""
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    block = ar.shape[1]
+    for kb in range(0, half + 1, block):
+        nc = min(block, half + 1 - kb)
+        _load_x_block(t2r, t2i, ww, nx, kb, nc, ar, ai)
+        if _fft(ar, ai, br, bi, nx, nc, fac, tw[0], tw[1], -1.0):
+            pr, pi, qr, qi = ar, ai, br, bi
+        else:
+            pr, pi, qr, qi = br, bi, ar, ai
+        for x in range(nx):
+            for c in range(nc):
+                sr = specr[x, kb + c]
+                si = speci[x, kb + c]
+                vr = pr[x, c]
+                vi = pi[x, c]
+                pr[x, c] = vr * sr - vi * si
+                pi[x, c] = vr * si + vi * sr
+        if _fft(pr, pi, qr, qi, nx, nc, fac, tw[2], tw[3], 1.0):
+            zr, zi = pr, pi
+        else:
+            zr, zi = qr, qi
+        for x in range(wout):
+            for c in range(nc):
+                u2r[x, kb + c] = zr[x, c]
+                u2i[x, kb + c] = zi[x, c]
+
+
+@_jit(fastmath=True)
+def _inverse_y(u2r, u2i, wout, hout, half, fac, twr, twi, post, scale, num, blk):
+    """Inverse real DFT along y of the half spectrum ``u2[x, :half+1]``; rows < hout into ``num``."""
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    block = ar.shape[1]
+    for xb in range(0, wout, block):
+        nc = min(block, wout - xb)
+        for c in range(nc):
+            for k in range(half + 1):
+                br[k, c] = u2r[xb + c, k]
+                bi[k, c] = u2i[xb + c, k]
+        for k in range(half):
+            km = half - k
+            wr = post[0, k]
+            wi = -post[1, k]
+            for c in range(nc):
+                p_r = br[k, c]
+                p_i = bi[k, c]
+                q_r = br[km, c]
+                q_i = bi[km, c]
+                dr = p_r - q_r
+                di = p_i + q_i
+                o_r = dr * wr - di * wi
+                o_i = dr * wi + di * wr
+                ar[k, c] = p_r + q_r - o_i
+                ai[k, c] = p_i - q_i + o_r
+        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, 1.0):
+            zr, zi = ar, ai
+        else:
+            zr, zi = br, bi
+        for r in range(half):
+            y = 2 * r
+            if y >= hout:
+                break
+            for c in range(nc):
+                num[y, xb + c] = zr[r, c] * scale
+            if y + 1 < hout:
+                for c in range(nc):
+                    num[y + 1, xb + c] = zi[r, c] * scale
+
+
+# --------------------------------------------------------------------------------------------
+# Window statistics, exact scores, the search.
+# Mode 0: pixels are small integers (uint8, or float32 holding integers |v| <= 4095): window
+# sums are exact in float64. Mode 1: any float32; sums of (pixel - region mean), with error
+# bounds, and exactly constant windows found from counts of neighbour changes.
+# --------------------------------------------------------------------------------------------
+
+
+@_jit()
+def _template_stats(frame, ty, tx, h, w):
+    """Zero-mean float64 template, its sum of squares and its L1 norm."""
+    n = h * w
+    total = 0.0
+    for i in range(h):
+        for j in range(w):
+            total += frame[ty + i, tx + j]
+    mean = total / n
+    tz = np.empty((h, w), np.float64)
+    ss = 0.0
+    l1 = 0.0
+    for i in range(h):
+        for j in range(w):
+            v = frame[ty + i, tx + j] - mean
+            tz[i, j] = v
+            ss += v * v
+            l1 += abs(v)
+    return tz, ss, l1
+
+
+@_jit(fastmath=True)
+def _window_sum(frame, y0, x0, h, w):
+    acc = 0.0
+    for i in range(h):
+        row = frame[y0 + i]
+        for j in range(w):
+            acc += row[x0 + j]
+    return acc
+
+
+@_jit(fastmath=True)
+def _window_ss(frame, y0, x0, h, w, mean):
+    acc = 0.0
+    for i in range(h):
+        row = frame[y0 + i]
+        for j in range(w):
+            d = row[x0 + j] - mean
+            acc += d * d
+    return acc
+
+
+@_jit(fastmath=True)
+def _window_dot(tz, frame, y0, x0, mean):
+    h, w = tz.shape
+    acc = 0.0
+    for i in range(h):
+        row = frame[y0 + i]
+        for j in range(w):
+            acc += tz[i, j] * (row[x0 + j] - mean)
+    return acc
+
+
+@_jit()
+def _window_int_sums(frame, y0, x0, h, w):
+    s1 = 0
+    s2 = 0
+    for i in range(h):
+        row = frame[y0 + i]
+        for j in range(w):
+            v = np.int64(row[x0 + j])
+            s1 += v
+            s2 += v * v
+    return s1, s2
+
+
+@_jit()
+def _exact_score(tz, t_ss, frame, y0, x0, mode):
+    """TM_CCOEFF_NORMED of the zero-mean template ``tz`` at ``frame[y0:, x0:]``, direct float64."""
+    h, w = tz.shape
+    n = h * w
+    if mode == 0:
+        s1, s2 = _window_int_sums(frame, y0, x0, h, w)
+        ss = (n * s2 - s1 * s1) / n
+        mean = s1 / n
+    else:
+        mean = _window_sum(frame, y0, x0, h, w) / n
+        ss = _window_ss(frame, y0, x0, h, w, mean)
+    if ss <= n * FLAT_VARIANCE:
+        return 0.0
+    score = _window_dot(tz, frame, y0, x0, mean) / np.sqrt(t_ss * ss)
+    return min(max(score, -1.0), 1.0)
+
+
+@_jit()
+def _pixel_mode(frame, ry, rx, hh, ww, is_uint8):
+    """0 when every region pixel is an integer with |v| <= 4095 (uint8 always), else 1."""
+    if is_uint8:
+        return 0
+    for y in range(hh):
+        row = frame[ry + y]
+        for x in range(ww):
+            v = row[rx + x]
+            if v != np.floor(v) or abs(v) > 4095.0:
+                return 1
+    return 0
+
+
+@_jit()
+def _search_direct(tz, t_ss, frame, ry, rx, hh, ww, is_uint8):
+    """Score every placement directly; first maximum in row-major order."""
+    h, w = tz.shape
+    mode = _pixel_mode(frame, ry, rx, hh, ww, is_uint8)
+    best = -np.inf
+    by = 0
+    bx = 0
+    for y in range(hh - h + 1):
+        for x in range(ww - w + 1):
+            s = _exact_score(tz, t_ss, frame, ry + y, rx + x, mode)
+            if s > best:
+                best = s
+                by = y
+                bx = x
+    return best, by, bx
+
+
+@_jit(fastmath=True)
+def _region_totals(frame, ry, rx, hh, ww, mode):
+    """(mean, sum of squared deviations from it, sum of absolute deviations: mode 1 only)."""
+    npx = hh * ww
+    s1 = 0.0
+    s2 = 0.0
+    for y in range(hh):
+        row = frame[ry + y]
+        for x in range(ww):
+            v = np.float64(row[rx + x])
+            s1 += v
+            s2 += v * v
+    mean = s1 / npx
+    if mode == 0:  # integer sums: exact in any order
+        return mean, max((npx * s2 - s1 * s1) / npx, 0.0), 0.0
+    ss = 0.0
+    sa = 0.0
+    for y in range(hh):
+        row = frame[ry + y]
+        for x in range(ww):
+            d = row[rx + x] - mean
+            ss += d * d
+            sa += abs(d)
+    return mean, ss, sa
+
+
+@_jit(fastmath=True)
+def _slide_rows(frame, y_in, y_out, rx, ww, offset, mode, acc):
+    """Column sums of the window rows: add frame row ``y_in``, remove row ``y_out`` (if >= 0).
+
+    ``acc`` rows: 0 sum of pixel - offset, 1 of its square, 2 count of "differs from the left
+    neighbour", 3 count of "differs from the pixel above" (rows below the window's first).
+    """
+    row = frame[y_in]
+    if y_out >= 0:
+        old = frame[y_out]
+        for x in range(ww):
+            d = row[rx + x] - offset
+            e = old[rx + x] - offset
+            acc[0, x] += d - e
+            acc[1, x] += d * d - e * e
+    else:
+        for x in range(ww):
+            d = row[rx + x] - offset
+            acc[0, x] += d
+            acc[1, x] += d * d
+    if mode == 0:
+        return
+    for x in range(1, ww):
+        acc[2, x] += 1.0 if row[rx + x] != row[rx + x - 1] else 0.0
+    if y_out >= 0:
+        for x in range(1, ww):
+            acc[2, x] -= 1.0 if old[rx + x] != old[rx + x - 1] else 0.0
+
+
+@_jit(fastmath=True)
+def _slide_vertical_changes(frame, y_in, y_out, rx, ww, acc):
+    """Row 3 of ``acc``: add "row y_in differs from the row above", remove it for ``y_out``."""
+    row = frame[y_in]
+    above = frame[y_in - 1]
+    for x in range(ww):
+        acc[3, x] += 1.0 if row[rx + x] != above[rx + x] else 0.0
+    if y_out >= 0:
+        row = frame[y_out]
+        above = frame[y_out - 1]
+        for x in range(ww):
+            acc[3, x] -= 1.0 if row[rx + x] != above[rx + x] else 0.0
+
+
+@_jit()
+def _prefix_rows(acc, ww, mode, pre):
+    """Running sums along x of the column sums: ``pre[r, x] = sum(acc[r, :x])``."""
+    p0 = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    pre[0, 0] = 0.0
+    pre[1, 0] = 0.0
+    pre[2, 0] = 0.0
+    if mode == 0:
+        for x in range(ww):
+            p0 += acc[0, x]
+            p1 += acc[1, x]
+            pre[0, x + 1] = p0
+            pre[1, x + 1] = p1
+        return
+    for x in range(ww):
+        p0 += acc[0, x]
+        p1 += acc[1, x]
+        p2 += acc[2, x]
+        pre[0, x + 1] = p0
+        pre[1, x + 1] = p1
+        pre[2, x + 1] = p2
+
+
+@_jit()
+def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2, err_num, scores, bnd,
+               acc, pre):
+    """Approximate scores (flat windows exactly 0) and a bound on each one's error.
+
+    Window sums come from sliding column sums and running sums along x: exact in mode 0
+    (integers), within ``d1`` (sums) and ``d2`` (sums of squares) in mode 1.
+    """
+    n = h * w
+    ww = wout + w - 1
+    flat_limit = n * FLAT_VARIANCE
+    for r in range(4):
+        for x in range(ww):
+            acc[r, x] = 0.0
+    for y in range(hout):
+        if y == 0:
+            for i in range(h):
+                _slide_rows(frame, ry + i, -1, rx, ww, offset, mode, acc)
+                if mode == 1 and i > 0:
+                    _slide_vertical_changes(frame, ry + i, -1, rx, ww, acc)
+        else:
+            _slide_rows(frame, ry + y + h - 1, ry + y - 1, rx, ww, offset, mode, acc)
+            if mode == 1 and h > 1:
+                _slide_vertical_changes(frame, ry + y + h - 1, ry + y, rx, ww, acc)
+        _prefix_rows(acc, ww, mode, pre)
+        if mode == 0:
+            for x in range(wout):
+                a1 = pre[0, x + w] - pre[0, x]
+                a2 = pre[1, x + w] - pre[1, x]
+                ss = (n * a2 - a1 * a1) / n
+                flat = ss <= flat_limit
+                inv = 1.0 / np.sqrt(t_ss * max(ss, flat_limit))
+                inv = 0.0 if flat else inv
+                s = num[y, x] * inv
+                scores[y, x] = min(max(s, -1.0), 1.0)
+                bnd[y, x] = err_num * inv + 1e-12
+            continue
+        for x in range(wout):
+            changes = pre[2, x + w] - pre[2, x + 1] + acc[3, x]
+            a1 = pre[0, x + w] - pre[0, x]
+            a2 = pre[1, x + w] - pre[1, x]
+            ss = a2 - a1 * a1 / n
+            # |a1 - true| <= d1, |a2 - true| <= d2, so |ss - true ss| <= e_ss.
+            e_ss = d2 + d1 * (2.0 * abs(a1) + d1) / n + 1e-15 * abs(a2)
+            low = ss - e_ss
+            # An exactly constant window (no neighbour changes) is flat: score exactly 0.
+            certain_flat = changes == 0.0 or ss + e_ss <= flat_limit
+            undecided = low <= flat_limit  # might be flat or not: rescore when it matters
+            inv = 1.0 / np.sqrt(t_ss * max(ss, flat_limit))
+            raw = num[y, x] * inv
+            r = e_ss / max(low, flat_limit)
+            # 1/sqrt(t_ss*true) <= inv*(1 + r) and |raw| * (sqrt(ss/true) - 1) <= |raw| * r.
+            b = err_num * inv * (1.0 + r) + abs(raw) * r + 1e-12
+            s = min(max(raw, -1.0), 1.0)
+            if certain_flat:
+                s = 0.0
+                b = 0.0
+            elif undecided:
+                s = 0.0
+                b = np.inf
+            scores[y, x] = s
+            bnd[y, x] = b
+
+
+@_jit(fastmath=True)
+def _row_max(a, y, count):
+    m = a[y, 0]
+    for x in range(count):
+        m = max(m, a[y, x])
+    return m
+
+
+@_jit(fastmath=True)
+def _row_max_sum(a, b, y, count):
+    m = a[y, 0] + b[y, 0]
+    for x in range(count):
+        m = max(m, a[y, x] + b[y, x])
+    return m
+
+
+@_jit()
+def _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, scores, bnd):
+    """First maximum: the best approximate placement, rescored exactly, then every placement
+    whose approximate score plus its error bound reaches the best exact score."""
+    best = -np.inf
+    bidx = 0
+    for y in range(hout):
+        if _row_max(scores, y, wout) > best:
+            for x in range(wout):
+                if scores[y, x] > best:
+                    best = scores[y, x]
+                    bidx = y * wout + x
+    by = bidx // wout
+    bx = bidx - by * wout
+    best = _exact_score(tz, t_ss, frame, ry + by, rx + bx, mode)
+    rescored = 1
+    for y in range(hout):
+        if _row_max_sum(scores, bnd, y, wout) < best:
+            continue
+        for x in range(wout):
+            idx = y * wout + x
+            if idx == bidx or scores[y, x] + bnd[y, x] < best:
+                continue
+            if bnd[y, x] == 0.0:
+                e = scores[y, x]  # exactly known (a flat window)
+            else:
+                e = _exact_score(tz, t_ss, frame, ry + y, rx + x, mode)
+                rescored += 1
+            if e > best or (e == best and idx < bidx):
+                best = e
+                bidx = idx
+    by = bidx // wout
+    bx = bidx - by * wout
+    return best, by, bx, rescored
+
+
+@_jit()
+def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, fac_y, twy, fac_x, twx, post,
+                log2n, blk, t2, u2, maps, acc, pre):
+    h, w = tz.shape
+    hout = hh - h + 1
+    wout = ww - w + 1
+    half = post.shape[1] - 1
+    nx = specr.shape[0]
+    mode = _pixel_mode(frame, ry, rx, hh, ww, is_uint8)
+    mean, region_ss, abs_total = _region_totals(frame, ry, rx, hh, ww, mode)
+    num = maps[0]
+    _forward_y(frame, ry, rx, hh, ww, mean, half, fac_y, twy[0], twy[1], post, t2[0], t2[1], blk)
+    _correlate_x(t2[0], t2[1], ww, nx, half, fac_x, twx, specr, speci, wout, u2[0], u2[1], blk)
+    _inverse_y(u2[0], u2[1], wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx), num,
+               blk)
+    # Rounding error of the FFT numerator: max-norm <= 2-norm of the error of a convolution by
+    # FFT, <~ c u log2(N) ||region - mean||_2 ||template'||_1; c = 16 is generous.
+    err_num = 16.0 * _U64 * (log2n + 2.0) * np.sqrt(region_ss) * t_l1 + 1e-300
+    # Mode 1 window sums: every one passes through <= 2 (H + W) roundings of partial sums no
+    # larger than the region's total; mode 0 sums are exact.
+    grow = 4.0 * (hh + ww + 8) * _U64 * 1.01
+    offset = 0.0 if mode == 0 else mean
+    _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, grow * abs_total, grow * region_ss,
+               err_num, maps[1], maps[2], acc, pre)
+    return _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, maps[1], maps[2])
+
+
+# --------------------------------------------------------------------------------------------
+# Python side: plans, template cache, the batch API.
+# --------------------------------------------------------------------------------------------
+
+
+def _smooth(n: int, even: bool = False) -> int:
+    """Smallest 2,3,5-smooth integer >= n (even when asked)."""
+    m = max(1, n)
+    while True:
+        if not (even and m % 2):
+            k = m
+            for p in (2, 3, 5):
+                while k % p == 0:
+                    k //= p
+            if k == 1:
+                return m
+        m += 1
+
+
+def _factors(n: int) -> np.ndarray:
+    out = []
+    while n % 4 == 0:
+        out.append(4)
+        n //= 4
+    for p in (2, 3, 5):
+        while n % p == 0:
+            out.append(p)
+            n //= p
+    assert n == 1
+    return np.array(out, dtype=np.int64)
+
+
+def _twiddles(n: int, factors: np.ndarray) -> np.ndarray:
+    """(4, T): forward real, forward imaginary, inverse real, inverse imaginary, every stage."""
+    parts = []
+    length = n
+    for p in factors:
+        p = int(p)
+        m = length // p
+        jk = (np.arange(m)[:, None] * np.arange(1, p)[None, :]) % length
+        parts.append(np.exp(-2j * np.pi * jk / length).ravel())
+        length = m
+    table = np.concatenate(parts) if parts else np.ones(1, complex)
+    return np.ascontiguousarray(np.stack([table.real, table.imag, table.real, -table.imag]))
+
+
+class _Plan:
+    """Everything per FFT size (Ny, Nx) that does not depend on the data."""
+
+    def __init__(self, ny: int, nx: int):
+        self.ny, self.nx, self.half = ny, nx, ny // 2
+        self.fac_y = _factors(self.half)
+        self.twy = _twiddles(self.half, self.fac_y)
+        self.fac_x = _factors(nx)
+        self.twx = _twiddles(nx, self.fac_x)
+        k = np.arange(self.half + 1)
+        self.post = np.ascontiguousarray(np.stack([np.cos(2 * np.pi * k / ny), -np.sin(2 * np.pi * k / ny)]))
+        self.log2n = math.log2(ny * nx)
+
+
+_plans: dict[tuple[int, int], _Plan] = {}
+_local = threading.local()
+_cache_lock = threading.Lock()
+_template_cache: OrderedDict = OrderedDict()
+_cache_bytes = 0
+
+
+def _plan(ny: int, nx: int) -> _Plan:
+    plan = _plans.get((ny, nx))
+    if plan is None:
+        plan = _plans[(ny, nx)] = _Plan(ny, nx)
+    return plan
+
+
+def _workspace(plan: _Plan) -> tuple:
+    """Per-thread scratch arrays for one FFT size: (blk, t2, u2, maps)."""
+    spaces = getattr(_local, "spaces", None)
+    if spaces is None:
+        spaces = _local.spaces = {}
+    space = spaces.get((plan.ny, plan.nx))
+    if space is None:
+        rows = max(plan.nx, plan.half + 1)
+        cols = plan.half + 1
+        space = (
+            np.empty((4, rows, _BLOCK)),
+            np.empty((2, plan.nx, cols)),
+            np.empty((2, plan.nx, cols)),
+            np.empty((3, plan.ny, plan.nx)),
+        )
+        if len(spaces) >= 8:
+            spaces.clear()
+        spaces[(plan.ny, plan.nx)] = space
+    return space
+
+
+def _row_buffers(width: int) -> tuple:
+    """Per-thread (column sums, running sums) rows for the window statistics."""
+    buffers = getattr(_local, "rows", None)
+    if buffers is None or buffers[0].shape[1] < width + 1:
+        buffers = _local.rows = (np.empty((4, width + 64)), np.empty((3, width + 64)))
+    return buffers
+
+
+class _Template:
+    __slots__ = ("key", "pixels", "tz", "t_ss", "l1", "spectra", "nbytes")
+
+    def __init__(self, key: tuple, pixels: np.ndarray):
+        self.key = key
+        self.pixels = pixels
+        self.tz, self.t_ss, self.l1 = _template_stats(pixels, 0, 0, pixels.shape[0], pixels.shape[1])
+        self.spectra: dict = {}
+        self.nbytes = pixels.nbytes + self.tz.nbytes
+
+
+def _template(frame: np.ndarray, box: tuple) -> _Template:
+    """The cached template for ``frame[box]``; a cache hit is verified on the pixels."""
+    global _cache_bytes
+    tx1, ty1, tx2, ty2 = box
+    crop = frame[ty1:ty2, tx1:tx2]
+    key = (frame.__array_interface__["data"][0], frame.dtype.char, frame.strides[0], tx1, ty1, tx2, ty2)
+    with _cache_lock:
+        entry = _template_cache.get(key)
+        if entry is not None:
+            _template_cache.move_to_end(key)
+    if entry is not None and np.array_equal(entry.pixels, crop):
+        return entry
+    entry = _Template(key, np.ascontiguousarray(crop).copy())
+    with _cache_lock:
+        old = _template_cache.pop(key, None)
+        if old is not None:
+            _cache_bytes -= old.nbytes
+        _template_cache[key] = entry
+        _cache_bytes += entry.nbytes
+        while len(_template_cache) > 1 and (len(_template_cache) > _CACHE_ENTRIES or _cache_bytes > _CACHE_BYTES):
+            _, evicted = _template_cache.popitem(last=False)
+            _cache_bytes -= evicted.nbytes
+    return entry
+
+
+def clear_cache() -> None:
+    """Forget every cached template spectrum (they are also evicted automatically, LRU)."""
+    global _cache_bytes
+    with _cache_lock:
+        _template_cache.clear()
+        _cache_bytes = 0
+
+
+def _spectrum(entry: _Template, plan: _Plan, space: tuple) -> tuple:
+    global _cache_bytes
+    spec = entry.spectra.get((plan.ny, plan.nx))
+    if spec is not None:
+        return spec
+    h, w = entry.pixels.shape
+    blk, t2 = space[0], space[1]
+    _forward_y(entry.tz, 0, 0, h, w, 0.0, plan.half, plan.fac_y, plan.twy[0], plan.twy[1], plan.post,
+               t2[0], t2[1], blk)
+    specr = np.empty((plan.nx, plan.half + 1))
+    speci = np.empty((plan.nx, plan.half + 1))
+    _template_x(t2[0], t2[1], w, plan.nx, plan.half, plan.fac_x, plan.twx[0], plan.twx[1], specr, speci, blk)
+    spec = (specr, speci)
+    entry.spectra[(plan.ny, plan.nx)] = spec
+    with _cache_lock:
+        entry.nbytes += specr.nbytes + speci.nbytes
+        if _template_cache.get(entry.key) is entry:
+            _cache_bytes += specr.nbytes + speci.nbytes
+    return spec
+
+
+def _use_direct(h: int, w: int, hh: int, ww: int) -> bool:
+    """Direct scoring when it costs less than the FFT route (small regions, big templates)."""
+    placements = (hh - h + 1) * (ww - w + 1)
+    return 2.0 * placements * h * w <= 12.0 * hh * ww * max(1.0, math.log2(hh * ww)) + 20000.0
+
+
+def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox) -> tuple:
+    """(best score, x, y inside the region, number of exact rescorings)."""
+    tx1, ty1, tx2, ty2 = (int(v) for v in tbox)
+    rx1, ry1, rx2, ry2 = (int(v) for v in rbox)
+    h, w = ty2 - ty1, tx2 - tx1
+    hh, ww = ry2 - ry1, rx2 - rx1
+    if h < 1 or w < 1 or hh < h or ww < w:
+        raise ValueError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
+    entry = _template(template_frame, (tx1, ty1, tx2, ty2))
+    is_uint8 = search_frame.dtype == np.uint8
+    if entry.t_ss <= h * w * FLAT_VARIANCE:
+        return 0.0, 0, 0, 0
+    if _use_direct(h, w, hh, ww):
+        best, y, x = _search_direct(entry.tz, entry.t_ss, search_frame, ry1, rx1, hh, ww, is_uint8)
+        return best, x, y, (hh - h + 1) * (ww - w + 1)
+    plan = _plan(_smooth(hh, even=True), _smooth(ww))
+    space = _workspace(plan)
+    specr, speci = _spectrum(entry, plan, space)
+    acc, pre = _row_buffers(ww)
+    best, y, x, rescored = _search_fft(search_frame, is_uint8, ry1, rx1, hh, ww, entry.tz, entry.t_ss, entry.l1, specr,
+                                       speci, plan.fac_y, plan.twy, plan.fac_x, plan.twx, plan.post, plan.log2n,
+                                       *space, acc, pre)
+    return best, x, y, rescored
+
+
+def ncc_search_batch(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray,
+                     regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best TM_CCOEFF_NORMED score and top-left corner (x, y, image pixels) per template box."""
+    count = len(template_boxes)
+    scores = np.empty(count, dtype=np.float64)
+    top_left = np.empty((count, 2), dtype=np.int64)
+    for k in range(count):
+        best, x, y, _ = _search_one(template_frame, template_boxes[k], search_frame, regions[k])
+        scores[k] = best
+        top_left[k, 0] = int(regions[k][0]) + x
+        top_left[k, 1] = int(regions[k][1]) + y
+    return scores, top_left
+
+
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    return iou_matrix(boxes_a, boxes_b)
+
+
+frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)

@@ -1,0 +1,234 @@
+"""Command-line subcommands that close the loop: ``coco merge|subset``, ``train``, ``evaluate``.
+
+``register(commands)`` adds them to the main parser's subparsers; each sets ``handler`` to a
+function of the parsed arguments that returns an exit code. Bad input raises ValueError or
+FileNotFoundError, which the main CLI reports as ``flickermine: error: ...``. torch is imported
+only by ``train`` and ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_MISSING_DEPENDENCY = 2
+
+
+def register(commands) -> None:
+    """Add ``coco``, ``train`` and ``evaluate`` to ``commands`` (from ``add_subparsers``)."""
+    from .presets import PRESETS
+    from .training import ARCHITECTURES
+
+    coco = commands.add_parser("coco", help="COCO file tools: merge mined sets into a base set, one-category subsets")
+    actions = coco.add_subparsers(dest="coco_command", metavar="ACTION", required=True)
+
+    merge = actions.add_parser(
+        "merge",
+        help="merge mined COCO files into a base COCO file (inputs untouched)",
+        description="Merge BASE.json and mined COCO files into a new file: ids renumbered from 1, categories "
+        "matched by name, images without annotations kept, file names rewritten to resolve from --out's folder.",
+    )
+    merge.add_argument("base", metavar="BASE.json", help="base training set")
+    merge.add_argument("mined", nargs="+", metavar="MINED.json", help="mined sets (file names relative to their folder)")
+    merge.add_argument("--out", required=True, metavar="NEW.json", help="the merged file (written atomically)")
+    merge.add_argument("--image-root", metavar="DIR", help="folder BASE.json's file names are relative to (default: its folder)")
+    merge.add_argument("--copy-images", action="store_true", help="hard-link or copy the images beside --out")
+    merge.set_defaults(handler=_cmd_coco_merge)
+
+    subset = actions.add_parser(
+        "subset",
+        help="one category against background, with train/val/test splits",
+        description="Keep the images with the category (and images with no annotations at all), only that "
+        "category's annotations; optionally split them deterministically. Writes DIR/<part>.json.",
+    )
+    subset.add_argument("coco_json", metavar="COCO.json")
+    subset.add_argument("--category", required=True, help="category name, e.g. dog")
+    subset.add_argument("--split", metavar="TRAIN/VAL/TEST", help="image counts (3041/177/1521) or fractions (0.8/0.1/0.1)")
+    subset.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    subset.add_argument("--drop-empty", action="store_true", help="leave out images that have no annotations at all")
+    subset.add_argument("--out", required=True, metavar="DIR", help="folder for train.json, val.json, test.json (or all.json)")
+    subset.set_defaults(handler=_cmd_coco_subset)
+
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a torchvision Faster R-CNN on a COCO file (needs flickermine[torch])",
+        description="Fine-tune torchvision Faster R-CNN. Defaults are the paper's: SGD momentum 0.9, weight decay "
+        "5e-4, lr 1e-3 divided by 10 at 10000 and 20000 iterations. With --preset, the training set is the "
+        "base (--train) merged with --mined as the preset says, and the preset's schedule is the default.",
+    )
+    train.add_argument("--train", required=True, metavar="COCO.json", help="training set (with --preset: the base set)")
+    train.add_argument("--images", metavar="DIR", help="folder the file names of --train are relative to (default: its folder)")
+    train.add_argument("--val", metavar="COCO.json", help="validation set: AP every --val-every iterations, best.pt kept")
+    train.add_argument("--val-images", metavar="DIR", help="image folder of --val (default: --images, else --val's folder)")
+    train.add_argument("--preset", choices=list(PRESETS), help="one of the paper's ablations (see flickermine.presets)")
+    train.add_argument("--mined", metavar="MINED.json", help="with --preset: the mined set to merge with --train")
+    train.add_argument("--model", choices=ARCHITECTURES, default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
+    train.add_argument("--weights", metavar="PATH", help="local checkpoint or state dict to start from")
+    train.add_argument("--new-head", action="store_true", help="with --weights: start the box predictor afresh (other class count)")
+    train.add_argument("--torchvision-weights", metavar="NAME", help="named torchvision COCO weights, e.g. DEFAULT (downloads)")
+    train.add_argument("--backbone-weights", metavar="NAME", help="named torchvision backbone weights, e.g. DEFAULT (downloads)")
+    train.add_argument(
+        "--trainable-backbone-layers", type=int, default=3, metavar="N",
+        help="when starting from weights: backbone stages trained, the rest fixed with frozen batch norm (default: 3)",
+    )
+    train.add_argument("--category", help="train one category against background (default: every category of the file)")
+    train.add_argument("--iterations", type=int, metavar="N", help="optimizer steps in all (a preset sets a default)")
+    train.add_argument("--lr", type=float, metavar="LR", help="base learning rate (default: 1e-3)")
+    train.add_argument("--lr-steps", type=_int_list, metavar="I,J", help="iterations where lr is multiplied by --lr-decay (default: 10000,20000)")
+    train.add_argument("--lr-decay", type=float, metavar="F", help="learning-rate factor at each step (default: 0.1)")
+    train.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    train.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    train.add_argument("--batch-size", type=int, default=1, metavar="N", help="images per iteration (default: 1)")
+    train.add_argument("--min-size", type=int, default=800, metavar="PX", help="shorter side after resizing (default: 800)")
+    train.add_argument("--max-size", type=int, default=1333, metavar="PX", help="cap on the longer side (default: 1333)")
+    train.add_argument("--no-hflip", action="store_true", help="no random horizontal flips")
+    train.add_argument("--checkpoint-every", type=int, default=1000, metavar="K", help="iterations between checkpoints (default: 1000)")
+    train.add_argument("--val-every", type=int, metavar="K", help="iterations between validations (default: --checkpoint-every)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
+    train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    train.add_argument("--workers", type=int, default=2, metavar="N", help="data-loading processes (default: 2)")
+    train.add_argument("--seed", type=int, default=0, help="seeds the initialisation and the data order (default: 0)")
+    train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log and final weights")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="COCO AP, AP50, AP75 of a detector on a COCO file (needs flickermine[torch])",
+    )
+    evaluate.add_argument("--coco", required=True, metavar="COCO.json", help="ground truth")
+    evaluate.add_argument("--images", metavar="DIR", help="folder its file names are relative to (default: its folder)")
+    evaluate.add_argument("--weights", required=True, metavar="CKPT", help="final.pt / best.pt from `flickermine train`, or a state dict")
+    evaluate.add_argument("--model", choices=ARCHITECTURES, help="architecture of a plain state dict")
+    evaluate.add_argument("--category", action="append", help="evaluate only this category (repeatable)")
+    evaluate.add_argument("--out", metavar="JSON", help="write the figures here")
+    evaluate.add_argument("--detections", metavar="JSON", help="also write the detections (COCO results format)")
+    evaluate.add_argument("--device", help="cpu, cuda... (default: cuda if available)")
+    evaluate.add_argument("--batch-size", type=int, default=2, metavar="N")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 10000,20000; got {text!r}") from None
+
+
+def _missing_torch() -> str | None:
+    from .training import require_torch
+
+    try:
+        require_torch()
+    except ImportError as error:
+        return str(error)
+    return None
+
+
+def _cmd_coco_merge(args: argparse.Namespace) -> int:
+    from . import coco
+
+    merged = coco.merge(args.base, *args.mined, out=args.out, image_root=args.image_root, copy_images=args.copy_images)
+    annotated = {a["image_id"] for a in merged["annotations"]}
+    empty = sum(1 for image in merged["images"] if image["id"] not in annotated)
+    names = ", ".join(c["name"] for c in merged["categories"])
+    print(
+        f"wrote {args.out}: {len(merged['images'])} images ({empty} without annotations), "
+        f"{len(merged['annotations'])} annotations; categories: {names}"
+    )
+    return 0
+
+
+def _cmd_coco_subset(args: argparse.Namespace) -> int:
+    from . import coco
+
+    split = coco.parse_split(args.split) if args.split else None
+    written = coco.write_subset(args.coco_json, args.category, args.out, split=split, seed=args.seed, keep_empty=not args.drop_empty)
+    for name, path in written.items():
+        part = coco.load(path)
+        print(f"wrote {path}: {len(part['images'])} images, {len(part['annotations'])} {args.category} boxes")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    missing = _missing_torch()
+    if missing:
+        print(f"flickermine: error: {missing}", file=sys.stderr)
+        return EXIT_MISSING_DEPENDENCY
+    from . import presets
+    from .training import TrainConfig, train
+
+    train_path, images = Path(args.train), args.images
+    schedule = {"iterations": args.iterations, "lr": args.lr, "lr_steps": args.lr_steps, "lr_decay": args.lr_decay}
+    if args.preset:
+        preset = presets.get(args.preset)
+        train_path, images = presets.prepare_training_set(preset, args.train, args.mined, args.out, image_root=args.images)
+        defaults = {"iterations": preset.iterations, "lr": preset.lr, "lr_steps": preset.lr_steps, "lr_decay": preset.lr_decay}
+        schedule = {key: defaults[key] if value is None else value for key, value in schedule.items()}
+    elif args.mined:
+        raise ValueError("--mined goes with --preset; to train on a merge without one, run `flickermine coco merge` first")
+    if schedule["iterations"] is None:
+        raise ValueError("--iterations is required (or a --preset that sets it)")
+    schedule = {key: value for key, value in schedule.items() if value is not None}
+    config = TrainConfig(
+        train=train_path,
+        images=images,
+        out=args.out,
+        val=args.val,
+        val_images=args.val_images,
+        model=args.model,
+        weights=args.weights,
+        new_head=args.new_head,
+        torchvision_weights=args.torchvision_weights,
+        backbone_weights=args.backbone_weights,
+        category=args.category,
+        trainable_backbone_layers=args.trainable_backbone_layers,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        hflip=not args.no_hflip,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        checkpoint_every=args.checkpoint_every,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+        workers=args.workers,
+        resume=args.resume,
+        progress=not args.quiet,
+        preset=args.preset,
+        **schedule,
+    )
+    result = train(config)
+    best = f", best validation AP {result.best_ap:.4f} ({result.best})" if result.best_ap is not None else ""
+    print(f"trained to iteration {result.iteration}: {result.final}{best}; log in {result.out / 'train.log'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    missing = _missing_torch()
+    if missing:
+        print(f"flickermine: error: {missing}", file=sys.stderr)
+        return EXIT_MISSING_DEPENDENCY
+    from .evaluation import evaluate
+
+    summary = evaluate(
+        args.coco,
+        args.images,
+        args.weights,
+        out=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+        categories=args.category,
+        model_name=args.model,
+        detections_out=args.detections,
+        progress=not args.quiet,
+    )
+    figures = {key: summary[key] for key in ("AP", "AP50", "AP75")}
+    print(json.dumps({**figures, "per_category": summary["per_category"]}, indent=1))
+    return 0

@@ -1,0 +1,191 @@
+"""Running a detector over videos (``flickermine detect``) and over negative-only images
+(``flickermine mine-negatives``, the classic HOG + linear SVM recipe of hard-negative mining)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+
+from .dataset import HARD_NEGATIVES_KEY, write_json_atomic, xywh
+from .run import expand_inputs, video_keys
+from .video import IMAGE_EXTENSIONS, VideoError, open_video
+
+
+@dataclasses.dataclass
+class DetectSummary:
+    video: str
+    frames: int
+    detections: int
+    seconds: float
+    output: str
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def detect_videos(
+    inputs: Sequence[str],
+    out: str | Path,
+    detector,
+    output_format: str = "mot",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[DetectSummary]:
+    """Write one detections file per video into ``out`` (``<video>.txt`` MOT, or ``.jsonl`` /
+    authors' text with ``output_format``). Frames are decoded once, in order, and fed to the
+    detector in batches of ``detector.batch_size``. Returns per-video summaries; a video that
+    cannot be read is reported and skipped."""
+    from .formats import open_writer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    videos = expand_inputs(inputs)
+    summaries = []
+    for key, path in zip(video_keys(videos), videos):
+        try:
+            source = open_video(path)
+        except VideoError as error:
+            log(f"failed: {error}")
+            continue
+        suffix = ".jsonl" if output_format == "jsonl" else ".txt"
+        target = out / f"{key}{suffix}"
+        start = time.perf_counter()
+        count = 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=source.frame_count, desc=key, unit="frame", dynamic_ncols=True, leave=False)
+        with open_writer(target, output_format) as writer:
+            batch = []
+            for frame in source.frames(gray=False, color=True):
+                batch.append(frame)
+                if len(batch) == detector.batch_size:
+                    count += _detect_and_write(detector, batch, writer)
+                    if bar is not None:
+                        bar.update(len(batch))
+                    batch = []
+            if batch:
+                count += _detect_and_write(detector, batch, writer)
+                if bar is not None:
+                    bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        summary = DetectSummary(key, source.decoded_frames or 0, count, time.perf_counter() - start, str(target))
+        log(f"{key}: {summary.frames} frames, {count} detections, {summary.frames_per_second:.1f} frames/s -> {target}")
+        summaries.append(summary)
+    return summaries
+
+
+def _detect_and_write(detector, frames, writer) -> int:
+    results = detector([f.color for f in frames])
+    count = 0
+    for frame, result in zip(frames, results):
+        writer.write(frame.index, result.boxes, result.scores)
+        count += len(result.boxes)
+    return count
+
+
+def _image_files(inputs: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif any(c in str(item) for c in "*?[") and not path.exists():
+            import glob
+
+            files += sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such image, folder or pattern")
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {', '.join(map(str, inputs))}")
+    return list(dict.fromkeys(files))
+
+
+def mine_negatives(
+    inputs: Sequence[str],
+    out: str | Path,
+    detector,
+    category: str = "object",
+    min_score: float = 0.5,
+    top: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Every detection (score >= ``min_score``) on images known to hold no object of the category
+    is a hard negative. Writes ``out/images/negatives/<name>`` and ``out/annotations.json``: COCO
+    images with no annotations, each with its ``hard_negatives`` (most confident first). ``top``
+    keeps only the ``top`` most confident hard negatives overall (and their images)."""
+    out = Path(out)
+    files = _image_files(inputs)
+    found: list[tuple[float, int, list[float]]] = []  # (score, file index, xyxy)
+    sizes: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(files), detector.batch_size):
+        chunk = files[start : start + detector.batch_size]
+        images = []
+        for path in chunk:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{path}: cannot be read as an image")
+            images.append(image)
+        for offset, (image, result) in enumerate(zip(images, detector(images))):
+            index = start + offset
+            sizes[index] = (image.shape[1], image.shape[0])
+            for box, score in zip(result.boxes, result.scores):
+                if score >= min_score:
+                    found.append((float(score), index, [float(v) for v in box]))
+    found.sort(key=lambda item: (-item[0], item[1]))
+    if top is not None:
+        found = found[:top]
+    per_image: dict[int, list] = {}
+    for score, index, box in found:
+        per_image.setdefault(index, []).append({"bbox": xywh(box), "score": round(score, 6)})
+    (out / "images" / "negatives").mkdir(parents=True, exist_ok=True)
+    names = _unique_names([files[i] for i in per_image])
+    coco_images = []
+    for image_id, (index, negatives) in enumerate(per_image.items(), start=1):
+        target = out / "images" / "negatives" / names[files[index]]
+        shutil.copyfile(files[index], target)
+        width, height = sizes[index]
+        coco_images.append(
+            {
+                "id": image_id,
+                "file_name": f"images/negatives/{target.name}",
+                "width": width,
+                "height": height,
+                "source_path": str(files[index]),
+                HARD_NEGATIVES_KEY: negatives,
+            }
+        )
+    coco = {
+        "info": {"description": "hard negatives mined by flickermine from negative-only images", "min_score": min_score, "top": top},
+        "licenses": [],
+        "images": coco_images,
+        "annotations": [],
+        "categories": [{"id": 1, "name": category, "supercategory": category}],
+    }
+    write_json_atomic(out / "annotations.json", coco)
+    log(f"{len(files)} images, {len(found)} hard negatives on {len(coco_images)} images written to {out / 'annotations.json'}")
+    return coco
+
+
+def _unique_names(paths: list[Path]) -> dict[Path, str]:
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in paths:
+        name = path.name
+        n = 1
+        while name in taken:
+            name = f"{path.stem}_{n}{path.suffix}"
+            n += 1
+        taken.add(name)
+        names[path] = name
+    return names

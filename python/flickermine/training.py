@@ -1,0 +1,778 @@
+"""Fine-tune a torchvision Faster R-CNN on a COCO file: the last step of the mining loop.
+
+The defaults are the paper's fine-tuning: SGD, momentum 0.9, weight decay 5e-4, learning rate 1e-3
+divided by 10 at iterations 10000 and 20000, one image per iteration. An iteration is one optimizer
+step on ``batch_size`` images. Images with no annotations are real negatives (``boxes`` of shape
+(0, 4)); crowd annotations are left out, as torchvision's reference scripts do.
+
+The data order is a function of ``seed`` and the iteration alone (one seeded permutation per pass
+over the images, a seeded coin per sample for the horizontal flip), and a checkpoint holds the
+model, optimizer, scheduler, AMP scaler, iteration and every RNG state, so a run resumed with
+``resume=True`` reaches the weights of an uninterrupted run (bit for bit on CPU; on CUDA the atomic
+adds in some kernels may differ in the last bits).
+
+Files written in ``out``:
+
+    train.log         the run's log (settings, loss every ``log_every`` iterations, validations)
+    checkpoint.pt     the latest full checkpoint, every ``checkpoint_every`` iterations and at the end
+    best.pt           the model with the best validation AP so far (with ``val``)
+    final.pt          the model after the last iteration
+    validation.jsonl  one line of AP figures per validation
+
+``best.pt``, ``final.pt`` and ``checkpoint.pt`` all load with :func:`load_detector` and
+``flickermine evaluate``: they carry the architecture, input size and category names.
+
+torch and torchvision are imported inside the functions, so the rest of flickermine works without
+them; :func:`require_torch` says how to install them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence, Union
+
+import numpy as np
+
+from . import coco as coco_files
+
+PathLike = Union[str, Path]
+
+ARCHITECTURES = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn")
+CHECKPOINT_FORMAT = "flickermine-detector/1"
+#: the box predictor's class-score weight; its first dimension is the number of classes
+_CLASS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"
+_LOGGER_NAME = "flickermine.training"
+
+
+def require_torch():
+    """``(torch, torchvision)``, or an ImportError that says how to install them."""
+    try:
+        import torch
+        import torchvision
+    except ImportError as error:
+        raise ImportError(
+            f"training and evaluation need torch and torchvision ({error}); install them with "
+            "pip install 'flickermine[torch]'"
+        ) from None
+    return torch, torchvision
+
+
+def resolve_device(device: str | None):
+    """A torch.device: ``None`` means cuda when available, else cpu; cuda asked for but absent is an error."""
+    torch, _ = require_torch()
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    return resolved
+
+
+# --------------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides a training run. Paths are COCO files and image folders."""
+
+    train: PathLike
+    out: PathLike
+    images: PathLike | None = None  #: image root of ``train`` (default: the train file's folder)
+    iterations: int = 30000
+    val: PathLike | None = None
+    val_images: PathLike | None = None  #: image root of ``val`` (default: ``images``, else the val file's folder)
+    model: str = "fasterrcnn_resnet50_fpn"
+    weights: PathLike | None = None  #: local checkpoint or state dict to start from
+    new_head: bool = False  #: with ``weights``: load all but the box predictor, which starts afresh
+    torchvision_weights: str | None = None  #: named torchvision detector weights, e.g. "DEFAULT" (downloads)
+    backbone_weights: str | None = None  #: named torchvision backbone weights, e.g. "DEFAULT" (downloads)
+    category: str | None = None  #: one category against background; None: every category of ``train``
+    #: backbone batch norm frozen and early backbone layers fixed, as torchvision does for pretrained
+    #: weights; None: yes when starting from any weights, no from random initialisation
+    frozen_batchnorm: bool | None = None
+    trainable_backbone_layers: int = 3  #: with frozen batch norm: backbone stages trained (torchvision's default)
+    lr: float = 1e-3
+    lr_steps: Sequence[int] = (10000, 20000)
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 1
+    hflip: bool = True
+    min_size: int = 800  #: px, shorter image side after resizing (torchvision's transform)
+    max_size: int = 1333  #: px, cap on the longer side
+    #: more keyword arguments of torchvision's FasterRCNN (numbers only), e.g.
+    #: ``{"rpn_post_nms_top_n_train": 500, "box_batch_size_per_image": 128}``; kept in checkpoints
+    model_options: dict | None = None
+    checkpoint_every: int = 1000
+    val_every: int | None = None  #: default: ``checkpoint_every``
+    seed: int = 0
+    device: str | None = None  #: "cpu", "cuda", "cuda:1"...; None: cuda when available
+    amp: bool = True  #: mixed precision; used on CUDA only
+    workers: int = 2  #: data-loading processes (0: load in the training process)
+    resume: bool = False
+    log_every: int = 20
+    progress: bool = True
+    preset: str | None = None  #: recorded only; see flickermine.presets
+
+    def __post_init__(self) -> None:
+        if self.model not in ARCHITECTURES:
+            raise ValueError(f"--model must be one of {', '.join(ARCHITECTURES)}, got {self.model!r}")
+        positive = {
+            "iterations": self.iterations,
+            "batch_size": self.batch_size,
+            "checkpoint_every": self.checkpoint_every,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "log_every": self.log_every,
+        }
+        if self.val_every is not None:
+            positive["val_every"] = self.val_every
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        steps = list(self.lr_steps)
+        if any(not isinstance(s, int) or s < 1 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"lr_steps must be increasing positive iterations, got {self.lr_steps!r}")
+        self.lr_steps = tuple(steps)
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {self.workers!r}")
+        for key, value in (self.model_options or {}).items():
+            if not isinstance(value, (int, float)):
+                raise ValueError(f"model_options[{key!r}] must be a number, got {value!r}")
+        if self.weights is not None and self.torchvision_weights is not None:
+            raise ValueError("give --weights (a local file) or --torchvision-weights (a named download), not both")
+        if self.frozen_batchnorm is None:
+            self.frozen_batchnorm = any(w is not None for w in (self.weights, self.torchvision_weights, self.backbone_weights))
+
+    def fingerprint(self) -> dict:
+        """The settings a resumed run must share with the run it continues."""
+        return {
+            "train": str(Path(self.train).resolve()),
+            "model": self.model,
+            "category": self.category,
+            "lr": self.lr,
+            "lr_steps": list(self.lr_steps),
+            "lr_decay": self.lr_decay,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "hflip": self.hflip,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "model_options": dict(self.model_options or {}),
+            "torchvision_weights": self.torchvision_weights,
+            "backbone_weights": self.backbone_weights,
+            "frozen_batchnorm": self.frozen_batchnorm,
+            "trainable_backbone_layers": self.trainable_backbone_layers,
+            "seed": self.seed,
+        }
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out: Path
+    iteration: int  #: iterations done in total (this run and any it resumed)
+    losses: list[float]  #: total loss of each iteration run in this call
+    validations: list[dict]  #: this call's validations: iteration, AP, AP50, AP75
+    best_ap: float | None
+    checkpoint: Path
+    final: Path
+    best: Path | None
+
+
+# --------------------------------------------------------------------------------------------------
+# model
+
+
+def build_model(
+    model_name: str,
+    num_classes: int,
+    min_size: int = 800,
+    max_size: int = 1333,
+    torchvision_weights: str | None = None,
+    backbone_weights: str | None = None,
+    model_options: dict | None = None,
+    frozen_batchnorm: bool = False,
+    trainable_backbone_layers: int = 3,
+):
+    """A torchvision Faster R-CNN with ``num_classes`` outputs (categories + background).
+
+    No download unless ``torchvision_weights`` or ``backbone_weights`` names torchvision weights
+    (e.g. ``"DEFAULT"``). Named detector weights are for COCO's 91 classes: for another count the
+    box predictor is replaced by a fresh one. Named weights, or ``frozen_batchnorm``, give the
+    layout torchvision uses for fine-tuning: backbone batch norm frozen, only the last
+    ``trainable_backbone_layers`` backbone stages trained.
+    """
+    torch, torchvision = require_torch()
+    from torchvision.models import detection
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    if model_name not in ARCHITECTURES:
+        raise ValueError(f"model must be one of {', '.join(ARCHITECTURES)}, got {model_name!r}")
+    builder = getattr(detection, model_name)
+    size = {"min_size": min_size, "max_size": max_size, **(model_options or {})}
+    named = {"trainable_backbone_layers": trainable_backbone_layers}
+    if torchvision_weights is not None:
+        model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
+        if model.roi_heads.box_predictor.cls_score.out_features != num_classes:
+            in_features = model.roi_heads.box_predictor.cls_score.in_features
+            model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
+        return model
+    if backbone_weights is not None:
+        return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
+    model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **size)
+    if frozen_batchnorm:
+        freeze_like_pretrained(model, model_name, trainable_backbone_layers)
+    return model
+
+
+def freeze_like_pretrained(model, model_name: str, trainable_backbone_layers: int = 3) -> None:
+    """Give a detector built without weights the layout torchvision gives a pretrained one.
+
+    Fine-tuning with one or two images a batch must not re-estimate batch-norm statistics, so the
+    backbone's BatchNorm2d become FrozenBatchNorm2d, and the early backbone stages stay fixed (their
+    parameters get ``requires_grad=False``). Loading a pretrained state dict afterwards fills them.
+    """
+    import torch.nn as nn
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    body = model.backbone.body
+
+    def replace(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+                for buffer in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(frozen, buffer).copy_(getattr(child, buffer).detach())
+                setattr(module, name, frozen)
+            else:
+                replace(child)
+
+    replace(body)
+    if model_name.startswith("fasterrcnn_resnet50"):
+        if not 0 <= trainable_backbone_layers <= 5:
+            raise ValueError(f"trainable_backbone_layers must be 0..5 for {model_name}, got {trainable_backbone_layers}")
+        trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_backbone_layers]
+        for name, parameter in body.named_parameters():
+            if not any(name.startswith(prefix) for prefix in trained):
+                parameter.requires_grad_(False)
+    else:  # MobileNetV3: stages end at the blocks marked _is_cn, as in torchvision's extractor
+        blocks = list(body.children())
+        stages = [0] + [i for i, block in enumerate(blocks) if getattr(block, "_is_cn", False)] + [len(blocks) - 1]
+        if not 0 <= trainable_backbone_layers <= len(stages):
+            raise ValueError(f"trainable_backbone_layers must be 0..{len(stages)} for {model_name}, got {trainable_backbone_layers}")
+        freeze_before = len(blocks) if trainable_backbone_layers == 0 else stages[len(stages) - trainable_backbone_layers]
+        for block in blocks[:freeze_before]:
+            block.requires_grad_(False)
+
+
+def _state_dict_of(loaded: Any, path: PathLike) -> dict:
+    """The model state dict inside a torch.load result: ours, torchvision's reference scripts', or bare."""
+    if isinstance(loaded, dict):
+        for key in ("model", "state_dict"):
+            if key in loaded and isinstance(loaded[key], dict):
+                return loaded[key]
+        if loaded and all(hasattr(value, "shape") for value in loaded.values()):
+            return loaded
+    raise ValueError(f"{path}: not a model checkpoint or state dict (expected tensors, or a 'model' entry)")
+
+
+def _read_torch_file(path: PathLike) -> Any:
+    torch, _ = require_torch()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    try:
+        # weights_only: a weights file from elsewhere must not be able to run code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a file it cannot read
+        raise ValueError(f"{path}: cannot be read as torch weights ({type(error).__name__}: {error})") from None
+
+
+def load_weights(model, path: PathLike, new_head: bool = False) -> None:
+    """Load a local checkpoint or state dict into ``model``, checking the class count first."""
+    loaded = _read_torch_file(path)
+    state = _state_dict_of(loaded, path)
+    wanted = model.roi_heads.box_predictor.cls_score.out_features
+    if _CLASS_SCORE_KEY in state and not new_head:
+        held = int(state[_CLASS_SCORE_KEY].shape[0])
+        if held != wanted:
+            raise ValueError(
+                f"{path}: its box predictor has {held} classes ({held - 1} categories + background), "
+                f"the training set needs {wanted} ({wanted - 1} + background); pass --new-head to load "
+                "everything else and start the box predictor afresh"
+            )
+    if new_head:
+        state = {k: v for k, v in state.items() if not k.startswith("roi_heads.box_predictor.")}
+    result = _load_state(model, state)
+    missing = [k for k in result.missing_keys if not (new_head and k.startswith("roi_heads.box_predictor."))]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{path}: does not fit this architecture ({len(missing)} missing keys, e.g. {missing[:3]}; "
+            f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); "
+            "was it trained with another --model?"
+        )
+
+
+def _load_state(model, state: dict):
+    """``load_state_dict(strict=False)`` that ignores batch-norm ``num_batches_tracked`` counters
+    on either side: frozen batch norm has none, and they play no part in the computation."""
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
+    result = model.load_state_dict(state, strict=False)
+    result.missing_keys[:] = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    return result
+
+
+def load_detector(
+    weights: PathLike,
+    device: Any,
+    model_name: str | None = None,
+    coco_categories: Sequence[dict] | None = None,
+):
+    """A model ready for inference and its categories (label ``i`` is ``categories[i - 1]``).
+
+    ``weights``: a flickermine checkpoint (``final.pt``, ``best.pt``, ``checkpoint.pt``), which
+    names its architecture, size and categories; or a plain state dict of ``model_name`` (default
+    ``fasterrcnn_resnet50_fpn``), whose labels are read against ``coco_categories``: labels 1..K are
+    the K categories in id order when the predictor has K + 1 classes, else labels are COCO
+    category ids (torchvision's COCO detectors).
+    """
+    loaded = _read_torch_file(weights)
+    state = _state_dict_of(loaded, weights)
+    if _CLASS_SCORE_KEY not in state:
+        raise ValueError(f"{weights}: no {_CLASS_SCORE_KEY!r}; not a Faster R-CNN state dict")
+    num_classes = int(state[_CLASS_SCORE_KEY].shape[0])
+    if isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
+        categories = list(loaded["categories"])
+        name = loaded["model_name"]
+        size = {
+            "min_size": loaded["min_size"],
+            "max_size": loaded["max_size"],
+            "model_options": loaded.get("model_options") or None,
+            # frozen or not, batch norm computes the same at inference; the layout must match the keys
+            "frozen_batchnorm": bool(loaded.get("frozen_batchnorm")),
+        }
+        if model_name is not None and model_name != name:
+            raise ValueError(f"{weights}: a {name} checkpoint, not {model_name}")
+    else:
+        name = model_name or "fasterrcnn_resnet50_fpn"
+        # torchvision's pretrained detectors have frozen backbone batch norm: no counters there
+        size = {"frozen_batchnorm": not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state)}
+        known = sorted(coco_categories or [], key=lambda c: c["id"])
+        if len(known) == num_classes - 1:
+            categories = [{"id": c["id"], "name": c["name"]} for c in known]
+        elif known and max(c["id"] for c in known) < num_classes:
+            by_id = {c["id"]: c["name"] for c in known}
+            categories = [{"id": i, "name": by_id.get(i, f"label {i}")} for i in range(1, num_classes)]
+        else:
+            raise ValueError(
+                f"{weights}: {num_classes} classes, which fits neither the {len(known)} categories of the "
+                "COCO file (categories + background) nor its category ids; evaluate a flickermine checkpoint instead"
+            )
+    model = build_model(name, num_classes, **size)
+    result = _load_state(model, state)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{weights}: does not fit {name} ({len(result.missing_keys)} missing keys, e.g. {result.missing_keys[:3]}; "
+            f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); pass the right --model"
+        )
+    model.to(device).eval()
+    return model, categories
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+def read_image(path: PathLike):
+    """An image file as a float tensor of shape (3, H, W), RGB, values in [0, 1]."""
+    import cv2
+    import torch
+
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise FileNotFoundError(f"{path}: missing or not an image OpenCV can read")
+    rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> list[int]:
+    """The image order of pass ``epoch`` over ``count`` images: a function of seed and epoch only."""
+    return random.Random(f"{seed}/{epoch}").sample(range(count), count)
+
+
+def flips(seed: int, sample: int) -> bool:
+    """Whether the ``sample``-th image drawn in the run is flipped horizontally (a seeded coin)."""
+    return random.Random(f"{seed}/flip/{sample}").random() < 0.5
+
+
+class CocoDetectionSet:
+    """Training samples by global sample number: ``sample = iteration * batch_size + slot``.
+
+    ``labels`` maps category ids of the file to model labels (1..K); annotations of other categories
+    are ignored. Each sample is ``(image (3, H, W) float in [0, 1], target)`` with ``target["boxes"]``
+    of shape (N, 4) float32 xyxy pixels (N may be 0) and ``target["labels"]`` of shape (N,) int64.
+    """
+
+    def __init__(self, coco: dict, images_dir: Path, labels: dict, seed: int, hflip: bool, source: str) -> None:
+        if not coco["images"]:
+            raise ValueError(f"{source}: no images to train on")
+        self.images = coco["images"]
+        self.images_dir = images_dir
+        self.seed = seed
+        self.hflip = hflip
+        boxes_of: dict = {image["id"]: [] for image in self.images}
+        self.skipped_boxes = 0
+        for annotation in coco["annotations"]:
+            label = labels.get(annotation["category_id"])
+            if label is None or annotation.get("iscrowd", 0):
+                continue
+            x, y, w, h = (float(v) for v in annotation["bbox"])
+            if w < 1 or h < 1:  # torchvision refuses empty boxes; a sub-pixel box teaches nothing
+                self.skipped_boxes += 1
+                continue
+            boxes_of[annotation["image_id"]].append((x, y, x + w, y + h, label))
+        self.boxes = [boxes_of[image["id"]] for image in self.images]
+        self._order_cache: tuple[int, list[int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_index(self, sample: int) -> int:
+        epoch, position = divmod(sample, len(self.images))
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            self._order_cache = (epoch, epoch_order(self.seed, epoch, len(self.images)))
+        return self._order_cache[1][position]
+
+    def __getitem__(self, sample: int):
+        import torch
+
+        index = self.image_index(sample)
+        image = read_image(self.images_dir / self.images[index]["file_name"])
+        rows = self.boxes[index]
+        boxes = torch.tensor([row[:4] for row in rows], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([row[4] for row in rows], dtype=torch.int64)
+        if self.hflip and flips(self.seed, sample):
+            width = image.shape[-1]
+            image = image.flip(-1)
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        return image, {"boxes": boxes, "labels": labels}
+
+
+class _Batches:
+    """Batches of global sample numbers for iterations ``start .. stop - 1``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int) -> None:
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for iteration in range(self.start, self.stop):
+            yield [iteration * self.batch_size + slot for slot in range(self.batch_size)]
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def _collate(batch):
+    return tuple(zip(*batch))
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _rng_states(torch) -> dict:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(torch, states: dict) -> None:
+    python_state = states["python"]
+    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _save_atomic(torch, payload: dict, path: Path) -> None:
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _model_payload(model, config: TrainConfig, categories: list[dict], iteration: int) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_name": config.model,
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+        "model_options": dict(config.model_options or {}),
+        "frozen_batchnorm": bool(config.frozen_batchnorm),
+        "categories": categories,
+        "iteration": iteration,
+        "model": model.state_dict(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Fine-tune as ``config`` says; see the module docstring for the files written in ``config.out``."""
+    torch, _ = require_torch()
+    out = Path(config.out)
+    train_path = Path(config.train)
+    train_coco = coco_files.load(train_path)
+    images_dir = Path(config.images) if config.images is not None else train_path.parent
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"--images {images_dir}: no such folder")
+
+    if config.category is not None:
+        chosen = [coco_files.category_by_name(train_coco, config.category, str(train_path))]
+    else:
+        chosen = sorted(train_coco["categories"], key=lambda c: c["id"])
+        if not chosen:
+            raise ValueError(f"{train_path}: no categories")
+    categories = [{"id": c["id"], "name": c["name"]} for c in chosen]
+    label_of_category_id = {c["id"]: label for label, c in enumerate(categories, start=1)}
+
+    val_coco = val_images_dir = None
+    if config.val is not None:
+        val_path = Path(config.val)
+        val_coco = coco_files.load(val_path)
+        val_images_dir = Path(config.val_images or config.images or val_path.parent)
+        val_names = {c["name"] for c in val_coco["categories"]}
+        absent = [c["name"] for c in categories if c["name"] not in val_names]
+        if absent:
+            raise ValueError(f"{val_path}: no category named {', '.join(map(repr, absent))} (it has {sorted(val_names)})")
+
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.exists() and not config.resume:
+        raise ValueError(f"{out} holds a run already ({checkpoint_path}); pass --resume to continue it or pick another --out")
+    if config.resume and not checkpoint_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    out.mkdir(parents=True, exist_ok=True)
+    logger = _open_log(out / "train.log")
+    try:
+        return _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, logger)
+    finally:
+        for handler in list(logger.handlers):
+            handler.close()
+            logger.removeHandler(handler)
+
+
+def _open_log(path: Path) -> logging.Logger:
+    logger = logging.getLogger(_LOGGER_NAME)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the log file is the record; the console shows the progress bar
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, logger):
+    from .evaluation import average_precision, detect_coco_images
+
+    device = resolve_device(config.device)
+    use_amp = bool(config.amp and device.type == "cuda")
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)  # also seeds every CUDA device
+
+    model = build_model(
+        config.model,
+        len(categories) + 1,
+        config.min_size,
+        config.max_size,
+        torchvision_weights=config.torchvision_weights,
+        backbone_weights=config.backbone_weights,
+        model_options=config.model_options,
+        frozen_batchnorm=bool(config.frozen_batchnorm) and config.torchvision_weights is None and config.backbone_weights is None,
+        trainable_backbone_layers=config.trainable_backbone_layers,
+    )
+    start = 0
+    best_ap: float | None = None
+    checkpoint = None
+    if config.resume:
+        checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        differences = [
+            f"{key}: {checkpoint['config'].get(key)!r} then, {value!r} now"
+            for key, value in config.fingerprint().items()
+            if checkpoint["config"].get(key) != value
+        ]
+        if differences:
+            raise ValueError(f"--resume: {out} was trained with other settings ({'; '.join(differences)})")
+        model.load_state_dict(checkpoint["model"])
+        start, best_ap = int(checkpoint["iteration"]), checkpoint.get("best_ap")
+    elif config.weights is not None:
+        load_weights(model, config.weights, new_head=config.new_head)
+    model.to(device)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.lr_steps), gamma=config.lr_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler_state = dict(checkpoint["scheduler"])
+        scheduler_state["milestones"] = collections.Counter({int(k): v for k, v in scheduler_state["milestones"].items()})
+        scheduler.load_state_dict(scheduler_state)
+        scaler.load_state_dict(checkpoint["scaler"])
+        _set_rng_states(torch, checkpoint["rng"])
+
+    dataset = CocoDetectionSet(train_coco, images_dir, label_of_category_id, config.seed, config.hflip, str(config.train))
+    negatives = sum(1 for rows in dataset.boxes if not rows)
+    logger.info(
+        "%s %s: %d images (%d without boxes: negatives), %d boxes, categories %s; iterations %d..%d on %s%s",
+        "resume" if config.resume else "start",
+        config.model,
+        len(dataset),
+        negatives,
+        sum(len(rows) for rows in dataset.boxes),
+        [c["name"] for c in categories],
+        start,
+        config.iterations,
+        device,
+        " with AMP" if use_amp else "",
+    )
+    logger.info("settings %s", json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}))
+    if dataset.skipped_boxes:
+        logger.warning("%d boxes narrower or shorter than 1 px left out", dataset.skipped_boxes)
+    if config.weights is None and config.torchvision_weights is None and not config.resume:
+        logger.warning("no --weights: training from random initialisation%s", "" if config.backbone_weights else " (backbone too)")
+
+    val_every = config.val_every or config.checkpoint_every
+    category_id_of_label_val = {}
+    if val_coco is not None:
+        val_id_of_name = {c["name"]: c["id"] for c in val_coco["categories"]}
+        category_id_of_label_val = {label: val_id_of_name[c["name"]] for label, c in enumerate(categories, start=1)}
+
+    def save_checkpoint(iteration: int) -> None:
+        scheduler_state = scheduler.state_dict()
+        scheduler_state["milestones"] = dict(scheduler_state["milestones"])  # a Counter does not load with weights_only
+        payload = _model_payload(model, config, categories, iteration)
+        payload.update(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler_state,
+                "scaler": scaler.state_dict(),
+                "rng": _rng_states(torch),
+                "best_ap": best_ap,
+                "config": config.fingerprint(),
+            }
+        )
+        _save_atomic(torch, payload, out / "checkpoint.pt")
+
+    losses: list[float] = []
+    validations: list[dict] = []
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=_Batches(start, config.iterations, config.batch_size),
+        collate_fn=_collate,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        # its own generator: the loader draws a seed when it starts, which must not shift the
+        # global RNG that the RPN and box samplers use (a resumed run starts it elsewhere)
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.iterations, initial=start, desc="train", unit="it", disable=not config.progress, dynamic_ncols=True)
+    smoothed = None
+    iteration = start
+    started = time.perf_counter()
+    model.train()
+    try:
+        for images, targets in loader:
+            images = [image.to(device, non_blocking=True) for image in images]
+            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                loss_parts = model(images, targets)
+                loss = sum(loss_parts.values())
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                parts = {k: round(float(v.detach()), 4) for k, v in loss_parts.items()}
+                raise FloatingPointError(f"iteration {iteration + 1}: loss is {value} ({parts}); try a lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            iteration += 1
+            losses.append(value)
+            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+            if iteration % config.log_every == 0 or iteration == config.iterations:
+                parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in loss_parts.items())
+                logger.info("iteration %d loss %.4f (smoothed %.4f) %s lr %.3g", iteration, value, smoothed, parts, scheduler.get_last_lr()[0])
+
+            last = iteration == config.iterations
+            if val_coco is not None and (iteration % val_every == 0 or last):
+                detections = detect_coco_images(model, val_coco, val_images_dir, category_id_of_label_val, device, config.batch_size)
+                model.train()
+                scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories])
+                record = {"iteration": iteration, "AP": scores["AP"], "AP50": scores["AP50"], "AP75": scores["AP75"]}
+                validations.append(record)
+                with open(out / "validation.jsonl", "a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(record) + "\n")
+                improved = scores["AP"] is not None and (best_ap is None or scores["AP"] > best_ap)
+                logger.info("validation at %d: AP %s AP50 %s AP75 %s%s", iteration, scores["AP"], scores["AP50"], scores["AP75"], " (best)" if improved else "")
+                if improved:
+                    best_ap = scores["AP"]
+                    _save_atomic(torch, {**_model_payload(model, config, categories, iteration), "best_ap": best_ap}, out / "best.pt")
+            if iteration % config.checkpoint_every == 0 or last:
+                save_checkpoint(iteration)
+    except KeyboardInterrupt:
+        if iteration > start:
+            save_checkpoint(iteration)
+            logger.info("interrupted at iteration %d; checkpoint saved, continue with --resume", iteration)
+        raise
+    finally:
+        bar.close()
+
+    _save_atomic(torch, _model_payload(model, config, categories, iteration), out / "final.pt")
+    seconds = time.perf_counter() - started
+    logger.info("done: iteration %d, %.1f s this run (%.3f s/iteration), best validation AP %s", iteration, seconds, seconds / max(1, iteration - start), best_ap)
+    best = out / "best.pt"
+    return TrainResult(
+        out=out,
+        iteration=iteration,
+        losses=losses,
+        validations=validations,
+        best_ap=best_ap,
+        checkpoint=out / "checkpoint.pt",
+        final=out / "final.pt",
+        best=best if best.exists() else None,
+    )

@@ -1,0 +1,325 @@
+"""COCO merge and subset on hand-built files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from flickermine import coco
+
+
+def _touch_images(root: Path, names) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not really a jpeg: merge never decodes images")
+
+
+def _base(root: Path) -> Path:
+    """A base set: COCO-style ids (not from 1), two categories, one image without annotations."""
+    images_dir = root / "base_images"
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    _touch_images(images_dir, names)
+    data = {
+        "info": {"description": "base set", "year": 2018},
+        "licenses": [{"id": 3, "name": "CC BY", "url": "http://example.org/by"}],
+        "images": [
+            {"id": 100 + i, "file_name": name, "width": 64, "height": 48, "license": 3} for i, name in enumerate(names)
+        ],
+        "annotations": [
+            {"id": 900, "image_id": 100, "category_id": 18, "bbox": [1, 2, 10, 20], "area": 200, "iscrowd": 0},
+            {"id": 901, "image_id": 100, "category_id": 17, "bbox": [5, 5, 4, 4], "area": 16, "iscrowd": 0},
+            {"id": 902, "image_id": 101, "category_id": 17, "bbox": [0, 0, 8, 8], "area": 64, "iscrowd": 0},
+        ],
+        "categories": [{"id": 17, "name": "cat", "supercategory": "animal"}, {"id": 18, "name": "dog", "supercategory": "animal"}],
+    }
+    path = root / "annotations" / "base.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _mined(root: Path, name: str = "mined", category: str = "dog") -> Path:
+    """Laid out as ``flickermine mine --out`` writes it: file names relative to the JSON's folder."""
+    folder = root / name
+    names = ["images/clip/000001.jpg", "images/clip/000002.jpg", "images/clip/000003.jpg"]
+    _touch_images(folder, names)
+    data = {
+        "info": {"description": "mined"},
+        "images": [
+            {
+                "id": i + 1,
+                "file_name": file_name,
+                "width": 64,
+                "height": 48,
+                "video": "clip",
+                "frame_index": i,
+                "hard_negatives": [{"bbox": [30, 30, 10, 10], "score": 0.91}],
+            }
+            for i, file_name in enumerate(names)
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [3, 3, 12, 12], "area": 144, "iscrowd": 0, "score": 0.99, "source": "detector"},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [4, 3, 12, 12], "area": 144, "iscrowd": 0, "score": None, "source": "tracker"},
+        ],  # image 3: a negative-only frame, no annotations
+        "categories": [{"id": 1, "name": category}],
+    }
+    path = folder / "annotations.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _fingerprint(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), os.stat(path).st_mtime_ns
+
+
+def _load_with_pycocotools(path: Path):
+    pycocotools_coco = pytest.importorskip("pycocotools.coco")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return pycocotools_coco.COCO(str(path))
+
+
+def test_merge_remaps_ids_maps_categories_by_name_and_keeps_negatives(tmp_path):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    before = {p: _fingerprint(p) for p in (base, mined)}
+    out = tmp_path / "merged" / "train.json"
+
+    merged = coco.merge(base, mined, out=out, image_root=tmp_path / "base_images")
+
+    assert {p: _fingerprint(p) for p in (base, mined)} == before, "inputs must not change"
+    on_disk = json.loads(out.read_text())
+    assert on_disk == merged
+    assert [image["id"] for image in on_disk["images"]] == [1, 2, 3, 4, 5, 6]
+    assert [a["id"] for a in on_disk["annotations"]] == [1, 2, 3, 4, 5]
+    # categories by name: the mined "dog" (id 1 there) is the base's dog, id 18
+    assert on_disk["categories"] == [
+        {"id": 17, "name": "cat", "supercategory": "animal"},
+        {"id": 18, "name": "dog", "supercategory": "animal"},
+    ]
+    mined_annotations = on_disk["annotations"][3:]
+    assert [a["category_id"] for a in mined_annotations] == [18, 18]
+    assert [a["image_id"] for a in mined_annotations] == [4, 5]
+    assert [a["source"] for a in mined_annotations] == ["detector", "tracker"]
+    # images without annotations stay: the base's c.jpg and the negative-only mined frame
+    annotated = {a["image_id"] for a in on_disk["annotations"]}
+    assert {image["id"] for image in on_disk["images"]} - annotated == {3, 6}
+    # extra keys survive; info and licenses are kept
+    assert on_disk["images"][5]["hard_negatives"] == [{"bbox": [30, 30, 10, 10], "score": 0.91}]
+    assert on_disk["images"][3]["video"] == "clip" and on_disk["images"][3]["frame_index"] == 0
+    assert on_disk["info"] == {"description": "base set", "year": 2018}
+    assert on_disk["licenses"] == [{"id": 3, "name": "CC BY", "url": "http://example.org/by"}]
+    # every file_name resolves from the new file's folder
+    for image in on_disk["images"]:
+        assert (out.parent / image["file_name"]).is_file(), image["file_name"]
+
+    loaded = _load_with_pycocotools(out)
+    assert len(loaded.getImgIds()) == 6
+    assert loaded.getCatIds(catNms=["dog"]) == [18]
+    assert len(loaded.getAnnIds(catIds=[18])) == 3
+
+
+def test_merge_adds_new_category_names_with_fresh_ids(tmp_path):
+    base, mined = _base(tmp_path), _mined(tmp_path, category="person")
+    merged = coco.merge(base, mined, out=tmp_path / "out.json", image_root=tmp_path / "base_images")
+    assert [(c["id"], c["name"]) for c in merged["categories"]] == [(17, "cat"), (18, "dog"), (19, "person")]
+    assert {a["category_id"] for a in merged["annotations"][3:]} == {19}
+
+
+def test_merge_refuses_duplicate_images_and_writes_nothing(tmp_path):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    out = tmp_path / "out.json"
+    with pytest.raises(ValueError, match=r"duplicate image .*000001\.jpg"):
+        coco.merge(base, mined, mined, out=out, image_root=tmp_path / "base_images")
+    assert not out.exists()
+
+
+def test_load_refuses_duplicate_file_names_within_a_file(tmp_path):
+    path = tmp_path / "dup.json"
+    images = [{"id": 1, "file_name": "x.jpg"}, {"id": 2, "file_name": "x.jpg"}]
+    path.write_text(json.dumps({"images": images, "annotations": [], "categories": []}))
+    with pytest.raises(ValueError, match=r"dup\.json: file_name 'x\.jpg' appears twice"):
+        coco.load(path)
+
+
+def test_merge_refuses_out_equal_to_an_input_and_missing_images(tmp_path):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    before = _fingerprint(mined)
+    with pytest.raises(ValueError, match="one of the inputs"):
+        coco.merge(base, mined, out=mined, image_root=tmp_path / "base_images")
+    assert _fingerprint(mined) == before
+    # without --image-root the base's images are looked for beside base.json, where they are not
+    with pytest.raises(FileNotFoundError, match=r"3 image\(s\) not found.*--image-root"):
+        coco.merge(base, mined, out=tmp_path / "out.json")
+
+
+def test_merge_copy_images_makes_a_standalone_folder(tmp_path):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    out = tmp_path / "standalone" / "train.json"
+    merged = coco.merge(base, mined, out=out, image_root=tmp_path / "base_images", copy_images=True)
+    names = [image["file_name"] for image in merged["images"]]
+    assert names[0] == "images/0/a.jpg" and names[3] == "images/1/images/clip/000001.jpg"
+    for name in names:
+        assert (out.parent / name).is_file()
+    assert (tmp_path / "base_images" / "a.jpg").is_file(), "sources stay where they were"
+
+
+def test_merge_pools_licenses_and_remaps_their_ids(tmp_path):
+    base = _base(tmp_path)
+    other_dir = tmp_path / "other"
+    _touch_images(other_dir, ["z.jpg"])
+    other = other_dir / "other.json"
+    other.write_text(
+        json.dumps(
+            {
+                "licenses": [{"id": 3, "name": "CC0", "url": "http://example.org/zero"}],
+                "images": [{"id": 1, "file_name": "z.jpg", "license": 3}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "dog"}],
+            }
+        )
+    )
+    merged = coco.merge(base, other, out=tmp_path / "out.json", image_root=tmp_path / "base_images")
+    assert [(lic["id"], lic["name"]) for lic in merged["licenses"]] == [(3, "CC BY"), (4, "CC0")]
+    assert merged["images"][-1]["license"] == 4
+
+
+def test_subset_one_category_against_background_with_deterministic_split(tmp_path):
+    images = [{"id": i + 1, "file_name": f"{i:03d}.jpg", "hard_negatives": []} for i in range(30)]
+    annotations = []
+    for image in images[:20]:  # 20 images with a dog, then 5 with only cats, then 5 empty
+        annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": 18, "bbox": [0, 0, 5, 5]})
+    for image in images[20:25]:
+        annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": 17, "bbox": [0, 0, 5, 5]})
+    annotations.append({"id": len(annotations) + 1, "image_id": 1, "category_id": 17, "bbox": [1, 1, 5, 5]})
+    source = {
+        "info": {"description": "x"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}],
+    }
+    parts = coco.subset(source, "dog", split=(15, 5, 5), seed=0)
+    assert set(parts) == {"train", "val", "test"}
+    ids = {name: {image["id"] for image in part["images"]} for name, part in parts.items()}
+    assert [len(ids[name]) for name in ("train", "val", "test")] == [15, 5, 5]
+    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    # dog images and empty images are kept; cat-only images are not
+    assert set().union(*ids.values()) == set(range(1, 21)) | set(range(26, 31))
+    for part in parts.values():
+        assert part["categories"] == [{"id": 18, "name": "dog"}]
+        assert all(a["category_id"] == 18 for a in part["annotations"])
+        assert all(a["area"] == 25 and a["iscrowd"] == 0 for a in part["annotations"])
+        assert part["info"] == {"description": "x"}
+        coco.validate(part)
+    # deterministic for a seed, different for another
+    again = coco.subset(source, "dog", split=(15, 5, 5), seed=0)
+    assert again == parts
+    other = coco.subset(source, "dog", split=(15, 5, 5), seed=1)
+    assert {i["id"] for i in other["val"]["images"]} != ids["val"]
+    # fractions: 25 images at 0.6/0.2/0.2
+    fractions = coco.subset(source, "dog", split=(0.6, 0.2, 0.2), seed=0)
+    assert [len(fractions[n]["images"]) for n in ("train", "val", "test")] == [15, 5, 5]
+
+
+def test_subset_writes_files_that_load_in_pycocotools_and_refuses_bad_input(tmp_path):
+    base = _base(tmp_path)
+    before = _fingerprint(base)
+    written = coco.write_subset(base, "dog", tmp_path / "dog", split=None)
+    assert _fingerprint(base) == before
+    assert list(written) == ["all"]
+    loaded = _load_with_pycocotools(written["all"])
+    assert sorted(loaded.getImgIds()) == [100, 102]  # the dog image and the empty one
+    with pytest.raises(ValueError, match=r"no category named 'horse' \(categories: 'cat', 'dog'\)"):
+        coco.write_subset(base, "horse", tmp_path / "horse")
+    with pytest.raises(ValueError, match="needs 30 images, the subset has 2"):
+        coco.write_subset(base, "dog", tmp_path / "dog", split=(10, 10, 10))
+    with pytest.raises(ValueError, match="train/val/test"):
+        coco.parse_split("10/10")
+
+
+def test_validate_names_file_and_fault(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg"}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, -3, 4]}],
+                "categories": [{"id": 1, "name": "dog"}],
+            }
+        )
+    )
+    with pytest.raises(ValueError, match=r"bad\.json: annotations\[0\] bbox must be \[x, y, w, h\] with w, h >= 0, got \[0, 0, -3, 4\]"):
+        coco.load(path)
+    with pytest.raises(FileNotFoundError, match="nope.json: no such COCO file"):
+        coco.load(tmp_path / "nope.json")
+
+
+def _parser():
+    import argparse
+
+    from flickermine import cli_loop
+
+    parser = argparse.ArgumentParser(prog="flickermine")
+    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli_merge_and_subset(tmp_path, capsys):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    out = tmp_path / "merged.json"
+    args = _parser().parse_args(
+        ["coco", "merge", str(base), str(mined), "--out", str(out), "--image-root", str(tmp_path / "base_images")]
+    )
+    assert args.handler(args) == 0
+    assert "6 images (2 without annotations), 5 annotations; categories: cat, dog" in capsys.readouterr().out
+
+    args = _parser().parse_args(["coco", "subset", str(out), "--category", "dog", "--split", "2/1/1", "--out", str(tmp_path / "dog")])
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out
+    assert "train.json: 2 images" in printed and "val.json: 1 images" in printed and "test.json: 1 images" in printed
+    # the dog images (a.jpg and two mined frames) and the two empty ones: 5 images, 4 asked for
+    total = sum(len(coco.load(tmp_path / "dog" / f"{name}.json")["images"]) for name in ("train", "val", "test"))
+    assert total == 4
+
+
+def test_cli_train_without_torch_says_how_to_install(monkeypatch, tmp_path, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    args = _parser().parse_args(["train", "--train", "x.json", "--iterations", "1", "--out", str(tmp_path / "run")])
+    assert args.handler(args) == 2
+    assert "pip install 'flickermine[torch]'" in capsys.readouterr().err
+
+
+def test_presets_pick_the_mined_mode_and_merge(tmp_path):
+    from flickermine import presets
+
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    (mined.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
+    image_root = tmp_path / "base_images"
+
+    train_json, images = presets.prepare_training_set(presets.get("hard-negatives"), base, mined, tmp_path / "hn", image_root)
+    assert train_json == tmp_path / "hn" / "train.json" and images == tmp_path / "hn"
+    assert len(coco.load(train_json)["images"]) == 6
+
+    assert presets.prepare_training_set(presets.get("baseline"), base, None, tmp_path / "b", image_root) == (base, image_root)
+    with pytest.raises(ValueError, match="was mined with --mode hn; --preset hard-positives needs --mode hp"):
+        presets.prepare_training_set(presets.get("hard-positives"), base, mined, tmp_path / "hp", image_root)
+    with pytest.raises(ValueError, match="trains on the base set alone"):
+        presets.prepare_training_set(presets.get("baseline"), base, mined, tmp_path / "b", image_root)
+    with pytest.raises(ValueError, match="needs --mined"):
+        presets.prepare_training_set(presets.get("hn+hp"), base, None, tmp_path / "x", image_root)
+    # every preset trains on the same schedule, so the table's rows compare like with like
+    assert len({(p.iterations, p.lr, p.lr_steps, p.lr_decay) for p in presets.PRESETS.values()}) == 1

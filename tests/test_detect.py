@@ -1,0 +1,81 @@
+"""Detect -> files, fused detect-and-mine, and classic mining on negative-only images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flickermine.dataset import RunConfig
+from flickermine.detect import detect_videos, mine_negatives
+from flickermine.detections import DetectionFile
+from flickermine.detectors import CallableDetector
+from flickermine.run import run_mining
+
+from .conftest import shared_data
+from .test_dataset import LOOSE, _dataset_files
+
+
+class Replay:
+    """A 'detector' that replays a detections file frame by frame (deterministic, fast)."""
+
+    def __init__(self, path, frames):
+        self.frames = DetectionFile(path, frame_count=frames).per_frame(frames)
+
+    def __call__(self, frame):
+        _, boxes, scores = next(self.frames)
+        return boxes, scores
+
+
+@pytest.mark.real_data
+def test_fused_detect_and_mine_equals_detect_then_mine(tmp_path):
+    video = shared_data("pets09-s2l1", "video.avi")
+    dets = shared_data("pets09-s2l1", "det", "faster_rcnn.txt")
+    config = RunConfig(params=LOOSE, mode="negatives")
+
+    def detector():
+        return CallableDetector(Replay(dets, 795), name="replay", batch_size=4)
+
+    summaries = detect_videos([video], tmp_path / "detected", detector(), progress=False, log=lambda _: None)
+    assert summaries[0].frames == 795 and summaries[0].detections == 4359
+    written = tmp_path / "detected" / "video.txt"
+    assert DetectionFile(written).count == 4359
+
+    from_files = tmp_path / "from_files"
+    run_mining([video], from_files, config, detections=written, progress=False, log=lambda _: None)
+    fused = tmp_path / "fused"
+    run_mining([video], fused, config, detector_factory=detector, progress=False, log=lambda _: None)
+    a, b = _dataset_files(from_files), _dataset_files(fused)
+    assert a.keys() == b.keys() and any(k.startswith("images/") for k in a)
+    for key in a:
+        if key.startswith("shards/"):
+            sa, sb = json.loads(a[key]), json.loads(b[key])
+            sa.pop("detections_file"), sb.pop("detections_file")
+            assert sa == sb
+        else:
+            assert a[key] == b[key], key
+
+
+@pytest.mark.real_data
+def test_mine_negatives_keeps_the_most_confident(tmp_path):
+    images = shared_data("otb-girl", "img")
+    rng = np.random.default_rng(0)
+
+    def fake(frame):
+        h, w = frame.shape[:2]
+        xy = rng.uniform(0, [w / 2, h / 2], (3, 2))
+        return np.concatenate([xy, xy + 20], axis=1), rng.uniform(0.3, 1.0, 3)
+
+    files = sorted(images.glob("*.jpg"))[:12]
+    coco = mine_negatives([str(f) for f in files], tmp_path / "neg", CallableDetector(fake, batch_size=5), category="person", min_score=0.5, top=10, log=lambda _: None)
+    negatives = [n for image in coco["images"] for n in image["hard_negatives"]]
+    assert len(negatives) == 10 and coco["annotations"] == []
+    assert all(n["score"] >= 0.5 for n in negatives)
+    for image in coco["images"]:
+        scores = [n["score"] for n in image["hard_negatives"]]
+        assert scores == sorted(scores, reverse=True)
+        assert (tmp_path / "neg" / image["file_name"]).is_file()
+    from pycocotools.coco import COCO
+
+    assert len(COCO(str(tmp_path / "neg" / "annotations.json")).getImgIds()) == len(coco["images"])

@@ -1,0 +1,183 @@
+"""Fine-tuning on a tiny synthetic COCO set: the loss falls, resume is exact, negatives train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+cv2 = pytest.importorskip("cv2")
+
+from flickermine import cli_loop  # noqa: E402
+from flickermine.evaluation import evaluate  # noqa: E402
+from flickermine.training import TrainConfig, build_model, train  # noqa: E402
+
+#: a small Faster R-CNN: few proposals and sampled boxes, so an iteration on 64 px images is cheap
+TINY_MODEL = {
+    "rpn_pre_nms_top_n_train": 100,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 50,
+    "rpn_batch_size_per_image": 64,
+    "box_batch_size_per_image": 32,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # one thread: on a shared 2-core machine, two OpenMP threads spin against other jobs and run
+    # several times slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_squares(root: Path, count: int = 8, negatives: int = 2, seed: int = 0, size: int = 64) -> Path:
+    """``count`` noisy ``size``x``size`` images; all but the first ``negatives`` hold one bright
+    square (20..32 px), labelled ``square``. Returns the COCO file, written beside the images."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "square"}]}
+    for index in range(count):
+        pixels = (rng.random((size, size, 3)) * 60 + 40).astype(np.uint8)
+        name = f"{index:03d}.png"
+        coco["images"].append({"id": index + 1, "file_name": name, "width": size, "height": size})
+        if index >= negatives:
+            side = int(rng.integers(20, 33))
+            x, y = (int(v) for v in rng.integers(0, size - side, 2))
+            pixels[y : y + side, x : x + side] = 230
+            coco["annotations"].append(
+                {"id": len(coco["annotations"]) + 1, "image_id": index + 1, "category_id": 1,
+                 "bbox": [x, y, side, side], "area": side * side, "iscrowd": 0}
+            )
+        assert cv2.imwrite(str(root / name), pixels)
+    path = root / "train.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def tiny_config(train_json: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(
+        train=train_json,
+        out=out,
+        model="fasterrcnn_mobilenet_v3_large_fpn",
+        min_size=64,
+        max_size=64,
+        model_options=TINY_MODEL,
+        batch_size=2,
+        lr=0.01,
+        workers=0,
+        progress=False,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_loss_falls_and_the_result_evaluates(tmp_path):
+    train_json = make_squares(tmp_path / "data")
+    result = train(tiny_config(train_json, tmp_path / "run", iterations=40, checkpoint_every=20))
+
+    losses = np.array(result.losses)
+    assert len(losses) == 40 and np.isfinite(losses).all()
+    assert losses[-10:].mean() < 0.85 * losses[:10].mean(), losses.round(3)
+    for name in ("checkpoint.pt", "final.pt", "train.log"):
+        assert (tmp_path / "run" / name).is_file(), name
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "8 images (2 without boxes: negatives), 6 boxes" in log and "iteration 40 loss" in log
+
+    summary = evaluate(train_json, None, result.final, out=tmp_path / "ap.json", device="cpu", progress=False)
+    written = json.loads((tmp_path / "ap.json").read_text())
+    assert written["AP"] == summary["AP"] and 0.0 <= summary["AP"] <= 1.0
+    assert summary["categories"] == ["square"] and summary["ground_truth_boxes"] == 6
+
+
+def test_stop_and_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    train_json = make_squares(tmp_path / "data")
+    common = dict(checkpoint_every=3, val=train_json, val_every=3)
+    straight = train(tiny_config(train_json, tmp_path / "straight", iterations=6, **common))
+
+    first = train(tiny_config(train_json, tmp_path / "resumed", iterations=3, **common))
+    assert first.iteration == 3
+    resumed = train(tiny_config(train_json, tmp_path / "resumed", iterations=6, resume=True, **common))
+    assert resumed.iteration == 6 and len(resumed.losses) == 3
+    assert resumed.losses == straight.losses[3:]
+
+    expected = torch.load(straight.final, weights_only=True)["model"]
+    got = torch.load(resumed.final, weights_only=True)["model"]
+    assert expected.keys() == got.keys()
+    different = [key for key in expected if not torch.equal(expected[key], got[key])]
+    assert not different, different[:5]
+    # validation ran and the best checkpoint is kept
+    assert [v["iteration"] for v in straight.validations] == [3, 6]
+    assert straight.best is not None and straight.best.is_file()
+
+
+def test_images_without_annotations_train_as_negatives(tmp_path):
+    # every image a negative: boxes of shape (0, 4); the box-regression losses are 0, nothing fails
+    train_json = make_squares(tmp_path / "data", count=3, negatives=3)
+    result = train(tiny_config(train_json, tmp_path / "run", iterations=3))
+    assert len(result.losses) == 3 and all(np.isfinite(result.losses))
+    assert "3 images (3 without boxes: negatives), 0 boxes" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_run_folder_and_weights_are_checked(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    out = tmp_path / "run"
+    train(tiny_config(train_json, out, iterations=1))
+    with pytest.raises(ValueError, match="holds a run already.*--resume"):
+        train(tiny_config(train_json, out, iterations=2))
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.01 then, 0.02 now\)"):
+        train(tiny_config(train_json, out, iterations=2, resume=True, lr=0.02))
+
+    # a state dict with 3 classes cannot start a 1-category (2-class) model unless the head is new
+    weights = tmp_path / "three_classes.pt"
+    torch.save(build_model("fasterrcnn_mobilenet_v3_large_fpn", 3, 64, 64).state_dict(), weights)
+    with pytest.raises(ValueError, match=r"three_classes\.pt: its box predictor has 3 classes \(2 categories \+ background\), the training set needs 2"):
+        train(tiny_config(train_json, tmp_path / "mismatch", iterations=1, weights=weights))
+    result = train(tiny_config(train_json, tmp_path / "new_head", iterations=1, weights=weights, new_head=True))
+    assert result.iteration == 1
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    train_json = make_squares(tmp_path / "data", count=3)
+    parser = argparse.ArgumentParser(prog="flickermine")
+    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "run"
+    args = parser.parse_args(
+        ["train", "--train", str(train_json), "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", "2",
+         "--lr", "0.005", "--lr-steps", "1", "--min-size", "64", "--max-size", "64", "--workers", "0",
+         "--device", "cpu", "--quiet", "--out", str(out)]
+    )
+    assert args.handler(args) == 0
+    assert "trained to iteration 2" in capsys.readouterr().out
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["scheduler"]["_last_lr"] == [pytest.approx(0.0005)]  # decayed at iteration 1
+
+    args = parser.parse_args(["evaluate", "--coco", str(train_json), "--weights", str(out / "final.pt"),
+                              "--device", "cpu", "--quiet", "--out", str(tmp_path / "ap.json")])
+    assert args.handler(args) == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == json.loads((tmp_path / "ap.json").read_text())["AP"]
+
+
+def test_pretrained_layout_and_plain_state_dicts_load(tmp_path):
+    from flickermine.training import load_detector
+
+    # torchvision's pretrained layout, built without a download: frozen backbone batch norm
+    # (no num_batches_tracked counters) and the early backbone stages fixed
+    model = build_model("fasterrcnn_mobilenet_v3_large_fpn", 3, 64, 64, frozen_batchnorm=True)
+    body = dict(model.backbone.body.named_parameters())
+    assert not body["0.0.weight"].requires_grad and body["16.0.weight"].requires_grad
+    state = model.state_dict()
+    assert not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state)
+    path = tmp_path / "plain.pt"
+    torch.save(state, path)
+    categories = [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}]
+    loaded, labels = load_detector(path, "cpu", model_name="fasterrcnn_mobilenet_v3_large_fpn", coco_categories=categories)
+    assert labels == categories  # 3 classes = 2 categories + background, in id order
+    assert torch.equal(loaded.state_dict()["roi_heads.box_predictor.cls_score.weight"], state["roi_heads.box_predictor.cls_score.weight"])
