@@ -61,11 +61,22 @@ def test_mine_parameters_change_the_result(tmp_path):
     assert not reasons & {"sure_score", "small", "border"}
 
 
-def test_demo_prints_precision():
-    result = run_cli("demo", "--frames", "60")
-    assert result.returncode == 0, result.stderr
+def test_demo_prints_precision_and_writes_a_dataset(tmp_path):
+    out = tmp_path / "demo"
+    for _ in range(2):  # a second run replaces the first demo's output
+        result = run_cli("demo", "--frames", "60", "--out", str(out))
+        assert result.returncode == 0, result.stderr
     assert "injected one-frame false positives" in result.stdout
     assert "precision of the hard negatives" in result.stdout
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "annotations.json"))
+    assert len(coco.getImgIds()) > 0 and (out / "contact_sheet.png").is_file()
+    assert any(a["source"] == "tracker" for a in coco.dataset["annotations"])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    result = run_cli("demo", "--frames", "20", "--out", str(tmp_path / "other"))
+    assert result.returncode == 2 and "not an earlier demo" in result.stderr
 
 
 @pytest.mark.real_data

@@ -192,6 +192,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
+    if args.out:
+        from .backends import get_backend
+        from .demo import write_demo_dataset
+
+        coco = write_demo_dataset(clip, result, args.out, params, args.rule, get_backend(args.backend).NAME)
+        print(
+            f"dataset (mode hn+hp): {len(coco['images'])} images, {len(coco['annotations'])} annotations in "
+            f"{args.out}/annotations.json; drawings in {args.out}/visualize, overview {args.out}/contact_sheet.png"
+        )
     return 0
 
 
@@ -254,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="mine a built-in synthetic clip with known flickers")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--frames", type=int, default=150)
+    demo.add_argument(
+        "--out", default="flickermine-demo", metavar="DIR",
+        help="also write the mined frames as a COCO dataset here (default: flickermine-demo; '' to skip)",
+    )
     _add_mining_options(demo)
     demo.set_defaults(handler=_cmd_demo)
     return parser

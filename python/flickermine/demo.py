@@ -193,3 +193,33 @@ def run_demo(
         verdicts=verdicts,
     )
     return clip, result
+
+
+def write_demo_dataset(clip: SyntheticClip, result: DemoResult, out, params: MiningParams, rule: str, backend: str) -> dict:
+    """Write the demo's mined frames as a dataset, laid out exactly like ``flickermine mine --out``
+    (mode ``hn+hp``: hard-negative frames and hard-positive frames, with their visualizations)."""
+    from pathlib import Path
+
+    from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards
+
+    import json
+    import shutil
+
+    out = Path(out)
+    run_file = out / "run.json"
+    if run_file.exists() and (json.loads(run_file.read_text()).get("detector") or {}).get("name") == "simulated":
+        shutil.rmtree(out)  # an earlier demo: it is made anew each time
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not an earlier demo's output; pick another --out")
+    config = RunConfig(params=params, rule=str(Rule(rule).value), mode="hn+hp", category="object",
+                       detector={"name": "simulated", "seed": "see report.json"}, visualize=True)
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, config)
+    writer = ShardWriter(out, "demo", config)
+    for verdicts in result.verdicts:
+        writer.add(verdicts, cv2.cvtColor(clip.gray[verdicts.frame_index], cv2.COLOR_GRAY2BGR))
+    writer.finish({"path": "synthetic", "frames": result.frames, "detections": result.detections,
+                   "seconds": round(result.seconds, 3), "backend": backend})
+    coco = merge_shards(out, ["demo"], config, backend)
+    contact_sheet(out, coco)
+    return coco
