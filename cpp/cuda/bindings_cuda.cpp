@@ -13,45 +13,18 @@
 
 #include "ncc_cuda.hpp"
 
+#include "../array_args.hpp"
+
 namespace py = pybind11;
 using flickermine::ImageView;
+using flickermine::image_view;
+using flickermine::shape_of;
 using flickermine::NccMatch;
 using flickermine::PixelBox;
 using flickermine::PixelType;
 namespace fcuda = flickermine::cuda;
 
 namespace {
-
-std::string shape_of(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-// A grayscale frame: 2D uint8 or float32 with contiguous rows. Never converted silently.
-ImageView image_view(const py::array& a, const std::string& name) {
-  if (a.ndim() != 2) throw std::invalid_argument(name + " must be a 2D (H, W) array, but got shape " + shape_of(a));
-  ImageView v;
-  if (a.dtype().equal(py::dtype::of<std::uint8_t>())) {
-    v.type = PixelType::kUint8;
-  } else if (a.dtype().equal(py::dtype::of<float>())) {
-    v.type = PixelType::kFloat32;
-  } else {
-    throw std::invalid_argument(name + " must have dtype uint8 or float32, but got " +
-                                std::string(py::str(a.dtype())) + " with shape " + shape_of(a));
-  }
-  const py::ssize_t item = a.itemsize();
-  if (a.strides(1) != item || a.strides(0) % item != 0 || a.strides(0) < a.shape(1) * item) {
-    throw std::invalid_argument(name + " must have contiguous rows (C layout), but got strides (" +
-                                std::to_string(a.strides(0)) + ", " + std::to_string(a.strides(1)) + ")");
-  }
-  if (a.shape(0) < 1 || a.shape(1) < 1) throw std::invalid_argument(name + " is empty: shape " + shape_of(a));
-  v.data = a.data();
-  v.height = static_cast<int>(a.shape(0));
-  v.width = static_cast<int>(a.shape(1));
-  v.stride = a.strides(0) / item;
-  return v;
-}
 
 using Int64Array = py::array_t<std::int64_t, py::array::c_style>;
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
