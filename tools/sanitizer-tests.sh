@@ -8,7 +8,7 @@ PY=.venv/bin/python
 SITE=build/asan-site
 rm -rf "$SITE"
 "$PY" -m pip install --quiet --no-deps --no-build-isolation --target "$SITE" \
-  -C cmake.define.FLICKERMINE_SANITIZE=ON -C build-dir=build/asan .
+  -C cmake.define.FLICKERMINE_SANITIZE=ON -C cmake.define.FLICKERMINE_CUDA=OFF -C build-dir=build/asan .
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
 export LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$SITE"
