@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 SITE=build/asan-site
 rm -rf "$SITE"
+# The instrumented build reuses this environment (no isolation), so it needs the build backend.
+"$PY" -m pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12"
 "$PY" -m pip install --quiet --no-deps --no-build-isolation --target "$SITE" \
   -C cmake.define.FLICKERMINE_SANITIZE=ON -C cmake.define.FLICKERMINE_CUDA=OFF -C build-dir=build/asan .
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
