@@ -49,6 +49,59 @@ static inline vf L(const float* p) { return *p; }
 static inline void S(float* p, vf v) { *p = v; }
 #endif
 
+// Transpose of a 16 x 16 block of floats: dst[c * 16 + r] = src[r * 16 + c].
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define FM_SHUF 1
+#endif
+#endif
+#ifdef FM_SHUF
+static inline void tr8(const float* src, float* dst) {
+  constexpr std::size_t s = 16;
+  const vf r0 = L(src), r1 = L(src + s), r2 = L(src + 2 * s),
+           r3 = L(src + 3 * s), r4 = L(src + 4 * s), r5 = L(src + 5 * s),
+           r6 = L(src + 6 * s), r7 = L(src + 7 * s);
+#define FM_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
+#define FM_HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
+#define FM_S44(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
+#define FM_SEE(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
+#define FM_P20(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
+#define FM_P31(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
+  const vf t0 = FM_LO(r0, r1), t1 = FM_HI(r0, r1), t2 = FM_LO(r2, r3),
+           t3 = FM_HI(r2, r3), t4 = FM_LO(r4, r5), t5 = FM_HI(r4, r5),
+           t6 = FM_LO(r6, r7), t7 = FM_HI(r6, r7);
+  const vf u0 = FM_S44(t0, t2), u1 = FM_SEE(t0, t2), u2 = FM_S44(t1, t3),
+           u3 = FM_SEE(t1, t3), u4 = FM_S44(t4, t6), u5 = FM_SEE(t4, t6),
+           u6 = FM_S44(t5, t7), u7 = FM_SEE(t5, t7);
+  S(dst, FM_P20(u0, u4));
+  S(dst + s, FM_P20(u1, u5));
+  S(dst + 2 * s, FM_P20(u2, u6));
+  S(dst + 3 * s, FM_P20(u3, u7));
+  S(dst + 4 * s, FM_P31(u0, u4));
+  S(dst + 5 * s, FM_P31(u1, u5));
+  S(dst + 6 * s, FM_P31(u2, u6));
+  S(dst + 7 * s, FM_P31(u3, u7));
+#undef FM_LO
+#undef FM_HI
+#undef FM_S44
+#undef FM_SEE
+#undef FM_P20
+#undef FM_P31
+}
+#endif
+static inline void tr16(const float* FM_R src, float* FM_R dst) {
+#ifdef FM_SHUF
+  static_assert(kChunkLanes == 16, "tr16 assumes 16 lanes");
+  tr8(src, dst);
+  tr8(src + 8, dst + 8 * 16);
+  tr8(src + 8 * 16, dst + 8);
+  tr8(src + 8 * 16 + 8, dst + 8 * 16 + 8);
+#else
+  for (int c = 0; c < 16; ++c)
+    for (int r = 0; r < 16; ++r) dst[c * 16 + r] = src[r * 16 + c];
+#endif
+}
+
 // One Stockham DIF stage of radix 2: element q + s*(i + r*m) of x goes,
 // after the butterfly and twiddle, to element q + s*(p*i + k) of y.
 static void stage2(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
@@ -384,6 +437,20 @@ static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
         oi[c] = ei + (odr * wi + odi * wr);
       }
     }
+    if (cw == C) {
+      // Rows K..Kp-1 of the scratch are zero in T.
+      std::fill(xr + static_cast<std::size_t>(K) * C,
+                xr + static_cast<std::size_t>(g.Kp) * C, 0.0f);
+      std::fill(xi + static_cast<std::size_t>(K) * C,
+                xi + static_cast<std::size_t>(g.Kp) * C, 0.0f);
+      for (int kb = 0; kb < g.Kp / C; ++kb) {
+        const std::size_t so = static_cast<std::size_t>(kb) * C * C;
+        const std::size_t d = (static_cast<std::size_t>(kb) * M + x0) * C;
+        tr16(xr + so, tre + d);
+        tr16(xi + so, tim + d);
+      }
+      continue;
+    }
     for (int kb = 0; kb * C < K; ++kb) {
       const int kn = std::min(C, K - kb * C);
       float* FM_R dr = tre + (static_cast<std::size_t>(kb) * M + x0) * C;
@@ -460,7 +527,14 @@ static void pass_b_region(const Geometry& g, Workspace& ws,
       }
     }
     fft_run(g.ph, ar, ai, br, bi, C, 1.0f);
-    for (int x = 0; x < wout; ++x) {
+    int xv = 0;
+    for (; xv + C <= wout || (xv < wout && xv + C <= M); xv += C) {
+      const std::size_t d =
+          (static_cast<std::size_t>(xv / C) * Kp + kb * C) * C;
+      tr16(ar + static_cast<std::size_t>(xv) * C, vre + d);
+      tr16(ai + static_cast<std::size_t>(xv) * C, vim + d);
+    }
+    for (int x = xv; x < wout; ++x) {
       const int xb = x / C, xc = x % C;
       float* FM_R dr =
           vre + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
@@ -556,6 +630,22 @@ static void region_sums(const P* img, std::ptrdiff_t stride, int H, int W,
                         double* sum, double* sum2) {
   if (sizeof(P) == 1) {
     std::int64_t a = 0, b = 0;
+    if (W <= 60000) {
+      for (int y = 0; y < H; ++y) {
+        const P* FM_R r = img + y * stride;
+        std::uint32_t ra = 0, rb = 0;
+        for (int x = 0; x < W; ++x) {
+          const std::uint32_t v = static_cast<std::uint32_t>(r[x]);
+          ra += v;
+          rb += v * v;
+        }
+        a += ra;
+        b += rb;
+      }
+      *sum = static_cast<double>(a);
+      *sum2 = static_cast<double>(b);
+      return;
+    }
     for (int y = 0; y < H; ++y) {
       const P* FM_R r = img + y * stride;
       std::uint32_t ra = 0, rb = 0;  // W * 65025 < 2^32 for W < 66051
@@ -876,6 +966,177 @@ static double score_row(bool is_u8, const RowParams& rp, const float* c,
   return lower;
 }
 
+// uint8 pixels with h * w <= 66051: every window sum and sum of squares is
+// < 2^32, so column sums and row prefix sums kept modulo 2^32 give them
+// exactly (integer adds: no float64 latency chains).
+static void usums_init(const std::uint8_t* img, std::ptrdiff_t stride, int W,
+                       int h, std::uint32_t* FM_R c1, std::uint32_t* FM_R c2) {
+  for (int x = 0; x < W; ++x) c1[x] = c2[x] = 0;
+  for (int i = 0; i < h; ++i) {
+    const std::uint8_t* FM_R r = img + i * stride;
+    for (int x = 0; x < W; ++x) {
+      const std::uint32_t v = r[x];
+      c1[x] += v;
+      c2[x] += v * v;
+    }
+  }
+}
+
+static void usums_advance(const std::uint8_t* img, std::ptrdiff_t stride,
+                          int W, int h, int y, std::uint32_t* FM_R c1,
+                          std::uint32_t* FM_R c2) {
+  const std::uint8_t* FM_R rin = img + (y + h) * stride;
+  const std::uint8_t* FM_R rout = img + y * stride;
+  for (int x = 0; x < W; ++x) {
+    const std::uint32_t vi = rin[x], vo = rout[x];
+    c1[x] += vi - vo;
+    c2[x] += vi * vi - vo * vo;
+  }
+}
+
+#ifdef FM_VEC
+typedef unsigned int v4u __attribute__((vector_size(16)));
+typedef int v4s __attribute__((vector_size(16)));
+static inline v4u loadu4(const std::uint32_t* p) {
+  v4u v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+#endif
+
+// Scores one output row from the column sums c1/c2 (mod 2^32) of its h
+// rows (window sums by a running prefix of c[x + w] - c[x]), without
+// divisions: per lane, the best lower and upper bounds g = num / q are kept
+// as fractions (q > 0) and compared by cross-multiplication. Stores
+// q = n * (sum of squared deviations) per position in qrow; returns the
+// row's best lower bound and stores its best upper bound (flat windows
+// excluded) in *row_hi.
+static double score_row_u8(const RowParams& rp, const float* c,
+                           const std::uint32_t* FM_R c1,
+                           const std::uint32_t* FM_R c2, int w, int wout,
+                           double* FM_R qrow, bool* any_flat, double* row_hi) {
+  std::uint32_t a = 0, b = 0;
+  for (int x = 0; x < w; ++x) {
+    a += c1[x];
+    b += c2[x];
+  }
+  int x = 0;
+  double ln = -rp.gmax, ld = 1.0, hn = -rp.gmax, hd = 1.0;
+#if defined(FM_VEC) && defined(FM_SHUF)
+  const v4d one = splat<v4d>(1.0), zero = splat<v4d>(0.0);
+  const v4d ngmax = splat<v4d>(-rp.gmax);
+  // Two sets of per-lane fractions (even / odd groups) to break the
+  // compare-and-select dependency chains.
+  v4d vln0 = ngmax, vld0 = one, vhn0 = ngmax, vhd0 = one;
+  v4d vln1 = ngmax, vld1 = one, vhn1 = ngmax, vhd1 = one;
+  v4i vfl = {0, 0, 0, 0};
+  const v4u sgnbit = {0x80000000u, 0x80000000u, 0x80000000u, 0x80000000u};
+  const v4u z = {0, 0, 0, 0};
+  const v4d two31 = splat<v4d>(2147483648.0);
+  // Running sums s(x) = s(x - 1) + c[x + w - 1] - c[x - 1]: lane j of the
+  // group starting at x takes d = c[x + w - 1 + j] - c[x - 1 + j], with
+  // d = s(0) for x + j = 0.
+  v4u car1 = {0, 0, 0, 0}, car2 = car1;
+  auto group = [&](int xg, v4u d1, v4u d2, v4d& vln, v4d& vld, v4d& vhn,
+                   v4d& vhd) {
+    d1 += __builtin_shufflevector(d1, z, 4, 0, 1, 2);
+    d2 += __builtin_shufflevector(d2, z, 4, 0, 1, 2);
+    d1 += __builtin_shufflevector(d1, z, 4, 5, 0, 1);
+    d2 += __builtin_shufflevector(d2, z, 4, 5, 0, 1);
+    const v4u u1 = d1 + car1, u2 = d2 + car2;
+    car1 = __builtin_shufflevector(u1, u1, 3, 3, 3, 3);
+    car2 = __builtin_shufflevector(u2, u2, 3, 3, 3, 3);
+    const v4d a1 = __builtin_convertvector((v4s)u1, v4d);
+    const v4d a2 = __builtin_convertvector((v4s)(u2 ^ sgnbit), v4d) + two31;
+    const v4d q = rp.n * a2 - a1 * a1;  // exact (integers < 2^53)
+    std::memcpy(qrow + xg, &q, sizeof q);
+    const auto fl = lnot(q > rp.thrq);
+    vfl |= (v4i)fl;
+    const v4d cc = load4(c + xg);
+    const v4d lo_num = cc - rp.err, hi_num = cc + rp.err;
+    v4d lo_sq = lo_num * sel(lo_num < zero, -lo_num, lo_num);
+    v4d hi_sq = hi_num * sel(hi_num < zero, -hi_num, hi_num);
+    lo_sq = sel(fl, zero, lo_sq);  // a flat window scores exactly 0
+    hi_sq = sel(fl, ngmax, hi_sq);
+    const v4d qq = sel(fl, one, q);
+    const auto bl = lo_sq * vld > vln * qq;
+    vln = sel(bl, lo_sq, vln);
+    vld = sel(bl, qq, vld);
+    const auto bh = hi_sq * vhd > vhn * qq;
+    vhn = sel(bh, hi_sq, vhn);
+    vhd = sel(bh, qq, vhd);
+  };
+  if (wout >= 4) {
+    group(0, v4u{a, c1[w] - c1[0], c1[w + 1] - c1[1], c1[w + 2] - c1[2]},
+          v4u{b, c2[w] - c2[0], c2[w + 1] - c2[1], c2[w + 2] - c2[2]}, vln0, vld0, vhn0, vhd0);
+    x = 4;
+    for (; x + 8 <= wout; x += 8) {
+      group(x, loadu4(c1 + x + w - 1) - loadu4(c1 + x - 1),
+            loadu4(c2 + x + w - 1) - loadu4(c2 + x - 1), vln1, vld1, vhn1,
+            vhd1);
+      group(x + 4, loadu4(c1 + x + w + 3) - loadu4(c1 + x + 3),
+            loadu4(c2 + x + w + 3) - loadu4(c2 + x + 3), vln0, vld0, vhn0,
+            vhd0);
+    }
+    if (x + 4 <= wout) {
+      group(x, loadu4(c1 + x + w - 1) - loadu4(c1 + x - 1),
+            loadu4(c2 + x + w - 1) - loadu4(c2 + x - 1), vln1, vld1, vhn1,
+            vhd1);
+      x += 4;
+    }
+  }
+  if (vfl[0] | vfl[1] | vfl[2] | vfl[3]) *any_flat = true;
+  const v4d rln[2] = {vln0, vln1}, rld[2] = {vld0, vld1};
+  const v4d rhn[2] = {vhn0, vhn1}, rhd[2] = {vhd0, vhd1};
+  for (int k = 0; k < 2; ++k)
+    for (int j = 0; j < 4; ++j) {
+      if (rln[k][j] * ld > ln * rld[k][j]) {
+        ln = rln[k][j];
+        ld = rld[k][j];
+      }
+      if (rhn[k][j] * hd > hn * rhd[k][j]) {
+        hn = rhn[k][j];
+        hd = rhd[k][j];
+      }
+    }
+  if (x > 0) {
+    a = car1[0];
+    b = car2[0];
+  }
+#endif
+  for (; x < wout; ++x) {
+    if (x > 0) {
+      a += c1[x + w - 1] - c1[x - 1];
+      b += c2[x + w - 1] - c2[x - 1];
+    }
+    const double a1 = static_cast<double>(a), a2 = static_cast<double>(b);
+    const double q = rp.n * a2 - a1 * a1;
+    qrow[x] = q;
+    const double cc = static_cast<double>(c[x]);
+    const double lo_num = cc - rp.err, hi_num = cc + rp.err;
+    double lo_sq = lo_num * std::fabs(lo_num), hi_sq = hi_num * std::fabs(hi_num);
+    double qq = q;
+    if (!(q > rp.thrq)) {
+      *any_flat = true;
+      lo_sq = 0.0;
+      hi_sq = -rp.gmax;
+      qq = 1.0;
+    }
+    if (lo_sq * ld > ln * qq) {
+      ln = lo_sq;
+      ld = qq;
+    }
+    if (hi_sq * hd > hn * qq) {
+      hn = hi_sq;
+      hd = qq;
+    }
+  }
+  // ln / ld etc. are g / n; the slack covers the rounding of the products.
+  const double hi = hn * rp.n / hd;
+  *row_hi = hi + 1e-12 * std::fabs(hi);
+  return ln * rp.n / ld;
+}
+
 // Direct float64 search over every position (small problems).
 template <class P>
 static void search_direct(const TemplateData& t, const P* reg,
@@ -967,6 +1228,43 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   double* s2 = ws.row2.data();
   bool any_flat = false;
   double* row_hi = ws.row_hi.data();
+  if (is_u8 && static_cast<double>(t.h) * t.w <= 66051.0) {
+    const auto* r8 = reinterpret_cast<const std::uint8_t*>(reg);
+    std::uint32_t* u1 = ws.ucol1.data();
+    std::uint32_t* u2 = ws.ucol2.data();
+    usums_init(r8, stride, W, t.h, u1, u2);
+    for (int y = 0; y < hout; ++y) {
+      const double lo = score_row_u8(rp, corr + y * cs, u1, u2, t.w, wout,
+                                     hg + static_cast<std::size_t>(y) * wout,
+                                     &any_flat, &row_hi[y]);
+      lower = lo > lower ? lo : lower;
+      if (y + 1 < hout) usums_advance(r8, stride, W, t.h, y, u1, u2);
+    }
+    lower = lower < t.ss ? lower : t.ss;
+    // hg holds q: turn it into the upper bound (NaN when flat) on the rows
+    // that can hold the best.
+    for (int y = 0; y < hout; ++y) {
+      double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
+      const float* FM_R cr = corr + y * cs;
+      if (!(row_hi[y] >= lower)) {
+        if (any_flat)  // keep "flat" visible to the search for a flat window
+          for (int x = 0; x < wout; ++x)
+            hr[x] = hr[x] > rp.thrq ? -std::numeric_limits<double>::infinity()
+                                    : std::numeric_limits<double>::quiet_NaN();
+        continue;
+      }
+      for (int x = 0; x < wout; ++x) {
+        const double q = hr[x];
+        if (!(q > rp.thrq)) {
+          hr[x] = std::numeric_limits<double>::quiet_NaN();
+          continue;
+        }
+        const double hi_num = static_cast<double>(cr[x]) + rp.err;
+        const double h = hi_num * std::fabs(hi_num) * rp.n / q;
+        hr[x] = h + 1e-12 * std::fabs(h);
+      }
+    }
+  } else {
   sums_init(reg, stride, W, t.h, off, c1, c2);
   for (int y = 0; y < hout; ++y) {
     sums_row(c1, c2, t.w, wout, s1, s2);
@@ -975,6 +1273,7 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
                                 &any_flat, &row_hi[y]);
     lower = lo > lower ? lo : lower;
     if (y + 1 < hout) sums_advance(reg, stride, W, t.h, y, off, c1, c2);
+  }
   }
 #ifdef FM_NCC_DEBUG
   if (hout * wout * (double)t.h * t.w < 3e8) {

@@ -92,7 +92,7 @@ struct Workspace {
   std::vector<float> corr;                    // hout x corr_stride
   int corr_stride = 0;
   std::vector<double> col1, col2, row1, row2, hi, row_hi;
-  std::vector<std::int64_t> icol1, icol2, irow1, irow2;
+  std::vector<std::uint32_t> ucol1, ucol2;
   std::vector<unsigned char> kind;
 
   static void grow(std::vector<float>& v, std::size_t n) {
@@ -101,7 +101,7 @@ struct Workspace {
   static void grow(std::vector<double>& v, std::size_t n) {
     if (v.size() < n) v.resize(n);
   }
-  static void grow(std::vector<std::int64_t>& v, std::size_t n) {
+  static void grow(std::vector<std::uint32_t>& v, std::size_t n) {
     if (v.size() < n) v.resize(n);
   }
   void reserve(const Geometry& g, int hout, int wout) {
@@ -123,10 +123,9 @@ struct Workspace {
     grow(col2, static_cast<std::size_t>(g.M) + 1);
     grow(row1, static_cast<std::size_t>(wout) + 1);
     grow(row2, static_cast<std::size_t>(wout) + 1);
-    grow(icol1, static_cast<std::size_t>(g.M) + 1);
-    grow(icol2, static_cast<std::size_t>(g.M) + 1);
-    grow(irow1, static_cast<std::size_t>(wout) + 1);
-    grow(irow2, static_cast<std::size_t>(wout) + 1);
+    grow(ucol1, static_cast<std::size_t>(g.M) + 8);
+    grow(ucol2, static_cast<std::size_t>(g.M) + 8);
+
     grow(hi, static_cast<std::size_t>(hout) * wout);
     grow(row_hi, static_cast<std::size_t>(hout));
     if (kind.size() < static_cast<std::size_t>(hout) * wout)
