@@ -217,3 +217,17 @@ def test_workers_and_resume_give_identical_output(tmp_path):
     assert not (resumed / "annotations.json").exists()
     subprocess.run(command + [str(resumed), *args], check=True, capture_output=True, timeout=600)
     assert _dataset_files(resumed) == expected
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_unknown_category_fails_before_any_work(tmp_path, capsys, workers):
+    from flickermine.cli import main
+
+    video = shared_data("tud-campus", "video.mp4")
+    out = tmp_path / "out"
+    code = main(["mine", str(video), str(shared_data("otb-girl", "img")), "--detector", "opencv-hog", "--category", "dog",
+                 "--out", str(out), "--workers", workers, "--quiet"])
+    assert code == 2
+    assert "dog" in capsys.readouterr().err
+    assert not out.exists()

@@ -136,6 +136,8 @@ def _cmd_mine(args: argparse.Namespace) -> int:
         result = run_mining(
             args.videos, args.out, config, detections=args.detections, detector_factory=factory,
             backend=args.backend, workers=args.workers, progress=not args.quiet,
+            executor=args.executor, ray_address=args.address, gpus_per_video=args.gpus_per_video,
+            cpus_per_video=args.cpus_per_video, max_retries=args.max_retries,
         )
         code = result.exit_code
     return code
@@ -225,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--category", default="object", help="category name of the labels (default: object); with --detector, the COCO category to keep")
     mine.add_argument("--visualize", action="store_true", help="also draw each kept frame (hard negatives red) and a contact sheet")
     mine.add_argument("--workers", type=int, default=1, metavar="N", help="videos mined in parallel (default: 1)")
+    # -- executor "ray" (flickermine.ray_executor)
+    mine.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or one Ray task per video (pip install 'flickermine[ray]')")
+    mine.add_argument("--address", metavar="ADDR", help="ray: the cluster to use (host:port, ray://host:port or auto; default: RAY_ADDRESS, else a local Ray for this run)")
+    mine.add_argument("--gpus-per-video", type=float, default=0, metavar="N", help="ray: GPUs each video's task asks for (fractions share a GPU; default: 0)")
+    mine.add_argument("--cpus-per-video", type=float, default=1, metavar="N", help="ray: CPUs each video's task asks for (default: 1)")
+    mine.add_argument("--max-retries", type=int, default=2, metavar="N", help="ray: retries of a video whose worker died (default: 2)")
     mine.add_argument("--no-iou-first", action="store_true", help="seed rule: run NCC before the IoU shortcut (the authors' order; same verdicts)")
     mine.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_detector_options(mine)
@@ -281,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (VideoError, DetectionFileError, ValueError, TypeError, FileNotFoundError, MissingExtraError) as error:
+    except (VideoError, DetectionFileError, ValueError, TypeError, FileNotFoundError, MissingExtraError, ConnectionError) as error:
         print(f"flickermine: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -317,11 +317,20 @@ def run_mining(
     workers: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor: str = "local",
+    ray_address: str | None = None,
+    gpus_per_video: float = 0,
+    cpus_per_video: float = 1,
+    max_retries: int = 2,
 ) -> RunResult:
     """Mine every video of ``inputs`` into the dataset folder ``out``; see the module docstring.
 
     ``detector_factory`` (a picklable callable returning a detector) runs detection in the same
     decoding pass instead of reading ``detections``.
+
+    ``executor="ray"`` mines one Ray task per video instead of local processes (``workers`` is
+    then unused): see :mod:`flickermine.ray_executor` for ``ray_address``, ``gpus_per_video``,
+    ``cpus_per_video`` and ``max_retries``.
     """
     out = Path(out)
     videos = expand_inputs(inputs)
@@ -330,6 +339,13 @@ def run_mining(
     keys = video_keys(videos)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    # -- executor "ray" (flickermine.ray_executor): fail before any work when Ray is missing
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray":
+        from .ray_executor import check_options
+
+        check_options(gpus_per_video, cpus_per_video, max_retries)
     from .backends import get_backend
 
     backend_name = get_backend(backend).NAME  # an unknown or missing backend fails now
@@ -352,7 +368,11 @@ def run_mining(
             dets_path = find_detections(path, key, detections, single=len(videos) == 1)
             open_detections(dets_path, frame_count=source.frame_count, width=source.width, height=source.height)
         jobs.append(VideoJob(key, path, dets_path))
-    detector = detector_factory() if detector_factory is not None and workers == 1 and jobs else None
+    # The detector is built here even when workers build their own: an unknown category or
+    # weights of the wrong class count must fail before any work, not once per video.
+    detector = detector_factory() if detector_factory is not None and jobs else None
+    if not (executor == "local" and workers == 1):
+        detector = None  # workers build their own
 
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, config)
@@ -366,7 +386,14 @@ def run_mining(
 
     bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress)
     try:
-        if workers == 1 or len(todo) <= 1:
+        if executor == "ray":
+            from .ray_executor import run_videos_on_ray
+
+            run_videos_on_ray(
+                todo, out, config, backend, detector_factory, report, frame_totals, bars,
+                address=ray_address, gpus_per_video=gpus_per_video, cpus_per_video=cpus_per_video, max_retries=max_retries,
+            )
+        elif workers == 1 or len(todo) <= 1:
             for job in todo:
                 bars.start(job.key, frame_totals.get(job.key))
                 try:
