@@ -333,16 +333,8 @@ class DetectionFile:
             next_index += 1
 
 
-class MotWriter:
-    """Write MOTChallenge detection lines atomically.
-
-    ``with MotWriter(path) as out: out.write(index, boxes, scores)`` writes
-    ``frame,-1,x,y,w,h,score,-1,-1,-1`` lines (``frame = index + 1``: ``index`` is 0-based like
-    everywhere else in flickermine; coordinates with 3 decimals, scores with 6) to a temporary file
-    in the target's folder, renamed over ``path`` when the block ends without an exception (or on
-    :meth:`close`) and deleted when it raises (or on :meth:`abort`). ``count`` is the number of
-    boxes written.
-    """
+class AtomicWriter:
+    """Temporary file beside ``path``, renamed over it on :meth:`close`, deleted on :meth:`abort`."""
 
     def __init__(self, path: PathLike) -> None:
         self.path = Path(os.fspath(path))
@@ -354,27 +346,18 @@ class MotWriter:
             raise OSError(exc.errno, f"{self.path}: cannot create a temporary file beside it: {exc.strerror}") from exc
         self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
 
-    def write(self, index: int, boxes: object, scores: object) -> None:
-        """Write the boxes (``(K, 4)`` x1,y1,x2,y2) and scores of 0-based frame ``index``."""
-        if self._handle is None:
-            raise ValueError(f"{self.path}: MotWriter is closed")
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-            raise ValueError(f"index must be a 0-based frame index (an integer >= 0), got {index!r}")
-        boxes = check_boxes(boxes, "boxes")
-        scores = check_scores(scores, len(boxes), "scores")
-        if not len(boxes):
-            return
-        frame = int(index) + 1
-        self._handle.write("".join(
-            f"{frame},-1,{x1:.3f},{y1:.3f},{x2 - x1:.3f},{y2 - y1:.3f},{score:.6f},-1,-1,-1\n"
-            for (x1, y1, x2, y2), score in zip(boxes.tolist(), scores.tolist())
-        ))
-        self.count += len(boxes)
+    def _finish(self) -> None:
+        """Write what is still pending (subclasses)."""
 
     def close(self) -> None:
         """Finish the file and rename it over ``path``."""
         if self._handle is None:
             return
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
         handle, self._handle = self._handle, None
         try:
             handle.flush()
@@ -400,7 +383,7 @@ class MotWriter:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "MotWriter":
+    def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -408,6 +391,35 @@ class MotWriter:
             self.close()
         else:
             self.abort()
+
+
+class MotWriter(AtomicWriter):
+    """Write MOTChallenge detection lines atomically.
+
+    ``with MotWriter(path) as out: out.write(index, boxes, scores)`` writes
+    ``frame,-1,x,y,w,h,score,-1,-1,-1`` lines (``frame = index + 1``: ``index`` is 0-based like
+    everywhere else in flickermine; coordinates with 3 decimals, scores with 6) to a temporary file
+    in the target's folder, renamed over ``path`` when the block ends without an exception (or on
+    :meth:`close`) and deleted when it raises (or on :meth:`abort`). ``count`` is the number of
+    boxes written.
+    """
+
+    def write(self, index: int, boxes: object, scores: object) -> None:
+        """Write the boxes (``(K, 4)`` x1,y1,x2,y2) and scores of 0-based frame ``index``."""
+        if self._handle is None:
+            raise ValueError(f"{self.path}: MotWriter is closed")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise ValueError(f"index must be a 0-based frame index (an integer >= 0), got {index!r}")
+        boxes = check_boxes(boxes, "boxes")
+        scores = check_scores(scores, len(boxes), "scores")
+        if not len(boxes):
+            return
+        frame = int(index) + 1
+        self._handle.write("".join(
+            f"{frame},-1,{x1:.3f},{y1:.3f},{x2 - x1:.3f},{y2 - y1:.3f},{score:.6f},-1,-1,-1\n"
+            for (x1, y1, x2, y2), score in zip(boxes.tolist(), scores.tolist())
+        ))
+        self.count += len(boxes)
 
 
 def write_mot(path: PathLike, rows: Iterable[tuple[int, object, object]]) -> int:

@@ -65,7 +65,6 @@ import json
 import math
 import os
 import re
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +73,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 
 from .boxes import check_boxes, check_scores
-from .detections import _MAX_FRAME, DetectionFile, DetectionFileError, MotWriter, _check_optional_int, _quote
+from .detections import AtomicWriter, _MAX_FRAME, DetectionFile, DetectionFileError, MotWriter, _check_optional_int, _quote
 
 __all__ = [
     "FORMATS",
@@ -450,67 +449,7 @@ class AuthorsDetectionFile(_Reader):
         raise self._error(None, "the file changed while it was being read")  # pragma: no cover
 
 
-class _AtomicWriter:
-    """Temporary file beside ``path``, renamed over it on :meth:`close`, deleted on :meth:`abort`."""
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = Path(os.fspath(path))
-        self.count = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-        except OSError as exc:
-            raise OSError(exc.errno, f"{self.path}: cannot create a temporary file beside it: {exc.strerror}") from exc
-        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-
-    def _finish(self) -> None:
-        """Write what is still pending (subclasses)."""
-
-    def close(self) -> None:
-        """Finish the file and rename it over ``path``."""
-        if self._handle is None:
-            return
-        try:
-            self._finish()
-        except BaseException:
-            self.abort()
-            raise
-        handle, self._handle = self._handle, None
-        try:
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            handle.close()
-            self._remove_tmp()
-            raise
-
-    def abort(self) -> None:
-        """Discard what was written; ``path`` is left as it was."""
-        if self._handle is None:
-            return
-        handle, self._handle = self._handle, None
-        handle.close()
-        self._remove_tmp()
-
-    def _remove_tmp(self) -> None:
-        try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class _FrameWriter(_AtomicWriter):
+class _FrameWriter(AtomicWriter):
     """Buffers one frame so repeated indexes merge, fills skipped frames, pads to ``frame_count``."""
 
     _name = "writer"
