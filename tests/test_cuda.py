@@ -9,7 +9,6 @@ import subprocess
 import sys
 import sysconfig
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
