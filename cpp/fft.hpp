@@ -342,19 +342,89 @@ static void stage5(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
   }
 }
 
+// Last Stockham stage (m = 1, no twiddles) computing only the outputs
+// o = q + s k < nout: element q + s r of x goes to q + s k of y as a direct
+// radix-p DFT (the outputs of one q share the loads of its p inputs).
+template <int P>
+static void stage_last_pruned(const float* FM_R xr, const float* FM_R xi,
+                              float* FM_R yr, float* FM_R yi, std::size_t s,
+                              int lanes, float sgn, int nout) {
+  struct Roots {
+    float c[P][P], s[P][P];
+  };
+  static const Roots roots = [] {
+    Roots z{};
+    for (int k = 0; k < P; ++k)
+      for (int r = 0; r < P; ++r) {
+        const int e = (r * k) % P;
+        const double th = 6.283185307179586476925286766559 * e / P;
+        z.c[k][r] = static_cast<float>(std::cos(th));
+        z.s[k][r] = static_cast<float>(std::sin(th));
+      }
+    return z;
+  }();
+  float cr[P][P], ci[P][P];
+  for (int k = 0; k < P; ++k)
+    for (int r = 0; r < P; ++r) {
+      cr[k][r] = roots.c[k][r];
+      ci[k][r] = sgn * roots.s[k][r];
+    }
+  const std::size_t sl = s * static_cast<std::size_t>(lanes);
+  for (std::size_t q = 0; q < s; ++q) {
+    if (static_cast<std::size_t>(nout) <= q) break;
+    int kmax = static_cast<int>((static_cast<std::size_t>(nout) - q - 1) / s) + 1;
+    if (kmax > P) kmax = P;
+    const std::size_t t0 = q * static_cast<std::size_t>(lanes);
+    for (std::size_t t = t0; t < t0 + static_cast<std::size_t>(lanes);
+         t += VW) {
+      vf ar[P], ai[P];
+      for (int r = 0; r < P; ++r) {
+        ar[r] = L(xr + r * sl + t);
+        ai[r] = L(xi + r * sl + t);
+      }
+      vf s0r = ar[0], s0i = ai[0];
+      for (int r = 1; r < P; ++r) {
+        s0r += ar[r];
+        s0i += ai[r];
+      }
+      S(yr + t, s0r);
+      S(yi + t, s0i);
+      for (int k = 1; k < kmax; ++k) {
+        vf orr = ar[0], oi = ai[0];
+        for (int r = 1; r < P; ++r) {
+          orr += ar[r] * cr[k][r] - ai[r] * ci[k][r];
+          oi += ar[r] * ci[k][r] + ai[r] * cr[k][r];
+        }
+        S(yr + k * sl + t, orr);
+        S(yi + k * sl + t, oi);
+      }
+    }
+  }
+}
+
 // Complex FFT of plan.n elements of `lanes` floats each; sgn = -1 forward,
 // +1 inverse (unnormalised). Ping-pongs between (re, im) and (re2, im2); on
-// return re/im point at the result.
+// return re/im point at the result. Only outputs 0..nout-1 are guaranteed
+// (nout < 0: all).
 static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
-                    float*& im2, int lanes, float sgn) {
+                    float*& im2, int lanes, float sgn, int nout = -1) {
   int nn = plan.n;
   std::size_t s = 1;
+  // Prune the last stage when it saves at least a third of its outputs.
+  const bool prune = nout >= 0 && 3 * nout <= 2 * plan.n;
   for (std::size_t st = 0; st < plan.radix.size(); ++st) {
     const int p = plan.radix[st];
     const int m = nn / p;
     const std::size_t sl = s * static_cast<std::size_t>(lanes);
     const float* tw = plan.tw.data() + plan.tw_off[st];
-    switch (p) {
+    if (prune && st + 1 == plan.radix.size()) {
+      switch (p) {
+        case 2: stage_last_pruned<2>(re, im, re2, im2, s, lanes, sgn, nout); break;
+        case 3: stage_last_pruned<3>(re, im, re2, im2, s, lanes, sgn, nout); break;
+        case 4: stage_last_pruned<4>(re, im, re2, im2, s, lanes, sgn, nout); break;
+        default: stage_last_pruned<5>(re, im, re2, im2, s, lanes, sgn, nout); break;
+      }
+    } else switch (p) {
       case 2: stage2(re, im, re2, im2, m, sl, tw, sgn); break;
       case 3: stage3(re, im, re2, im2, m, sl, tw, sgn); break;
       case 4: stage4(re, im, re2, im2, m, sl, tw, sgn); break;
@@ -488,14 +558,15 @@ static double pass_b_template(const Geometry& g, Workspace& ws,
     float* bi = ws.b_im.data();
     fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
     for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
-      const double a = std::sqrt(static_cast<double>(ar[t]) * ar[t] +
-                                 static_cast<double>(ai[t]) * ai[t]);
-      mx = std::max(mx, a);
+      // max |z|^2 here, one square root at the end (sqrt is monotone).
+      const double a = static_cast<double>(ar[t]) * ar[t] +
+                       static_cast<double>(ai[t]) * ai[t];
+      mx = a > mx ? a : mx;
       spec_re[off + t] = ar[t] * scale;
       spec_im[off + t] = -ai[t] * scale;
     }
   }
-  return mx;
+  return std::sqrt(mx);
 }
 
 // Pass B for a region: horizontal FFT, product with the template spectrum,
@@ -526,7 +597,9 @@ static void pass_b_region(const Geometry& g, Workspace& ws,
         pi[t] = xr * si[t] + xi * sr[t];
       }
     }
-    fft_run(g.ph, ar, ai, br, bi, C, 1.0f);
+    // Only columns x < wout (rounded up to whole tiles) are used.
+    fft_run(g.ph, ar, ai, br, bi, C, 1.0f,
+            std::min(M, (wout + C - 1) / C * C));
     int xv = 0;
     for (; xv + C <= wout || (xv < wout && xv + C <= M); xv += C) {
       const std::size_t d =
@@ -582,7 +655,7 @@ static void pass_c(const Geometry& g, Workspace& ws, int hout, int wout,
         zi[c] = ei + orr;
       }
     }
-    fft_run(g.pv, ar, ai, br, bi, C, 1.0f);
+    fft_run(g.pv, ar, ai, br, bi, C, 1.0f, (hout + 1) / 2);
     for (int j = 0; j < Nh; ++j) {
       const int y0 = 2 * j, y1 = 2 * j + 1;
       if (y0 < hout) {
@@ -1159,8 +1232,9 @@ static void search_direct(const TemplateData& t, const P* reg,
 static void make_spectrum(const TemplateData& t, const Geometry& g,
                           Workspace& ws, SpecEntry& e) {
   ws.reserve(g, 1, 1);
-  e.re.assign(static_cast<std::size_t>(g.Kp) * g.M, 0.0f);
-  e.im.assign(static_cast<std::size_t>(g.Kp) * g.M, 0.0f);
+  // Every element is written by pass_b_template: no need to clear.
+  e.re.resize(static_cast<std::size_t>(g.Kp) * g.M);
+  e.im.resize(static_cast<std::size_t>(g.Kp) * g.M);
   pass_a(t.tzf.data(), t.w, t.h, t.w, 0.0f, g, ws);
   e.max_abs = pass_b_template(g, ws, e.re.data(), e.im.data());
 }
@@ -1172,7 +1246,7 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
                        const P* reg, std::ptrdiff_t stride, int H, int W,
                        Workspace& ws, double* best, int* by, int* bx,
                        int* ncand) {
-  const Geometry& g = e.g;
+  const Geometry& g = e.g();
   const int hout = H - t.h + 1, wout = W - t.w + 1;
   const bool is_u8 = sizeof(P) == 1;
   const double n = static_cast<double>(t.h) * t.w;

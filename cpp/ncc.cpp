@@ -152,10 +152,12 @@ struct TemplateData {
 };
 
 struct SpecEntry {
-  Geometry g;
+  std::shared_ptr<const Geometry> gp;  // shared per thread and FFT size
   std::vector<float> re, im;  // conj(FFT(T')) / (N M), blocks [kb][u][kk]
   double max_abs = 0.0;       // max |FFT(T')|
-  explicit SpecEntry(int n, int m, int c) : g(n, m, c) {}
+  explicit SpecEntry(std::shared_ptr<const Geometry> geo)
+      : gp(std::move(geo)) {}
+  const Geometry& g() const { return *gp; }
 };
 
 }  // namespace detail
@@ -255,12 +257,111 @@ int fft_size(int n, bool even) {
 
 constexpr int kChunk = detail::kChunkLanes;
 
+// Per-thread pool of spectrum buffers: a template's spectra (hundreds of KB
+// each) go back here when it is destroyed, so that the next template of the
+// thread reuses them instead of faulting in fresh pages.
+constexpr std::size_t kMaxPooledBuffers = 8;
+constexpr std::size_t kMaxPooledBytes = std::size_t{16} << 20;
+
+template <class T>
+struct BufferPool {
+  std::vector<std::vector<T>> free;
+  static thread_local bool alive;  // false once this thread's pool is gone
+  BufferPool() { alive = true; }
+  ~BufferPool() { alive = false; }
+};
+template <class T>
+thread_local bool BufferPool<T>::alive = false;
+
+template <class T>
+BufferPool<T>& buffer_pool() {
+  thread_local BufferPool<T> pool;
+  return pool;
+}
+
+// A buffer of n elements (contents unspecified).
+template <class T>
+std::vector<T> take_buffer(std::size_t n) {
+  BufferPool<T>& pool = buffer_pool<T>();
+  for (std::size_t i = pool.free.size(); i-- > 0;)
+    if (pool.free[i].capacity() >= n) {
+      std::vector<T> v = std::move(pool.free[i]);
+      pool.free.erase(pool.free.begin() + static_cast<std::ptrdiff_t>(i));
+      v.resize(n);
+      return v;
+    }
+  return std::vector<T>(n);
+}
+
+template <class T>
+void give_buffer(std::vector<T>&& v) {
+  if (!BufferPool<T>::alive || v.capacity() == 0 ||
+      v.capacity() * sizeof(T) > kMaxPooledBytes)
+    return;
+  BufferPool<T>& pool = buffer_pool<T>();
+  if (pool.free.size() >= kMaxPooledBuffers) pool.free.erase(pool.free.begin());
+  pool.free.push_back(std::move(v));
+}
+
 struct SearchState {
   TemplateData t;
   std::vector<SpecEntry> spectra;  // one per FFT size used
-  Workspace ws;
   int last_candidates = 0;  // positions rescored in float64 by the last search
+  SearchState() = default;
+  SearchState(const SearchState&) = delete;
+  SearchState& operator=(const SearchState&) = delete;
+  ~SearchState() {
+    give_buffer(std::move(t.tz));
+    give_buffer(std::move(t.tzf));
+    for (SpecEntry& e : spectra) {
+      give_buffer(std::move(e.re));
+      give_buffer(std::move(e.im));
+    }
+  }
 };
+
+// Per-thread caches shared by all NccTemplate objects of a thread: FFT plans
+// and twiddles per FFT size (a few most recent sizes), and the work buffers
+// (released when a search leaves them larger than kMaxWorkspaceBytes).
+constexpr std::size_t kMaxGeometries = 16;
+constexpr std::size_t kMaxWorkspaceBytes = std::size_t{64} << 20;
+
+std::shared_ptr<const detail::Geometry> cached_geometry(int N, int M) {
+  thread_local std::vector<std::shared_ptr<const detail::Geometry>> cache;
+  for (std::size_t i = 0; i < cache.size(); ++i)
+    if (cache[i]->N == N && cache[i]->M == M) {
+      if (i + 1 != cache.size()) {  // most recently used last
+        auto p = cache[i];
+        cache.erase(cache.begin() + static_cast<std::ptrdiff_t>(i));
+        cache.push_back(std::move(p));
+      }
+      return cache.back();
+    }
+  auto p = std::make_shared<const detail::Geometry>(N, M, kChunk);
+  if (cache.size() >= kMaxGeometries) cache.erase(cache.begin());
+  cache.push_back(p);
+  return p;
+}
+
+Workspace& thread_workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
+void trim_workspace(Workspace& ws) {
+  const std::size_t bytes =
+      sizeof(float) * (ws.a_re.capacity() + ws.a_im.capacity() +
+                       ws.b_re.capacity() + ws.b_im.capacity() +
+                       ws.t_re.capacity() + ws.t_im.capacity() +
+                       ws.v_re.capacity() + ws.v_im.capacity() +
+                       ws.corr.capacity()) +
+      sizeof(double) * (ws.col1.capacity() + ws.col2.capacity() +
+                        ws.row1.capacity() + ws.row2.capacity() +
+                        ws.hi.capacity() + ws.row_hi.capacity()) +
+      sizeof(std::uint32_t) * (ws.ucol1.capacity() + ws.ucol2.capacity()) +
+      ws.kind.capacity();
+  if (bytes > kMaxWorkspaceBytes) ws = Workspace();
+}
 
 }  // namespace
 
@@ -279,7 +380,7 @@ NccTemplate::NccTemplate(const ImageView& image, const PixelBox& box)
   t.w = box.width();
   t.type = image.type;
   const std::size_t n = static_cast<std::size_t>(t.h) * t.w;
-  t.tz.resize(n);
+  t.tz = take_buffer<double>(n);  // every element is written below
   double sum = 0.0;
   for (int i = 0; i < t.h; ++i)
     for (int j = 0; j < t.w; ++j) {
@@ -289,7 +390,7 @@ NccTemplate::NccTemplate(const ImageView& image, const PixelBox& box)
     }
   const double mean = sum / static_cast<double>(n);
   double ss = 0.0, tsum = 0.0, nf = 0.0;
-  t.tzf.resize(n);
+  t.tzf = take_buffer<float>(n);
   for (std::size_t k = 0; k < n; ++k) {
     const double v = t.tz[k] - mean;
     t.tz[k] = v;
@@ -337,27 +438,33 @@ NccMatch search_typed(SearchState& im, const P* reg,
 #endif
       detail::k_base::search_direct(t, reg, stride, H, W, &best, &by, &bx);
   } else {
+    Workspace& ws = thread_workspace();
     SpecEntry* e = nullptr;
     for (SpecEntry& s : im.spectra)
-      if (s.g.N == N && s.g.M == M) e = &s;
+      if (s.g().N == N && s.g().M == M) e = &s;
     if (e == nullptr) {
-      im.spectra.emplace_back(N, M, kChunk);
-      e = &im.spectra.back();
+      SpecEntry fresh(cached_geometry(N, M));
+      const std::size_t ns = static_cast<std::size_t>(fresh.g().Kp) * M;
+      fresh.re = take_buffer<float>(ns);
+      fresh.im = take_buffer<float>(ns);
 #ifdef FM_X86_DISPATCH
       if (avx2)
-        detail::k_avx2::make_spectrum(t, e->g, im.ws, *e);
+        detail::k_avx2::make_spectrum(t, fresh.g(), ws, fresh);
       else
 #endif
-        detail::k_base::make_spectrum(t, e->g, im.ws, *e);
+        detail::k_base::make_spectrum(t, fresh.g(), ws, fresh);
+      im.spectra.push_back(std::move(fresh));
+      e = &im.spectra.back();
     }
 #ifdef FM_X86_DISPATCH
     if (avx2)
-      detail::k_avx2::search_fft(t, *e, reg, stride, H, W, im.ws, &best, &by,
+      detail::k_avx2::search_fft(t, *e, reg, stride, H, W, ws, &best, &by,
                                  &bx, &im.last_candidates);
     else
 #endif
-      detail::k_base::search_fft(t, *e, reg, stride, H, W, im.ws, &best, &by,
+      detail::k_base::search_fft(t, *e, reg, stride, H, W, ws, &best, &by,
                                  &bx, &im.last_candidates);
+    trim_workspace(ws);
   }
 #ifdef FM_NCC_DEBUG
   ncc_debug_last_candidates = im.last_candidates;
