@@ -43,7 +43,7 @@ def random_window(rng: np.random.Generator, num_frames: int, height: int = 72, w
 
 
 @pytest.mark.parametrize("backend", NON_ORACLE_PARAMS)
-@pytest.mark.parametrize("rule", ["seed", "tracklet"])
+@pytest.mark.parametrize("rule", ["seed", "tracklet", "support"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_random_windows_match_oracle(backend, rule, dtype):
     rng = np.random.default_rng(2024)

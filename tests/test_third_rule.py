@@ -8,8 +8,7 @@ import pytest
 import flickermine as fm
 from flickermine import MiningParams, Reason
 
-from .conftest import NON_ORACLE_PARAMS, shared_data, texture
-from .test_parity import STRESS, random_window
+from .conftest import shared_data, texture
 
 BOX = np.array([[40.0, 30.0, 80.0, 90.0]])
 PARAMS = MiningParams(window=5, min_area=0.0, border=0)
@@ -93,25 +92,6 @@ def test_parameters_are_checked():
         MiningParams(max_support=1.0)
     with pytest.raises(ValueError, match="support_iou"):
         MiningParams(support_iou=0.0)
-
-
-@pytest.mark.parametrize("backend", NON_ORACLE_PARAMS)
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_random_windows_match_oracle(backend, dtype):
-    rng = np.random.default_rng(4)
-    compared = 0
-    for trial in range(200):
-        frames, boxes = random_window(rng, int(rng.integers(1, 8)))
-        frames = [f.astype(dtype) for f in frames]
-        center = int(rng.integers(0, len(frames)))
-        scores = rng.uniform(0, 1, len(boxes[center]))
-        if not len(scores):
-            continue
-        expected = fm.frame_verdicts(frames, boxes, scores, center, STRESS, "support", "numpy")
-        got = fm.frame_verdicts(frames, boxes, scores, center, STRESS, "support", backend)
-        assert got.tolist() == expected.tolist(), f"trial {trial}"
-        compared += len(scores)
-    assert compared > 500
 
 
 @pytest.mark.real_data
