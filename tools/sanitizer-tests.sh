@@ -12,7 +12,10 @@ rm -rf "$SITE"
 "$PY" -m pip install --quiet --no-deps --no-build-isolation --target "$SITE" \
   -C cmake.define.FLICKERMINE_SANITIZE=ON -C cmake.define.FLICKERMINE_CUDA=OFF -C build-dir=build/asan .
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
-export LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# libstdc++ is preloaded too: python is not linked against it, so without it ASan starts before
+# libstdc++ is loaded, finds no real __cxa_throw to wrap, and aborts on the first C++ exception.
+STDCXX_LIB=$(gcc -print-file-name=libstdc++.so)
+export LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$SITE"
 # Make sure the instrumented module is the one under test.
 "$PY" - <<'PYEOF'
