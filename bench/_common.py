@@ -51,3 +51,45 @@ def write_json(name: str, payload: dict, path: str | None = None) -> Path:
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {out}")
     return out
+
+
+PETS_VIDEO = SHARED_DATA / "pets09-s2l1" / "video.avi"
+PETS_DETECTIONS = SHARED_DATA / "pets09-s2l1" / "det" / "faster_rcnn.txt"
+
+
+def looped_pets_videos(folder: Path, loops: int, count: int, fps: float = 25.0) -> tuple[list[Path], Path, int]:
+    """``count`` videos ``folder/cam<n>.mp4``, each pets09-s2l1 (795 frames, 768x576) looped
+    ``loops`` times and re-encoded with cv2.VideoWriter (mp4v) at ``fps``, and ``folder/dets/``
+    with the faster_rcnn detections replicated per loop under the same names.
+
+    Returns ``(videos, detections folder, frames per video)``. The shared video decodes in under
+    half a second: longer inputs keep process start-up out of throughput figures."""
+    import shutil
+
+    import cv2
+
+    capture = cv2.VideoCapture(str(PETS_VIDEO))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    first = folder / "cam1.mp4"
+    writer = cv2.VideoWriter(str(first), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    for _ in range(loops):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()
+    lines = [line.split(",") for line in PETS_DETECTIONS.read_text().splitlines() if line.strip()]
+    looped = [",".join([str(int(float(f[0])) + k * len(frames))] + f[1:]) for k in range(loops) for f in lines]
+    dets = folder / "dets"
+    dets.mkdir()
+    videos = [first]
+    for n in range(1, count + 1):
+        if n > 1:
+            videos.append(folder / f"cam{n}.mp4")
+            shutil.copy(first, videos[-1])
+        (dets / f"cam{n}.txt").write_text("\n".join(looped) + "\n")
+    return videos, dets, len(frames) * loops

@@ -29,45 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SHARED_DATA, print_table, write_json
+from _common import looped_pets_videos, print_table, write_json
 
-VIDEO = SHARED_DATA / "pets09-s2l1" / "video.avi"
-DETS = SHARED_DATA / "pets09-s2l1" / "det" / "faster_rcnn.txt"
 VIDEOS = 4
 FPS = 25.0
 CPUS = 2
-
-
-def make_inputs(folder: Path, loops: int) -> tuple[list[Path], Path, int]:
-    import cv2
-
-    capture = cv2.VideoCapture(str(VIDEO))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    first = folder / "cam1.mp4"
-    writer = cv2.VideoWriter(str(first), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (frames[0].shape[1], frames[0].shape[0]))
-    for _ in range(loops):
-        for frame in frames:
-            writer.write(frame)
-    writer.release()
-    lines = [line.split(",") for line in DETS.read_text().splitlines() if line.strip()]
-    looped = [
-        ",".join([str(int(float(f[0])) + k * len(frames))] + f[1:]) for k in range(loops) for f in lines
-    ]
-    dets = folder / "dets"
-    dets.mkdir()
-    videos = [first]
-    for n in range(1, VIDEOS + 1):
-        if n > 1:
-            videos.append(folder / f"cam{n}.mp4")
-            shutil.copy(first, videos[-1])
-        (dets / f"cam{n}.txt").write_text("\n".join(looped) + "\n")
-    return videos, dets, len(frames) * loops
 
 
 def fingerprint(out: Path) -> str:
@@ -109,7 +75,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         tmp = Path(tmp)
-        videos, dets, frames_per_video = make_inputs(tmp, args.loops)
+        videos, dets, frames_per_video = looped_pets_videos(tmp, args.loops, VIDEOS, FPS)
         total_frames = frames_per_video * VIDEOS
         print(f"{VIDEOS} videos x {frames_per_video} frames ({frames_per_video / FPS:.1f} s each), {CPUS} CPUs\n")
         times: dict[str, list[float]] = {"local": [], "ray": [], "ray_cold": []}

@@ -161,6 +161,9 @@ def test_bad_arguments(tmp_path):
         source.frames(gray=False, color=False)
     with pytest.raises(ValueError, match="prefetch"):
         source.frames(prefetch=0)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"decode_threads must be None or an integer >= 1, got {bad!r}"):
+            open_video(tmp_path, decode_threads=bad)
 
 
 # -- image folders -----------------------------------------------------------------------------
@@ -250,6 +253,21 @@ def test_video_file_roundtrip(tmp_path):
     assert source.decoded_frames == 7
     means = [float(f.gray.mean()) for f in frames]
     assert means == sorted(means) and abs(means[3] - 90) < 5
+
+
+@needs_data
+def test_single_threaded_decoding_gives_the_same_frames():
+    """--workers decodes each video on one FFmpeg thread: same pixels, same count, as the default."""
+    default = open_video(TUD)
+    single = open_video(TUD, decode_threads=1)
+    assert single.decode_threads == 1 and default.decode_threads is None
+    count = 0
+    for a, b in zip(default.frames(gray=True, color=True), single.frames(gray=True, color=True)):
+        assert a.index == b.index
+        np.testing.assert_array_equal(a.color, b.color)
+        np.testing.assert_array_equal(a.gray, b.gray)
+        count += 1
+    assert count == 71 == default.decoded_frames == single.decoded_frames
 
 
 # -- real data ---------------------------------------------------------------------------------

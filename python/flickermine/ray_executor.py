@@ -122,7 +122,8 @@ def _die(sink) -> None:
     os._exit(17)
 
 
-def _mine_task(job, out: Path, config, backend: str, detector_factory, sink, faults: dict, driver_cwd: str) -> dict:
+def _mine_task(job, out: Path, config, backend: str, detector_factory, sink, faults: dict, driver_cwd: str,
+               threads: int) -> dict:
     """One video on a worker: ``{"status": "done", "stats": ...}`` or ``{"status": "failed", "error": ...}``.
 
     Bad input is returned, not raised, so Ray does not retry it; transient errors are raised for
@@ -167,7 +168,7 @@ def _mine_task(job, out: Path, config, backend: str, detector_factory, sink, fau
     try:
         with _working_directory(driver_cwd if relative else None):
             detector = detector_factory() if detector_factory is not None else None
-            stats = mine_video_job(job, out, config, backend, detector, on_frames)
+            stats = mine_video_job(job, out, config, backend, detector, on_frames, threads=threads)
     except TRANSIENT_ERRORS:
         raise
     except BAD_INPUT_ERRORS as error:
@@ -318,7 +319,9 @@ def run_videos_on_ray(
             name="flickermine-video",
         )
         cwd = os.getcwd()
-        jobs = {task.remote(job, out, config, backend, detector_factory, sink, faults, cwd): job for job in todo}
+        # The task decodes with as many threads as CPUs it asked for (at least one), as local workers do.
+        threads = max(1, int(cpus_per_video))
+        jobs = {task.remote(job, out, config, backend, detector_factory, sink, faults, cwd, threads): job for job in todo}
         relay = _Relay(bars, frame_totals, len(todo))
         relay.show_videos()
         pending = list(jobs)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import cv2
 import numpy as np
 
 from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_json_atomic
@@ -178,10 +179,18 @@ def mine_video_job(
     backend: str = "auto",
     detector=None,
     on_frames: Callable[[str, int], None] | None = None,
+    threads: int | None = None,
 ) -> dict:
-    """Mine one video into its shard; return the shard's statistics (without its images)."""
+    """Mine one video into its shard; return the shard's statistics (without its images).
+
+    ``threads``: the cores this video may use, when several are mined at once (``--workers``, Ray
+    tasks): FFmpeg decodes with that many threads and OpenCV's own thread pool is set to it, in
+    this process. None: the libraries' defaults (every core), for a video that has the machine.
+    """
     start = time.perf_counter()
-    source = open_video(job.path)
+    if threads is not None:
+        cv2.setNumThreads(threads)
+    source = open_video(job.path, decode_threads=threads)
     miner = Miner(config.params, config.rule, backend, hard_positives=config.mode in ("hp", "hn+hp"))
     writer = ShardWriter(out, job.key, config)
     colors: collections.deque = collections.deque(maxlen=2 * config.params.window + 1)
@@ -297,14 +306,20 @@ class _Progress:
             self.overall.close()
 
 
-def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_factory, progress_queue) -> dict:
+def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_factory, progress_queue,
+            threads: int) -> dict:
     """Runs in a worker process: one video, progress sent back through ``progress_queue``."""
     detector = detector_factory() if detector_factory is not None else None
 
     def on_frames(key: str, count: int) -> None:
         progress_queue.put((key, count))
 
-    return mine_video_job(job, out, config, backend, detector, on_frames)
+    return mine_video_job(job, out, config, backend, detector, on_frames, threads=threads)
+
+
+def threads_per_video(parallel_videos: int) -> int:
+    """Cores each of ``parallel_videos`` videos mined at once gets: a fair share, at least one."""
+    return max(1, (os.cpu_count() or 1) // parallel_videos)
 
 
 def run_mining(
@@ -442,7 +457,8 @@ def _run_parallel(todo, out, config, backend, detector_factory, workers, bars, r
         try:
             with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = {
-                    pool.submit(_worker, job, out, config, backend, detector_factory, progress_queue): job
+                    pool.submit(_worker, job, out, config, backend, detector_factory, progress_queue,
+                                threads_per_video(min(workers, len(todo)))): job
                     for job in todo
                 }
                 for future in concurrent.futures.as_completed(futures):
