@@ -7,11 +7,12 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 
 from .dataset import HARD_NEGATIVES_KEY, write_json_atomic, xywh
+from .gpu_pipeline import DetectorPipeline, PipelineStats
 from .run import expand_inputs, video_keys
 from .video import IMAGE_EXTENSIONS, VideoError, open_video
 
@@ -23,6 +24,7 @@ class DetectSummary:
     detections: int
     seconds: float
     output: str
+    pipeline: Optional[PipelineStats] = None  #: frames/s, GPU utilisation, batch and device
 
     @property
     def frames_per_second(self) -> float:
@@ -39,8 +41,10 @@ def detect_videos(
 ) -> list[DetectSummary]:
     """Write one detections file per video into ``out`` (``<video>.txt`` MOT, or ``.jsonl`` /
     authors' text with ``output_format``). Frames are decoded once, in order, and fed to the
-    detector in batches of ``detector.batch_size``. Returns per-video summaries; a video that
-    cannot be read is reported and skipped."""
+    detector in batches of ``detector.batch_size`` by a :class:`~flickermine.gpu_pipeline.DetectorPipeline`
+    (decoding and batch assembly in threads, pinned memory and AMP on CUDA). Returns per-video
+    summaries, each logged with its frames/s and GPU utilisation; a video that cannot be read is
+    reported and skipped."""
     from .formats import open_writer
 
     out = Path(out)
@@ -62,34 +66,20 @@ def detect_videos(
             from tqdm import tqdm
 
             bar = tqdm(total=source.frame_count, desc=key, unit="frame", dynamic_ncols=True, leave=False)
+        pipeline = DetectorPipeline(source, detector, gray=False, log=log)
         with open_writer(target, output_format) as writer:
-            batch = []
-            for frame in source.frames(gray=False, color=True):
-                batch.append(frame)
-                if len(batch) == detector.batch_size:
-                    count += _detect_and_write(detector, batch, writer)
-                    if bar is not None:
-                        bar.update(len(batch))
-                    batch = []
-            if batch:
-                count += _detect_and_write(detector, batch, writer)
+            for frame, result in pipeline:
+                writer.write(frame.index, result.boxes, result.scores)
+                count += len(result.boxes)
                 if bar is not None:
-                    bar.update(len(batch))
+                    bar.update(1)
         if bar is not None:
             bar.close()
-        summary = DetectSummary(key, source.decoded_frames or 0, count, time.perf_counter() - start, str(target))
+        summary = DetectSummary(key, source.decoded_frames or 0, count, time.perf_counter() - start, str(target), pipeline.stats)
         log(f"{key}: {summary.frames} frames, {count} detections, {summary.frames_per_second:.1f} frames/s -> {target}")
+        log(f"{key}: {pipeline.stats.line()}")
         summaries.append(summary)
     return summaries
-
-
-def _detect_and_write(detector, frames, writer) -> int:
-    results = detector([f.color for f in frames])
-    count = 0
-    for frame, result in zip(frames, results):
-        writer.write(frame.index, result.boxes, result.scores)
-        count += len(result.boxes)
-    return count
 
 
 def _image_files(inputs: Sequence[str]) -> list[Path]:

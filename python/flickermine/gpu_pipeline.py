@@ -124,8 +124,10 @@ class FramePrefetcher:
     background threads (the last batch may be shorter; a change of frame size starts a new one).
 
     ``pin_memory``: None pins when CUDA is available. ``gray``/``color`` choose the arrays of each
-    :class:`~flickermine.video.Frame` (``color`` is needed for ``images``). At most
-    ``prefetch_batches`` batches wait, so memory stays bounded. Iterate once.
+    :class:`~flickermine.video.Frame` (``color`` is needed for ``images``). ``as_tensor``: stack
+    the colour images into ``images`` when torch is importable (False: frames only, for detectors
+    that take numpy arrays). At most ``prefetch_batches`` batches wait, so memory stays bounded.
+    Iterate once.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class FramePrefetcher:
         color: bool = True,
         pin_memory: Optional[bool] = None,
         prefetch_batches: int = 2,
+        as_tensor: bool = True,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -145,11 +148,13 @@ class FramePrefetcher:
         self.source = source
         self.batch_size = batch_size
         self.gray, self.color = gray, color
-        torch = _torch()
-        self._torch = torch if color else None
+        # torch is imported only when a tensor is wanted (importing it takes seconds).
+        torch = _torch() if (color and as_tensor) or pin_memory else None
+        self._torch = torch if color and as_tensor else None
         self.pin_memory = _cuda_available(torch) if pin_memory is None else bool(pin_memory)
         if self.pin_memory and not _cuda_available(torch):
             raise ValueError("pin_memory=True needs torch with CUDA available")
+        self.pin_memory = self.pin_memory and self._torch is not None  # nothing to pin without a tensor
         self.prefetch_batches = prefetch_batches
         self._stage: Optional[_Stage] = None
 
@@ -201,6 +206,9 @@ class GpuUtilization:
         self._thread: Optional[threading.Thread] = None
 
     def _reader(self, device: Any) -> Optional[Callable[[], float]]:
+        if device is not None and not str(device).startswith("cuda"):
+            self.why_not = f"the detector runs on {device}"
+            return None
         torch = _torch()
         if not _cuda_available(torch):
             self.why_not = "no CUDA device"
@@ -280,7 +288,13 @@ class PipelineStats:
         )
 
     def as_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "frames_per_second": self.frames_per_second}
+        return {**dataclasses.asdict(self), "frames_per_second": self.frames_per_second if self.seconds > 0 else None}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PipelineStats":
+        """The inverse of :meth:`as_dict` (what report.json holds)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def infer_batch(detector: Any, batch: FrameBatch) -> list:
@@ -393,8 +407,13 @@ class DetectorPipeline:
                 self._decoder = _gpu_decoder(source, self.device, log)
         self._prefetcher = None
         if self._decoder is None:
+            from .detectors import TorchvisionDetector
+
+            # Only torchvision takes the stacked tensor; other detectors get numpy frames, and
+            # stacking for them would be a copy of every frame for nothing.
             self._prefetcher = FramePrefetcher(
-                source, self.batch_size, gray=gray, color=True, pin_memory=pin_memory, prefetch_batches=prefetch_batches
+                source, self.batch_size, gray=gray, color=True, pin_memory=pin_memory, prefetch_batches=prefetch_batches,
+                as_tensor=isinstance(detector, TorchvisionDetector),
             )
         self.stats = PipelineStats(
             device=self.device,

@@ -27,6 +27,7 @@ import numpy as np
 from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_json_atomic
 from .detections import DetectionFileError
 from .formats import open_detections
+from .gpu_pipeline import DetectorPipeline, PipelineStats
 from .miner import Miner
 from .video import IMAGE_EXTENSIONS, VideoError, open_video
 
@@ -145,8 +146,10 @@ class VideoJob:
     detections: Path | None  #: None: run the detector in the same decoding pass
 
 
-def _detections_stream(job: VideoJob, source, detector, batch_size: int) -> Iterator[tuple]:
-    """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector."""
+def _detections_stream(job: VideoJob, source, detector, pipelines: list) -> Iterator[tuple]:
+    """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector; a
+    detector runs in a :class:`DetectorPipeline` (appended to ``pipelines`` for its stats), which
+    infers the next batch while the caller mines this one."""
     if job.detections is not None:
         dets = open_detections(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
         per_frame = dets.per_frame(source.frame_count)
@@ -156,19 +159,9 @@ def _detections_stream(job: VideoJob, source, detector, batch_size: int) -> Iter
             yield frame, boxes, scores
         dets.check_frames_decoded(source.decoded_frames)
         return
-    batch = []
-    for frame in source.frames(gray=True, color=True):
-        batch.append(frame)
-        if len(batch) == batch_size:
-            yield from _detect_batch(detector, batch)
-            batch = []
-    if batch:
-        yield from _detect_batch(detector, batch)
-
-
-def _detect_batch(detector, frames) -> Iterator[tuple]:
-    results = detector([f.color for f in frames])
-    for frame, result in zip(frames, results):
+    pipeline = DetectorPipeline(source, detector, gray=True, log=lambda message: None)
+    pipelines.append(pipeline)
+    for frame, result in pipeline:
         yield frame, result.boxes, result.scores
 
 
@@ -195,9 +188,9 @@ def mine_video_job(
     writer = ShardWriter(out, job.key, config)
     colors: collections.deque = collections.deque(maxlen=2 * config.params.window + 1)
     detections = 0
-    batch_size = getattr(detector, "batch_size", 1) if detector is not None else 1
     pending = 0
-    for frame, boxes, scores in _detections_stream(job, source, detector, batch_size):
+    pipelines: list = []
+    for frame, boxes, scores in _detections_stream(job, source, detector, pipelines):
         colors.append(frame.color)
         detections += len(boxes)
         for verdicts in miner.push(frame.gray, boxes, scores):
@@ -225,7 +218,10 @@ def mine_video_job(
             "backend": miner.backend_name,
         }
     )
-    return {k: v for k, v in shard.items() if k != "images"}
+    stats = {k: v for k, v in shard.items() if k != "images"}
+    if pipelines:  # fused detection: frames/s and GPU utilisation, for report.json and the log
+        stats["pipeline"] = pipelines[0].stats.as_dict()
+    return stats
 
 
 # -- many videos -------------------------------------------------------------------------------
@@ -430,6 +426,9 @@ def run_mining(
     if config.visualize:
         contact_sheet(out, coco)
     log(format_report(rows))
+    for row in rows:
+        if row.get("pipeline"):
+            log(f"{row['video']}: detector {PipelineStats.from_dict(row['pipeline']).line()}")
     for row in rows:
         if row["status"] == "failed":
             log(f"failed: {row['path']}: {row['error']}")
