@@ -226,6 +226,7 @@ def test_batched_pipeline_gives_the_detections_of_frame_by_frame(image_folder):
             np.testing.assert_array_equal(detections.labels, alone.labels)
     stats = pipeline.stats
     assert stats.frames == 7 and stats.batches == 3 and stats.batch_size == 3
+    assert stats.decode == "cpu"
     assert stats.gpu_utilization is None and "GPU utilisation n/a" in stats.line()
     assert "frames/s" in stats.line() and not stats.pinned and not stats.amp
 
@@ -251,6 +252,22 @@ def test_consumer_overlaps_the_next_batch(image_folder):
 
     stats = gpu_pipeline.run_pipeline(source, detector, consume, batch_size=2, gpu_decode=True, log=lambda m: None)
     assert seen == list(range(7)) and calls == [2, 2, 2, 1] and stats.frames == 7
+
+
+def test_gpu_decode_follows_the_detector_and_says_why_not(image_folder):
+    pytest.importorskip("torchvision")
+    from flickermine.detectors import TorchvisionDetector, make_detector
+
+    detector = TorchvisionDetector(
+        "fasterrcnn_mobilenet_v3_large_fpn", weights=None, weights_backbone=None, device="cpu", gpu_decode=True,
+    )
+    assert detector.gpu_decode and detector.info()["options"]["gpu_decode"] is True
+    messages: list[str] = []
+    pipeline = gpu_pipeline.DetectorPipeline(open_video(image_folder), detector, log=messages.append)
+    assert pipeline.stats.decode == "cpu"
+    assert messages == ["GPU decoding skipped: the detector runs on cpu, not CUDA"]
+    with pytest.raises(ValueError, match="--gpu-decode applies to torchvision detectors on CUDA"):
+        make_detector("opencv-hog", gpu_decode=True)
 
 
 def test_pipeline_errors_reach_the_caller(image_folder):

@@ -74,6 +74,10 @@ def _add_detector_options(parser: argparse.ArgumentParser, required: bool = Fals
     parser.add_argument("--weights", metavar="PATH", help="local weights file of a torchvision detector")
     parser.add_argument("--device", default=None, help="torch device for torchvision detectors (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="frames per detector batch")
+    parser.add_argument(
+        "--gpu-decode", action="store_true",
+        help="torchvision detectors on CUDA: decode video files on the GPU with torchcodec (NVDEC) where installed",
+    )
 
 
 def _params(args: argparse.Namespace) -> MiningParams:
@@ -94,6 +98,8 @@ def _detector_factory(args: argparse.Namespace):
         options["weights"] = args.weights
     if args.batch_size:
         options["batch_size"] = args.batch_size
+    if getattr(args, "gpu_decode", False):
+        options["gpu_decode"] = True
     return functools.partial(make_detector, args.detector, **{k: v for k, v in options.items() if v is not None})
 
 

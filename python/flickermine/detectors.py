@@ -702,7 +702,10 @@ class TorchvisionDetector:
     COCO name or id) keeps only that class. ``device`` ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …;
     None picks CUDA when available. ``score_threshold`` is the model's ``box_score_thresh``;
     ``min_size``/``max_size`` override its input resize (800/1333 by default); ``amp`` runs
-    float16 autocast on CUDA (ignored elsewhere). ``model_options`` go to the torchvision builder
+    float16 autocast on CUDA (ignored elsewhere). ``gpu_decode``: where the detector runs on CUDA and
+    torchcodec is installed, :class:`~flickermine.gpu_pipeline.DetectorPipeline` decodes video files
+    on the GPU (NVDEC; pixels differ slightly from OpenCV's CPU decoding), else it says why not
+    and decodes on the CPU. ``model_options`` go to the torchvision builder
     as they are (e.g. ``{"detections_per_img": 50, "rpn_post_nms_top_n_test": 300}``). Every check (category, class count, weights
     fitting the model) happens here, before any frame is read. Frames go through BGR -> RGB,
     uint8 -> float ``[0, 1]``, one batched forward pass per call under ``torch.inference_mode()``;
@@ -723,6 +726,7 @@ class TorchvisionDetector:
         max_size: Optional[int] = None,
         amp: bool = True,
         model_options: Optional[dict[str, Any]] = None,
+        gpu_decode: bool = False,
     ) -> None:
         if model not in TORCHVISION_MODELS:
             close = difflib.get_close_matches(str(model), TORCHVISION_MODELS, n=1)
@@ -777,6 +781,7 @@ class TorchvisionDetector:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
         self.amp = bool(amp) and self.device.type == "cuda"
+        self.gpu_decode = bool(gpu_decode)
 
         options: dict[str, Any] = {"box_score_thresh": self.score_threshold, **(model_options or {})}
         if min_size is not None:
@@ -850,6 +855,7 @@ class TorchvisionDetector:
                 "max_size": self.max_size,
                 "device": str(self.device),
                 "amp": self.amp,
+                "gpu_decode": self.gpu_decode,
             },
         }
 
@@ -878,6 +884,8 @@ def make_detector(spec: str, **options: Any) -> Detector:
         device = options.pop("device", None)
         if device is not None and str(device) != "cpu":
             raise ValueError(f"detector {key!r} runs on the CPU only; --device applies to torchvision detectors")
+        if options.pop("gpu_decode", False):
+            raise ValueError(f"detector {key!r} runs on the CPU only; --gpu-decode applies to torchvision detectors on CUDA")
         if key == "opencv-hog":
             return OpenCVHOGPeopleDetector(**options)
         if key.startswith("opencv-haar-"):

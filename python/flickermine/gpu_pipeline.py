@@ -373,7 +373,7 @@ class DetectorPipeline:
     ``gray``: also decode grayscale (the miner needs it). ``gpu_decode``: decode on the GPU with
     torchcodec where it is installed and the detector is on CUDA (frames are then decoded by
     NVDEC: pixels differ slightly from OpenCV's); otherwise a message says why not and decoding
-    stays on the CPU. After iteration, :attr:`stats` holds the :class:`PipelineStats`.
+    stays on the CPU. None: the detector's own ``gpu_decode`` setting (False when it has none). After iteration, :attr:`stats` holds the :class:`PipelineStats`.
     """
 
     def __init__(
@@ -386,9 +386,11 @@ class DetectorPipeline:
         pin_memory: Optional[bool] = None,
         prefetch_batches: int = 2,
         lookahead: int = 1,
-        gpu_decode: bool = False,
+        gpu_decode: Optional[bool] = None,
         log: Callable[[str], None] = print,
     ) -> None:
+        if gpu_decode is None:
+            gpu_decode = bool(getattr(detector, "gpu_decode", False))
         self.source = source
         self.detector = detector
         self.batch_size = int(batch_size if batch_size is not None else getattr(detector, "batch_size", 1))
