@@ -17,6 +17,7 @@ Shared conventions for every function here:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import numpy as np
@@ -152,6 +153,68 @@ def tracklet_verdicts(
     return reasons
 
 
+@dataclasses.dataclass(frozen=True)
+class SupportEvidence:
+    """What the support rule measures of the undecided detections of one frame.
+
+    ``candidates``: ``(K,)`` int64 indices into ``boxes[center]`` of the detections not exempt;
+    ``offsets``: ``(G,)`` int64 neighbour frames relative to the center, in frame order (every
+    frame within ``window`` that the video has); ``ncc``: ``(K, G)`` float64
+    best NCC of each candidate's center crop in each neighbour frame (searched in the box grown
+    by ``margin``); ``overlap``: ``(K, G)`` float64 largest IoU of the tracked box with a
+    detection of that frame (0 in a frame without detections).
+    """
+
+    candidates: np.ndarray
+    offsets: np.ndarray
+    ncc: np.ndarray
+    overlap: np.ndarray
+
+
+def support_evidence(
+    frames: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    reasons: np.ndarray,
+    center: int,
+    params: MiningParams,
+    search_batch: SearchBatch,
+) -> SupportEvidence:
+    """Search the center crop of every detection still :data:`UNDECIDED` in ``reasons`` (the
+    output of :func:`exemption_reasons`) in every neighbour frame: see :class:`SupportEvidence`."""
+    height, width = frames[center].shape
+    detections = boxes[center]
+    candidates = np.flatnonzero(reasons == UNDECIDED)
+    neighbours = [g for g in _window_range(len(frames), center, params.window) if g != center]
+    ncc = np.zeros((len(candidates), len(neighbours)))
+    overlap = np.zeros((len(candidates), len(neighbours)))
+    if len(candidates):
+        templates = pixel_boxes(detections[candidates], width, height)
+        regions = grow_boxes(templates, params.margin, width, height)
+        for j, g in enumerate(neighbours):
+            ncc[:, j], top_left = search_batch(frames[center], templates, frames[g], regions)
+            if len(boxes[g]):
+                overlap[:, j] = iou_matrix(_tracked_boxes(top_left, templates), boxes[g]).max(axis=1)
+    offsets = np.array(neighbours, dtype=np.int64) - center
+    return SupportEvidence(candidates, offsets.reshape(-1), ncc, overlap)
+
+
+def support_decision(evidence: SupportEvidence, num_neighbours: int, params: MiningParams) -> np.ndarray:
+    """``(K,)`` int8 reasons of the candidates of ``evidence``: a neighbour frame is *tracked* when
+    NCC >= ``ncc_threshold`` and *supports* when also ``overlap >= support_iou``. ISOLATED when
+    at least ``min_tracked`` frames are tracked and at most ``max_support`` of them support;
+    fewer tracked frames: APPEARANCE_CHANGED (NO_NEIGHBOURS when ``num_neighbours`` is 0);
+    more support: PARTNER."""
+    tracked = evidence.ncc >= params.ncc_threshold
+    tracked_frames = tracked.sum(axis=1)
+    supporting_frames = (tracked & (evidence.overlap >= params.support_iou)).sum(axis=1)
+    enough = tracked_frames >= params.min_tracked
+    isolated = enough & (supporting_frames <= params.max_support * tracked_frames)
+    reasons = np.full(len(evidence.candidates), Reason.PARTNER, dtype=np.int8)
+    reasons[~enough] = Reason.APPEARANCE_CHANGED if num_neighbours else Reason.NO_NEIGHBOURS
+    reasons[isolated] = Reason.ISOLATED
+    return reasons
+
+
 def support_verdicts(
     frames: Sequence[np.ndarray],
     boxes: Sequence[np.ndarray],
@@ -169,39 +232,15 @@ def support_verdicts(
     ``d`` is a hard negative when it was tracked into at least ``min_tracked`` frames and at
     most ``max_support`` of them support it. Otherwise: too few tracked frames ->
     ``APPEARANCE_CHANGED`` (``NO_NEIGHBOURS`` in a one-frame window); too much support ->
-    ``PARTNER``.
+    ``PARTNER``. (:func:`support_evidence` measures, :func:`support_decision` decides.)
 
     Unlike the seed rule, a partner must sit on the tracked box (a passer-by overlapping the
     unmoved box is no partner) and one lost frame or one stray overlap does not decide alone.
     """
     height, width = frames[center].shape
-    detections = boxes[center]
-    reasons = exemption_reasons(detections, scores, width, height, params)
-    undecided = np.flatnonzero(reasons == UNDECIDED)
-    neighbours = [g for g in _window_range(len(frames), center, params.window) if g != center]
-    if not neighbours:
-        reasons[undecided] = Reason.NO_NEIGHBOURS
-        return reasons
-
-    templates = pixel_boxes(detections, width, height)
-    regions = grow_boxes(templates, params.margin, width, height)
-    tracked_frames = np.zeros(len(undecided), dtype=np.int64)
-    supporting_frames = np.zeros(len(undecided), dtype=np.int64)
-    for g in neighbours:
-        if not len(undecided):
-            break
-        best, top_left = search_batch(frames[center], templates[undecided], frames[g], regions[undecided])
-        tracking = best >= params.ncc_threshold
-        tracked = _tracked_boxes(top_left, templates[undecided])
-        matched = (iou_matrix(tracked, boxes[g]) >= params.support_iou).any(axis=1) if len(boxes[g]) else np.zeros(len(undecided), bool)
-        tracked_frames += tracking
-        supporting_frames += tracking & matched
-
-    enough = tracked_frames >= params.min_tracked
-    isolated = enough & (supporting_frames <= params.max_support * tracked_frames)
-    reasons[undecided[~enough]] = Reason.APPEARANCE_CHANGED
-    reasons[undecided[enough & ~isolated]] = Reason.PARTNER
-    reasons[undecided[isolated]] = Reason.ISOLATED
+    reasons = exemption_reasons(boxes[center], scores, width, height, params)
+    evidence = support_evidence(frames, boxes, reasons, center, params, search_batch)
+    reasons[evidence.candidates] = support_decision(evidence, len(evidence.offsets), params)
     return reasons
 
 
