@@ -30,12 +30,17 @@ namespace FM_KNS {
 using ::flickermine::detail::g_debug_ratio;
 #endif
 
-// Vector of VW floats: GCC/Clang generic vectors (8 lanes, one AVX register
-// or two SSE/NEON registers), plain float elsewhere. Lane counts are
-// multiples of 8.
+// Vector of VW floats: GCC/Clang generic vectors (16 lanes, one AVX-512
+// register, in the AVX-512 kernels; else 8 lanes, one AVX register or two
+// SSE/NEON registers), plain float elsewhere. Lane counts are multiples of
+// VW.
 #if defined(__GNUC__) || defined(__clang__)
+#ifdef FM_AVX512
+typedef float vf __attribute__((vector_size(64)));
+#else
 typedef float vf __attribute__((vector_size(32)));
-constexpr std::size_t VW = 8;
+#endif
+constexpr std::size_t VW = sizeof(vf) / sizeof(float);
 static inline vf L(const float* p) {
   vf v;
   std::memcpy(&v, p, sizeof v);
@@ -55,6 +60,46 @@ static inline void S(float* p, vf v) { *p = v; }
 #define FM_SHUF 1
 #endif
 #endif
+#if defined(FM_SHUF) && defined(FM_AVX512)
+// Four rounds of "row i and row i + 8 interleaved into rows 2i, 2i + 1":
+// each round rotates the 4 + 4 index bits of (row, column) by one, so four
+// give the transpose; 64 two-register shuffles.
+#define FM_ILO(a, b)                                                      \
+  __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, \
+                          22, 7, 23)
+#define FM_IHI(a, b)                                                       \
+  __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, \
+                          14, 30, 15, 31)
+#define FM_ROUND(f, t)                                              \
+  t##0 = FM_ILO(f##0, f##8), t##1 = FM_IHI(f##0, f##8);             \
+  t##2 = FM_ILO(f##1, f##9), t##3 = FM_IHI(f##1, f##9);             \
+  t##4 = FM_ILO(f##2, f##10), t##5 = FM_IHI(f##2, f##10);           \
+  t##6 = FM_ILO(f##3, f##11), t##7 = FM_IHI(f##3, f##11);           \
+  t##8 = FM_ILO(f##4, f##12), t##9 = FM_IHI(f##4, f##12);           \
+  t##10 = FM_ILO(f##5, f##13), t##11 = FM_IHI(f##5, f##13);         \
+  t##12 = FM_ILO(f##6, f##14), t##13 = FM_IHI(f##6, f##14);         \
+  t##14 = FM_ILO(f##7, f##15), t##15 = FM_IHI(f##7, f##15)
+static inline void tr16(const float* FM_R src, float* FM_R dst) {
+  static_assert(kChunkLanes == 16 && VW == 16, "tr16 assumes 16 lanes");
+  vf a0 = L(src), a1 = L(src + 16), a2 = L(src + 32), a3 = L(src + 48),
+     a4 = L(src + 64), a5 = L(src + 80), a6 = L(src + 96), a7 = L(src + 112),
+     a8 = L(src + 128), a9 = L(src + 144), a10 = L(src + 160),
+     a11 = L(src + 176), a12 = L(src + 192), a13 = L(src + 208),
+     a14 = L(src + 224), a15 = L(src + 240);
+  vf b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15;
+  FM_ROUND(a, b);
+  FM_ROUND(b, a);
+  FM_ROUND(a, b);
+  FM_ROUND(b, a);
+  S(dst, a0), S(dst + 16, a1), S(dst + 32, a2), S(dst + 48, a3);
+  S(dst + 64, a4), S(dst + 80, a5), S(dst + 96, a6), S(dst + 112, a7);
+  S(dst + 128, a8), S(dst + 144, a9), S(dst + 160, a10), S(dst + 176, a11);
+  S(dst + 192, a12), S(dst + 208, a13), S(dst + 224, a14), S(dst + 240, a15);
+}
+#undef FM_ROUND
+#undef FM_IHI
+#undef FM_ILO
+#else
 #ifdef FM_SHUF
 static inline void tr8(const float* src, float* dst) {
   constexpr std::size_t s = 16;
@@ -101,304 +146,154 @@ static inline void tr16(const float* FM_R src, float* FM_R dst) {
     for (int r = 0; r < 16; ++r) dst[c * 16 + r] = src[r * 16 + c];
 #endif
 }
+#endif
 
-// One Stockham DIF stage of radix 2: element q + s*(i + r*m) of x goes,
-// after the butterfly and twiddle, to element q + s*(p*i + k) of y.
-static void stage2(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    float* b0r = yr + (2 * i) * sl;
-    float* b0i = yi + (2 * i) * sl;
-    float* b1r = yr + (2 * i + 1) * sl;
-    float* b1i = yi + (2 * i + 1) * sl;
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf ur = L(a0r + t), ui = L(a0i + t), vr = L(a1r + t), vi = L(a1i + t);
-        S(b0r + t, ur + vr);
-        S(b0i + t, ui + vi);
-        S(b1r + t, ur - vr);
-        S(b1i + t, ui - vi);
-      }
-    } else {
-      const float w1r = tw[2 * i], w1i = sgn * tw[2 * i + 1];
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf ur = L(a0r + t), ui = L(a0i + t), vr = L(a1r + t), vi = L(a1i + t);
-        S(b0r + t, ur + vr);
-        S(b0i + t, ui + vi);
-        const vf dr = ur - vr, di = ui - vi;
-        S(b1r + t, dr * w1r - di * w1i);
-        S(b1i + t, dr * w1i + di * w1r);
-      }
-    }
+// Multiplies (r, i) by the twiddle c - i s (forward) or c + i s (inverse),
+// (c, s) = cos, sin of a positive angle.
+template <bool INV>
+static inline void twiddle(vf& r, vf& i, float c, float s) {
+  const vf er = r, ei = i;
+  if (INV) {
+    r = er * c - ei * s;
+    i = er * s + ei * c;
+  } else {
+    r = er * c + ei * s;
+    i = ei * c - er * s;
   }
 }
 
-static void stage3(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  const float c = -0.5f;
-  const float sn = sgn * 0.866025403784438646763723170752936183f;
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    const float* a2r = xr + (i + 2 * m) * sl;
-    const float* a2i = xi + (i + 2 * m) * sl;
-    float* b0r = yr + (3 * i) * sl;
-    float* b0i = yi + (3 * i) * sl;
-    float* b1r = yr + (3 * i + 1) * sl;
-    float* b1i = yi + (3 * i + 1) * sl;
-    float* b2r = yr + (3 * i + 2) * sl;
-    float* b2i = yi + (3 * i + 2) * sl;
-    const float* w = tw + 4 * i;
-    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3];
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf sr = L(a1r + t) + L(a2r + t), si = L(a1i + t) + L(a2i + t);
-        const vf dr = L(a1r + t) - L(a2r + t), di = L(a1i + t) - L(a2i + t);
-        const vf mr = L(a0r + t) + c * sr, mi = L(a0i + t) + c * si;
-        S(b0r + t, L(a0r + t) + sr);
-        S(b0i + t, L(a0i + t) + si);
-        S(b1r + t, mr - sn * di);
-        S(b1i + t, mi + sn * dr);
-        S(b2r + t, mr + sn * di);
-        S(b2i + t, mi - sn * dr);
-      }
-    } else {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf sr = L(a1r + t) + L(a2r + t), si = L(a1i + t) + L(a2i + t);
-        const vf dr = L(a1r + t) - L(a2r + t), di = L(a1i + t) - L(a2i + t);
-        const vf mr = L(a0r + t) + c * sr, mi = L(a0i + t) + c * si;
-        S(b0r + t, L(a0r + t) + sr);
-        S(b0i + t, L(a0i + t) + si);
-        const vf e1r = mr - sn * di, e1i = mi + sn * dr;
-        const vf e2r = mr + sn * di, e2i = mi - sn * dr;
-        S(b1r + t, e1r * w1r - e1i * w1i);
-        S(b1i + t, e1r * w1i + e1i * w1r);
-        S(b2r + t, e2r * w2r - e2i * w2i);
-        S(b2i + t, e2r * w2i + e2i * w2r);
-      }
-    }
-  }
+// Output k >= 1 of a butterfly: twiddled by w[k - 1] (unless w is null) and
+// stored at y + k * os, unless k >= kmax (not needed).
+template <bool INV>
+static inline void put(int k, const vf& r0, const vf& i0, const float* w,
+                       float* FM_R yr, float* FM_R yi, std::size_t os,
+                       int kmax) {
+  if (k >= kmax) return;
+  vf r = r0, i = i0;
+  if (w) twiddle<INV>(r, i, w[2 * (k - 1)], w[2 * (k - 1) + 1]);
+  S(yr + k * os, r);
+  S(yi + k * os, i);
 }
 
-static void stage4(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    const float* a2r = xr + (i + 2 * m) * sl;
-    const float* a2i = xi + (i + 2 * m) * sl;
-    const float* a3r = xr + (i + 3 * m) * sl;
-    const float* a3i = xi + (i + 3 * m) * sl;
-    float* b0r = yr + (4 * i) * sl;
-    float* b0i = yi + (4 * i) * sl;
-    float* b1r = yr + (4 * i + 1) * sl;
-    float* b1i = yi + (4 * i + 1) * sl;
-    float* b2r = yr + (4 * i + 2) * sl;
-    float* b2i = yi + (4 * i + 2) * sl;
-    float* b3r = yr + (4 * i + 3) * sl;
-    float* b3i = yi + (4 * i + 3) * sl;
-    const float* w = tw + 6 * i;
-    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3],
-                w3r = w[4], w3i = sgn * w[5];
-    // omega_4 = sgn * i; omega_4 * (x + iy) = sgn * (-y + ix).
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t0r = L(a0r + t) + L(a2r + t), t0i = L(a0i + t) + L(a2i + t);
-        const vf t1r = L(a0r + t) - L(a2r + t), t1i = L(a0i + t) - L(a2i + t);
-        const vf t2r = L(a1r + t) + L(a3r + t), t2i = L(a1i + t) + L(a3i + t);
-        const vf t3r = sgn * (L(a3i + t) - L(a1i + t)),
-                    t3i = sgn * (L(a1r + t) - L(a3r + t));
-        S(b0r + t, t0r + t2r);
-        S(b0i + t, t0i + t2i);
-        S(b2r + t, t0r - t2r);
-        S(b2i + t, t0i - t2i);
-        S(b1r + t, t1r + t3r);
-        S(b1i + t, t1i + t3i);
-        S(b3r + t, t1r - t3r);
-        S(b3i + t, t1i - t3i);
-      }
+// Radix-P butterfly of one stage at one vector position: inputs at
+// x + r * is, outputs (twiddled by w[k - 1] unless w is null) at y + k * os,
+// outputs k >= kmax not stored. Named locals, not arrays: arrays of vector
+// type end up on the stack.
+template <int P, bool INV>
+static inline void butterfly(const float* FM_R xr, const float* FM_R xi,
+                             std::size_t is, float* FM_R yr, float* FM_R yi,
+                             std::size_t os, const float* w, int kmax) {
+  static_assert(P >= 2 && P <= 5, "radices 2, 3, 4, 5");
+  const float sg = INV ? 1.0f : -1.0f;  // sign of the exponent
+  const vf a0r = L(xr), a0i = L(xi), a1r = L(xr + is), a1i = L(xi + is);
+  if constexpr (P == 2) {
+    S(yr, a0r + a1r);
+    S(yi, a0i + a1i);
+    put<INV>(1, a0r - a1r, a0i - a1i, w, yr, yi, os, kmax);
+    return;
+  } else {
+    const vf a2r = L(xr + 2 * is), a2i = L(xi + 2 * is);
+    if constexpr (P == 3) {
+      const float c = -0.5f;
+      const float sn = sg * 0.866025403784438646763723170752936183f;
+      const vf sr = a1r + a2r, si = a1i + a2i;
+      const vf dr = a1r - a2r, di = a1i - a2i;
+      const vf mr = a0r + c * sr, mi = a0i + c * si;
+      S(yr, a0r + sr);
+      S(yi, a0i + si);
+      put<INV>(1, mr - sn * di, mi + sn * dr, w, yr, yi, os, kmax);
+      put<INV>(2, mr + sn * di, mi - sn * dr, w, yr, yi, os, kmax);
+      return;
     } else {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t0r = L(a0r + t) + L(a2r + t), t0i = L(a0i + t) + L(a2i + t);
-        const vf t1r = L(a0r + t) - L(a2r + t), t1i = L(a0i + t) - L(a2i + t);
-        const vf t2r = L(a1r + t) + L(a3r + t), t2i = L(a1i + t) + L(a3i + t);
-        const vf t3r = sgn * (L(a3i + t) - L(a1i + t)),
-                    t3i = sgn * (L(a1r + t) - L(a3r + t));
-        S(b0r + t, t0r + t2r);
-        S(b0i + t, t0i + t2i);
-        const vf e2r = t0r - t2r, e2i = t0i - t2i;
-        const vf e1r = t1r + t3r, e1i = t1i + t3i;
-        const vf e3r = t1r - t3r, e3i = t1i - t3i;
-        S(b1r + t, e1r * w1r - e1i * w1i);
-        S(b1i + t, e1r * w1i + e1i * w1r);
-        S(b2r + t, e2r * w2r - e2i * w2i);
-        S(b2i + t, e2r * w2i + e2i * w2r);
-        S(b3r + t, e3r * w3r - e3i * w3i);
-        S(b3i + t, e3r * w3i + e3i * w3r);
-      }
-    }
-  }
-}
-
-static void stage5(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  const float c1 = 0.309016994374947424102293417182819059f;
-  const float c2 = -0.809016994374947424102293417182819059f;
-  const float s1 = sgn * 0.951056516295153572116439333379382143f;
-  const float s2 = sgn * 0.587785252292473129168705954639072769f;
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    const float* a2r = xr + (i + 2 * m) * sl;
-    const float* a2i = xi + (i + 2 * m) * sl;
-    const float* a3r = xr + (i + 3 * m) * sl;
-    const float* a3i = xi + (i + 3 * m) * sl;
-    const float* a4r = xr + (i + 4 * m) * sl;
-    const float* a4i = xi + (i + 4 * m) * sl;
-    float* b0r = yr + (5 * i) * sl;
-    float* b0i = yi + (5 * i) * sl;
-    float* b1r = yr + (5 * i + 1) * sl;
-    float* b1i = yi + (5 * i + 1) * sl;
-    float* b2r = yr + (5 * i + 2) * sl;
-    float* b2i = yi + (5 * i + 2) * sl;
-    float* b3r = yr + (5 * i + 3) * sl;
-    float* b3i = yi + (5 * i + 3) * sl;
-    float* b4r = yr + (5 * i + 4) * sl;
-    float* b4i = yi + (5 * i + 4) * sl;
-    const float* w = tw + 8 * i;
-    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3],
-                w3r = w[4], w3i = sgn * w[5], w4r = w[6], w4i = sgn * w[7];
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t1r = L(a1r + t) + L(a4r + t), t1i = L(a1i + t) + L(a4i + t);
-        const vf t2r = L(a2r + t) + L(a3r + t), t2i = L(a2i + t) + L(a3i + t);
-        const vf d1r = L(a1r + t) - L(a4r + t), d1i = L(a1i + t) - L(a4i + t);
-        const vf d2r = L(a2r + t) - L(a3r + t), d2i = L(a2i + t) - L(a3i + t);
-        const vf m1r = L(a0r + t) + c1 * t1r + c2 * t2r;
-        const vf m1i = L(a0i + t) + c1 * t1i + c2 * t2i;
-        const vf m2r = L(a0r + t) + c2 * t1r + c1 * t2r;
-        const vf m2i = L(a0i + t) + c2 * t1i + c1 * t2i;
+      const vf a3r = L(xr + 3 * is), a3i = L(xi + 3 * is);
+      if constexpr (P == 4) {
+        const vf t0r = a0r + a2r, t0i = a0i + a2i;
+        const vf t1r = a0r - a2r, t1i = a0i - a2i;
+        const vf t2r = a1r + a3r, t2i = a1i + a3i;
+        // -+i (a1 - a3): forward multiplies by -i.
+        const vf t3r = INV ? a3i - a1i : a1i - a3i;
+        const vf t3i = INV ? a1r - a3r : a3r - a1r;
+        S(yr, t0r + t2r);
+        S(yi, t0i + t2i);
+        put<INV>(1, t1r + t3r, t1i + t3i, w, yr, yi, os, kmax);
+        put<INV>(2, t0r - t2r, t0i - t2i, w, yr, yi, os, kmax);
+        put<INV>(3, t1r - t3r, t1i - t3i, w, yr, yi, os, kmax);
+        return;
+      } else {
+        const vf a4r = L(xr + 4 * is), a4i = L(xi + 4 * is);
+        const float c1 = 0.309016994374947424102293417182819059f;
+        const float c2 = -0.809016994374947424102293417182819059f;
+        const float s1 = sg * 0.951056516295153572116439333379382143f;
+        const float s2 = sg * 0.587785252292473129168705954639072769f;
+        const vf t1r = a1r + a4r, t1i = a1i + a4i;
+        const vf t2r = a2r + a3r, t2i = a2i + a3i;
+        const vf d1r = a1r - a4r, d1i = a1i - a4i;
+        const vf d2r = a2r - a3r, d2i = a2i - a3i;
+        const vf m1r = a0r + c1 * t1r + c2 * t2r;
+        const vf m1i = a0i + c1 * t1i + c2 * t2i;
+        const vf m2r = a0r + c2 * t1r + c1 * t2r;
+        const vf m2i = a0i + c2 * t1i + c1 * t2i;
         // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
         const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
         const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
-        S(b0r + t, L(a0r + t) + t1r + t2r);
-        S(b0i + t, L(a0i + t) + t1i + t2i);
-        const vf e1r = m1r + n1r, e1i = m1i + n1i;
-        const vf e4r = m1r - n1r, e4i = m1i - n1i;
-        const vf e2r = m2r + n2r, e2i = m2i + n2i;
-        const vf e3r = m2r - n2r, e3i = m2i - n2i;
-        S(b1r + t, e1r);
-        S(b1i + t, e1i);
-        S(b2r + t, e2r);
-        S(b2i + t, e2i);
-        S(b3r + t, e3r);
-        S(b3i + t, e3i);
-        S(b4r + t, e4r);
-        S(b4i + t, e4i);
-      }
-    } else {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t1r = L(a1r + t) + L(a4r + t), t1i = L(a1i + t) + L(a4i + t);
-        const vf t2r = L(a2r + t) + L(a3r + t), t2i = L(a2i + t) + L(a3i + t);
-        const vf d1r = L(a1r + t) - L(a4r + t), d1i = L(a1i + t) - L(a4i + t);
-        const vf d2r = L(a2r + t) - L(a3r + t), d2i = L(a2i + t) - L(a3i + t);
-        const vf m1r = L(a0r + t) + c1 * t1r + c2 * t2r;
-        const vf m1i = L(a0i + t) + c1 * t1i + c2 * t2i;
-        const vf m2r = L(a0r + t) + c2 * t1r + c1 * t2r;
-        const vf m2i = L(a0i + t) + c2 * t1i + c1 * t2i;
-        // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
-        const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
-        const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
-        S(b0r + t, L(a0r + t) + t1r + t2r);
-        S(b0i + t, L(a0i + t) + t1i + t2i);
-        const vf e1r = m1r + n1r, e1i = m1i + n1i;
-        const vf e4r = m1r - n1r, e4i = m1i - n1i;
-        const vf e2r = m2r + n2r, e2i = m2i + n2i;
-        const vf e3r = m2r - n2r, e3i = m2i - n2i;
-        S(b1r + t, e1r * w1r - e1i * w1i);
-        S(b1i + t, e1r * w1i + e1i * w1r);
-        S(b2r + t, e2r * w2r - e2i * w2i);
-        S(b2i + t, e2r * w2i + e2i * w2r);
-        S(b3r + t, e3r * w3r - e3i * w3i);
-        S(b3i + t, e3r * w3i + e3i * w3r);
-        S(b4r + t, e4r * w4r - e4i * w4i);
-        S(b4i + t, e4r * w4i + e4i * w4r);
+        S(yr, a0r + t1r + t2r);
+        S(yi, a0i + t1i + t2i);
+        put<INV>(1, m1r + n1r, m1i + n1i, w, yr, yi, os, kmax);
+        put<INV>(2, m2r + n2r, m2i + n2i, w, yr, yi, os, kmax);
+        put<INV>(3, m2r - n2r, m2i - n2i, w, yr, yi, os, kmax);
+        put<INV>(4, m1r - n1r, m1i - n1i, w, yr, yi, os, kmax);
       }
     }
   }
 }
 
-// Last Stockham stage (m = 1, no twiddles) computing only the outputs
-// o = q + s k < nout: element q + s r of x goes to q + s k of y as a direct
-// radix-p DFT (the outputs of one q share the loads of its p inputs).
-template <int P>
-static void stage_last_pruned(const float* FM_R xr, const float* FM_R xi,
-                              float* FM_R yr, float* FM_R yi, std::size_t s,
-                              int lanes, float sgn, int nout) {
-  struct Roots {
-    float c[P][P], s[P][P];
-  };
-  static const Roots roots = [] {
-    Roots z{};
-    for (int k = 0; k < P; ++k)
-      for (int r = 0; r < P; ++r) {
-        const int e = (r * k) % P;
-        const double th = 6.283185307179586476925286766559 * e / P;
-        z.c[k][r] = static_cast<float>(std::cos(th));
-        z.s[k][r] = static_cast<float>(std::sin(th));
-      }
-    return z;
-  }();
-  float cr[P][P], ci[P][P];
-  for (int k = 0; k < P; ++k)
-    for (int r = 0; r < P; ++r) {
-      cr[k][r] = roots.c[k][r];
-      ci[k][r] = sgn * roots.s[k][r];
+// One Stockham DIF stage of radix P over the sub-problems q = q0 + qstep j,
+// j < qn (stride s between the elements of one sub-problem): element
+// q + s (i + r m) of x goes, after the butterfly and the twiddle w^(i k),
+// to element q + s (P i + k) of y. Only outputs < nout are stored (and
+// sub-problems with q >= nout skipped): the pruned last stage of an inverse
+// transform whose tail is not needed.
+template <int P, bool INV>
+static void stage(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
+                  float* FM_R yi, int m, std::size_t s, std::size_t q0,
+                  std::size_t qstep, std::size_t qn, const float* tw,
+                  std::size_t lanes, std::size_t nout) {
+  const std::size_t is = s * static_cast<std::size_t>(m) * lanes;
+  const std::size_t os = s * lanes;
+  for (std::size_t j = 0; j < qn; ++j) {
+    const std::size_t q = q0 + j * qstep;
+    if (q >= nout) break;
+    const std::size_t left = (nout - q + s - 1) / s;  // outputs k < left
+    const int kmax = left < static_cast<std::size_t>(P) ? static_cast<int>(left) : P;
+    const float* FM_R pr = xr + q * lanes;
+    const float* FM_R pi = xi + q * lanes;
+    float* FM_R orr = yr + q * lanes;
+    float* FM_R oi = yi + q * lanes;
+    for (std::size_t t = 0; t < lanes; t += VW)
+      butterfly<P, INV>(pr + t, pi + t, is, orr + t, oi + t, os, nullptr,
+                             kmax);
+    for (int i = 1; i < m; ++i) {
+      pr += s * lanes;
+      pi += s * lanes;
+      orr += s * P * lanes;
+      oi += s * P * lanes;
+      const float* w = tw + 2 * (P - 1) * i;
+      for (std::size_t t = 0; t < lanes; t += VW)
+        butterfly<P, INV>(pr + t, pi + t, is, orr + t, oi + t, os, w, P);
     }
-  const std::size_t sl = s * static_cast<std::size_t>(lanes);
-  for (std::size_t q = 0; q < s; ++q) {
-    if (static_cast<std::size_t>(nout) <= q) break;
-    int kmax = static_cast<int>((static_cast<std::size_t>(nout) - q - 1) / s) + 1;
-    if (kmax > P) kmax = P;
-    const std::size_t t0 = q * static_cast<std::size_t>(lanes);
-    for (std::size_t t = t0; t < t0 + static_cast<std::size_t>(lanes);
-         t += VW) {
-      vf ar[P], ai[P];
-      for (int r = 0; r < P; ++r) {
-        ar[r] = L(xr + r * sl + t);
-        ai[r] = L(xi + r * sl + t);
-      }
-      vf s0r = ar[0], s0i = ai[0];
-      for (int r = 1; r < P; ++r) {
-        s0r += ar[r];
-        s0i += ai[r];
-      }
-      S(yr + t, s0r);
-      S(yi + t, s0i);
-      for (int k = 1; k < kmax; ++k) {
-        vf orr = ar[0], oi = ai[0];
-        for (int r = 1; r < P; ++r) {
-          orr += ar[r] * cr[k][r] - ai[r] * ci[k][r];
-          oi += ar[r] * ci[k][r] + ai[r] * cr[k][r];
-        }
-        S(yr + k * sl + t, orr);
-        S(yi + k * sl + t, oi);
-      }
-    }
+  }
+}
+
+template <bool INV>
+static void stage_p(int p, const float* xr, const float* xi, float* yr,
+                    float* yi, int m, std::size_t s, std::size_t q0,
+                    std::size_t qstep, std::size_t qn, const float* tw,
+                    std::size_t lanes, std::size_t nout) {
+  switch (p) {
+    case 2: stage<2, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
+    case 3: stage<3, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
+    case 4: stage<4, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
+    default: stage<5, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
   }
 }
 
@@ -406,35 +301,53 @@ static void stage_last_pruned(const float* FM_R xr, const float* FM_R xi,
 // +1 inverse (unnormalised). Ping-pongs between (re, im) and (re2, im2); on
 // return re/im point at the result. Only outputs 0..nout-1 are guaranteed
 // (nout < 0: all).
-static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
-                    float*& im2, int lanes, float sgn, int nout = -1) {
-  int nn = plan.n;
-  std::size_t s = 1;
-  // Prune the last stage when it saves at least a third of its outputs.
-  const bool prune = nout >= 0 && 3 * nout <= 2 * plan.n;
-  for (std::size_t st = 0; st < plan.radix.size(); ++st) {
-    const int p = plan.radix[st];
-    const int m = nn / p;
-    const std::size_t sl = s * static_cast<std::size_t>(lanes);
-    const float* tw = plan.tw.data() + plan.tw_off[st];
-    if (prune && st + 1 == plan.radix.size()) {
-      switch (p) {
-        case 2: stage_last_pruned<2>(re, im, re2, im2, s, lanes, sgn, nout); break;
-        case 3: stage_last_pruned<3>(re, im, re2, im2, s, lanes, sgn, nout); break;
-        case 4: stage_last_pruned<4>(re, im, re2, im2, s, lanes, sgn, nout); break;
-        default: stage_last_pruned<5>(re, im, re2, im2, s, lanes, sgn, nout); break;
-      }
-    } else switch (p) {
-      case 2: stage2(re, im, re2, im2, m, sl, tw, sgn); break;
-      case 3: stage3(re, im, re2, im2, m, sl, tw, sgn); break;
-      case 4: stage4(re, im, re2, im2, m, sl, tw, sgn); break;
-      default: stage5(re, im, re2, im2, m, sl, tw, sgn); break;
+//
+// Depth first: after the first stage (radix p0) the transform splits into
+// p0 independent sub-transforms (elements f + p0 j, f < p0), each of which
+// runs through all later stages before the next starts. A chunk of 16 lanes
+// of a 500-point transform is 64 KB per buffer, more than L1; one
+// sub-transform of both buffers is 1 / p0 of that, so the later stages run
+// from L1 instead of streaming the whole chunk through L2 once per stage.
+template <bool INV>
+static void fft_run_dir(const FftPlan& plan, float*& re, float*& im,
+                        float*& re2, float*& im2, int lanes, int nout) {
+  const std::size_t nst = plan.radix.size();
+  if (nst == 0) return;
+  const std::size_t L = static_cast<std::size_t>(lanes);
+  const std::size_t n = static_cast<std::size_t>(plan.n);
+  const std::size_t no = nout < 0 ? n : static_cast<std::size_t>(nout);
+  const int p0 = plan.radix[0];
+  stage_p<INV>(p0, re, im, re2, im2, plan.n / p0, 1, 0, 1, 1,
+               plan.tw.data() + plan.tw_off[0], L, nst == 1 ? no : n);
+  float* buf_r[2] = {re2, re};
+  float* buf_i[2] = {im2, im};
+  for (int f = 0; f < p0; ++f) {
+    std::size_t s = static_cast<std::size_t>(p0);
+    int nn = plan.n / p0;
+    for (std::size_t st = 1; st < nst; ++st) {
+      const int p = plan.radix[st];
+      const int m = nn / p;
+      const int from = static_cast<int>((st - 1) & 1);
+      stage_p<INV>(p, buf_r[from], buf_i[from], buf_r[from ^ 1],
+                   buf_i[from ^ 1], m, s, static_cast<std::size_t>(f),
+                   static_cast<std::size_t>(p0), s / static_cast<std::size_t>(p0),
+                   plan.tw.data() + plan.tw_off[st], L, st + 1 == nst ? no : n);
+      s *= static_cast<std::size_t>(p);
+      nn = m;
     }
+  }
+  if (nst & 1) {
     std::swap(re, re2);
     std::swap(im, im2);
-    nn = m;
-    s *= static_cast<std::size_t>(p);
   }
+}
+
+static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
+                    float*& im2, int lanes, float sgn, int nout = -1) {
+  if (sgn > 0.0f)
+    fft_run_dir<true>(plan, re, im, re2, im2, lanes, nout);
+  else
+    fft_run_dir<false>(plan, re, im, re2, im2, lanes, nout);
 }
 
 // Pass A: vertical real FFT of an N x M image (H x W values at the top left,

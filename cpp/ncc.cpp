@@ -17,6 +17,7 @@
 #include "ncc.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -43,6 +44,11 @@ struct FftPlan {
 
   explicit FftPlan(int len = 1) : n(len) {
     int r = len;
+    // An odd first radix: the later stages run per sub-transform of
+    // elements f + p0 j (see fft_run), and an odd stride p0 spreads them
+    // over all L1 sets (a stride of 4 elements of 64 bytes would use 1/4).
+    if (r % 5 == 0) { radix.push_back(5); r /= 5; }
+    else if (r % 3 == 0) { radix.push_back(3); r /= 3; }
     while (r % 4 == 0) { radix.push_back(4); r /= 4; }
     while (r % 2 == 0) { radix.push_back(2); r /= 2; }
     while (r % 3 == 0) { radix.push_back(3); r /= 3; }
@@ -166,6 +172,10 @@ struct SpecEntry {
 #if (defined(__x86_64__) || defined(_M_X64)) && \
     (defined(__GNUC__) || defined(__clang__))
 #define FM_X86_DISPATCH 1
+#if defined(__GNUC__) && !defined(__clang__)
+// The kernels pass vectors only between static inline functions.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), \
                              apply_to = function)
@@ -173,13 +183,29 @@ struct SpecEntry {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
-#if defined(__GNUC__) && !defined(__clang__)
-// The kernels pass 32-byte vectors only between static inline functions.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 #define FM_KNS k_avx2
 #include "fft.hpp"
 #undef FM_KNS
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+// AVX-512 (F, DQ, BW, VL: every AVX-512 CPU since Skylake-SP): 16-lane
+// float vectors, 32 registers and mask registers for the FFT and scoring.
+#if defined(__clang__)
+#pragma clang attribute push( \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#endif
+#define FM_AVX512 1
+#define FM_KNS k_avx512
+#include "fft.hpp"
+#undef FM_KNS
+#undef FM_AVX512
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -201,19 +227,62 @@ using detail::SpecEntry;
 using detail::TemplateData;
 using detail::Workspace;
 
-bool use_avx2() {
+// The best kernel set this CPU (and OS: __builtin_cpu_supports checks that
+// the OS saves the vector registers) runs.
+NccIsa cpu_isa() {
+  NccIsa best = NccIsa::kBaseline;
 #ifdef FM_X86_DISPATCH
-  static const bool ok = [] {
-    if (const char* e = std::getenv("FLICKERMINE_NO_AVX2"))
-      if (e[0] != '\0' && e[0] != '0') return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-#else
-  return false;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    best = NccIsa::kAvx2;
+    if (__builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+      best = NccIsa::kAvx512;
+  }
 #endif
+  return best;
 }
+
+// cpu_isa() capped by the environment: FLICKERMINE_NCC_ISA=baseline|avx2
+// (FLICKERMINE_NO_AVX2=1 means baseline).
+NccIsa default_isa() {
+  NccIsa cap = NccIsa::kAvx512;
+  if (const char* e = std::getenv("FLICKERMINE_NO_AVX2"))
+    if (e[0] != '\0' && e[0] != '0') cap = NccIsa::kBaseline;
+  if (const char* e = std::getenv("FLICKERMINE_NCC_ISA")) {
+    const std::string v(e);
+    if (v == "baseline") cap = NccIsa::kBaseline;
+    if (v == "avx2" && cap > NccIsa::kAvx2) cap = NccIsa::kAvx2;
+  }
+  const NccIsa best = cpu_isa();
+  return best < cap ? best : cap;
+}
+
+std::atomic<int>& isa_setting() {
+  static std::atomic<int> isa{static_cast<int>(default_isa())};
+  return isa;
+}
+
+NccIsa current_isa() {
+  return static_cast<NccIsa>(isa_setting().load(std::memory_order_relaxed));
+}
+
+// Calls detail::<kernel set of `isa`>::call.
+#ifdef FM_X86_DISPATCH
+#define FM_KERNEL(isa, call)                               \
+  do {                                                     \
+    if ((isa) == NccIsa::kAvx512)                          \
+      detail::k_avx512::call;                              \
+    else if ((isa) == NccIsa::kAvx2)                       \
+      detail::k_avx2::call;                                \
+    else                                                   \
+      detail::k_base::call;                                \
+  } while (0)
+#else
+#define FM_KERNEL(isa, call) detail::k_base::call
+#endif
 
 inline double pixel_at(const ImageView& im, int y, int x) {
   if (im.type == PixelType::kUint8) {
@@ -428,15 +497,10 @@ NccMatch search_typed(SearchState& im, const P* reg,
                      40.0 * hout * wout;
   double best = 0.0;
   int by = 0, bx = 0;
-  const bool avx2 = use_avx2();
+  const NccIsa isa = current_isa();
   if (direct <= fft) {
     im.last_candidates = hout * wout;
-#ifdef FM_X86_DISPATCH
-    if (avx2)
-      detail::k_avx2::search_direct(t, reg, stride, H, W, &best, &by, &bx);
-    else
-#endif
-      detail::k_base::search_direct(t, reg, stride, H, W, &best, &by, &bx);
+    FM_KERNEL(isa, search_direct(t, reg, stride, H, W, &best, &by, &bx));
   } else {
     Workspace& ws = thread_workspace();
     SpecEntry* e = nullptr;
@@ -447,23 +511,12 @@ NccMatch search_typed(SearchState& im, const P* reg,
       const std::size_t ns = static_cast<std::size_t>(fresh.g().Kp) * M;
       fresh.re = take_buffer<float>(ns);
       fresh.im = take_buffer<float>(ns);
-#ifdef FM_X86_DISPATCH
-      if (avx2)
-        detail::k_avx2::make_spectrum(t, fresh.g(), ws, fresh);
-      else
-#endif
-        detail::k_base::make_spectrum(t, fresh.g(), ws, fresh);
+      FM_KERNEL(isa, make_spectrum(t, fresh.g(), ws, fresh));
       im.spectra.push_back(std::move(fresh));
       e = &im.spectra.back();
     }
-#ifdef FM_X86_DISPATCH
-    if (avx2)
-      detail::k_avx2::search_fft(t, *e, reg, stride, H, W, ws, &best, &by,
-                                 &bx, &im.last_candidates);
-    else
-#endif
-      detail::k_base::search_fft(t, *e, reg, stride, H, W, ws, &best, &by,
-                                 &bx, &im.last_candidates);
+    FM_KERNEL(isa, search_fft(t, *e, reg, stride, H, W, ws, &best, &by, &bx,
+                              &im.last_candidates));
     trim_workspace(ws);
   }
 #ifdef FM_NCC_DEBUG
@@ -494,6 +547,30 @@ NccMatch NccTemplate::search(const ImageView& image, const PixelBox& region) {
   const auto* base = static_cast<const float*>(image.data);
   return search_typed(im, base + region.y1 * image.stride + region.x1,
                       image.stride, region);
+}
+
+NccIsa ncc_isa() { return current_isa(); }
+
+NccIsa ncc_best_isa() {
+  static const NccIsa best = cpu_isa();
+  return best;
+}
+
+void ncc_set_isa(NccIsa isa) {
+  if (static_cast<int>(isa) < 0 || isa > ncc_best_isa())
+    throw std::invalid_argument(std::string("NCC kernel set ") +
+                                ncc_isa_name(isa) +
+                                " is not available on this machine");
+  isa_setting().store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+const char* ncc_isa_name(NccIsa isa) {
+  switch (isa) {
+    case NccIsa::kBaseline: return "baseline";
+    case NccIsa::kAvx2: return "avx2";
+    case NccIsa::kAvx512: return "avx512";
+  }
+  return "unknown";
 }
 
 std::vector<double> ncc_score_map_reference(const ImageView& template_image,
