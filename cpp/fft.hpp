@@ -350,6 +350,40 @@ static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
     fft_run_dir<false>(plan, re, im, re2, im2, lanes, nout);
 }
 
+// C values v = pixel - mu of one image row from s (cw of them; zeros after,
+// and all zeros when s is null) into d.
+template <class P>
+static inline void load_row(const P* FM_R s, int cw, float mu, float* FM_R d) {
+  constexpr int C = kChunkLanes;
+  if (s != nullptr && cw == C) {
+    if constexpr (sizeof(P) == 1) {
+      // Bytes widened with intrinsics: compilers extract them one by one
+      // from a byte vector.
+#if defined(FM_AVX512)
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+      _mm512_storeu_ps(d, _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)),
+                                        _mm512_set1_ps(mu)));
+      return;
+#elif defined(FM_AVX2)
+      for (int c = 0; c < C; c += 8) {
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + c));
+        _mm256_storeu_ps(d + c, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)),
+                                              _mm256_set1_ps(mu)));
+      }
+      return;
+#endif
+    } else {
+      for (std::size_t c = 0; c < C; c += VW)
+        S(d + c, L(reinterpret_cast<const float*>(s) + c) - mu);
+      return;
+    }
+  }
+  int c = 0;
+  if (s != nullptr)
+    for (; c < cw; ++c) d[c] = static_cast<float>(s[c]) - mu;
+  for (; c < C; ++c) d[c] = 0.0f;
+}
+
 // Pass A: vertical real FFT of an N x M image (H x W values at the top left,
 // v = pixel - mu, zero elsewhere), in chunks of C columns; the K = N/2 + 1
 // rows of the half spectrum are written transposed into T, laid out as
@@ -375,29 +409,11 @@ static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
     float* br = ws.b_re.data();
     float* bi = ws.b_im.data();
     for (int j = 0; j < Nh; ++j) {
-      float* FM_R dr = ar + static_cast<std::size_t>(j) * C;
-      float* FM_R di = ai + static_cast<std::size_t>(j) * C;
       const int y0 = 2 * j, y1 = 2 * j + 1;
-      if (y0 < H && cw == C) {
-        const P* FM_R s = img + y0 * stride + x0;
-        for (int c = 0; c < C; ++c) dr[c] = static_cast<float>(s[c]) - mu;
-      } else if (y0 < H) {
-        const P* FM_R s = img + y0 * stride + x0;
-        for (int c = 0; c < cw; ++c) dr[c] = static_cast<float>(s[c]) - mu;
-        for (int c = cw; c < C; ++c) dr[c] = 0.0f;
-      } else {
-        for (int c = 0; c < C; ++c) dr[c] = 0.0f;
-      }
-      if (y1 < H && cw == C) {
-        const P* FM_R s = img + y1 * stride + x0;
-        for (int c = 0; c < C; ++c) di[c] = static_cast<float>(s[c]) - mu;
-      } else if (y1 < H) {
-        const P* FM_R s = img + y1 * stride + x0;
-        for (int c = 0; c < cw; ++c) di[c] = static_cast<float>(s[c]) - mu;
-        for (int c = cw; c < C; ++c) di[c] = 0.0f;
-      } else {
-        for (int c = 0; c < C; ++c) di[c] = 0.0f;
-      }
+      load_row(y0 < H ? img + y0 * stride + x0 : nullptr, cw, mu,
+               ar + static_cast<std::size_t>(j) * C);
+      load_row(y1 < H ? img + y1 * stride + x0 : nullptr, cw, mu,
+               ai + static_cast<std::size_t>(j) * C);
     }
     fft_run(g.pv, ar, ai, br, bi, C, -1.0f);
     // Untangle Z = FFT(v[2j] + i v[2j+1]) into X = FFT(v), k = 0..Nh, into
@@ -412,12 +428,12 @@ static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
       const float wr = untw[2 * k], wi = -untw[2 * k + 1];
       float* FM_R orr = xr + static_cast<std::size_t>(k) * C;
       float* FM_R oi = xi + static_cast<std::size_t>(k) * C;
-      for (int c = 0; c < C; ++c) {
-        const float er = 0.5f * (zr[c] + cr[c]), ei = 0.5f * (zi[c] - ci[c]);
-        const float odr = 0.5f * (zi[c] + ci[c]),
-                    odi = -0.5f * (zr[c] - cr[c]);
-        orr[c] = er + (odr * wr - odi * wi);
-        oi[c] = ei + (odr * wi + odi * wr);
+      for (std::size_t c = 0; c < C; c += VW) {
+        const vf a = L(zr + c), b = L(zi + c), d = L(cr + c), e = L(ci + c);
+        const vf er = 0.5f * (a + d), ei = 0.5f * (b - e);
+        const vf odr = 0.5f * (b + e), odi = -0.5f * (a - d);
+        S(orr + c, er + (odr * wr - odi * wi));
+        S(oi + c, ei + (odr * wi + odi * wr));
       }
     }
     if (cw == C) {
@@ -1152,6 +1168,187 @@ static void make_spectrum(const TemplateData& t, const Geometry& g,
   e.max_abs = pass_b_template(g, ws, e.re.data(), e.im.data());
 }
 
+#ifdef FM_AVX512
+// The uint8 search after the correlation, AVX-512 (h * w <= 66051, so every
+// window sum and sum of squares is < 2^32 and exact modulo 2^32).
+//
+// Pass 1, per row: the column sums c1/c2 of rows y..y+h-1 are turned into
+// prefix sums P[x] = c[0] + ... + c[x - 1] while being moved on to the next
+// row (one sweep), window sums are P[x + w] - P[x], and q = n * (sum of
+// squared deviations) is stored per position. The best lower bound of
+// g = c |c| n / q is kept per lane as a fraction (division free) across
+// the whole map, flat windows left out by mask; the first flat window is
+// noted. Pass 2 tests every non-flat position's upper bound against the
+// best lower bound L by cross-multiplication (hi |hi| n >= L q) and
+// rescores the few that pass exactly, in row-major order. No per-row
+// reductions, selects or upper-bound map.
+static inline void prefix_advance_u8(const std::uint8_t* rin,
+                                     const std::uint8_t* rout, int W,
+                                     std::uint32_t* FM_R c1,
+                                     std::uint32_t* FM_R c2,
+                                     std::uint32_t* FM_R p1,
+                                     std::uint32_t* FM_R p2) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i last = _mm512_set1_epi32(15);
+  __m512i k1 = zero, k2 = zero;  // running totals
+  p1[0] = p2[0] = 0;
+  for (int x0 = 0; x0 < W; x0 += 16) {
+    const __mmask16 m =
+        W - x0 >= 16 ? static_cast<__mmask16>(0xFFFF)
+                     : static_cast<__mmask16>((1u << (W - x0)) - 1);
+    __m512i v1 = _mm512_maskz_loadu_epi32(m, c1 + x0);
+    __m512i v2 = _mm512_maskz_loadu_epi32(m, c2 + x0);
+    if (rin != nullptr) {
+      const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, rin + x0));
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, rout + x0));
+      _mm512_mask_storeu_epi32(c1 + x0, m, _mm512_add_epi32(v1, _mm512_sub_epi32(a, b)));
+      _mm512_mask_storeu_epi32(
+          c2 + x0, m,
+          _mm512_add_epi32(v2, _mm512_sub_epi32(_mm512_mullo_epi32(a, a),
+                                                _mm512_mullo_epi32(b, b))));
+    }
+    // In-register prefix sum: lane i += lane i - 1, i - 2, i - 4, i - 8.
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 15));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 15));
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 14));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 14));
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 12));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 12));
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 8));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 8));
+    v1 = _mm512_add_epi32(v1, k1);
+    v2 = _mm512_add_epi32(v2, k2);
+    _mm512_storeu_si512(p1 + x0 + 1, v1);
+    _mm512_storeu_si512(p2 + x0 + 1, v2);
+    k1 = _mm512_permutexvar_epi32(last, v1);
+    k2 = _mm512_permutexvar_epi32(last, v2);
+  }
+}
+
+static inline __mmask8 tail_mask8(int left) {
+  return left >= 8 ? static_cast<__mmask8>(0xFF)
+                   : static_cast<__mmask8>((1u << left) - 1);
+}
+
+static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
+                             std::ptrdiff_t stride, int W, int hout, int wout,
+                             const float* corr, std::size_t cs,
+                             const RowParams& rp, Workspace& ws, double* best,
+                             int* by, int* bx, int* ncand) {
+  const int h = t.h, w = t.w;
+  std::uint32_t* c1 = ws.ucol1.data();
+  std::uint32_t* c2 = ws.ucol2.data();
+  std::uint32_t* p1 = ws.upre1.data();
+  std::uint32_t* p2 = ws.upre2.data();
+  double* qmap = ws.hi.data();  // hout x wout
+  usums_init(reg, stride, W, h, c1, c2);
+  const __m512d n = _mm512_set1_pd(rp.n), thrq = _mm512_set1_pd(rp.thrq);
+  const __m512d err = _mm512_set1_pd(rp.err);
+  const __m512d one = _mm512_set1_pd(1.0), ngmax = _mm512_set1_pd(-rp.gmax);
+  // Per lane the best lower bound as a fraction ln / ld (ld > 0); two sets
+  // to halve the compare-and-blend dependency chains.
+  __m512d ln0 = ngmax, ld0 = one, ln1 = ngmax, ld1 = one;
+  int flat_y = -1, flat_x = 0;
+  auto step = [&](int y, int x, double* qrow, const float* crow, __m512d& ln,
+                  __m512d& ld) {
+    const __mmask8 m = tail_mask8(wout - x);
+    const __m256i s1 =
+        _mm256_sub_epi32(_mm256_maskz_loadu_epi32(m, p1 + x + w),
+                         _mm256_maskz_loadu_epi32(m, p1 + x));
+    const __m256i s2 =
+        _mm256_sub_epi32(_mm256_maskz_loadu_epi32(m, p2 + x + w),
+                         _mm256_maskz_loadu_epi32(m, p2 + x));
+    const __m512d a1 = _mm512_cvtepu32_pd(s1), a2 = _mm512_cvtepu32_pd(s2);
+    // Exact: integers below 2^53.
+    const __m512d q =
+        _mm512_sub_pd(_mm512_mul_pd(n, a2), _mm512_mul_pd(a1, a1));
+    _mm512_mask_storeu_pd(qrow + x, m, q);
+    const __mmask8 fl = _mm512_mask_cmp_pd_mask(m, q, thrq, _CMP_NGT_UQ);
+    if (fl != 0 && flat_y < 0) {
+      flat_y = y;
+      flat_x = x + __builtin_ctz(fl);
+    }
+    const __m512d lo =
+        _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, crow + x)), err);
+    const __m512d lo_sq = _mm512_mul_pd(lo, _mm512_abs_pd(lo));
+    const __mmask8 bl = _mm512_mask_cmp_pd_mask(
+        m & static_cast<__mmask8>(~fl), _mm512_mul_pd(lo_sq, ld),
+        _mm512_mul_pd(ln, q), _CMP_GT_OQ);
+    ln = _mm512_mask_mov_pd(ln, bl, lo_sq);
+    ld = _mm512_mask_mov_pd(ld, bl, q);
+  };
+  for (int y = 0; y < hout; ++y) {
+    prefix_advance_u8(y + 1 < hout ? reg + (y + h) * stride : nullptr,
+                      reg + y * stride, W, c1, c2, p1, p2);
+    double* qrow = qmap + static_cast<std::size_t>(y) * wout;
+    const float* crow = corr + y * cs;
+    int x = 0;
+    for (; x + 16 <= wout; x += 16) {
+      step(y, x, qrow, crow, ln0, ld0);
+      step(y, x + 8, qrow, crow, ln1, ld1);
+    }
+    for (; x < wout; x += 8) step(y, x, qrow, crow, ln0, ld0);
+  }
+  // The best lower bound L of g (a flat window scores exactly 0).
+  double lns = flat_y >= 0 ? 0.0 : -rp.gmax, lds = 1.0;
+  alignas(64) double a[2][16];
+  _mm512_store_pd(a[0], ln0);
+  _mm512_store_pd(a[0] + 8, ln1);
+  _mm512_store_pd(a[1], ld0);
+  _mm512_store_pd(a[1] + 8, ld1);
+  for (int j = 0; j < 16; ++j)
+    if (a[0][j] * lds > lns * a[1][j]) {
+      lns = a[0][j];
+      lds = a[1][j];
+    }
+  double lower = lns * rp.n / lds;
+  lower = lower < rp.gmax ? lower : rp.gmax;
+  // Pass 2. Candidates: hi |hi| n >= L q; the slack covers the rounding of
+  // both products (and of L).
+  const __m512d vl = _mm512_set1_pd(lower);
+  const __m512d slack = _mm512_set1_pd(1e-12);
+  *best = -2.0;
+  int count = 0;
+  for (int y = 0; y < hout; ++y) {
+    const double* qrow = qmap + static_cast<std::size_t>(y) * wout;
+    const float* crow = corr + y * cs;
+    for (int x = 0; x < wout; x += 8) {
+      const __mmask8 m = tail_mask8(wout - x);
+      const __m512d q = _mm512_maskz_loadu_pd(m, qrow + x);
+      const __m512d hi =
+          _mm512_add_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, crow + x)), err);
+      const __m512d hn = _mm512_mul_pd(_mm512_mul_pd(hi, _mm512_abs_pd(hi)), n);
+      const __m512d lq = _mm512_mul_pd(vl, q);
+      const __m512d lhs = _mm512_fmadd_pd(slack, _mm512_abs_pd(hn), hn);
+      const __m512d rhs = _mm512_fnmadd_pd(slack, _mm512_abs_pd(lq), lq);
+      unsigned cand = _mm512_mask_cmp_pd_mask(
+          _mm512_mask_cmp_pd_mask(m, q, thrq, _CMP_GT_OQ), lhs, rhs,
+          _CMP_GE_OQ);
+      while (cand != 0) {
+        const int xx = x + __builtin_ctz(cand);
+        cand &= cand - 1;
+        ++count;
+        const double s = exact_score(t, reg, stride, y, xx);
+        if (s > *best) {
+          *best = s;
+          *by = y;
+          *bx = xx;
+        }
+      }
+    }
+  }
+  // Flat windows score exactly 0: the first one wins if nothing beats 0
+  // (or something ties with it later in row-major order).
+  if (flat_y >= 0 && *best <= 0.0 &&
+      (*best < 0.0 || flat_y < *by || (flat_y == *by && flat_x < *bx))) {
+    *best = 0.0;
+    *by = flat_y;
+    *bx = flat_x;
+  }
+  *ncand = count;
+}
+#endif
+
 // FFT search: approximate float32 scores with a per-position error bound,
 // then float64 rescoring of every position that could be the best.
 template <class P>
@@ -1191,6 +1388,18 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   float* corr = ws.corr.data();
   const std::size_t cs = static_cast<std::size_t>(ws.corr_stride);
   pass_c(g, ws, hout, wout, corr, cs);
+#ifdef FM_NCC_DEBUG
+  if (hout * wout * (double)t.h * t.w < 3e8) {
+    const double a_unit = u32 * t.norm_f * rn;
+    for (int y = 0; y < hout; ++y)
+      for (int x = 0; x < wout; ++x) {
+        double ss, num;
+        window_exact(t.tz.data(), t.h, t.w, reg + y * stride + x, stride, &ss, &num);
+        const double r = std::fabs(num - corr[y * cs + x]) / a_unit;
+        if (r > g_debug_ratio) g_debug_ratio = r;
+      }
+  }
+#endif
 
   // Scores are compared in the monotone domain g = s |s| * ss_T = c |c| / ss_W
   // (c = numerator), which needs no square roots. hg[] holds the upper
@@ -1208,6 +1417,13 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   rp.e1tot = std::sqrt(npix * energy) * (1.0 + 1e-9);
   rp.energy = energy;
   rp.u64 = u64;
+#ifdef FM_AVX512
+  if (is_u8 && static_cast<double>(t.h) * t.w <= 66051.0) {
+    search_u8_avx512(t, reinterpret_cast<const std::uint8_t*>(reg), stride, W,
+                     hout, wout, corr, cs, rp, ws, best, by, bx, ncand);
+    return;
+  }
+#endif
   double lower = -t.ss;
   double* c1 = ws.col1.data();
   double* c2 = ws.col2.data();
@@ -1262,18 +1478,6 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
     if (y + 1 < hout) sums_advance(reg, stride, W, t.h, y, off, c1, c2);
   }
   }
-#ifdef FM_NCC_DEBUG
-  if (hout * wout * (double)t.h * t.w < 3e8) {
-    const double a_unit = u32 * t.norm_f * rn;
-    for (int y = 0; y < hout; ++y)
-      for (int x = 0; x < wout; ++x) {
-        double ss, num;
-        window_exact(t.tz.data(), t.h, t.w, reg + y * stride + x, stride, &ss, &num);
-        const double r = std::fabs(num - corr[y * cs + x]) / a_unit;
-        if (r > g_debug_ratio) g_debug_ratio = r;
-      }
-  }
-#endif
   // Rescore the candidates exactly, in row-major order.
   *best = -2.0;
   int count = 0;

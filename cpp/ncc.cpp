@@ -98,7 +98,8 @@ struct Workspace {
   std::vector<float> corr;                    // hout x corr_stride
   int corr_stride = 0;
   std::vector<double> col1, col2, row1, row2, hi, row_hi;
-  std::vector<std::uint32_t> ucol1, ucol2;
+  std::vector<std::uint32_t> ucol1, ucol2;  // uint8 column sums
+  std::vector<std::uint32_t> upre1, upre2;  // their prefix sums (AVX-512)
   std::vector<unsigned char> kind;
 
   static void grow(std::vector<float>& v, std::size_t n) {
@@ -131,6 +132,8 @@ struct Workspace {
     grow(row2, static_cast<std::size_t>(wout) + 1);
     grow(ucol1, static_cast<std::size_t>(g.M) + 8);
     grow(ucol2, static_cast<std::size_t>(g.M) + 8);
+    grow(upre1, static_cast<std::size_t>(g.M) + 17);
+    grow(upre2, static_cast<std::size_t>(g.M) + 17);
 
     grow(hi, static_cast<std::size_t>(hout) * wout);
     grow(row_hi, static_cast<std::size_t>(hout));
@@ -172,6 +175,7 @@ struct SpecEntry {
 #if (defined(__x86_64__) || defined(_M_X64)) && \
     (defined(__GNUC__) || defined(__clang__))
 #define FM_X86_DISPATCH 1
+#include <immintrin.h>
 #if defined(__GNUC__) && !defined(__clang__)
 // The kernels pass vectors only between static inline functions.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -183,9 +187,11 @@ struct SpecEntry {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
+#define FM_AVX2 1
 #define FM_KNS k_avx2
 #include "fft.hpp"
 #undef FM_KNS
+#undef FM_AVX2
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -427,7 +433,8 @@ void trim_workspace(Workspace& ws) {
       sizeof(double) * (ws.col1.capacity() + ws.col2.capacity() +
                         ws.row1.capacity() + ws.row2.capacity() +
                         ws.hi.capacity() + ws.row_hi.capacity()) +
-      sizeof(std::uint32_t) * (ws.ucol1.capacity() + ws.ucol2.capacity()) +
+      sizeof(std::uint32_t) * (ws.ucol1.capacity() + ws.ucol2.capacity() +
+                               ws.upre1.capacity() + ws.upre2.capacity()) +
       ws.kind.capacity();
   if (bytes > kMaxWorkspaceBytes) ws = Workspace();
 }
