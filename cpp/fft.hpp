@@ -26,6 +26,13 @@ namespace detail {
 namespace FM_KNS {
 
 #define FM_R __restrict
+#ifndef FM_INLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_INLINE static inline __attribute__((always_inline))
+#else
+#define FM_INLINE static inline
+#endif
+#endif
 #ifdef FM_NCC_DEBUG
 using ::flickermine::detail::g_debug_ratio;
 #endif
@@ -54,7 +61,8 @@ static inline vf L(const float* p) { return *p; }
 static inline void S(float* p, vf v) { *p = v; }
 #endif
 
-// Transpose of a 16 x 16 block of floats: dst[c * 16 + r] = src[r * 16 + c].
+// Transpose of a 16 x 16 block of floats with row strides ss (source) and
+// ds (destination): dst[c * ds + r] = src[r * ss + c].
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__has_builtin)
 #if __has_builtin(__builtin_shufflevector)
 #define FM_SHUF 1
@@ -79,33 +87,36 @@ static inline void S(float* p, vf v) { *p = v; }
   t##10 = FM_ILO(f##5, f##13), t##11 = FM_IHI(f##5, f##13);         \
   t##12 = FM_ILO(f##6, f##14), t##13 = FM_IHI(f##6, f##14);         \
   t##14 = FM_ILO(f##7, f##15), t##15 = FM_IHI(f##7, f##15)
-static inline void tr16(const float* FM_R src, float* FM_R dst) {
+static inline void tr16(const float* FM_R src, std::size_t ss,
+                        float* FM_R dst, std::size_t ds) {
   static_assert(kChunkLanes == 16 && VW == 16, "tr16 assumes 16 lanes");
-  vf a0 = L(src), a1 = L(src + 16), a2 = L(src + 32), a3 = L(src + 48),
-     a4 = L(src + 64), a5 = L(src + 80), a6 = L(src + 96), a7 = L(src + 112),
-     a8 = L(src + 128), a9 = L(src + 144), a10 = L(src + 160),
-     a11 = L(src + 176), a12 = L(src + 192), a13 = L(src + 208),
-     a14 = L(src + 224), a15 = L(src + 240);
+  vf a0 = L(src), a1 = L(src + ss), a2 = L(src + 2 * ss),
+     a3 = L(src + 3 * ss), a4 = L(src + 4 * ss), a5 = L(src + 5 * ss),
+     a6 = L(src + 6 * ss), a7 = L(src + 7 * ss), a8 = L(src + 8 * ss),
+     a9 = L(src + 9 * ss), a10 = L(src + 10 * ss), a11 = L(src + 11 * ss),
+     a12 = L(src + 12 * ss), a13 = L(src + 13 * ss), a14 = L(src + 14 * ss),
+     a15 = L(src + 15 * ss);
   vf b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15;
   FM_ROUND(a, b);
   FM_ROUND(b, a);
   FM_ROUND(a, b);
   FM_ROUND(b, a);
-  S(dst, a0), S(dst + 16, a1), S(dst + 32, a2), S(dst + 48, a3);
-  S(dst + 64, a4), S(dst + 80, a5), S(dst + 96, a6), S(dst + 112, a7);
-  S(dst + 128, a8), S(dst + 144, a9), S(dst + 160, a10), S(dst + 176, a11);
-  S(dst + 192, a12), S(dst + 208, a13), S(dst + 224, a14), S(dst + 240, a15);
+  S(dst, a0), S(dst + ds, a1), S(dst + 2 * ds, a2), S(dst + 3 * ds, a3);
+  S(dst + 4 * ds, a4), S(dst + 5 * ds, a5), S(dst + 6 * ds, a6);
+  S(dst + 7 * ds, a7), S(dst + 8 * ds, a8), S(dst + 9 * ds, a9);
+  S(dst + 10 * ds, a10), S(dst + 11 * ds, a11), S(dst + 12 * ds, a12);
+  S(dst + 13 * ds, a13), S(dst + 14 * ds, a14), S(dst + 15 * ds, a15);
 }
 #undef FM_ROUND
 #undef FM_IHI
 #undef FM_ILO
 #else
 #ifdef FM_SHUF
-static inline void tr8(const float* src, float* dst) {
-  constexpr std::size_t s = 16;
-  const vf r0 = L(src), r1 = L(src + s), r2 = L(src + 2 * s),
-           r3 = L(src + 3 * s), r4 = L(src + 4 * s), r5 = L(src + 5 * s),
-           r6 = L(src + 6 * s), r7 = L(src + 7 * s);
+static inline void tr8(const float* src, std::size_t ss, float* dst,
+                       std::size_t ds) {
+  const vf r0 = L(src), r1 = L(src + ss), r2 = L(src + 2 * ss),
+           r3 = L(src + 3 * ss), r4 = L(src + 4 * ss), r5 = L(src + 5 * ss),
+           r6 = L(src + 6 * ss), r7 = L(src + 7 * ss);
 #define FM_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
 #define FM_HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
 #define FM_S44(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
@@ -119,13 +130,13 @@ static inline void tr8(const float* src, float* dst) {
            u3 = FM_SEE(t1, t3), u4 = FM_S44(t4, t6), u5 = FM_SEE(t4, t6),
            u6 = FM_S44(t5, t7), u7 = FM_SEE(t5, t7);
   S(dst, FM_P20(u0, u4));
-  S(dst + s, FM_P20(u1, u5));
-  S(dst + 2 * s, FM_P20(u2, u6));
-  S(dst + 3 * s, FM_P20(u3, u7));
-  S(dst + 4 * s, FM_P31(u0, u4));
-  S(dst + 5 * s, FM_P31(u1, u5));
-  S(dst + 6 * s, FM_P31(u2, u6));
-  S(dst + 7 * s, FM_P31(u3, u7));
+  S(dst + ds, FM_P20(u1, u5));
+  S(dst + 2 * ds, FM_P20(u2, u6));
+  S(dst + 3 * ds, FM_P20(u3, u7));
+  S(dst + 4 * ds, FM_P31(u0, u4));
+  S(dst + 5 * ds, FM_P31(u1, u5));
+  S(dst + 6 * ds, FM_P31(u2, u6));
+  S(dst + 7 * ds, FM_P31(u3, u7));
 #undef FM_LO
 #undef FM_HI
 #undef FM_S44
@@ -134,18 +145,34 @@ static inline void tr8(const float* src, float* dst) {
 #undef FM_P31
 }
 #endif
-static inline void tr16(const float* FM_R src, float* FM_R dst) {
+static inline void tr16(const float* FM_R src, std::size_t ss,
+                        float* FM_R dst, std::size_t ds) {
 #ifdef FM_SHUF
   static_assert(kChunkLanes == 16, "tr16 assumes 16 lanes");
-  tr8(src, dst);
-  tr8(src + 8, dst + 8 * 16);
-  tr8(src + 8 * 16, dst + 8);
-  tr8(src + 8 * 16 + 8, dst + 8 * 16 + 8);
+  tr8(src, ss, dst, ds);
+  tr8(src + 8, ss, dst + 8 * ds, ds);
+  tr8(src + 8 * ss, ss, dst + 8, ds);
+  tr8(src + 8 * ss + 8, ss, dst + 8 * ds + 8, ds);
 #else
-  for (int c = 0; c < 16; ++c)
-    for (int r = 0; r < 16; ++r) dst[c * 16 + r] = src[r * 16 + c];
+  for (std::size_t c = 0; c < 16; ++c)
+    for (std::size_t r = 0; r < 16; ++r) dst[c * ds + r] = src[r * ss + c];
 #endif
 }
+#endif
+
+// ---- FFT ----
+// A complex chunk of n elements: element e holds the kChunkLanes real parts
+// at floats [kElem e, kElem e + C) and the imaginary parts right after. The
+// transforms run in place, so one n-point transform touches n * 128 bytes
+// (up to ~360 points stay in L1; a ping-pong Stockham pair of split re / im
+// buffers is twice that and ran from L2 at half the speed), and a butterfly
+// addresses each input through one pointer.
+constexpr std::size_t kElem = 2 * kChunkLanes;
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define FM_UNROLL _Pragma("GCC unroll 8")
+#else
+#define FM_UNROLL
 #endif
 
 // Multiplies (r, i) by the twiddle c - i s (forward) or c + i s (inverse),
@@ -162,192 +189,162 @@ static inline void twiddle(vf& r, vf& i, float c, float s) {
   }
 }
 
-// Output k >= 1 of a butterfly: twiddled by w[k - 1] (unless w is null) and
-// stored at y + k * os, unless k >= kmax (not needed).
-template <bool INV>
-static inline void put(int k, const vf& r0, const vf& i0, const float* w,
-                       float* FM_R yr, float* FM_R yi, std::size_t os,
-                       int kmax) {
-  if (k >= kmax) return;
-  vf r = r0, i = i0;
-  if (w) twiddle<INV>(r, i, w[2 * (k - 1)], w[2 * (k - 1) + 1]);
-  S(yr + k * os, r);
-  S(yi + k * os, i);
+// a[k] = re + i im.
+FM_INLINE void set(vf* ar, vf* ai, int k, const vf& re, const vf& im) {
+  ar[k] = re;
+  ai[k] = im;
 }
 
-// Radix-P butterfly of one stage at one vector position: inputs at
-// x + r * is, outputs (twiddled by w[k - 1] unless w is null) at y + k * os,
-// outputs k >= kmax not stored. Named locals, not arrays: arrays of vector
-// type end up on the stack.
+// Radix-P DFT of the vectors a[0..P-1] in place: a[k] = sum_r a[r] w^(r k),
+// w = exp(-+2 pi i / P) (INV: +).
 template <int P, bool INV>
-static inline void butterfly(const float* FM_R xr, const float* FM_R xi,
-                             std::size_t is, float* FM_R yr, float* FM_R yi,
-                             std::size_t os, const float* w, int kmax) {
+FM_INLINE void dft(vf* ar, vf* ai) {
   static_assert(P >= 2 && P <= 5, "radices 2, 3, 4, 5");
   const float sg = INV ? 1.0f : -1.0f;  // sign of the exponent
-  const vf a0r = L(xr), a0i = L(xi), a1r = L(xr + is), a1i = L(xi + is);
   if constexpr (P == 2) {
-    S(yr, a0r + a1r);
-    S(yi, a0i + a1i);
-    put<INV>(1, a0r - a1r, a0i - a1i, w, yr, yi, os, kmax);
-    return;
+    const vf r0 = ar[0], i0 = ai[0];
+    set(ar, ai, 0, r0 + ar[1], i0 + ai[1]);
+    set(ar, ai, 1, r0 - ar[1], i0 - ai[1]);
+  } else if constexpr (P == 3) {
+    const float c = -0.5f;
+    const float sn = sg * 0.866025403784438646763723170752936183f;
+    const vf sr = ar[1] + ar[2], si = ai[1] + ai[2];
+    const vf dr = ar[1] - ar[2], di = ai[1] - ai[2];
+    const vf mr = ar[0] + c * sr, mi = ai[0] + c * si;
+    set(ar, ai, 0, ar[0] + sr, ai[0] + si);
+    set(ar, ai, 1, mr - sn * di, mi + sn * dr);
+    set(ar, ai, 2, mr + sn * di, mi - sn * dr);
+  } else if constexpr (P == 4) {
+    const vf t0r = ar[0] + ar[2], t0i = ai[0] + ai[2];
+    const vf t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
+    const vf t2r = ar[1] + ar[3], t2i = ai[1] + ai[3];
+    // -+i (a1 - a3): forward multiplies by -i.
+    const vf t3r = INV ? ai[3] - ai[1] : ai[1] - ai[3];
+    const vf t3i = INV ? ar[1] - ar[3] : ar[3] - ar[1];
+    set(ar, ai, 0, t0r + t2r, t0i + t2i);
+    set(ar, ai, 2, t0r - t2r, t0i - t2i);
+    set(ar, ai, 1, t1r + t3r, t1i + t3i);
+    set(ar, ai, 3, t1r - t3r, t1i - t3i);
   } else {
-    const vf a2r = L(xr + 2 * is), a2i = L(xi + 2 * is);
-    if constexpr (P == 3) {
-      const float c = -0.5f;
-      const float sn = sg * 0.866025403784438646763723170752936183f;
-      const vf sr = a1r + a2r, si = a1i + a2i;
-      const vf dr = a1r - a2r, di = a1i - a2i;
-      const vf mr = a0r + c * sr, mi = a0i + c * si;
-      S(yr, a0r + sr);
-      S(yi, a0i + si);
-      put<INV>(1, mr - sn * di, mi + sn * dr, w, yr, yi, os, kmax);
-      put<INV>(2, mr + sn * di, mi - sn * dr, w, yr, yi, os, kmax);
-      return;
-    } else {
-      const vf a3r = L(xr + 3 * is), a3i = L(xi + 3 * is);
-      if constexpr (P == 4) {
-        const vf t0r = a0r + a2r, t0i = a0i + a2i;
-        const vf t1r = a0r - a2r, t1i = a0i - a2i;
-        const vf t2r = a1r + a3r, t2i = a1i + a3i;
-        // -+i (a1 - a3): forward multiplies by -i.
-        const vf t3r = INV ? a3i - a1i : a1i - a3i;
-        const vf t3i = INV ? a1r - a3r : a3r - a1r;
-        S(yr, t0r + t2r);
-        S(yi, t0i + t2i);
-        put<INV>(1, t1r + t3r, t1i + t3i, w, yr, yi, os, kmax);
-        put<INV>(2, t0r - t2r, t0i - t2i, w, yr, yi, os, kmax);
-        put<INV>(3, t1r - t3r, t1i - t3i, w, yr, yi, os, kmax);
-        return;
-      } else {
-        const vf a4r = L(xr + 4 * is), a4i = L(xi + 4 * is);
-        const float c1 = 0.309016994374947424102293417182819059f;
-        const float c2 = -0.809016994374947424102293417182819059f;
-        const float s1 = sg * 0.951056516295153572116439333379382143f;
-        const float s2 = sg * 0.587785252292473129168705954639072769f;
-        const vf t1r = a1r + a4r, t1i = a1i + a4i;
-        const vf t2r = a2r + a3r, t2i = a2i + a3i;
-        const vf d1r = a1r - a4r, d1i = a1i - a4i;
-        const vf d2r = a2r - a3r, d2i = a2i - a3i;
-        const vf m1r = a0r + c1 * t1r + c2 * t2r;
-        const vf m1i = a0i + c1 * t1i + c2 * t2i;
-        const vf m2r = a0r + c2 * t1r + c1 * t2r;
-        const vf m2i = a0i + c2 * t1i + c1 * t2i;
-        // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
-        const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
-        const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
-        S(yr, a0r + t1r + t2r);
-        S(yi, a0i + t1i + t2i);
-        put<INV>(1, m1r + n1r, m1i + n1i, w, yr, yi, os, kmax);
-        put<INV>(2, m2r + n2r, m2i + n2i, w, yr, yi, os, kmax);
-        put<INV>(3, m2r - n2r, m2i - n2i, w, yr, yi, os, kmax);
-        put<INV>(4, m1r - n1r, m1i - n1i, w, yr, yi, os, kmax);
+    const float c1 = 0.309016994374947424102293417182819059f;
+    const float c2 = -0.809016994374947424102293417182819059f;
+    const float s1 = sg * 0.951056516295153572116439333379382143f;
+    const float s2 = sg * 0.587785252292473129168705954639072769f;
+    const vf t1r = ar[1] + ar[4], t1i = ai[1] + ai[4];
+    const vf t2r = ar[2] + ar[3], t2i = ai[2] + ai[3];
+    const vf d1r = ar[1] - ar[4], d1i = ai[1] - ai[4];
+    const vf d2r = ar[2] - ar[3], d2i = ai[2] - ai[3];
+    const vf m1r = ar[0] + c1 * t1r + c2 * t2r;
+    const vf m1i = ai[0] + c1 * t1i + c2 * t2i;
+    const vf m2r = ar[0] + c2 * t1r + c1 * t2r;
+    const vf m2i = ai[0] + c2 * t1i + c1 * t2i;
+    // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
+    const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
+    const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
+    set(ar, ai, 0, ar[0] + t1r + t2r, ai[0] + t1i + t2i);
+    set(ar, ai, 1, m1r + n1r, m1i + n1i);
+    set(ar, ai, 4, m1r - n1r, m1i - n1i);
+    set(ar, ai, 2, m2r + n2r, m2i + n2i);
+    set(ar, ai, 3, m2r - n2r, m2i - n2i);
+  }
+}
+
+// In-place radix-P butterfly on the elements x + r * is (r < P). DIF: DFT,
+// then output k >= 1 times w[k - 1]; DIT: input r >= 1 times w[r - 1], then
+// DFT (w null: no twiddles). Outputs k >= kmax are not stored.
+template <int P, bool DIT, bool INV>
+FM_INLINE void butterfly(float* FM_R x, std::size_t is, const float* w,
+                         int kmax) {
+  for (std::size_t t = 0; t < kChunkLanes; t += VW) {
+    vf ar[P], ai[P];
+    FM_UNROLL
+    for (int r = 0; r < P; ++r) {
+      ar[r] = L(x + r * is + t);
+      ai[r] = L(x + r * is + kChunkLanes + t);
+    }
+    if (DIT && w != nullptr) {
+      FM_UNROLL
+      for (int r = 1; r < P; ++r)
+        twiddle<INV>(ar[r], ai[r], w[2 * r - 2], w[2 * r - 1]);
+    }
+    dft<P, INV>(ar, ai);
+    if (!DIT && w != nullptr) {
+      FM_UNROLL
+      for (int k = 1; k < P; ++k)
+        twiddle<INV>(ar[k], ai[k], w[2 * k - 2], w[2 * k - 1]);
+    }
+    FM_UNROLL
+    for (int k = 0; k < P; ++k)
+      if (k < kmax) {
+        S(x + k * is + t, ar[k]);
+        S(x + k * is + kChunkLanes + t, ai[k]);
       }
-    }
   }
 }
 
-// One Stockham DIF stage of radix P over the sub-problems q = q0 + qstep j,
-// j < qn (stride s between the elements of one sub-problem): element
-// q + s (i + r m) of x goes, after the butterfly and the twiddle w^(i k),
-// to element q + s (P i + k) of y. Only outputs < nout are stored (and
-// sub-problems with q >= nout skipped): the pruned last stage of an inverse
-// transform whose tail is not needed.
-template <int P, bool INV>
-static void stage(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                  float* FM_R yi, int m, std::size_t s, std::size_t q0,
-                  std::size_t qstep, std::size_t qn, const float* tw,
-                  std::size_t lanes, std::size_t nout) {
-  const std::size_t is = s * static_cast<std::size_t>(m) * lanes;
-  const std::size_t os = s * lanes;
-  for (std::size_t j = 0; j < qn; ++j) {
-    const std::size_t q = q0 + j * qstep;
-    if (q >= nout) break;
-    const std::size_t left = (nout - q + s - 1) / s;  // outputs k < left
-    const int kmax = left < static_cast<std::size_t>(P) ? static_cast<int>(left) : P;
-    const float* FM_R pr = xr + q * lanes;
-    const float* FM_R pi = xi + q * lanes;
-    float* FM_R orr = yr + q * lanes;
-    float* FM_R oi = yi + q * lanes;
-    for (std::size_t t = 0; t < lanes; t += VW)
-      butterfly<P, INV>(pr + t, pi + t, is, orr + t, oi + t, os, nullptr,
-                             kmax);
+// One level of radix P and span m over `blocks` consecutive sub-arrays of
+// P m elements: element i + m r of each goes through the butterfly with the
+// twiddles tw[i] (cos, sin of 2 pi i k / (P m), k = 1..P-1). Only outputs
+// i + m k < nout are stored (nout >= 0; one block).
+template <int P, bool DIT, bool INV>
+static void fft_level(float* x, int m, std::size_t blocks, const float* tw,
+                      int nout) {
+  const std::size_t is = static_cast<std::size_t>(m) * kElem;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    float* xb = x + b * is * P;
+    butterfly<P, DIT, INV>(xb, is, nullptr, nout < 0 || nout >= P * m ? P
+                                                : (nout + m - 1) / m);
     for (int i = 1; i < m; ++i) {
-      pr += s * lanes;
-      pi += s * lanes;
-      orr += s * P * lanes;
-      oi += s * P * lanes;
-      const float* w = tw + 2 * (P - 1) * i;
-      for (std::size_t t = 0; t < lanes; t += VW)
-        butterfly<P, INV>(pr + t, pi + t, is, orr + t, oi + t, os, w, P);
+      int kmax = P;
+      if (nout >= 0) {
+        if (nout <= i) break;
+        kmax = (nout - i + m - 1) / m;
+        kmax = kmax < P ? kmax : P;
+      }
+      butterfly<P, DIT, INV>(xb + static_cast<std::size_t>(i) * kElem, is,
+                             tw + 2 * (P - 1) * i, kmax);
     }
   }
 }
 
-template <bool INV>
-static void stage_p(int p, const float* xr, const float* xi, float* yr,
-                    float* yi, int m, std::size_t s, std::size_t q0,
-                    std::size_t qstep, std::size_t qn, const float* tw,
-                    std::size_t lanes, std::size_t nout) {
+template <bool DIT, bool INV>
+static void fft_level_p(int p, float* x, int m, std::size_t blocks,
+                        const float* tw, int nout) {
   switch (p) {
-    case 2: stage<2, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
-    case 3: stage<3, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
-    case 4: stage<4, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
-    default: stage<5, INV>(xr, xi, yr, yi, m, s, q0, qstep, qn, tw, lanes, nout); break;
+    case 2: fft_level<2, DIT, INV>(x, m, blocks, tw, nout); break;
+    case 3: fft_level<3, DIT, INV>(x, m, blocks, tw, nout); break;
+    case 4: fft_level<4, DIT, INV>(x, m, blocks, tw, nout); break;
+    default: fft_level<5, DIT, INV>(x, m, blocks, tw, nout); break;
   }
 }
 
-// Complex FFT of plan.n elements of `lanes` floats each; sgn = -1 forward,
-// +1 inverse (unnormalised). Ping-pongs between (re, im) and (re2, im2); on
-// return re/im point at the result. Only outputs 0..nout-1 are guaranteed
-// (nout < 0: all).
-//
-// Depth first: after the first stage (radix p0) the transform splits into
-// p0 independent sub-transforms (elements f + p0 j, f < p0), each of which
-// runs through all later stages before the next starts. A chunk of 16 lanes
-// of a 500-point transform is 64 KB per buffer, more than L1; one
-// sub-transform of both buffers is 1 / p0 of that, so the later stages run
-// from L1 instead of streaming the whole chunk through L2 once per stage.
+// In-place complex FFT of the chunk x (plan.n elements), unnormalised.
+// Forward: decimation in frequency, natural order in, the spectrum out in
+// digit-reversed order (frequency j at Geometry::pos-style position, see
+// digit_reversed_positions in ncc.cpp). Inverse: decimation in time, the
+// exact reverse: digit-reversed in, natural order out, and only outputs
+// < nout computed in the last level when nout >= 0. The spectrum product
+// is element-wise, so nothing between the two is reordered.
 template <bool INV>
-static void fft_run_dir(const FftPlan& plan, float*& re, float*& im,
-                        float*& re2, float*& im2, int lanes, int nout) {
-  const std::size_t nst = plan.radix.size();
-  if (nst == 0) return;
-  const std::size_t L = static_cast<std::size_t>(lanes);
-  const std::size_t n = static_cast<std::size_t>(plan.n);
-  const std::size_t no = nout < 0 ? n : static_cast<std::size_t>(nout);
-  const int p0 = plan.radix[0];
-  stage_p<INV>(p0, re, im, re2, im2, plan.n / p0, 1, 0, 1, 1,
-               plan.tw.data() + plan.tw_off[0], L, nst == 1 ? no : n);
-  float* buf_r[2] = {re2, re};
-  float* buf_i[2] = {im2, im};
-  for (int f = 0; f < p0; ++f) {
-    std::size_t s = static_cast<std::size_t>(p0);
-    int nn = plan.n / p0;
-    for (std::size_t st = 1; st < nst; ++st) {
-      const int p = plan.radix[st];
-      const int m = nn / p;
-      const int from = static_cast<int>((st - 1) & 1);
-      stage_p<INV>(p, buf_r[from], buf_i[from], buf_r[from ^ 1],
-                   buf_i[from ^ 1], m, s, static_cast<std::size_t>(f),
-                   static_cast<std::size_t>(p0), s / static_cast<std::size_t>(p0),
-                   plan.tw.data() + plan.tw_off[st], L, st + 1 == nst ? no : n);
-      s *= static_cast<std::size_t>(p);
-      nn = m;
-    }
+static void fft(const FftPlan& plan, float* x, int nout = -1) {
+  const int nst = static_cast<int>(plan.radix.size());
+  int span[8];  // sub-array length at each level (at most log2 of 2^31)
+  std::size_t blocks[8];
+  int nn = plan.n;
+  std::size_t nb = 1;
+  for (int st = 0; st < nst; ++st) {
+    span[st] = nn;
+    blocks[st] = nb;
+    nn /= plan.radix[st];
+    nb *= static_cast<std::size_t>(plan.radix[st]);
   }
-  if (nst & 1) {
-    std::swap(re, re2);
-    std::swap(im, im2);
+  for (int u = 0; u < nst; ++u) {
+    const int st = INV ? nst - 1 - u : u;
+    const int p = plan.radix[st];
+    fft_level_p<INV, INV>(p, x, span[st] / p, blocks[st],
+                          plan.tw.data() + plan.tw_off[st],
+                          INV && st == 0 ? nout : -1);
   }
-}
-
-static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
-                    float*& im2, int lanes, float sgn, int nout = -1) {
-  if (sgn > 0.0f)
-    fft_run_dir<true>(plan, re, im, re2, im2, lanes, nout);
-  else
-    fft_run_dir<false>(plan, re, im, re2, im2, lanes, nout);
 }
 
 // C values v = pixel - mu of one image row from s (cw of them; zeros after,
@@ -385,55 +382,48 @@ static inline void load_row(const P* FM_R s, int cw, float mu, float* FM_R d) {
 }
 
 // Pass A: vertical real FFT of an N x M image (H x W values at the top left,
-// v = pixel - mu, zero elsewhere), in chunks of C columns; the K = N/2 + 1
-// rows of the half spectrum are written transposed into T, laid out as
-// [k / C][x][k % C] (Kp / C blocks of M x C).
+// v = pixel - mu, zero elsewhere), in chunks of C columns: rows 2j and
+// 2j + 1 are the real and imaginary parts of element j of an N/2-point
+// complex transform. The K = N/2 + 1 rows of the half spectrum are written
+// transposed into T: Kp / C blocks of M elements, element x of block kb
+// holding rows k = kb C .. kb C + C - 1 of column x.
 template <class P>
 static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
                    float mu, const Geometry& g, Workspace& ws) {
   constexpr int C = kChunkLanes;
   const int Nh = g.Nh, K = g.K, M = g.M;
-  float* tre = ws.t_re.data();
-  float* tim = ws.t_im.data();
-  // Columns W..M-1 of the image are zero: so are their rows of T.
+  float* T = ws.t.data();
+  // Columns W..M-1 of the image are zero: so are their elements of T.
   for (int kb = 0; kb < g.Kp / C; ++kb)
-    for (int x = W; x < M; ++x) {
-      std::fill_n(tre + (static_cast<std::size_t>(kb) * M + x) * C, C, 0.0f);
-      std::fill_n(tim + (static_cast<std::size_t>(kb) * M + x) * C, C, 0.0f);
-    }
+    std::fill_n(T + (static_cast<std::size_t>(kb) * M + W) * kElem,
+                static_cast<std::size_t>(M - W) * kElem, 0.0f);
   const float* untw = g.untw.data();
+  const int* pos = g.posv.data();
+  float* z = ws.a.data();
+  float* FM_R xr = ws.b_re.data();
+  float* FM_R xi = ws.b_im.data();
   for (int x0 = 0; x0 < W; x0 += C) {
     const int cw = std::min(C, W - x0);
-    float* ar = ws.a_re.data();
-    float* ai = ws.a_im.data();
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
     for (int j = 0; j < Nh; ++j) {
       const int y0 = 2 * j, y1 = 2 * j + 1;
-      load_row(y0 < H ? img + y0 * stride + x0 : nullptr, cw, mu,
-               ar + static_cast<std::size_t>(j) * C);
-      load_row(y1 < H ? img + y1 * stride + x0 : nullptr, cw, mu,
-               ai + static_cast<std::size_t>(j) * C);
+      float* e = z + static_cast<std::size_t>(j) * kElem;
+      load_row(y0 < H ? img + y0 * stride + x0 : nullptr, cw, mu, e);
+      load_row(y1 < H ? img + y1 * stride + x0 : nullptr, cw, mu, e + C);
     }
-    fft_run(g.pv, ar, ai, br, bi, C, -1.0f);
-    // Untangle Z = FFT(v[2j] + i v[2j+1]) into X = FFT(v), k = 0..Nh, into
-    // the scratch buffer (K x C), then transpose into T.
-    float* FM_R xr = br;
-    float* FM_R xi = bi;
+    fft<false>(g.pv, z);
+    // Untangle Z = FFT(v[2j] + i v[2j+1]) (digit-reversed) into X = FFT(v),
+    // k = 0..Nh, in the scratch (K x C real, K x C imaginary).
     for (int k = 0; k < K; ++k) {
-      const float* FM_R zr = ar + static_cast<std::size_t>(k % Nh) * C;
-      const float* FM_R zi = ai + static_cast<std::size_t>(k % Nh) * C;
-      const float* FM_R cr = ar + static_cast<std::size_t>((Nh - k) % Nh) * C;
-      const float* FM_R ci = ai + static_cast<std::size_t>((Nh - k) % Nh) * C;
+      const float* zk = z + static_cast<std::size_t>(pos[k % Nh]) * kElem;
+      const float* zc = z + static_cast<std::size_t>(pos[(Nh - k) % Nh]) * kElem;
       const float wr = untw[2 * k], wi = -untw[2 * k + 1];
-      float* FM_R orr = xr + static_cast<std::size_t>(k) * C;
-      float* FM_R oi = xi + static_cast<std::size_t>(k) * C;
       for (std::size_t c = 0; c < C; c += VW) {
-        const vf a = L(zr + c), b = L(zi + c), d = L(cr + c), e = L(ci + c);
+        const vf a = L(zk + c), b = L(zk + C + c), d = L(zc + c),
+                 e = L(zc + C + c);
         const vf er = 0.5f * (a + d), ei = 0.5f * (b - e);
         const vf odr = 0.5f * (b + e), odi = -0.5f * (a - d);
-        S(orr + c, er + (odr * wr - odi * wi));
-        S(oi + c, ei + (odr * wi + odi * wr));
+        S(xr + static_cast<std::size_t>(k) * C + c, er + (odr * wr - odi * wi));
+        S(xi + static_cast<std::size_t>(k) * C + c, ei + (odr * wi + odi * wr));
       }
     }
     if (cw == C) {
@@ -444,109 +434,88 @@ static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
                 xi + static_cast<std::size_t>(g.Kp) * C, 0.0f);
       for (int kb = 0; kb < g.Kp / C; ++kb) {
         const std::size_t so = static_cast<std::size_t>(kb) * C * C;
-        const std::size_t d = (static_cast<std::size_t>(kb) * M + x0) * C;
-        tr16(xr + so, tre + d);
-        tr16(xi + so, tim + d);
+        float* d = T + (static_cast<std::size_t>(kb) * M + x0) * kElem;
+        tr16(xr + so, C, d, kElem);
+        tr16(xi + so, C, d + C, kElem);
       }
       continue;
     }
     for (int kb = 0; kb * C < K; ++kb) {
       const int kn = std::min(C, K - kb * C);
-      float* FM_R dr = tre + (static_cast<std::size_t>(kb) * M + x0) * C;
-      float* FM_R di = tim + (static_cast<std::size_t>(kb) * M + x0) * C;
+      float* FM_R d = T + (static_cast<std::size_t>(kb) * M + x0) * kElem;
       const float* FM_R sr = xr + static_cast<std::size_t>(kb) * C * C;
       const float* FM_R si = xi + static_cast<std::size_t>(kb) * C * C;
       for (int c = 0; c < cw; ++c)
-        for (int kk = 0; kk < kn; ++kk) {
-          dr[c * C + kk] = sr[kk * C + c];
-          di[c * C + kk] = si[kk * C + c];
-        }
-      for (int c = 0; c < cw; ++c)
-        for (int kk = kn; kk < C; ++kk) {
-          dr[c * C + kk] = 0.0f;
-          di[c * C + kk] = 0.0f;
+        for (int kk = 0; kk < C; ++kk) {
+          d[c * kElem + kk] = kk < kn ? sr[kk * C + c] : 0.0f;
+          d[c * kElem + C + kk] = kk < kn ? si[kk * C + c] : 0.0f;
         }
     }
   }
 }
 
 // Pass B for a template: horizontal FFT of each block of T, stored
-// conjugated and scaled by 1 / (N M) in spec. Returns max |spectrum|
-// (unscaled).
-static double pass_b_template(const Geometry& g, Workspace& ws,
-                              float* spec_re, float* spec_im) {
+// conjugated and scaled by 1 / (N M) in spec (same layout, digit-reversed
+// like the region's spectra). Returns max |spectrum| (unscaled).
+static double pass_b_template(const Geometry& g, Workspace& ws, float* spec) {
   constexpr int C = kChunkLanes;
   const int M = g.M;
   const float scale = static_cast<float>(1.0 / (static_cast<double>(g.N) * M));
   double mx = 0.0;
   for (int kb = 0; kb < g.Kp / C; ++kb) {
-    const std::size_t off = static_cast<std::size_t>(kb) * M * C;
-    float* ar = ws.t_re.data() + off;
-    float* ai = ws.t_im.data() + off;
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
-    fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
-    for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
-      // max |z|^2 here, one square root at the end (sqrt is monotone).
-      const double a = static_cast<double>(ar[t]) * ar[t] +
-                       static_cast<double>(ai[t]) * ai[t];
-      mx = a > mx ? a : mx;
-      spec_re[off + t] = ar[t] * scale;
-      spec_im[off + t] = -ai[t] * scale;
-    }
+    const std::size_t off = static_cast<std::size_t>(kb) * M * kElem;
+    float* x = ws.t.data() + off;
+    fft<false>(g.ph, x);
+    for (std::size_t e = 0; e < static_cast<std::size_t>(M) * kElem; e += kElem)
+      for (std::size_t l = 0; l < C; ++l) {
+        const float re = x[e + l], im = x[e + C + l];
+        // max |z|^2 here, one square root at the end (sqrt is monotone).
+        const double a = static_cast<double>(re) * re + static_cast<double>(im) * im;
+        mx = a > mx ? a : mx;
+        spec[off + e + l] = re * scale;
+        spec[off + e + C + l] = -im * scale;
+      }
   }
   return std::sqrt(mx);
 }
 
 // Pass B for a region: horizontal FFT, product with the template spectrum,
-// inverse horizontal FFT; rows x < Wout written transposed into V, laid out
-// as [x / C][k][x % C] (blocks of Kp x C).
-static void pass_b_region(const Geometry& g, Workspace& ws,
-                          const float* spec_re, const float* spec_im,
+// inverse horizontal FFT; elements x < Wout written transposed into V:
+// ceil(Wout / C) blocks of Kp elements, element k of block xb holding
+// columns x = xb C .. xb C + C - 1 of row k.
+static void pass_b_region(const Geometry& g, Workspace& ws, const float* spec,
                           int wout) {
   constexpr int C = kChunkLanes;
   const int M = g.M, Kp = g.Kp;
-  float* vre = ws.v_re.data();
-  float* vim = ws.v_im.data();
+  float* V = ws.v.data();
   for (int kb = 0; kb < Kp / C; ++kb) {
-    const std::size_t off = static_cast<std::size_t>(kb) * M * C;
-    float* ar = ws.t_re.data() + off;
-    float* ai = ws.t_im.data() + off;
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
-    fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
-    {
-      float* FM_R pr = ar;
-      float* FM_R pi = ai;
-      const float* FM_R sr = spec_re + off;
-      const float* FM_R si = spec_im + off;
-      for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
-        const float xr = pr[t], xi = pi[t];
-        pr[t] = xr * sr[t] - xi * si[t];
-        pi[t] = xr * si[t] + xi * sr[t];
+    const std::size_t off = static_cast<std::size_t>(kb) * M * kElem;
+    float* FM_R x = ws.t.data() + off;
+    const float* FM_R sp = spec + off;
+    fft<false>(g.ph, x);
+    for (std::size_t e = 0; e < static_cast<std::size_t>(M) * kElem; e += kElem)
+      for (std::size_t t = 0; t < C; t += VW) {
+        const vf xr = L(x + e + t), xi = L(x + e + C + t);
+        const vf sr = L(sp + e + t), si = L(sp + e + C + t);
+        S(x + e + t, xr * sr - xi * si);
+        S(x + e + C + t, xr * si + xi * sr);
       }
-    }
     // Only columns x < wout (rounded up to whole tiles) are used.
-    fft_run(g.ph, ar, ai, br, bi, C, 1.0f,
-            std::min(M, (wout + C - 1) / C * C));
+    fft<true>(g.ph, x, std::min(M, (wout + C - 1) / C * C));
     int xv = 0;
     for (; xv + C <= wout || (xv < wout && xv + C <= M); xv += C) {
-      const std::size_t d =
-          (static_cast<std::size_t>(xv / C) * Kp + kb * C) * C;
-      tr16(ar + static_cast<std::size_t>(xv) * C, vre + d);
-      tr16(ai + static_cast<std::size_t>(xv) * C, vim + d);
+      float* d = V + (static_cast<std::size_t>(xv / C) * Kp + kb * C) * kElem;
+      const float* s = x + static_cast<std::size_t>(xv) * kElem;
+      tr16(s, kElem, d, kElem);
+      tr16(s + C, kElem, d + C, kElem);
     }
-    for (int x = xv; x < wout; ++x) {
-      const int xb = x / C, xc = x % C;
-      float* FM_R dr =
-          vre + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
-      float* FM_R di =
-          vim + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
-      const float* FM_R sr = ar + static_cast<std::size_t>(x) * C;
-      const float* FM_R si = ai + static_cast<std::size_t>(x) * C;
+    for (int xx = xv; xx < wout; ++xx) {
+      float* FM_R d = V + (static_cast<std::size_t>(xx / C) * Kp + kb * C) * kElem +
+                      xx % C;
+      const float* FM_R s = x + static_cast<std::size_t>(xx) * kElem;
       for (int kk = 0; kk < C; ++kk) {
-        dr[kk * C] = sr[kk];
-        di[kk * C] = si[kk];
+        d[kk * kElem] = s[kk];
+        d[kk * kElem + C] = s[C + kk];
       }
     }
   }
@@ -559,43 +528,37 @@ static void pass_c(const Geometry& g, Workspace& ws, int hout, int wout,
   constexpr int C = kChunkLanes;
   const int Nh = g.Nh, Kp = g.Kp;
   const float* untw = g.untw.data();
+  const int* pos = g.posv.data();
+  float* z = ws.a.data();
   for (int x0 = 0; x0 < wout; x0 += C) {
     const int cw = std::min(C, wout - x0);
-    const std::size_t off = static_cast<std::size_t>(x0 / C) * Kp * C;
-    const float* vr = ws.v_re.data() + off;
-    const float* vi = ws.v_im.data() + off;
-    float* ar = ws.a_re.data();
-    float* ai = ws.a_im.data();
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
+    const float* vc = ws.v.data() + static_cast<std::size_t>(x0 / C) * Kp * kElem;
+    // Z[k] = X[k] + X*[Nh - k] + i w^k (X[k] - X*[Nh - k]), stored
+    // digit-reversed for the inverse transform.
     for (int k = 0; k < Nh; ++k) {
-      const float* FM_R xr = vr + static_cast<std::size_t>(k) * C;
-      const float* FM_R xi = vi + static_cast<std::size_t>(k) * C;
-      const float* FM_R cr = vr + static_cast<std::size_t>(Nh - k) * C;
-      const float* FM_R ci = vi + static_cast<std::size_t>(Nh - k) * C;
+      const float* FM_R xk = vc + static_cast<std::size_t>(k) * kElem;
+      const float* FM_R xc = vc + static_cast<std::size_t>(Nh - k) * kElem;
+      float* FM_R zk = z + static_cast<std::size_t>(pos[k]) * kElem;
       const float wr = untw[2 * k], wi = untw[2 * k + 1];
-      float* FM_R zr = ar + static_cast<std::size_t>(k) * C;
-      float* FM_R zi = ai + static_cast<std::size_t>(k) * C;
-      for (int c = 0; c < C; ++c) {
-        const float er = xr[c] + cr[c], ei = xi[c] - ci[c];
-        const float dr = xr[c] - cr[c], di = xi[c] + ci[c];
-        const float orr = dr * wr - di * wi, oi = dr * wi + di * wr;
-        zr[c] = er - oi;
-        zi[c] = ei + orr;
+      for (std::size_t t = 0; t < C; t += VW) {
+        const vf ar = L(xk + t), ai = L(xk + C + t), br = L(xc + t),
+                 bi = L(xc + C + t);
+        const vf er = ar + br, ei = ai - bi, dr = ar - br, di = ai + bi;
+        const vf orr = dr * wr - di * wi, oi = dr * wi + di * wr;
+        S(zk + t, er - oi);
+        S(zk + C + t, ei + orr);
       }
     }
-    fft_run(g.pv, ar, ai, br, bi, C, 1.0f, (hout + 1) / 2);
-    for (int j = 0; j < Nh; ++j) {
-      const int y0 = 2 * j, y1 = 2 * j + 1;
-      if (y0 < hout) {
-        const float* FM_R s = ar + static_cast<std::size_t>(j) * C;
-        float* FM_R d = corr + y0 * cs + x0;
-        for (int c = 0; c < cw; ++c) d[c] = s[c];
-      }
-      if (y1 < hout) {
-        const float* FM_R s = ai + static_cast<std::size_t>(j) * C;
-        float* FM_R d = corr + y1 * cs + x0;
-        for (int c = 0; c < cw; ++c) d[c] = s[c];
+    fft<true>(g.pv, z, (hout + 1) / 2);
+    for (int j = 0; 2 * j < hout; ++j) {
+      const float* FM_R e = z + static_cast<std::size_t>(j) * kElem;
+      for (int half = 0; half < 2 && 2 * j + half < hout; ++half) {
+        const float* FM_R s = e + half * C;
+        float* FM_R d = corr + (2 * j + half) * cs + x0;
+        if (cw == C)
+          for (std::size_t t = 0; t < C; t += VW) S(d + t, L(s + t));
+        else
+          for (int c = 0; c < cw; ++c) d[c] = s[c];
       }
     }
   }
@@ -1162,10 +1125,9 @@ static void make_spectrum(const TemplateData& t, const Geometry& g,
                           Workspace& ws, SpecEntry& e) {
   ws.reserve(g, 1, 1);
   // Every element is written by pass_b_template: no need to clear.
-  e.re.resize(static_cast<std::size_t>(g.Kp) * g.M);
-  e.im.resize(static_cast<std::size_t>(g.Kp) * g.M);
+  e.spec.resize(2 * static_cast<std::size_t>(g.Kp) * g.M);
   pass_a(t.tzf.data(), t.w, t.h, t.w, 0.0f, g, ws);
-  e.max_abs = pass_b_template(g, ws, e.re.data(), e.im.data());
+  e.max_abs = pass_b_template(g, ws, e.spec.data());
 }
 
 #ifdef FM_AVX512
@@ -1384,7 +1346,7 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   const double err_num = (3.0 * lg + 16.0) * u32 * t.norm_f * rn;
 
   pass_a(reg, stride, H, W, muf, g, ws);
-  pass_b_region(g, ws, e.re.data(), e.im.data(), wout);
+  pass_b_region(g, ws, e.spec.data(), wout);
   float* corr = ws.corr.data();
   const std::size_t cs = static_cast<std::size_t>(ws.corr_stride);
   pass_c(g, ws, hout, wout, corr, cs);

@@ -44,11 +44,6 @@ struct FftPlan {
 
   explicit FftPlan(int len = 1) : n(len) {
     int r = len;
-    // An odd first radix: the later stages run per sub-transform of
-    // elements f + p0 j (see fft_run), and an odd stride p0 spreads them
-    // over all L1 sets (a stride of 4 elements of 64 bytes would use 1/4).
-    if (r % 5 == 0) { radix.push_back(5); r /= 5; }
-    else if (r % 3 == 0) { radix.push_back(3); r /= 3; }
     while (r % 4 == 0) { radix.push_back(4); r /= 4; }
     while (r % 2 == 0) { radix.push_back(2); r /= 2; }
     while (r % 3 == 0) { radix.push_back(3); r /= 3; }
@@ -79,6 +74,7 @@ struct Geometry {
   int Kp = 0;         // K rounded up to a multiple of C
   FftPlan pv, ph;     // length Nh (vertical), M (horizontal)
   std::vector<float> untw;  // cos, sin of 2 pi k / N, k = 0..Nh
+  std::vector<int> posv;    // where pv's forward transform puts frequency j
 
   Geometry(int n, int m, int c)
       : N(n), M(m), Nh(n / 2), K(n / 2 + 1), C(c),
@@ -88,14 +84,28 @@ struct Geometry {
       untw.push_back(static_cast<float>(std::cos(two_pi * k / N)));
       untw.push_back(static_cast<float>(std::sin(two_pi * k / N)));
     }
+    // The in-place forward transform (decimation in frequency) leaves
+    // frequency j = d0 + p0 (d1 + p1 (d2 + ...)) at d0 n/p0 + d1 n/(p0 p1)
+    // + ...: its mixed-radix digits reversed.
+    posv.resize(static_cast<std::size_t>(pv.n));
+    for (int j = 0; j < pv.n; ++j) {
+      int rest = j, span = pv.n, at = 0;
+      for (int p : pv.radix) {
+        span /= p;
+        at += (rest % p) * span;
+        rest /= p;
+      }
+      posv[static_cast<std::size_t>(j)] = at;
+    }
   }
 };
 
 struct Workspace {
-  std::vector<float> a_re, a_im, b_re, b_im;  // chunk buffers
-  std::vector<float> t_re, t_im;              // pass A -> B
-  std::vector<float> v_re, v_im;              // pass B -> C
-  std::vector<float> corr;                    // hout x corr_stride
+  std::vector<float> a;           // one complex chunk (passes A and C)
+  std::vector<float> b_re, b_im;  // untangled half spectrum (pass A)
+  std::vector<float> t;           // pass A -> B
+  std::vector<float> v;           // pass B -> C
+  std::vector<float> corr;        // hout x corr_stride
   int corr_stride = 0;
   std::vector<double> col1, col2, row1, row2, hi, row_hi;
   std::vector<std::uint32_t> ucol1, ucol2;  // uint8 column sums
@@ -113,17 +123,12 @@ struct Workspace {
   }
   void reserve(const Geometry& g, int hout, int wout) {
     const std::size_t C = static_cast<std::size_t>(g.C);
-    const std::size_t chunk =
-        static_cast<std::size_t>(std::max(std::max(g.Kp, g.M), g.Nh)) * C;
-    grow(a_re, chunk);
-    grow(a_im, chunk);
-    grow(b_re, chunk);
-    grow(b_im, chunk);
-    grow(t_re, static_cast<std::size_t>(g.Kp) * g.M);
-    grow(t_im, static_cast<std::size_t>(g.Kp) * g.M);
+    grow(a, static_cast<std::size_t>(g.Nh) * 2 * C);
+    grow(b_re, static_cast<std::size_t>(g.Kp) * C);
+    grow(b_im, static_cast<std::size_t>(g.Kp) * C);
+    grow(t, 2 * static_cast<std::size_t>(g.Kp) * g.M);
     const std::size_t xb = (static_cast<std::size_t>(wout) + C - 1) / C;
-    grow(v_re, xb * g.Kp * C);
-    grow(v_im, xb * g.Kp * C);
+    grow(v, xb * g.Kp * 2 * C);
     corr_stride = wout;
     grow(corr, static_cast<std::size_t>(hout) * wout);
     grow(col1, static_cast<std::size_t>(g.M) + 1);
@@ -162,7 +167,8 @@ struct TemplateData {
 
 struct SpecEntry {
   std::shared_ptr<const Geometry> gp;  // shared per thread and FFT size
-  std::vector<float> re, im;  // conj(FFT(T')) / (N M), blocks [kb][u][kk]
+  // conj(FFT(T')) / (N M), Kp / C blocks of M elements (pass_b_template).
+  std::vector<float> spec;
   double max_abs = 0.0;       // max |FFT(T')|
   explicit SpecEntry(std::shared_ptr<const Geometry> geo)
       : gp(std::move(geo)) {}
@@ -175,7 +181,16 @@ struct SpecEntry {
 #if (defined(__x86_64__) || defined(_M_X64)) && \
     (defined(__GNUC__) || defined(__clang__))
 #define FM_X86_DISPATCH 1
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+// GCC 12 warns inside its own AVX-512 headers once their intrinsics are
+// inlined (the self-initialised _mm512_undefined_* values, GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
 // The kernels pass vectors only between static inline functions.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -389,8 +404,7 @@ struct SearchState {
     give_buffer(std::move(t.tz));
     give_buffer(std::move(t.tzf));
     for (SpecEntry& e : spectra) {
-      give_buffer(std::move(e.re));
-      give_buffer(std::move(e.im));
+      give_buffer(std::move(e.spec));
     }
   }
 };
@@ -425,10 +439,8 @@ Workspace& thread_workspace() {
 
 void trim_workspace(Workspace& ws) {
   const std::size_t bytes =
-      sizeof(float) * (ws.a_re.capacity() + ws.a_im.capacity() +
-                       ws.b_re.capacity() + ws.b_im.capacity() +
-                       ws.t_re.capacity() + ws.t_im.capacity() +
-                       ws.v_re.capacity() + ws.v_im.capacity() +
+      sizeof(float) * (ws.a.capacity() + ws.b_re.capacity() +
+                       ws.b_im.capacity() + ws.t.capacity() + ws.v.capacity() +
                        ws.corr.capacity()) +
       sizeof(double) * (ws.col1.capacity() + ws.col2.capacity() +
                         ws.row1.capacity() + ws.row2.capacity() +
@@ -516,8 +528,7 @@ NccMatch search_typed(SearchState& im, const P* reg,
     if (e == nullptr) {
       SpecEntry fresh(cached_geometry(N, M));
       const std::size_t ns = static_cast<std::size_t>(fresh.g().Kp) * M;
-      fresh.re = take_buffer<float>(ns);
-      fresh.im = take_buffer<float>(ns);
+      fresh.spec = take_buffer<float>(2 * ns);
       FM_KERNEL(isa, make_spectrum(t, fresh.g(), ws, fresh));
       im.spectra.push_back(std::move(fresh));
       e = &im.spectra.back();
