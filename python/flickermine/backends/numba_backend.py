@@ -1039,7 +1039,7 @@ def _planes(count: int, rows: int, cols: int, phase: int, step: int, pad_cols: b
     first at ``phase`` (see ``_placed``): one array per set of planes keeps the numba call's
     arguments plain arrays (a tuple of arrays is typed in Python at every call, ~10 us)."""
     best = None
-    for r in range(rows, rows + 17):
+    for r in range(rows, rows + 65):
         for c in range(cols, cols + (65 if pad_cols else 1)):
             if (r * c * 8) % 4096 == (256 * step) % 4096 and (best is None or r * c < best[0] * best[1]):
                 best = (r, c)
