@@ -280,17 +280,40 @@ def _fft(ar, ai, br, bi, n, nc, factors, twr, twi, sg):
 
     ``b`` is scratch. Returns True when the result is in ``a``, False when in ``b``.
     """
+    # Ping-pong a -> b -> a ...: _fft_routed with the scratch roles swapped, ending where the
+    # alternation ends.
+    if factors.shape[0] % 2 == 0:
+        _fft_routed(ar, ai, br, bi, ar, ai, ar, ai, n, nc, factors, twr, twi, sg)
+        return True
+    _fft_routed(ar, ai, br, bi, ar, ai, br, bi, n, nc, factors, twr, twi, sg)
+    return False
+
+
+@_jit()
+def _fft_routed(sr, si, ar, ai, br, bi, dr, di, n, nc, factors, twr, twi, sg):
+    """``_fft`` reading its input from ``s`` and writing its result to ``d``; the stages in
+    between alternate ``a`` and ``b``. Saves the copies into and out of the block arrays when
+    the data lives elsewhere. ``s`` is only read by the first stage, so ``d`` may be ``s``
+    unless the transform has a single stage."""
     length = n
     s = 1
     off = 0
-    in_a = True
-    for f in range(factors.shape[0]):
+    last = factors.shape[0] - 1
+    for f in range(last + 1):
         p = factors[f]
         m = length // p
-        if in_a:
-            xr, xi, yr, yi = ar, ai, br, bi
+        if f == 0:
+            xr, xi = sr, si
+        elif f % 2 == 1:
+            xr, xi = ar, ai
         else:
-            xr, xi, yr, yi = br, bi, ar, ai
+            xr, xi = br, bi
+        if f == last:
+            yr, yi = dr, di
+        elif f % 2 == 0:
+            yr, yi = ar, ai
+        else:
+            yr, yi = br, bi
         if p == 4:
             _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
         elif p == 2:
@@ -299,11 +322,9 @@ def _fft(ar, ai, br, bi, n, nc, factors, twr, twi, sg):
             _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
         else:
             _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
-        in_a = not in_a
         off += m * (p - 1)
         s *= p
         length = m
-    return in_a
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,9 +338,16 @@ def _fft(ar, ai, br, bi, n, nc, factors, twr, twi, sg):
 def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, blk):
     """Real DFT along y of ``src[y0:y0+hh, x0:x0+ww] - mean`` zero-padded to 2*half rows.
 
-    Writes bins 0..half of column x to ``t2[x, :half+1]`` for x < ww.
+    Writes bin k of column x to ``t2[k // B, x, k % B]`` (B = block width) for x < ww, and
+    zeros to rows ww.. of every block: the x transforms read the blocks in place.
     """
     ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    bw = t2r.shape[2]
+    for kb in range(t2r.shape[0]):
+        for x in range(ww, t2r.shape[1]):
+            for c in range(bw):
+                t2r[kb, x, c] = 0.0
+                t2i[kb, x, c] = 0.0
     block = ar.shape[1]
     for xb in range(0, ww, block):
         nc = min(block, ww - xb)
@@ -359,100 +387,82 @@ def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, b
                 pi[k, c] = ei + wr * o_i + wi * o_r
         # Transposed store in tiles of 8 rows: each tile's cache lines of ``p`` are read once
         # for all the block's columns (a whole column at a time walks every line of the block).
-        for k0 in range(0, half + 1, 8):
+        for k0 in range(0, half + 1, 8):  # tiles never straddle blocks: bw is a multiple of 8
             k1 = min(k0 + 8, half + 1)
+            kb = k0 // bw
+            base = k0 - kb * bw
             for c in range(nc):
-                dr = t2r[xb + c]
-                di = t2i[xb + c]
+                dr = t2r[kb, xb + c]
+                di = t2i[kb, xb + c]
                 for k in range(k0, k1):
-                    dr[k] = pr[k, c]
-                    di[k] = pi[k, c]
+                    dr[base + k - k0] = pr[k, c]
+                    di[base + k - k0] = pi[k, c]
 
 
 @_jit(fastmath=True)
-def _load_x_block(t2r, t2i, ww, nx, kb, nc, ar, ai):
-    for x in range(nx):
-        if x < ww:
-            sr = t2r[x, kb : kb + nc]
-            si = t2i[x, kb : kb + nc]
-            for c in range(nc):
-                ar[x, c] = sr[c]
-                ai[x, c] = si[c]
-        else:
-            for c in range(nc):
-                ar[x, c] = 0.0
-                ai[x, c] = 0.0
-
-
-@_jit(fastmath=True)
-def _template_x(t2r, t2i, ww, nx, half, fac, twr, twi, specr, speci, blk):
-    """Forward DFT along x of ``t2``; stores the conjugate spectrum in ``spec`` (nx, half+1)."""
-    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
-    block = ar.shape[1]
-    for kb in range(0, half + 1, block):
-        nc = min(block, half + 1 - kb)
-        _load_x_block(t2r, t2i, ww, nx, kb, nc, ar, ai)
-        if _fft(ar, ai, br, bi, nx, nc, fac, twr, twi, -1.0):
-            zr, zi = ar, ai
-        else:
-            zr, zi = br, bi
+def _forward_x(tr, ti, ar, ai, br, bi, nx, nc, fac, twr, twi):
+    """Forward DFT along x of one block (nx, B) of ``t2``, in place (via the block arrays)."""
+    if fac.shape[0] == 1:  # one stage: its input and output must differ
+        _fft_routed(tr, ti, ar, ai, br, bi, br, bi, nx, nc, fac, twr, twi, -1.0)
         for x in range(nx):
-            dr = specr[x, kb : kb + nc]
-            di = speci[x, kb : kb + nc]
             for c in range(nc):
-                dr[c] = zr[x, c]
-                di[c] = -zi[x, c]
+                tr[x, c] = br[x, c]
+                ti[x, c] = bi[x, c]
+    else:
+        _fft_routed(tr, ti, ar, ai, br, bi, tr, ti, nx, nc, fac, twr, twi, -1.0)
 
 
 @_jit(fastmath=True)
-def _correlate_x(t2r, t2i, ww, nx, half, fac, tw, specr, speci, wout, u2r, u2i, blk):
-    """Forward DFT along x, times ``spec``, inverse DFT along x; rows x < wout into ``u2``."""
+def _transform_x(t2r, t2i, nx, half, fac, tw, specr, speci, u2r, u2i, blk, template):
+    """Forward DFT along x of each block of ``t2`` (in place). A template's (``template``):
+    stores the conjugate spectrum in ``spec`` (nx, half+1). A region's: times ``spec``, then
+    the inverse DFT along x into the same block of ``u2``."""
     ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
-    block = ar.shape[1]
-    for kb in range(0, half + 1, block):
-        nc = min(block, half + 1 - kb)
-        _load_x_block(t2r, t2i, ww, nx, kb, nc, ar, ai)
-        if _fft(ar, ai, br, bi, nx, nc, fac, tw[0], tw[1], -1.0):
-            pr, pi, qr, qi = ar, ai, br, bi
-        else:
-            pr, pi, qr, qi = br, bi, ar, ai
+    bw = t2r.shape[2]
+    for b in range(t2r.shape[0]):
+        kb = b * bw
+        nc = min(bw, half + 1 - kb)
+        tr = t2r[b]
+        ti = t2i[b]
+        _forward_x(tr, ti, ar, ai, br, bi, nx, nc, fac, tw[0], tw[1])
         for x in range(nx):
             spr = specr[x, kb : kb + nc]
             spi = speci[x, kb : kb + nc]
+            if template:
+                for c in range(nc):
+                    spr[c] = tr[x, c]
+                    spi[c] = -ti[x, c]
+                continue
             for c in range(nc):
                 sr = spr[c]
                 si = spi[c]
-                vr = pr[x, c]
-                vi = pi[x, c]
-                pr[x, c] = vr * sr - vi * si
-                pi[x, c] = vr * si + vi * sr
-        if _fft(pr, pi, qr, qi, nx, nc, fac, tw[2], tw[3], 1.0):
-            zr, zi = pr, pi
-        else:
-            zr, zi = qr, qi
-        for x in range(wout):
-            dr = u2r[x, kb : kb + nc]
-            di = u2i[x, kb : kb + nc]
-            for c in range(nc):
-                dr[c] = zr[x, c]
-                di[c] = zi[x, c]
+                vr = tr[x, c]
+                vi = ti[x, c]
+                tr[x, c] = vr * sr - vi * si
+                ti[x, c] = vr * si + vi * sr
+        if not template:
+            _fft_routed(tr, ti, ar, ai, br, bi, u2r[b], u2i[b], nx, nc, fac, tw[2], tw[3], 1.0)
 
 
 @_jit(fastmath=True)
 def _inverse_y(u2r, u2i, wout, hout, half, fac, twr, twi, post, scale, num, blk):
-    """Inverse real DFT along y of the half spectrum ``u2[x, :half+1]``; rows < hout into ``num``."""
+    """Inverse real DFT along y of the half spectrum in the blocks of ``u2`` (see
+    ``_forward_y``); rows < hout into ``num``."""
     ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
     block = ar.shape[1]
     for xb in range(0, wout, block):
         nc = min(block, wout - xb)
+        bw = u2r.shape[2]
         for k0 in range(0, half + 1, 8):  # transposed load in tiles (see _forward_y)
             k1 = min(k0 + 8, half + 1)
+            kb = k0 // bw
+            base = k0 - kb * bw
             for c in range(nc):
-                sr = u2r[xb + c]
-                si = u2i[xb + c]
+                sr = u2r[kb, xb + c]
+                si = u2i[kb, xb + c]
                 for k in range(k0, k1):
-                    br[k, c] = sr[k]
-                    bi[k, c] = si[k]
+                    br[k, c] = sr[base + k - k0]
+                    bi[k, c] = si[base + k - k0]
         for k in range(half):
             km = half - k
             wr = post[0, k]
@@ -912,7 +922,7 @@ def _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, scores, bnd, rows):
 
 @_jit()
 def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, fac_y, twy, fac_x, twx, post,
-                log2n, blk, t2, u2, maps, rows, acc, pre, iacc, ipre):
+                log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre):
     h, w = tz.shape
     hout = hh - h + 1
     wout = ww - w + 1
@@ -921,9 +931,9 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, f
     mode = _pixel_mode(frame, ry, rx, hh, ww, is_uint8)
     mean, region_ss, abs_total = _region_totals(frame, ry, rx, hh, ww, mode)
     num = maps[0]
-    _forward_y(frame, ry, rx, hh, ww, mean, half, fac_y, twy[0], twy[1], post, t2[0], t2[1], blk)
-    _correlate_x(t2[0], t2[1], ww, nx, half, fac_x, twx, specr, speci, wout, u2[0], u2[1], blk)
-    _inverse_y(u2[0], u2[1], wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx), num,
+    _forward_y(frame, ry, rx, hh, ww, mean, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
+    _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, u2r, u2i, blk, False)
+    _inverse_y(u2r, u2i, wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx), num,
                blk)
     # Rounding error of the FFT numerator: max-norm <= 2-norm of the error of a convolution by
     # FFT, <~ c u log2(N) ||region - mean||_2 ||template'||_1; c = 16 is generous.
@@ -1049,19 +1059,25 @@ def _planes(count: int, rows: int, cols: int, phase: int, step: int, pad_cols: b
 
 
 def _workspace(plan: _Plan) -> tuple:
-    """Per-thread scratch arrays for one FFT size: FFT blocks (4, rows, _BLOCK), the y and x
-    half-spectra t2, u2 (2, nx, cols), score maps (3, ny, nx) and per-row maxima (2, ny)."""
+    """Per-thread scratch arrays for one FFT size: FFT blocks (4, rows, _BLOCK), the half
+    spectra after the y transform (t2 real, imaginary) and after the x correlation (u2), score
+    maps (3, ny, nx) and per-row maxima (2, ny)."""
     spaces = getattr(_local, "spaces", None)
     if spaces is None:
         spaces = _local.spaces = {}
     space = spaces.get((plan.ny, plan.nx))
     if space is None:
         rows = max(plan.nx, plan.half + 1)
-        cols = plan.half + 1
+        # Half-spectrum blocks (k // _BLOCK, x, k % _BLOCK), rows padded to a multiple of 8 so
+        # that every block starts at its array's phase; zeros: rows x >= ww stay zero.
+        blocks = (plan.half + 1 + _BLOCK - 1) // _BLOCK
+        padded = (plan.nx + 7) // 8 * 8
         space = (
             _planes(4, rows, _BLOCK, 0, 4, pad_cols=False),
-            _planes(2, plan.nx, cols, 2, 8),
-            _planes(2, plan.nx, cols, 6, 8),
+            _placed((blocks, padded, _BLOCK), 2, zero=True),
+            _placed((blocks, padded, _BLOCK), 10, zero=True),
+            _placed((blocks, padded, _BLOCK), 6),
+            _placed((blocks, padded, _BLOCK), 14),
             _planes(3, plan.ny, plan.nx, 1, 4),
             _placed((2, plan.ny), 15),
         )
@@ -1145,12 +1161,12 @@ def _spectrum(entry: _Template, plan: _Plan, space: tuple) -> tuple:
     if spec is not None:
         return spec
     h, w = entry.pixels.shape
-    blk, t2 = space[0], space[1]
+    blk, t2r, t2i = space[0], space[1], space[2]
     _forward_y(entry.tz, 0, 0, h, w, 0.0, plan.half, plan.fac_y, plan.twy[0], plan.twy[1], plan.post,
-               t2[0], t2[1], blk)
+               t2r, t2i, blk)
     specr = _placed((plan.nx, plan.half + 1), 3)
     speci = _placed((plan.nx, plan.half + 1), 7)
-    _template_x(t2[0], t2[1], w, plan.nx, plan.half, plan.fac_x, plan.twx[0], plan.twx[1], specr, speci, blk)
+    _transform_x(t2r, t2i, plan.nx, plan.half, plan.fac_x, plan.twx, specr, speci, t2r, t2i, blk, True)
     spec = (specr, speci)
     entry.spectra[(plan.ny, plan.nx)] = spec
     with _cache_lock:
