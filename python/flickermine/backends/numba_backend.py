@@ -82,6 +82,37 @@ def _jit(fastmath: bool = False):
 # --------------------------------------------------------------------------------------------
 
 
+def _inline_jit(function):
+    """``_jit`` for small helpers of the butterfly loops, inlined by numba itself (before LLVM
+    sees the loop) so that the loops still vectorise."""
+    options = dict(nogil=True, fastmath=True, error_model="numpy", inline="always")
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except Exception:
+        return numba.njit(cache=False, **options)(function)
+
+
+@_inline_jit
+def _put(yr, yi, row, c, ar, ai, wr, wi):
+    """y[row, c] = a * w (complex)."""
+    yr[row, c] = ar * wr - ai * wi
+    yi[row, c] = ar * wi + ai * wr
+
+
+@_inline_jit
+def _dft3_term(ar, ai, br, bi, cr, ci, h, e):
+    """Output k of a radix-3 DFT of (a, b, c): a + h (b + c) + i e (b - c), with (h, e) =
+    (1, 0), (-1/2, sn), (-1/2, -sn) for k = 0, 1, 2 (sn = sign * sin(2 pi / 3))."""
+    return ar + h * (br + cr) - e * (bi - ci), ai + h * (bi + ci) + e * (br - cr)
+
+
+@_inline_jit
+def _put_sum_diff(yr, yi, row_a, row_b, c, ar, ai, vr, vi, war, wai, wbr, wbi):
+    """y[row_a, c] = (a + v) * wa, y[row_b, c] = (a - v) * wb (complex): a radix-2 step."""
+    _put(yr, yi, row_a, c, ar + vr, ai + vi, war, wai)
+    _put(yr, yi, row_b, c, ar - vr, ai - vi, wbr, wbi)
+
+
 @_jit(fastmath=True)
 def _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc):
     for j in range(m):
@@ -101,8 +132,7 @@ def _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc):
                 yi[o0, c] = a0i + a1i
                 br = a0r - a1r
                 bi = a0i - a1i
-                yr[o1, c] = br * w1r - bi * w1i
-                yi[o1, c] = br * w1i + bi * w1r
+                _put(yr, yi, o1, c, br, bi, w1r, w1i)
 
 
 @_jit(fastmath=True)
@@ -139,10 +169,8 @@ def _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                 b1i = t2i + ur
                 b2r = t2r + ui
                 b2i = t2i - ur
-                yr[o1, c] = b1r * w1r - b1i * w1i
-                yi[o1, c] = b1r * w1i + b1i * w1r
-                yr[o2, c] = b2r * w2r - b2i * w2i
-                yi[o2, c] = b2r * w2i + b2i * w2r
+                _put(yr, yi, o1, c, b1r, b1i, w1r, w1i)
+                _put(yr, yi, o2, c, b2r, b2i, w2r, w2i)
 
 
 @_jit(fastmath=True)
@@ -188,12 +216,9 @@ def _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                 b1i = t1i + t3r
                 b3r = t1r + t3i
                 b3i = t1i - t3r
-                yr[o1, c] = b1r * w1r - b1i * w1i
-                yi[o1, c] = b1r * w1i + b1i * w1r
-                yr[o2, c] = b2r * w2r - b2i * w2i
-                yi[o2, c] = b2r * w2i + b2i * w2r
-                yr[o3, c] = b3r * w3r - b3i * w3i
-                yi[o3, c] = b3r * w3i + b3i * w3r
+                _put(yr, yi, o1, c, b1r, b1i, w1r, w1i)
+                _put(yr, yi, o2, c, b2r, b2i, w2r, w2i)
+                _put(yr, yi, o3, c, b3r, b3i, w3r, w3i)
 
 
 @_jit(fastmath=True)
@@ -245,10 +270,8 @@ def _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                 b1i = m1i + n1r
                 b4r = m1r + n1i
                 b4i = m1i - n1r
-                yr[o1, c] = b1r * w1r - b1i * w1i
-                yi[o1, c] = b1r * w1i + b1i * w1r
-                yr[o4, c] = b4r * w4r - b4i * w4i
-                yi[o4, c] = b4r * w4i + b4i * w4r
+                _put(yr, yi, o1, c, b1r, b1i, w1r, w1i)
+                _put(yr, yi, o4, c, b4r, b4i, w4r, w4i)
             for c in range(nc):
                 a0r = xr[i0, c]
                 a0i = xi[i0, c]
@@ -268,10 +291,108 @@ def _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                 b2i = m2i + n2r
                 b3r = m2r + n2i
                 b3i = m2i - n2r
-                yr[o2, c] = b2r * w2r - b2i * w2i
-                yi[o2, c] = b2r * w2i + b2i * w2r
-                yr[o3, c] = b3r * w3r - b3i * w3i
-                yi[o3, c] = b3r * w3i + b3i * w3r
+                _put(yr, yi, o2, c, b2r, b2i, w2r, w2i)
+                _put(yr, yi, o3, c, b3r, b3i, w3r, w3i)
+
+
+@_jit(fastmath=True)
+def _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    # Radix 6 replaces a radix-2 and a radix-3 stage (270 = 6 3 3 5, 360 = 4 6 3 5): a stage
+    # costs about the same per element whatever its radix here, so one fewer is a fifth to a
+    # quarter of a transform. Three passes of two outputs: more output rows in one loop and
+    # LLVM stops vectorising (see _radix5).
+    sn = sg * 0.86602540378443864676
+    for j in range(m):
+        tw = off + 5 * j  # twiddle of output k at tw + k - 1, loaded by the pass that needs it
+        for q in range(s):
+            i0 = q + s * j
+            sm = s * m
+            i1 = i0 + sm
+            i2 = i1 + sm
+            i3 = i2 + sm
+            i4 = i3 + sm
+            i5 = i4 + sm
+            o0 = q + 6 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            o3 = o2 + s
+            o4 = o3 + s
+            o5 = o4 + s
+            # X_k = A_(k mod 3) + w6^k B_(k mod 3), A = DFT3(a0, a2, a4), B = DFT3(a1, a3, a5);
+            # three passes of two outputs (k, k + 3) each; w6 = 1/2 + sn i, w6^2 = -1/2 + sn i.
+            w3r, w3i = twr[tw + 2], twi[tw + 2]
+            for c in range(nc):
+                ar = xr[i0, c] + xr[i2, c] + xr[i4, c]
+                ai = xi[i0, c] + xi[i2, c] + xi[i4, c]
+                br = xr[i1, c] + xr[i3, c] + xr[i5, c]
+                bi = xi[i1, c] + xi[i3, c] + xi[i5, c]
+                _put_sum_diff(yr, yi, o0, o3, c, ar, ai, br, bi, 1.0, 0.0, w3r, w3i)
+            w1r, w1i, w4r, w4i = twr[tw], twi[tw], twr[tw + 3], twi[tw + 3]
+            for c in range(nc):
+                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], -0.5, sn)
+                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], -0.5, sn)
+                _put_sum_diff(yr, yi, o1, o4, c, ar, ai, 0.5 * br - sn * bi, 0.5 * bi + sn * br, w1r, w1i, w4r, w4i)
+            w2r, w2i, w5r, w5i = twr[tw + 1], twi[tw + 1], twr[tw + 4], twi[tw + 4]
+            for c in range(nc):
+                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], -0.5, -sn)
+                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], -0.5, -sn)
+                _put_sum_diff(yr, yi, o2, o5, c, ar, ai, -0.5 * br - sn * bi, -0.5 * bi + sn * br, w2r, w2i, w5r,
+                              w5i)
+
+
+@_jit(fastmath=True)
+def _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    # Radix 9 for two radix-3 stages (135 = 9 3 5, 270 = 6 9 5; see _radix6).
+    # X[k1 + 3 k2] = sum_r2 W9^(r2 k1) W3^(r2 k2) U[r2, k1], U[r2, k1] = DFT3(a[r2], a[r2+3],
+    # a[r2+6])[k1]: one pass per k1 (three outputs), so that each loop stores six rows.
+    sn = sg * 0.86602540378443864676
+    c1 = math.cos(2 * math.pi / 9)
+    s1 = sg * math.sin(2 * math.pi / 9)
+    c2 = math.cos(4 * math.pi / 9)
+    s2 = sg * math.sin(4 * math.pi / 9)
+    c4 = math.cos(8 * math.pi / 9)
+    s4 = sg * math.sin(8 * math.pi / 9)
+    for j in range(m):
+        for q in range(s):
+            i0 = q + s * j
+            sm = s * m
+            o0 = q + 9 * s * j
+            for k1 in range(3):
+                # stage twiddles for outputs k1, k1 + 3, k1 + 6
+                wa_r = 1.0 if k1 == 0 else twr[off + 8 * j + k1 - 1]
+                wa_i = 0.0 if k1 == 0 else twi[off + 8 * j + k1 - 1]
+                wb_r = twr[off + 8 * j + k1 + 2]
+                wb_i = twi[off + 8 * j + k1 + 2]
+                wc_r = twr[off + 8 * j + k1 + 5]
+                wc_i = twi[off + 8 * j + k1 + 5]
+                # internal twiddles W9^(r2 k1), r2 = 1, 2
+                if k1 == 0:
+                    t1r, t1i, t2r, t2i = 1.0, 0.0, 1.0, 0.0
+                elif k1 == 1:
+                    t1r, t1i, t2r, t2i = c1, s1, c2, s2
+                else:
+                    t1r, t1i, t2r, t2i = c2, s2, c4, s4
+                # DFT3 of (a, b, c) at k1: a + hk (b + c) + i ek (b - c).
+                ek = 0.0 if k1 == 0 else (sn if k1 == 1 else -sn)
+                hk = 1.0 if k1 == 0 else -0.5
+                for c in range(nc):
+                    u0r, u0i = _dft3_term(xr[i0, c], xi[i0, c], xr[i0 + 3 * sm, c], xi[i0 + 3 * sm, c],
+                                          xr[i0 + 6 * sm, c], xi[i0 + 6 * sm, c], hk, ek)
+                    v_r, v_i = _dft3_term(xr[i0 + sm, c], xi[i0 + sm, c], xr[i0 + 4 * sm, c], xi[i0 + 4 * sm, c],
+                                          xr[i0 + 7 * sm, c], xi[i0 + 7 * sm, c], hk, ek)
+                    u1r = v_r * t1r - v_i * t1i
+                    u1i = v_r * t1i + v_i * t1r
+                    v_r, v_i = _dft3_term(xr[i0 + 2 * sm, c], xi[i0 + 2 * sm, c], xr[i0 + 5 * sm, c],
+                                          xi[i0 + 5 * sm, c], xr[i0 + 8 * sm, c], xi[i0 + 8 * sm, c], hk, ek)
+                    u2r = v_r * t2r - v_i * t2i
+                    u2i = v_r * t2i + v_i * t2r
+                    # DFT3 over r2 -> outputs k1, k1 + 3, k1 + 6
+                    x0r, x0i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, 1.0, 0.0)
+                    x1r, x1i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, -0.5, sn)
+                    x2r, x2i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, -0.5, -sn)
+                    _put(yr, yi, o0 + k1 * s, c, x0r, x0i, wa_r, wa_i)
+                    _put(yr, yi, o0 + (k1 + 3) * s, c, x1r, x1i, wb_r, wb_i)
+                    _put(yr, yi, o0 + (k1 + 6) * s, c, x2r, x2i, wc_r, wc_i)
 
 
 @_jit()
@@ -316,6 +437,10 @@ def _fft_routed(sr, si, ar, ai, br, bi, dr, di, n, nc, factors, twr, twi, sg):
             yr, yi = br, bi
         if p == 4:
             _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        elif p == 6:
+            _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        elif p == 9:
+            _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
         elif p == 2:
             _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc)
         elif p == 3:
@@ -967,12 +1092,12 @@ def _smooth(n: int, even: bool = False) -> int:
 
 
 def _factors(n: int) -> np.ndarray:
+    """Radices: 4s, then a 6 for a lone 2 when there is a 3, then 2, 9s, 3, 5s: the fewest
+    stages that the kernels cover."""
     out = []
-    while n % 4 == 0:
-        out.append(4)
-        n //= 4
-    for p in (2, 3, 5):
-        while n % p == 0:
+    # (radix, at most how many): a 6 takes a lone 2 with a 3, a 9 two 3s.
+    for p, most in ((4, None), (6, 1), (2, 1), (9, None), (3, None), (5, None)):
+        while n % p == 0 and (most is None or out.count(p) < most):
             out.append(p)
             n //= p
     assert n == 1
