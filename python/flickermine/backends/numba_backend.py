@@ -8,7 +8,7 @@ One search (template ``T`` h x w, region ``R`` H x W):
    mean-subtracted region zero-padded to ``Ny x Nx`` (the smallest 2,3,5-smooth sizes >= H, W:
    circular correlation does not wrap into the valid placements), times the conjugate spectrum
    of the zero-mean template, transformed back, in float64. The transforms are mixed-radix
-   (2, 3, 4, 5) Stockham FFTs run on blocks of columns, so every butterfly is a loop along
+   (2, 3, 4, 5, 6, 9) Stockham FFTs run on blocks of columns, so every butterfly is a loop along
    contiguous memory that LLVM vectorises; the real transform along y packs row pairs into one
    complex row. Template spectra are cached (keyed on frame buffer and box, verified on the
    template pixels at every hit), so a template searched in successive frames is transformed once.
@@ -18,8 +18,10 @@ One search (template ``T`` h x w, region ``R`` H x W):
 3. **Exact rescoring.** Each approximate score carries a bound on its error (FFT rounding,
    ``c u log2(N) ||R'||_2 ||T'||_1``, divided by the window norm; plus the statistics' error).
    The best approximate placement is recomputed directly in float64, then every placement whose
-   approximate score plus its bound reaches the best exact score so far. The returned score is
-   a direct float64 computation and the argmax is the first maximum in row-major order.
+   approximate score plus its bound reaches the best exact score so far. (With integer pixels
+   the comparison runs in the domain ``s |s|``, monotone in the score, which needs no square
+   root per placement.) The returned score is a direct float64 computation and the argmax is
+   the first maximum in row-major order.
 
 Small searches (few placements, or a template as large as the region) skip the FFT and score
 every placement directly. Everything is compiled on first use and cached on disk where the
@@ -877,25 +879,31 @@ def _prefix_u8(c1, c2, ww, p1, p2):
 
 
 @_jit(fastmath=True)
-def _score_row_int(num_row, p0, p0w, p1, p1w, wout, n, q_flat, q_low, c0, err_num, srow, brow):
-    """One row of mode 0 scores and bounds.
+def _score_row_int(num_row, p0, p0w, p1, p1w, wout, n, q_flat, err_num, srow, brow):
+    """One row of mode 0 scores and bounds, in the domain G = c |c| / q (c the numerator,
+    q = n * sum of squared deviations): G = s |s| t_ss / n is monotone in the score s and
+    needs no square root. srow = G (0 for a flat window), brow = G's upper bound minus srow
+    (0 for a flat window: its score is exactly 0).
 
     ``q = n * a2 - a1^2`` is exact (integers), so "flat" is ``q <= q_flat``, the same test as
-    ``q / n <= n * FLAT_VARIANCE`` without the division; ``c0 / sqrt(max(q, q_low))`` equals
-    ``1 / sqrt(t_ss * max(ss, flat_limit))`` to rounding, which the bound's 1e-12 covers.
-    Selects, not ``min`` / ``max``, and no running maximum: either keeps LLVM from
-    vectorising the loop (the square root and division are most of its cost).
+    ``q / n <= n * FLAT_VARIANCE`` without the division. The upper bound uses c + err_num
+    (err_num bounds |c - exact c|); 1e-12 relative covers the roundings of G. Selects, not
+    ``min`` / ``max``, and no running maximum: either keeps LLVM from vectorising the loop.
     """
     for x in range(wout):
         a1 = float(p0w[x] - p0[x])
         a2 = float(p1w[x] - p1[x])
         q = n * a2 - a1 * a1
-        inv = c0 / np.sqrt(q if q > q_low else q_low)
-        inv = 0.0 if q <= q_flat else inv
-        s = num_row[x] * inv
-        s = 1.0 if s > 1.0 else s
-        srow[x] = -1.0 if s < -1.0 else s
-        brow[x] = err_num * inv + 1e-12
+        flat = q <= q_flat
+        r = 1.0 / (1.0 if flat else q)
+        r = 0.0 if flat else r
+        c = num_row[x]
+        g = c * abs(c) * r
+        h = c + err_num
+        gh = h * abs(h) * r
+        srow[x] = g
+        b = (gh - g) + 1e-12 * abs(gh) + 1e-300
+        brow[x] = 0.0 if flat else b
 
 
 @_jit(fastmath=True)
@@ -946,7 +954,6 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
     ww = wout + w - 1
     flat_limit = n * FLAT_VARIANCE
     q_flat = _flat_threshold(float(n), flat_limit)
-    c0 = np.sqrt(n / t_ss)
     if mode == 0 and is_uint8:
         for x in range(ww):
             iacc[0, x] = 0
@@ -958,8 +965,8 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
             else:
                 _slide_u8(frame, ry + y + h - 1, ry + y - 1, rx, ww, iacc[0], iacc[1])
             _prefix_u8(iacc[0], iacc[1], ww, ipre[0], ipre[1])
-            _score_row_int(num[y], ipre[0], ipre[0, w:], ipre[1], ipre[1, w:], wout, float(n), q_flat,
-                           n * flat_limit, c0, err_num, scores[y], bnd[y])
+            _score_row_int(num[y], ipre[0], ipre[0, w:], ipre[1], ipre[1, w:], wout, float(n), q_flat, err_num,
+                           scores[y], bnd[y])
             rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
         return
     for r in range(4):
@@ -977,8 +984,8 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
                 _slide_vertical_changes(frame, ry + y + h - 1, ry + y, rx, ww, acc)
         _prefix_rows(acc, ww, mode, pre)
         if mode == 0:
-            _score_row_int(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], wout, float(n), q_flat,
-                           n * flat_limit, c0, err_num, scores[y], bnd[y])
+            _score_row_int(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], wout, float(n), q_flat, err_num,
+                           scores[y], bnd[y])
             rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
             continue
         for x in range(wout):
@@ -1012,7 +1019,9 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
 @_jit()
 def _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, scores, bnd, rows):
     """First maximum: the best approximate placement, rescored exactly, then every placement
-    whose approximate score plus its error bound reaches the best exact score."""
+    whose approximate score plus its error bound reaches the best exact score. Mode 0 maps
+    are in the domain G = s |s| t_ss / n (see ``_score_row_int``), mode 1 maps are scores."""
+    g_scale = t_ss / tz.size if mode == 0 else 0.0
     best = -np.inf
     by = 0
     for y in range(hout):
@@ -1024,25 +1033,37 @@ def _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, scores, bnd, rows):
         bx += 1
     bidx = by * wout + bx
     best = _exact_score(tz, t_ss, frame, ry + by, rx + bx, mode)
+    bar = _bar(best, g_scale)
     rescored = 1
     for y in range(hout):
-        if rows[1, y] < best:
+        if rows[1, y] < bar:
             continue
         for x in range(wout):
             idx = y * wout + x
-            if idx == bidx or scores[y, x] + bnd[y, x] < best:
+            if idx == bidx or scores[y, x] + bnd[y, x] < bar:
                 continue
             if bnd[y, x] == 0.0:
-                e = scores[y, x]  # exactly known (a flat window)
+                e = scores[y, x]  # exactly known (a flat window: 0 in either domain)
             else:
                 e = _exact_score(tz, t_ss, frame, ry + y, rx + x, mode)
                 rescored += 1
             if e > best or (e == best and idx < bidx):
                 best = e
                 bidx = idx
+                bar = _bar(best, g_scale)
     by = bidx // wout
     bx = bidx - by * wout
     return best, by, bx, rescored
+
+
+@_jit()
+def _bar(score, g_scale):
+    """What an upper bound must reach to beat ``score``: the score itself, or (g_scale > 0)
+    its G = s |s| g_scale less the rounding of that product."""
+    if g_scale == 0.0:
+        return score
+    g = score * abs(score) * g_scale
+    return g - 1e-12 * abs(g) - 1e-300
 
 
 @_jit()
