@@ -1,14 +1,14 @@
 // Private to ncc.cpp: the hot kernels of the NCC search (vector FFT,
 // spectrum product, window sums, exact refinement). ncc.cpp includes this
-// file twice, once compiled for baseline x86-64/aarch64 and once (x86-64
-// only) under an AVX2+FMA target pragma, each time inside a different
+// file three times, compiled for baseline x86-64/aarch64 and (x86-64 only)
+// under AVX2+FMA and AVX-512 target pragmas, each time inside a different
 // namespace FM_KNS, and picks one at run time. No include guard on purpose.
 //
-// The FFT is a mixed-radix (2, 3, 4, 5) Stockham autosort transform in which
-// every element is a vector of `lanes` floats (split real and imaginary
-// arrays): row r of a buffer holds lanes [r * lanes, (r + 1) * lanes). The
-// innermost loops therefore run over contiguous memory with a scalar
-// twiddle, which compilers vectorise without intrinsics.
+// The FFT is a mixed-radix (2, 3, 4, 5) in-place transform (decimation in
+// frequency forward, in time inverse) in which every element is a vector of
+// kChunkLanes complex values (16 real parts, then 16 imaginary parts): the
+// butterflies run over contiguous memory with a scalar twiddle, written with
+// generic vectors (one AVX-512 register, two AVX or four SSE/NEON ones).
 #ifndef FM_KNS
 #error "fft.hpp is private to ncc.cpp"
 #endif
@@ -37,23 +37,31 @@ namespace FM_KNS {
 using ::flickermine::detail::g_debug_ratio;
 #endif
 
-// Vector of VW floats: GCC/Clang generic vectors (16 lanes, one AVX-512
-// register, in the AVX-512 kernels; else 8 lanes, one AVX register or two
-// SSE/NEON registers), plain float elsewhere. Lane counts are multiples of
-// VW.
+// Vector of VW floats: GCC/Clang generic vectors of one register, 16 lanes
+// (AVX-512), 8 (AVX2) or 4 (SSE, NEON: wider ones are split into register
+// pairs, and the butterflies' arrays of them spill), plain float elsewhere.
+// vt: 8 lanes, for the 8 x 8 shuffle transposes. Lane counts are multiples
+// of VW.
 #if defined(__GNUC__) || defined(__clang__)
-#ifdef FM_AVX512
+#if defined(FM_AVX512)
 typedef float vf __attribute__((vector_size(64)));
-#else
+#elif defined(FM_AVX2)
 typedef float vf __attribute__((vector_size(32)));
+#else
+typedef float vf __attribute__((vector_size(16)));
 #endif
+typedef float vt __attribute__((vector_size(32)));
 constexpr std::size_t VW = sizeof(vf) / sizeof(float);
-static inline vf L(const float* p) {
-  vf v;
+template <class V = vf>
+static inline V L(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-static inline void S(float* p, const vf& v) { std::memcpy(p, &v, sizeof v); }
+template <class V>
+static inline void S(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
 #else
 typedef float vf;
 constexpr std::size_t VW = 1;
@@ -114,19 +122,20 @@ static inline void tr16(const float* FM_R src, std::size_t ss,
 #ifdef FM_SHUF
 static inline void tr8(const float* src, std::size_t ss, float* dst,
                        std::size_t ds) {
-  const vf r0 = L(src), r1 = L(src + ss), r2 = L(src + 2 * ss),
-           r3 = L(src + 3 * ss), r4 = L(src + 4 * ss), r5 = L(src + 5 * ss),
-           r6 = L(src + 6 * ss), r7 = L(src + 7 * ss);
+  const vt r0 = L<vt>(src), r1 = L<vt>(src + ss), r2 = L<vt>(src + 2 * ss),
+           r3 = L<vt>(src + 3 * ss), r4 = L<vt>(src + 4 * ss),
+           r5 = L<vt>(src + 5 * ss), r6 = L<vt>(src + 6 * ss),
+           r7 = L<vt>(src + 7 * ss);
 #define FM_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
 #define FM_HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
 #define FM_S44(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
 #define FM_SEE(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
 #define FM_P20(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
 #define FM_P31(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
-  const vf t0 = FM_LO(r0, r1), t1 = FM_HI(r0, r1), t2 = FM_LO(r2, r3),
+  const vt t0 = FM_LO(r0, r1), t1 = FM_HI(r0, r1), t2 = FM_LO(r2, r3),
            t3 = FM_HI(r2, r3), t4 = FM_LO(r4, r5), t5 = FM_HI(r4, r5),
            t6 = FM_LO(r6, r7), t7 = FM_HI(r6, r7);
-  const vf u0 = FM_S44(t0, t2), u1 = FM_SEE(t0, t2), u2 = FM_S44(t1, t3),
+  const vt u0 = FM_S44(t0, t2), u1 = FM_SEE(t0, t2), u2 = FM_S44(t1, t3),
            u3 = FM_SEE(t1, t3), u4 = FM_S44(t4, t6), u5 = FM_SEE(t4, t6),
            u6 = FM_S44(t5, t7), u7 = FM_SEE(t5, t7);
   S(dst, FM_P20(u0, u4));

@@ -12,8 +12,9 @@
 // best exact score wins (ties: first in row-major order). Small problems are
 // searched directly in float64.
 //
-// The hot kernels live in fft.hpp, compiled twice: baseline, and on x86-64
-// with GCC/Clang also for AVX2+FMA, chosen at run time (no -march flags).
+// The hot kernels live in fft.hpp, compiled for the baseline and, on x86-64
+// with GCC/Clang, also for AVX2+FMA and for AVX-512, chosen at run time
+// (target pragmas, no -march flags: the module runs on any x86-64).
 #include "ncc.hpp"
 
 #include <algorithm>
@@ -34,8 +35,9 @@ namespace detail {
 double g_debug_ratio = 0.0;
 #endif
 
-// Complex FFT plan of length n: Stockham radices and per-stage twiddles
-// (cos, sin of 2 pi i k / nn for i < m, k = 1..p-1).
+// Complex FFT plan of length n: radices, outermost level first, and per-level
+// twiddles (cos, sin of 2 pi i k / nn for i < m, k = 1..p-1; nn = p m is the
+// sub-transform length at that level).
 struct FftPlan {
   int n = 0;
   std::vector<int> radix;
