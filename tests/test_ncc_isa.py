@@ -93,6 +93,53 @@ def test_every_code_path_matches_float64_reference(isa, dtype, use_isa):
             assert (x, y) == (region[0] + rx, region[1] + ry), name
 
 
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_flat_windows_win_when_nothing_scores_above_zero(isa, dtype, use_isa):
+    """Searches large enough for the FFT path where every window but one is flat: the one
+    window's sign decides between it and the first flat window (score exactly 0)."""
+    if isa not in available_isas():
+        pytest.skip(f"{isa} kernels do not run on this machine")
+    use_isa(isa)
+    from flickermine import _core
+
+    rng = np.random.default_rng(4)
+    template_image = texture(rng, 40, 40)
+    template_image[0, 0] = 255  # above the template's mean: T'(0, 0) > 0
+    box = np.array([[0, 0, 16, 16]])
+    for corner, expected in ((0, (1, 0)), (255, (0, 0)), (None, (0, 0))):
+        image = np.full((80, 90), 120, np.uint8)
+        if corner is not None:
+            image[0, 0] = corner  # only window (0, 0) holds it: negative or positive score
+        t, im = template_image.astype(dtype), image.astype(dtype)
+        region = np.array([[0, 0, 90, 80]])
+        scores, top_left = _core.ncc_search_frames(t, box, [im], region)
+        ref = _core.ncc_score_map_reference(t, box, im, region)
+        assert scores[0] == pytest.approx(ref.max(), abs=1e-6)
+        assert tuple(top_left[0]) == expected, (corner, top_left[0])
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_template_too_large_for_int32_window_sums(isa, use_isa):
+    """h * w > 66051: uint8 window sums of squares overflow 32 bits, so the kernels take their
+    float64 window-sum path."""
+    if isa not in available_isas():
+        pytest.skip(f"{isa} kernels do not run on this machine")
+    use_isa(isa)
+    from flickermine import _core
+
+    rng = np.random.default_rng(8)
+    image = texture(rng, 300, 300)
+    moved = np.roll(image, (4, 3), axis=(0, 1)).copy()
+    box = np.array([[20, 10, 270, 280]])  # 270 x 250 = 67500 pixels
+    region = np.array([[5, 0, 285, 290]])
+    scores, top_left = _core.ncc_search_frames(image, box, [moved], region)
+    ref = _core.ncc_score_map_reference(image, box, moved, region)
+    ry, rx = np.unravel_index(np.argmax(ref), ref.shape)
+    assert scores[0] == pytest.approx(ref.max(), abs=1e-6)
+    assert tuple(top_left[0]) == (region[0, 0] + rx, region[0, 1] + ry)
+
+
 def test_code_paths_agree_on_real_frames(use_isa):
     """Every code path finds the same matches in real video frames, at the benchmark's sizes."""
     import cv2
