@@ -1201,27 +1201,19 @@ static inline __mmask8 tail_mask8(int left) {
                    : static_cast<__mmask8>((1u << left) - 1);
 }
 
-static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
-                             std::ptrdiff_t stride, int W, int hout, int wout,
-                             const float* corr, std::size_t cs,
-                             const RowParams& rp, Workspace& ws, double* best,
-                             int* by, int* bx, int* ncand) {
-  const int h = t.h, w = t.w;
-  std::uint32_t* c1 = ws.ucol1.data();
-  std::uint32_t* c2 = ws.ucol2.data();
-  std::uint32_t* p1 = ws.upre1.data();
-  std::uint32_t* p2 = ws.upre2.data();
-  double* qmap = ws.hi.data();  // hout x wout
-  usums_init(reg, stride, W, h, c1, c2);
-  const __m512d n = _mm512_set1_pd(rp.n), thrq = _mm512_set1_pd(rp.thrq);
-  const __m512d err = _mm512_set1_pd(rp.err);
-  const __m512d one = _mm512_set1_pd(1.0), ngmax = _mm512_set1_pd(-rp.gmax);
-  // Per lane the best lower bound as a fraction ln / ld (ld > 0); two sets
-  // to halve the compare-and-blend dependency chains.
-  __m512d ln0 = ngmax, ld0 = one, ln1 = ngmax, ld1 = one;
-  int flat_y = -1, flat_x = 0;
-  auto step = [&](int y, int x, double* qrow, const float* crow, __m512d& ln,
-                  __m512d& ld) {
+// Pass 1 of search_u8_avx512 on 8 positions (x .. x + 7 of row y, masked at
+// the row's end): stores q, notes the first flat window, and keeps the per-
+// lane best lower bound ln / ld. A struct, not a lambda: the target pragma
+// reaches member functions on every compiler.
+struct LowerBoundScan {
+  const std::uint32_t* p1;
+  const std::uint32_t* p2;
+  int w, wout;
+  __m512d n, thrq, err;
+  int flat_y, flat_x;
+
+  inline void step(int y, int x, double* qrow, const float* crow, __m512d& ln,
+                   __m512d& ld) {
     const __mmask8 m = tail_mask8(wout - x);
     const __m256i s1 =
         _mm256_sub_epi32(_mm256_maskz_loadu_epi32(m, p1 + x + w),
@@ -1247,7 +1239,28 @@ static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
         _mm512_mul_pd(ln, q), _CMP_GT_OQ);
     ln = _mm512_mask_mov_pd(ln, bl, lo_sq);
     ld = _mm512_mask_mov_pd(ld, bl, q);
-  };
+  }
+};
+
+static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
+                             std::ptrdiff_t stride, int W, int hout, int wout,
+                             const float* corr, std::size_t cs,
+                             const RowParams& rp, Workspace& ws, double* best,
+                             int* by, int* bx, int* ncand) {
+  const int h = t.h, w = t.w;
+  std::uint32_t* c1 = ws.ucol1.data();
+  std::uint32_t* c2 = ws.ucol2.data();
+  std::uint32_t* p1 = ws.upre1.data();
+  std::uint32_t* p2 = ws.upre2.data();
+  double* qmap = ws.hi.data();  // hout x wout
+  usums_init(reg, stride, W, h, c1, c2);
+  const __m512d n = _mm512_set1_pd(rp.n), thrq = _mm512_set1_pd(rp.thrq);
+  const __m512d err = _mm512_set1_pd(rp.err);
+  const __m512d one = _mm512_set1_pd(1.0), ngmax = _mm512_set1_pd(-rp.gmax);
+  // Per lane the best lower bound as a fraction ln / ld (ld > 0); two sets
+  // to halve the compare-and-blend dependency chains.
+  __m512d ln0 = ngmax, ld0 = one, ln1 = ngmax, ld1 = one;
+  LowerBoundScan scan{p1, p2, w, wout, n, thrq, err, -1, 0};
   for (int y = 0; y < hout; ++y) {
     prefix_advance_u8(y + 1 < hout ? reg + (y + h) * stride : nullptr,
                       reg + y * stride, W, c1, c2, p1, p2);
@@ -1255,12 +1268,13 @@ static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
     const float* crow = corr + y * cs;
     int x = 0;
     for (; x + 16 <= wout; x += 16) {
-      step(y, x, qrow, crow, ln0, ld0);
-      step(y, x + 8, qrow, crow, ln1, ld1);
+      scan.step(y, x, qrow, crow, ln0, ld0);
+      scan.step(y, x + 8, qrow, crow, ln1, ld1);
     }
-    for (; x < wout; x += 8) step(y, x, qrow, crow, ln0, ld0);
+    for (; x < wout; x += 8) scan.step(y, x, qrow, crow, ln0, ld0);
   }
   // The best lower bound L of g (a flat window scores exactly 0).
+  const int flat_y = scan.flat_y, flat_x = scan.flat_x;
   double lns = flat_y >= 0 ? 0.0 : -rp.gmax, lds = 1.0;
   alignas(64) double a[2][16];
   _mm512_store_pd(a[0], ln0);
