@@ -329,16 +329,18 @@ static void fft_level_p(int p, float* x, int m, std::size_t blocks,
 
 // In-place complex FFT of the chunk x (plan.n elements), unnormalised.
 // Forward: decimation in frequency, natural order in, the spectrum out in
-// digit-reversed order (frequency j at Geometry::pos-style position, see
-// digit_reversed_positions in ncc.cpp). Inverse: decimation in time, the
+// digit-reversed order (frequency j at Geometry::posv[j] for the vertical
+// plan, see ncc.cpp). Inverse: decimation in time, the
 // exact reverse: digit-reversed in, natural order out, and only outputs
 // < nout computed in the last level when nout >= 0. The spectrum product
 // is element-wise, so nothing between the two is reordered.
 template <bool INV>
 static void fft(const FftPlan& plan, float* x, int nout = -1) {
   const int nst = static_cast<int>(plan.radix.size());
-  int span[8];  // sub-array length at each level (at most log2 of 2^31)
-  std::size_t blocks[8];
+  // Sub-array length and count at each level: every radix is >= 2 and n is
+  // an int, so there are at most 31 levels.
+  int span[32];
+  std::size_t blocks[32];
   int nn = plan.n;
   std::size_t nb = 1;
   for (int st = 0; st < nst; ++st) {
