@@ -117,14 +117,16 @@ def main() -> int:
             line.append(f"{r['cpp_speedup_vs_opencv']:.2f}x")
             line.append(f"{r['numba_over_cpp']:.2f}x" if "numba_over_cpp" in r else "-")
         table.append(line)
+    isa, isas = _core._ncc_isa()
     print(f"NCC search, ms per search (one template in {NEIGHBOURS} frames), one thread, best of repeats")
+    print(f"cpp kernels: {isa} (this machine runs: {', '.join(isas)}; FLICKERMINE_NCC_ISA caps it)")
     print_table(headers, table)
     ok = all(r.get("cpp_speedup_vs_opencv", 0) >= 2.5 for r in results)
     print(f"\ntarget cpp >= 2.5x opencv at every size: {'met' if ok else 'NOT met'}")
     if "numba" in backends and "cpp" in backends:
         ok_numba = all(r["numba_over_cpp"] <= 4 for r in results)
         print(f"target numba within 4x of cpp: {'met' if ok_numba else 'NOT met'}")
-    write_json("ncc", {"neighbours": NEIGHBOURS, "results": results}, args.json)
+    write_json("ncc", {"neighbours": NEIGHBOURS, "cpp_kernels": isa, "results": results}, args.json)
     return 0
 
 

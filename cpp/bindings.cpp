@@ -264,5 +264,26 @@ PYBIND11_MODULE(_core, m) {
         return out;
       },
       "Float64 direct score map of one (1, 4) template box in one (1, 4) region (slow; for tests).");
+  m.def(
+      "_ncc_isa",
+      [](const std::string& name) {
+        if (!name.empty()) {
+          NccIsa isa = NccIsa::kBaseline;
+          if (name == "avx2") {
+            isa = NccIsa::kAvx2;
+          } else if (name == "avx512") {
+            isa = NccIsa::kAvx512;
+          } else if (name != "baseline") {
+            throw std::invalid_argument("unknown NCC kernel set '" + name + "' (baseline, avx2, avx512)");
+          }
+          ncc_set_isa(isa);
+        }
+        py::list available;
+        for (int k = 0; k <= static_cast<int>(ncc_best_isa()); ++k) available.append(ncc_isa_name(static_cast<NccIsa>(k)));
+        return py::make_tuple(ncc_isa_name(ncc_isa()), available);
+      },
+      py::arg("name") = "",
+      "Private, for tests and benchmarks: switch the NCC kernels to the vector code path `name` (baseline, avx2, "
+      "avx512; '' leaves it). Returns (in use, available here).");
   m.attr("has_cuda") = false;
 }

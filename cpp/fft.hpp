@@ -1,14 +1,14 @@
 // Private to ncc.cpp: the hot kernels of the NCC search (vector FFT,
 // spectrum product, window sums, exact refinement). ncc.cpp includes this
-// file twice, once compiled for baseline x86-64/aarch64 and once (x86-64
-// only) under an AVX2+FMA target pragma, each time inside a different
+// file three times, compiled for baseline x86-64/aarch64 and (x86-64 only)
+// under AVX2+FMA and AVX-512 target pragmas, each time inside a different
 // namespace FM_KNS, and picks one at run time. No include guard on purpose.
 //
-// The FFT is a mixed-radix (2, 3, 4, 5) Stockham autosort transform in which
-// every element is a vector of `lanes` floats (split real and imaginary
-// arrays): row r of a buffer holds lanes [r * lanes, (r + 1) * lanes). The
-// innermost loops therefore run over contiguous memory with a scalar
-// twiddle, which compilers vectorise without intrinsics.
+// The FFT is a mixed-radix (2, 3, 4, 5) in-place transform (decimation in
+// frequency forward, in time inverse) in which every element is a vector of
+// kChunkLanes complex values (16 real parts, then 16 imaginary parts): the
+// butterflies run over contiguous memory with a scalar twiddle, written with
+// generic vectors (one AVX-512 register, two AVX or four SSE/NEON ones).
 #ifndef FM_KNS
 #error "fft.hpp is private to ncc.cpp"
 #endif
@@ -26,22 +26,42 @@ namespace detail {
 namespace FM_KNS {
 
 #define FM_R __restrict
+#ifndef FM_INLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_INLINE static inline __attribute__((always_inline))
+#else
+#define FM_INLINE static inline
+#endif
+#endif
 #ifdef FM_NCC_DEBUG
 using ::flickermine::detail::g_debug_ratio;
 #endif
 
-// Vector of VW floats: GCC/Clang generic vectors (8 lanes, one AVX register
-// or two SSE/NEON registers), plain float elsewhere. Lane counts are
-// multiples of 8.
+// Vector of VW floats: GCC/Clang generic vectors of one register, 16 lanes
+// (AVX-512), 8 (AVX2) or 4 (SSE, NEON: wider ones are split into register
+// pairs, and the butterflies' arrays of them spill), plain float elsewhere.
+// vt: 8 lanes, for the 8 x 8 shuffle transposes. Lane counts are multiples
+// of VW.
 #if defined(__GNUC__) || defined(__clang__)
+#if defined(FM_AVX512)
+typedef float vf __attribute__((vector_size(64)));
+#elif defined(FM_AVX2)
 typedef float vf __attribute__((vector_size(32)));
-constexpr std::size_t VW = 8;
-static inline vf L(const float* p) {
-  vf v;
+#else
+typedef float vf __attribute__((vector_size(16)));
+#endif
+typedef float vt __attribute__((vector_size(32)));
+constexpr std::size_t VW = sizeof(vf) / sizeof(float);
+template <class V = vf>
+static inline V L(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-static inline void S(float* p, const vf& v) { std::memcpy(p, &v, sizeof v); }
+template <class V>
+static inline void S(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
 #else
 typedef float vf;
 constexpr std::size_t VW = 1;
@@ -49,38 +69,83 @@ static inline vf L(const float* p) { return *p; }
 static inline void S(float* p, vf v) { *p = v; }
 #endif
 
-// Transpose of a 16 x 16 block of floats: dst[c * 16 + r] = src[r * 16 + c].
+// Transpose of a 16 x 16 block of floats with row strides ss (source) and
+// ds (destination): dst[c * ds + r] = src[r * ss + c].
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__has_builtin)
 #if __has_builtin(__builtin_shufflevector)
 #define FM_SHUF 1
 #endif
 #endif
+#if defined(FM_SHUF) && defined(FM_AVX512)
+// Four rounds of "row i and row i + 8 interleaved into rows 2i, 2i + 1":
+// each round rotates the 4 + 4 index bits of (row, column) by one, so four
+// give the transpose; 64 two-register shuffles.
+#define FM_ILO(a, b)                                                      \
+  __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, \
+                          22, 7, 23)
+#define FM_IHI(a, b)                                                       \
+  __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, \
+                          14, 30, 15, 31)
+#define FM_ROUND(f, t)                                              \
+  t##0 = FM_ILO(f##0, f##8), t##1 = FM_IHI(f##0, f##8);             \
+  t##2 = FM_ILO(f##1, f##9), t##3 = FM_IHI(f##1, f##9);             \
+  t##4 = FM_ILO(f##2, f##10), t##5 = FM_IHI(f##2, f##10);           \
+  t##6 = FM_ILO(f##3, f##11), t##7 = FM_IHI(f##3, f##11);           \
+  t##8 = FM_ILO(f##4, f##12), t##9 = FM_IHI(f##4, f##12);           \
+  t##10 = FM_ILO(f##5, f##13), t##11 = FM_IHI(f##5, f##13);         \
+  t##12 = FM_ILO(f##6, f##14), t##13 = FM_IHI(f##6, f##14);         \
+  t##14 = FM_ILO(f##7, f##15), t##15 = FM_IHI(f##7, f##15)
+static inline void tr16(const float* FM_R src, std::size_t ss,
+                        float* FM_R dst, std::size_t ds) {
+  static_assert(kChunkLanes == 16 && VW == 16, "tr16 assumes 16 lanes");
+  vf a0 = L(src), a1 = L(src + ss), a2 = L(src + 2 * ss),
+     a3 = L(src + 3 * ss), a4 = L(src + 4 * ss), a5 = L(src + 5 * ss),
+     a6 = L(src + 6 * ss), a7 = L(src + 7 * ss), a8 = L(src + 8 * ss),
+     a9 = L(src + 9 * ss), a10 = L(src + 10 * ss), a11 = L(src + 11 * ss),
+     a12 = L(src + 12 * ss), a13 = L(src + 13 * ss), a14 = L(src + 14 * ss),
+     a15 = L(src + 15 * ss);
+  vf b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15;
+  FM_ROUND(a, b);
+  FM_ROUND(b, a);
+  FM_ROUND(a, b);
+  FM_ROUND(b, a);
+  S(dst, a0), S(dst + ds, a1), S(dst + 2 * ds, a2), S(dst + 3 * ds, a3);
+  S(dst + 4 * ds, a4), S(dst + 5 * ds, a5), S(dst + 6 * ds, a6);
+  S(dst + 7 * ds, a7), S(dst + 8 * ds, a8), S(dst + 9 * ds, a9);
+  S(dst + 10 * ds, a10), S(dst + 11 * ds, a11), S(dst + 12 * ds, a12);
+  S(dst + 13 * ds, a13), S(dst + 14 * ds, a14), S(dst + 15 * ds, a15);
+}
+#undef FM_ROUND
+#undef FM_IHI
+#undef FM_ILO
+#else
 #ifdef FM_SHUF
-static inline void tr8(const float* src, float* dst) {
-  constexpr std::size_t s = 16;
-  const vf r0 = L(src), r1 = L(src + s), r2 = L(src + 2 * s),
-           r3 = L(src + 3 * s), r4 = L(src + 4 * s), r5 = L(src + 5 * s),
-           r6 = L(src + 6 * s), r7 = L(src + 7 * s);
+static inline void tr8(const float* src, std::size_t ss, float* dst,
+                       std::size_t ds) {
+  const vt r0 = L<vt>(src), r1 = L<vt>(src + ss), r2 = L<vt>(src + 2 * ss),
+           r3 = L<vt>(src + 3 * ss), r4 = L<vt>(src + 4 * ss),
+           r5 = L<vt>(src + 5 * ss), r6 = L<vt>(src + 6 * ss),
+           r7 = L<vt>(src + 7 * ss);
 #define FM_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
 #define FM_HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
 #define FM_S44(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
 #define FM_SEE(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
 #define FM_P20(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
 #define FM_P31(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
-  const vf t0 = FM_LO(r0, r1), t1 = FM_HI(r0, r1), t2 = FM_LO(r2, r3),
+  const vt t0 = FM_LO(r0, r1), t1 = FM_HI(r0, r1), t2 = FM_LO(r2, r3),
            t3 = FM_HI(r2, r3), t4 = FM_LO(r4, r5), t5 = FM_HI(r4, r5),
            t6 = FM_LO(r6, r7), t7 = FM_HI(r6, r7);
-  const vf u0 = FM_S44(t0, t2), u1 = FM_SEE(t0, t2), u2 = FM_S44(t1, t3),
+  const vt u0 = FM_S44(t0, t2), u1 = FM_SEE(t0, t2), u2 = FM_S44(t1, t3),
            u3 = FM_SEE(t1, t3), u4 = FM_S44(t4, t6), u5 = FM_SEE(t4, t6),
            u6 = FM_S44(t5, t7), u7 = FM_SEE(t5, t7);
   S(dst, FM_P20(u0, u4));
-  S(dst + s, FM_P20(u1, u5));
-  S(dst + 2 * s, FM_P20(u2, u6));
-  S(dst + 3 * s, FM_P20(u3, u7));
-  S(dst + 4 * s, FM_P31(u0, u4));
-  S(dst + 5 * s, FM_P31(u1, u5));
-  S(dst + 6 * s, FM_P31(u2, u6));
-  S(dst + 7 * s, FM_P31(u3, u7));
+  S(dst + ds, FM_P20(u1, u5));
+  S(dst + 2 * ds, FM_P20(u2, u6));
+  S(dst + 3 * ds, FM_P20(u3, u7));
+  S(dst + 4 * ds, FM_P31(u0, u4));
+  S(dst + 5 * ds, FM_P31(u1, u5));
+  S(dst + 6 * ds, FM_P31(u2, u6));
+  S(dst + 7 * ds, FM_P31(u3, u7));
 #undef FM_LO
 #undef FM_HI
 #undef FM_S44
@@ -89,422 +154,287 @@ static inline void tr8(const float* src, float* dst) {
 #undef FM_P31
 }
 #endif
-static inline void tr16(const float* FM_R src, float* FM_R dst) {
+static inline void tr16(const float* FM_R src, std::size_t ss,
+                        float* FM_R dst, std::size_t ds) {
 #ifdef FM_SHUF
   static_assert(kChunkLanes == 16, "tr16 assumes 16 lanes");
-  tr8(src, dst);
-  tr8(src + 8, dst + 8 * 16);
-  tr8(src + 8 * 16, dst + 8);
-  tr8(src + 8 * 16 + 8, dst + 8 * 16 + 8);
+  tr8(src, ss, dst, ds);
+  tr8(src + 8, ss, dst + 8 * ds, ds);
+  tr8(src + 8 * ss, ss, dst + 8, ds);
+  tr8(src + 8 * ss + 8, ss, dst + 8 * ds + 8, ds);
 #else
-  for (int c = 0; c < 16; ++c)
-    for (int r = 0; r < 16; ++r) dst[c * 16 + r] = src[r * 16 + c];
+  for (std::size_t c = 0; c < 16; ++c)
+    for (std::size_t r = 0; r < 16; ++r) dst[c * ds + r] = src[r * ss + c];
 #endif
 }
+#endif
 
-// One Stockham DIF stage of radix 2: element q + s*(i + r*m) of x goes,
-// after the butterfly and twiddle, to element q + s*(p*i + k) of y.
-static void stage2(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    float* b0r = yr + (2 * i) * sl;
-    float* b0i = yi + (2 * i) * sl;
-    float* b1r = yr + (2 * i + 1) * sl;
-    float* b1i = yi + (2 * i + 1) * sl;
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf ur = L(a0r + t), ui = L(a0i + t), vr = L(a1r + t), vi = L(a1i + t);
-        S(b0r + t, ur + vr);
-        S(b0i + t, ui + vi);
-        S(b1r + t, ur - vr);
-        S(b1i + t, ui - vi);
-      }
-    } else {
-      const float w1r = tw[2 * i], w1i = sgn * tw[2 * i + 1];
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf ur = L(a0r + t), ui = L(a0i + t), vr = L(a1r + t), vi = L(a1i + t);
-        S(b0r + t, ur + vr);
-        S(b0i + t, ui + vi);
-        const vf dr = ur - vr, di = ui - vi;
-        S(b1r + t, dr * w1r - di * w1i);
-        S(b1i + t, dr * w1i + di * w1r);
-      }
-    }
+// ---- FFT ----
+// A complex chunk of n elements: element e holds the kChunkLanes real parts
+// at floats [kElem e, kElem e + C) and the imaginary parts right after. The
+// transforms run in place, so one n-point transform touches n * 128 bytes
+// (up to ~360 points stay in L1; a ping-pong Stockham pair of split re / im
+// buffers is twice that and ran from L2 at half the speed), and a butterfly
+// addresses each input through one pointer.
+constexpr std::size_t kElem = 2 * kChunkLanes;
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define FM_UNROLL _Pragma("GCC unroll 8")
+#else
+#define FM_UNROLL
+#endif
+
+// Multiplies (r, i) by the twiddle c - i s (forward) or c + i s (inverse),
+// (c, s) = cos, sin of a positive angle.
+template <bool INV>
+static inline void twiddle(vf& r, vf& i, float c, float s) {
+  const vf er = r, ei = i;
+  if (INV) {
+    r = er * c - ei * s;
+    i = er * s + ei * c;
+  } else {
+    r = er * c + ei * s;
+    i = ei * c - er * s;
   }
 }
 
-static void stage3(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  const float c = -0.5f;
-  const float sn = sgn * 0.866025403784438646763723170752936183f;
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    const float* a2r = xr + (i + 2 * m) * sl;
-    const float* a2i = xi + (i + 2 * m) * sl;
-    float* b0r = yr + (3 * i) * sl;
-    float* b0i = yi + (3 * i) * sl;
-    float* b1r = yr + (3 * i + 1) * sl;
-    float* b1i = yi + (3 * i + 1) * sl;
-    float* b2r = yr + (3 * i + 2) * sl;
-    float* b2i = yi + (3 * i + 2) * sl;
-    const float* w = tw + 4 * i;
-    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3];
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf sr = L(a1r + t) + L(a2r + t), si = L(a1i + t) + L(a2i + t);
-        const vf dr = L(a1r + t) - L(a2r + t), di = L(a1i + t) - L(a2i + t);
-        const vf mr = L(a0r + t) + c * sr, mi = L(a0i + t) + c * si;
-        S(b0r + t, L(a0r + t) + sr);
-        S(b0i + t, L(a0i + t) + si);
-        S(b1r + t, mr - sn * di);
-        S(b1i + t, mi + sn * dr);
-        S(b2r + t, mr + sn * di);
-        S(b2i + t, mi - sn * dr);
-      }
-    } else {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf sr = L(a1r + t) + L(a2r + t), si = L(a1i + t) + L(a2i + t);
-        const vf dr = L(a1r + t) - L(a2r + t), di = L(a1i + t) - L(a2i + t);
-        const vf mr = L(a0r + t) + c * sr, mi = L(a0i + t) + c * si;
-        S(b0r + t, L(a0r + t) + sr);
-        S(b0i + t, L(a0i + t) + si);
-        const vf e1r = mr - sn * di, e1i = mi + sn * dr;
-        const vf e2r = mr + sn * di, e2i = mi - sn * dr;
-        S(b1r + t, e1r * w1r - e1i * w1i);
-        S(b1i + t, e1r * w1i + e1i * w1r);
-        S(b2r + t, e2r * w2r - e2i * w2i);
-        S(b2i + t, e2r * w2i + e2i * w2r);
-      }
-    }
+// a[k] = re + i im.
+FM_INLINE void set(vf* ar, vf* ai, int k, const vf& re, const vf& im) {
+  ar[k] = re;
+  ai[k] = im;
+}
+
+// Radix-P DFT of the vectors a[0..P-1] in place: a[k] = sum_r a[r] w^(r k),
+// w = exp(-+2 pi i / P) (INV: +).
+template <int P, bool INV>
+FM_INLINE void dft(vf* ar, vf* ai) {
+  static_assert(P >= 2 && P <= 5, "radices 2, 3, 4, 5");
+  const float sg = INV ? 1.0f : -1.0f;  // sign of the exponent
+  if constexpr (P == 2) {
+    const vf r0 = ar[0], i0 = ai[0];
+    set(ar, ai, 0, r0 + ar[1], i0 + ai[1]);
+    set(ar, ai, 1, r0 - ar[1], i0 - ai[1]);
+  } else if constexpr (P == 3) {
+    const float c = -0.5f;
+    const float sn = sg * 0.866025403784438646763723170752936183f;
+    const vf sr = ar[1] + ar[2], si = ai[1] + ai[2];
+    const vf dr = ar[1] - ar[2], di = ai[1] - ai[2];
+    const vf mr = ar[0] + c * sr, mi = ai[0] + c * si;
+    set(ar, ai, 0, ar[0] + sr, ai[0] + si);
+    set(ar, ai, 1, mr - sn * di, mi + sn * dr);
+    set(ar, ai, 2, mr + sn * di, mi - sn * dr);
+  } else if constexpr (P == 4) {
+    const vf t0r = ar[0] + ar[2], t0i = ai[0] + ai[2];
+    const vf t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
+    const vf t2r = ar[1] + ar[3], t2i = ai[1] + ai[3];
+    // -+i (a1 - a3): forward multiplies by -i.
+    const vf t3r = INV ? ai[3] - ai[1] : ai[1] - ai[3];
+    const vf t3i = INV ? ar[1] - ar[3] : ar[3] - ar[1];
+    set(ar, ai, 0, t0r + t2r, t0i + t2i);
+    set(ar, ai, 2, t0r - t2r, t0i - t2i);
+    set(ar, ai, 1, t1r + t3r, t1i + t3i);
+    set(ar, ai, 3, t1r - t3r, t1i - t3i);
+  } else {
+    const float c1 = 0.309016994374947424102293417182819059f;
+    const float c2 = -0.809016994374947424102293417182819059f;
+    const float s1 = sg * 0.951056516295153572116439333379382143f;
+    const float s2 = sg * 0.587785252292473129168705954639072769f;
+    const vf t1r = ar[1] + ar[4], t1i = ai[1] + ai[4];
+    const vf t2r = ar[2] + ar[3], t2i = ai[2] + ai[3];
+    const vf d1r = ar[1] - ar[4], d1i = ai[1] - ai[4];
+    const vf d2r = ar[2] - ar[3], d2i = ai[2] - ai[3];
+    const vf m1r = ar[0] + c1 * t1r + c2 * t2r;
+    const vf m1i = ai[0] + c1 * t1i + c2 * t2i;
+    const vf m2r = ar[0] + c2 * t1r + c1 * t2r;
+    const vf m2i = ai[0] + c2 * t1i + c1 * t2i;
+    // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
+    const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
+    const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
+    set(ar, ai, 0, ar[0] + t1r + t2r, ai[0] + t1i + t2i);
+    set(ar, ai, 1, m1r + n1r, m1i + n1i);
+    set(ar, ai, 4, m1r - n1r, m1i - n1i);
+    set(ar, ai, 2, m2r + n2r, m2i + n2i);
+    set(ar, ai, 3, m2r - n2r, m2i - n2i);
   }
 }
 
-static void stage4(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    const float* a2r = xr + (i + 2 * m) * sl;
-    const float* a2i = xi + (i + 2 * m) * sl;
-    const float* a3r = xr + (i + 3 * m) * sl;
-    const float* a3i = xi + (i + 3 * m) * sl;
-    float* b0r = yr + (4 * i) * sl;
-    float* b0i = yi + (4 * i) * sl;
-    float* b1r = yr + (4 * i + 1) * sl;
-    float* b1i = yi + (4 * i + 1) * sl;
-    float* b2r = yr + (4 * i + 2) * sl;
-    float* b2i = yi + (4 * i + 2) * sl;
-    float* b3r = yr + (4 * i + 3) * sl;
-    float* b3i = yi + (4 * i + 3) * sl;
-    const float* w = tw + 6 * i;
-    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3],
-                w3r = w[4], w3i = sgn * w[5];
-    // omega_4 = sgn * i; omega_4 * (x + iy) = sgn * (-y + ix).
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t0r = L(a0r + t) + L(a2r + t), t0i = L(a0i + t) + L(a2i + t);
-        const vf t1r = L(a0r + t) - L(a2r + t), t1i = L(a0i + t) - L(a2i + t);
-        const vf t2r = L(a1r + t) + L(a3r + t), t2i = L(a1i + t) + L(a3i + t);
-        const vf t3r = sgn * (L(a3i + t) - L(a1i + t)),
-                    t3i = sgn * (L(a1r + t) - L(a3r + t));
-        S(b0r + t, t0r + t2r);
-        S(b0i + t, t0i + t2i);
-        S(b2r + t, t0r - t2r);
-        S(b2i + t, t0i - t2i);
-        S(b1r + t, t1r + t3r);
-        S(b1i + t, t1i + t3i);
-        S(b3r + t, t1r - t3r);
-        S(b3i + t, t1i - t3i);
-      }
-    } else {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t0r = L(a0r + t) + L(a2r + t), t0i = L(a0i + t) + L(a2i + t);
-        const vf t1r = L(a0r + t) - L(a2r + t), t1i = L(a0i + t) - L(a2i + t);
-        const vf t2r = L(a1r + t) + L(a3r + t), t2i = L(a1i + t) + L(a3i + t);
-        const vf t3r = sgn * (L(a3i + t) - L(a1i + t)),
-                    t3i = sgn * (L(a1r + t) - L(a3r + t));
-        S(b0r + t, t0r + t2r);
-        S(b0i + t, t0i + t2i);
-        const vf e2r = t0r - t2r, e2i = t0i - t2i;
-        const vf e1r = t1r + t3r, e1i = t1i + t3i;
-        const vf e3r = t1r - t3r, e3i = t1i - t3i;
-        S(b1r + t, e1r * w1r - e1i * w1i);
-        S(b1i + t, e1r * w1i + e1i * w1r);
-        S(b2r + t, e2r * w2r - e2i * w2i);
-        S(b2i + t, e2r * w2i + e2i * w2r);
-        S(b3r + t, e3r * w3r - e3i * w3i);
-        S(b3i + t, e3r * w3i + e3i * w3r);
-      }
-    }
-  }
-}
-
-static void stage5(const float* FM_R xr, const float* FM_R xi, float* FM_R yr,
-                   float* FM_R yi, int m, std::size_t sl, const float* tw,
-                   float sgn) {
-  const float c1 = 0.309016994374947424102293417182819059f;
-  const float c2 = -0.809016994374947424102293417182819059f;
-  const float s1 = sgn * 0.951056516295153572116439333379382143f;
-  const float s2 = sgn * 0.587785252292473129168705954639072769f;
-  for (int i = 0; i < m; ++i) {
-    const float* a0r = xr + i * sl;
-    const float* a0i = xi + i * sl;
-    const float* a1r = xr + (i + m) * sl;
-    const float* a1i = xi + (i + m) * sl;
-    const float* a2r = xr + (i + 2 * m) * sl;
-    const float* a2i = xi + (i + 2 * m) * sl;
-    const float* a3r = xr + (i + 3 * m) * sl;
-    const float* a3i = xi + (i + 3 * m) * sl;
-    const float* a4r = xr + (i + 4 * m) * sl;
-    const float* a4i = xi + (i + 4 * m) * sl;
-    float* b0r = yr + (5 * i) * sl;
-    float* b0i = yi + (5 * i) * sl;
-    float* b1r = yr + (5 * i + 1) * sl;
-    float* b1i = yi + (5 * i + 1) * sl;
-    float* b2r = yr + (5 * i + 2) * sl;
-    float* b2i = yi + (5 * i + 2) * sl;
-    float* b3r = yr + (5 * i + 3) * sl;
-    float* b3i = yi + (5 * i + 3) * sl;
-    float* b4r = yr + (5 * i + 4) * sl;
-    float* b4i = yi + (5 * i + 4) * sl;
-    const float* w = tw + 8 * i;
-    const float w1r = w[0], w1i = sgn * w[1], w2r = w[2], w2i = sgn * w[3],
-                w3r = w[4], w3i = sgn * w[5], w4r = w[6], w4i = sgn * w[7];
-    if (i == 0) {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t1r = L(a1r + t) + L(a4r + t), t1i = L(a1i + t) + L(a4i + t);
-        const vf t2r = L(a2r + t) + L(a3r + t), t2i = L(a2i + t) + L(a3i + t);
-        const vf d1r = L(a1r + t) - L(a4r + t), d1i = L(a1i + t) - L(a4i + t);
-        const vf d2r = L(a2r + t) - L(a3r + t), d2i = L(a2i + t) - L(a3i + t);
-        const vf m1r = L(a0r + t) + c1 * t1r + c2 * t2r;
-        const vf m1i = L(a0i + t) + c1 * t1i + c2 * t2i;
-        const vf m2r = L(a0r + t) + c2 * t1r + c1 * t2r;
-        const vf m2i = L(a0i + t) + c2 * t1i + c1 * t2i;
-        // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
-        const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
-        const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
-        S(b0r + t, L(a0r + t) + t1r + t2r);
-        S(b0i + t, L(a0i + t) + t1i + t2i);
-        const vf e1r = m1r + n1r, e1i = m1i + n1i;
-        const vf e4r = m1r - n1r, e4i = m1i - n1i;
-        const vf e2r = m2r + n2r, e2i = m2i + n2i;
-        const vf e3r = m2r - n2r, e3i = m2i - n2i;
-        S(b1r + t, e1r);
-        S(b1i + t, e1i);
-        S(b2r + t, e2r);
-        S(b2i + t, e2i);
-        S(b3r + t, e3r);
-        S(b3i + t, e3i);
-        S(b4r + t, e4r);
-        S(b4i + t, e4i);
-      }
-    } else {
-      for (std::size_t t = 0; t < sl; t += VW) {
-        const vf t1r = L(a1r + t) + L(a4r + t), t1i = L(a1i + t) + L(a4i + t);
-        const vf t2r = L(a2r + t) + L(a3r + t), t2i = L(a2i + t) + L(a3i + t);
-        const vf d1r = L(a1r + t) - L(a4r + t), d1i = L(a1i + t) - L(a4i + t);
-        const vf d2r = L(a2r + t) - L(a3r + t), d2i = L(a2i + t) - L(a3i + t);
-        const vf m1r = L(a0r + t) + c1 * t1r + c2 * t2r;
-        const vf m1i = L(a0i + t) + c1 * t1i + c2 * t2i;
-        const vf m2r = L(a0r + t) + c2 * t1r + c1 * t2r;
-        const vf m2i = L(a0i + t) + c2 * t1i + c1 * t2i;
-        // n = i * (s * d): real part -s*d.i, imaginary part s*d.r.
-        const vf n1r = -(s1 * d1i + s2 * d2i), n1i = s1 * d1r + s2 * d2r;
-        const vf n2r = -(s2 * d1i - s1 * d2i), n2i = s2 * d1r - s1 * d2r;
-        S(b0r + t, L(a0r + t) + t1r + t2r);
-        S(b0i + t, L(a0i + t) + t1i + t2i);
-        const vf e1r = m1r + n1r, e1i = m1i + n1i;
-        const vf e4r = m1r - n1r, e4i = m1i - n1i;
-        const vf e2r = m2r + n2r, e2i = m2i + n2i;
-        const vf e3r = m2r - n2r, e3i = m2i - n2i;
-        S(b1r + t, e1r * w1r - e1i * w1i);
-        S(b1i + t, e1r * w1i + e1i * w1r);
-        S(b2r + t, e2r * w2r - e2i * w2i);
-        S(b2i + t, e2r * w2i + e2i * w2r);
-        S(b3r + t, e3r * w3r - e3i * w3i);
-        S(b3i + t, e3r * w3i + e3i * w3r);
-        S(b4r + t, e4r * w4r - e4i * w4i);
-        S(b4i + t, e4r * w4i + e4i * w4r);
-      }
-    }
-  }
-}
-
-// Last Stockham stage (m = 1, no twiddles) computing only the outputs
-// o = q + s k < nout: element q + s r of x goes to q + s k of y as a direct
-// radix-p DFT (the outputs of one q share the loads of its p inputs).
-template <int P>
-static void stage_last_pruned(const float* FM_R xr, const float* FM_R xi,
-                              float* FM_R yr, float* FM_R yi, std::size_t s,
-                              int lanes, float sgn, int nout) {
-  struct Roots {
-    float c[P][P], s[P][P];
-  };
-  static const Roots roots = [] {
-    Roots z{};
-    for (int k = 0; k < P; ++k)
-      for (int r = 0; r < P; ++r) {
-        const int e = (r * k) % P;
-        const double th = 6.283185307179586476925286766559 * e / P;
-        z.c[k][r] = static_cast<float>(std::cos(th));
-        z.s[k][r] = static_cast<float>(std::sin(th));
-      }
-    return z;
-  }();
-  float cr[P][P], ci[P][P];
-  for (int k = 0; k < P; ++k)
+// In-place radix-P butterfly on the elements x + r * is (r < P). DIF: DFT,
+// then output k >= 1 times w[k - 1]; DIT: input r >= 1 times w[r - 1], then
+// DFT (w null: no twiddles). Outputs k >= kmax are not stored.
+template <int P, bool DIT, bool INV>
+FM_INLINE void butterfly(float* FM_R x, std::size_t is, const float* w,
+                         int kmax) {
+  for (std::size_t t = 0; t < kChunkLanes; t += VW) {
+    vf ar[P], ai[P];
+    FM_UNROLL
     for (int r = 0; r < P; ++r) {
-      cr[k][r] = roots.c[k][r];
-      ci[k][r] = sgn * roots.s[k][r];
+      ar[r] = L(x + r * is + t);
+      ai[r] = L(x + r * is + kChunkLanes + t);
     }
-  const std::size_t sl = s * static_cast<std::size_t>(lanes);
-  for (std::size_t q = 0; q < s; ++q) {
-    if (static_cast<std::size_t>(nout) <= q) break;
-    int kmax = static_cast<int>((static_cast<std::size_t>(nout) - q - 1) / s) + 1;
-    if (kmax > P) kmax = P;
-    const std::size_t t0 = q * static_cast<std::size_t>(lanes);
-    for (std::size_t t = t0; t < t0 + static_cast<std::size_t>(lanes);
-         t += VW) {
-      vf ar[P], ai[P];
-      for (int r = 0; r < P; ++r) {
-        ar[r] = L(xr + r * sl + t);
-        ai[r] = L(xi + r * sl + t);
+    if (DIT && w != nullptr) {
+      FM_UNROLL
+      for (int r = 1; r < P; ++r)
+        twiddle<INV>(ar[r], ai[r], w[2 * r - 2], w[2 * r - 1]);
+    }
+    dft<P, INV>(ar, ai);
+    if (!DIT && w != nullptr) {
+      FM_UNROLL
+      for (int k = 1; k < P; ++k)
+        twiddle<INV>(ar[k], ai[k], w[2 * k - 2], w[2 * k - 1]);
+    }
+    FM_UNROLL
+    for (int k = 0; k < P; ++k)
+      if (k < kmax) {
+        S(x + k * is + t, ar[k]);
+        S(x + k * is + kChunkLanes + t, ai[k]);
       }
-      vf s0r = ar[0], s0i = ai[0];
-      for (int r = 1; r < P; ++r) {
-        s0r += ar[r];
-        s0i += ai[r];
+  }
+}
+
+// One level of radix P and span m over `blocks` consecutive sub-arrays of
+// P m elements: element i + m r of each goes through the butterfly with the
+// twiddles tw[i] (cos, sin of 2 pi i k / (P m), k = 1..P-1). Only outputs
+// i + m k < nout are stored (nout >= 0; one block).
+template <int P, bool DIT, bool INV>
+static void fft_level(float* x, int m, std::size_t blocks, const float* tw,
+                      int nout) {
+  const std::size_t is = static_cast<std::size_t>(m) * kElem;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    float* xb = x + b * is * P;
+    butterfly<P, DIT, INV>(xb, is, nullptr, nout < 0 || nout >= P * m ? P
+                                                : (nout + m - 1) / m);
+    for (int i = 1; i < m; ++i) {
+      int kmax = P;
+      if (nout >= 0) {
+        if (nout <= i) break;
+        kmax = (nout - i + m - 1) / m;
+        kmax = kmax < P ? kmax : P;
       }
-      S(yr + t, s0r);
-      S(yi + t, s0i);
-      for (int k = 1; k < kmax; ++k) {
-        vf orr = ar[0], oi = ai[0];
-        for (int r = 1; r < P; ++r) {
-          orr += ar[r] * cr[k][r] - ai[r] * ci[k][r];
-          oi += ar[r] * ci[k][r] + ai[r] * cr[k][r];
-        }
-        S(yr + k * sl + t, orr);
-        S(yi + k * sl + t, oi);
-      }
+      butterfly<P, DIT, INV>(xb + static_cast<std::size_t>(i) * kElem, is,
+                             tw + 2 * (P - 1) * i, kmax);
     }
   }
 }
 
-// Complex FFT of plan.n elements of `lanes` floats each; sgn = -1 forward,
-// +1 inverse (unnormalised). Ping-pongs between (re, im) and (re2, im2); on
-// return re/im point at the result. Only outputs 0..nout-1 are guaranteed
-// (nout < 0: all).
-static void fft_run(const FftPlan& plan, float*& re, float*& im, float*& re2,
-                    float*& im2, int lanes, float sgn, int nout = -1) {
-  int nn = plan.n;
-  std::size_t s = 1;
-  // Prune the last stage when it saves at least a third of its outputs.
-  const bool prune = nout >= 0 && 3 * nout <= 2 * plan.n;
-  for (std::size_t st = 0; st < plan.radix.size(); ++st) {
-    const int p = plan.radix[st];
-    const int m = nn / p;
-    const std::size_t sl = s * static_cast<std::size_t>(lanes);
-    const float* tw = plan.tw.data() + plan.tw_off[st];
-    if (prune && st + 1 == plan.radix.size()) {
-      switch (p) {
-        case 2: stage_last_pruned<2>(re, im, re2, im2, s, lanes, sgn, nout); break;
-        case 3: stage_last_pruned<3>(re, im, re2, im2, s, lanes, sgn, nout); break;
-        case 4: stage_last_pruned<4>(re, im, re2, im2, s, lanes, sgn, nout); break;
-        default: stage_last_pruned<5>(re, im, re2, im2, s, lanes, sgn, nout); break;
-      }
-    } else switch (p) {
-      case 2: stage2(re, im, re2, im2, m, sl, tw, sgn); break;
-      case 3: stage3(re, im, re2, im2, m, sl, tw, sgn); break;
-      case 4: stage4(re, im, re2, im2, m, sl, tw, sgn); break;
-      default: stage5(re, im, re2, im2, m, sl, tw, sgn); break;
-    }
-    std::swap(re, re2);
-    std::swap(im, im2);
-    nn = m;
-    s *= static_cast<std::size_t>(p);
+template <bool DIT, bool INV>
+static void fft_level_p(int p, float* x, int m, std::size_t blocks,
+                        const float* tw, int nout) {
+  switch (p) {
+    case 2: fft_level<2, DIT, INV>(x, m, blocks, tw, nout); break;
+    case 3: fft_level<3, DIT, INV>(x, m, blocks, tw, nout); break;
+    case 4: fft_level<4, DIT, INV>(x, m, blocks, tw, nout); break;
+    default: fft_level<5, DIT, INV>(x, m, blocks, tw, nout); break;
   }
+}
+
+// In-place complex FFT of the chunk x (plan.n elements), unnormalised.
+// Forward: decimation in frequency, natural order in, the spectrum out in
+// digit-reversed order (frequency j at Geometry::posv[j] for the vertical
+// plan, see ncc.cpp). Inverse: decimation in time, the
+// exact reverse: digit-reversed in, natural order out, and only outputs
+// < nout computed in the last level when nout >= 0. The spectrum product
+// is element-wise, so nothing between the two is reordered.
+template <bool INV>
+static void fft(const FftPlan& plan, float* x, int nout = -1) {
+  const int nst = static_cast<int>(plan.radix.size());
+  // Sub-array length and count at each level: every radix is >= 2 and n is
+  // an int, so there are at most 31 levels.
+  int span[32];
+  std::size_t blocks[32];
+  int nn = plan.n;
+  std::size_t nb = 1;
+  for (int st = 0; st < nst; ++st) {
+    span[st] = nn;
+    blocks[st] = nb;
+    nn /= plan.radix[st];
+    nb *= static_cast<std::size_t>(plan.radix[st]);
+  }
+  for (int u = 0; u < nst; ++u) {
+    const int st = INV ? nst - 1 - u : u;
+    const int p = plan.radix[st];
+    fft_level_p<INV, INV>(p, x, span[st] / p, blocks[st],
+                          plan.tw.data() + plan.tw_off[st],
+                          INV && st == 0 ? nout : -1);
+  }
+}
+
+// C values v = pixel - mu of one image row from s (cw of them; zeros after,
+// and all zeros when s is null) into d.
+template <class P>
+static inline void load_row(const P* FM_R s, int cw, float mu, float* FM_R d) {
+  constexpr int C = kChunkLanes;
+  if (s != nullptr && cw == C) {
+    if constexpr (sizeof(P) == 1) {
+      // Bytes widened with intrinsics: compilers extract them one by one
+      // from a byte vector.
+#if defined(FM_AVX512)
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+      _mm512_storeu_ps(d, _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)),
+                                        _mm512_set1_ps(mu)));
+      return;
+#elif defined(FM_AVX2)
+      for (int c = 0; c < C; c += 8) {
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + c));
+        _mm256_storeu_ps(d + c, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)),
+                                              _mm256_set1_ps(mu)));
+      }
+      return;
+#endif
+    } else {
+      for (std::size_t c = 0; c < C; c += VW)
+        S(d + c, L(reinterpret_cast<const float*>(s) + c) - mu);
+      return;
+    }
+  }
+  int c = 0;
+  if (s != nullptr)
+    for (; c < cw; ++c) d[c] = static_cast<float>(s[c]) - mu;
+  for (; c < C; ++c) d[c] = 0.0f;
 }
 
 // Pass A: vertical real FFT of an N x M image (H x W values at the top left,
-// v = pixel - mu, zero elsewhere), in chunks of C columns; the K = N/2 + 1
-// rows of the half spectrum are written transposed into T, laid out as
-// [k / C][x][k % C] (Kp / C blocks of M x C).
+// v = pixel - mu, zero elsewhere), in chunks of C columns: rows 2j and
+// 2j + 1 are the real and imaginary parts of element j of an N/2-point
+// complex transform. The K = N/2 + 1 rows of the half spectrum are written
+// transposed into T: Kp / C blocks of M elements, element x of block kb
+// holding rows k = kb C .. kb C + C - 1 of column x.
 template <class P>
 static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
                    float mu, const Geometry& g, Workspace& ws) {
   constexpr int C = kChunkLanes;
   const int Nh = g.Nh, K = g.K, M = g.M;
-  float* tre = ws.t_re.data();
-  float* tim = ws.t_im.data();
-  // Columns W..M-1 of the image are zero: so are their rows of T.
+  float* T = ws.t.data();
+  // Columns W..M-1 of the image are zero: so are their elements of T.
   for (int kb = 0; kb < g.Kp / C; ++kb)
-    for (int x = W; x < M; ++x) {
-      std::fill_n(tre + (static_cast<std::size_t>(kb) * M + x) * C, C, 0.0f);
-      std::fill_n(tim + (static_cast<std::size_t>(kb) * M + x) * C, C, 0.0f);
-    }
+    std::fill_n(T + (static_cast<std::size_t>(kb) * M + W) * kElem,
+                static_cast<std::size_t>(M - W) * kElem, 0.0f);
   const float* untw = g.untw.data();
+  const int* pos = g.posv.data();
+  float* z = ws.a.data();
+  float* FM_R xr = ws.b_re.data();
+  float* FM_R xi = ws.b_im.data();
   for (int x0 = 0; x0 < W; x0 += C) {
     const int cw = std::min(C, W - x0);
-    float* ar = ws.a_re.data();
-    float* ai = ws.a_im.data();
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
     for (int j = 0; j < Nh; ++j) {
-      float* FM_R dr = ar + static_cast<std::size_t>(j) * C;
-      float* FM_R di = ai + static_cast<std::size_t>(j) * C;
       const int y0 = 2 * j, y1 = 2 * j + 1;
-      if (y0 < H && cw == C) {
-        const P* FM_R s = img + y0 * stride + x0;
-        for (int c = 0; c < C; ++c) dr[c] = static_cast<float>(s[c]) - mu;
-      } else if (y0 < H) {
-        const P* FM_R s = img + y0 * stride + x0;
-        for (int c = 0; c < cw; ++c) dr[c] = static_cast<float>(s[c]) - mu;
-        for (int c = cw; c < C; ++c) dr[c] = 0.0f;
-      } else {
-        for (int c = 0; c < C; ++c) dr[c] = 0.0f;
-      }
-      if (y1 < H && cw == C) {
-        const P* FM_R s = img + y1 * stride + x0;
-        for (int c = 0; c < C; ++c) di[c] = static_cast<float>(s[c]) - mu;
-      } else if (y1 < H) {
-        const P* FM_R s = img + y1 * stride + x0;
-        for (int c = 0; c < cw; ++c) di[c] = static_cast<float>(s[c]) - mu;
-        for (int c = cw; c < C; ++c) di[c] = 0.0f;
-      } else {
-        for (int c = 0; c < C; ++c) di[c] = 0.0f;
-      }
+      float* e = z + static_cast<std::size_t>(j) * kElem;
+      load_row(y0 < H ? img + y0 * stride + x0 : nullptr, cw, mu, e);
+      load_row(y1 < H ? img + y1 * stride + x0 : nullptr, cw, mu, e + C);
     }
-    fft_run(g.pv, ar, ai, br, bi, C, -1.0f);
-    // Untangle Z = FFT(v[2j] + i v[2j+1]) into X = FFT(v), k = 0..Nh, into
-    // the scratch buffer (K x C), then transpose into T.
-    float* FM_R xr = br;
-    float* FM_R xi = bi;
+    fft<false>(g.pv, z);
+    // Untangle Z = FFT(v[2j] + i v[2j+1]) (digit-reversed) into X = FFT(v),
+    // k = 0..Nh, in the scratch (K x C real, K x C imaginary).
     for (int k = 0; k < K; ++k) {
-      const float* FM_R zr = ar + static_cast<std::size_t>(k % Nh) * C;
-      const float* FM_R zi = ai + static_cast<std::size_t>(k % Nh) * C;
-      const float* FM_R cr = ar + static_cast<std::size_t>((Nh - k) % Nh) * C;
-      const float* FM_R ci = ai + static_cast<std::size_t>((Nh - k) % Nh) * C;
+      const float* zk = z + static_cast<std::size_t>(pos[k % Nh]) * kElem;
+      const float* zc = z + static_cast<std::size_t>(pos[(Nh - k) % Nh]) * kElem;
       const float wr = untw[2 * k], wi = -untw[2 * k + 1];
-      float* FM_R orr = xr + static_cast<std::size_t>(k) * C;
-      float* FM_R oi = xi + static_cast<std::size_t>(k) * C;
-      for (int c = 0; c < C; ++c) {
-        const float er = 0.5f * (zr[c] + cr[c]), ei = 0.5f * (zi[c] - ci[c]);
-        const float odr = 0.5f * (zi[c] + ci[c]),
-                    odi = -0.5f * (zr[c] - cr[c]);
-        orr[c] = er + (odr * wr - odi * wi);
-        oi[c] = ei + (odr * wi + odi * wr);
+      for (std::size_t c = 0; c < C; c += VW) {
+        const vf a = L(zk + c), b = L(zk + C + c), d = L(zc + c),
+                 e = L(zc + C + c);
+        const vf er = 0.5f * (a + d), ei = 0.5f * (b - e);
+        const vf odr = 0.5f * (b + e), odi = -0.5f * (a - d);
+        S(xr + static_cast<std::size_t>(k) * C + c, er + (odr * wr - odi * wi));
+        S(xi + static_cast<std::size_t>(k) * C + c, ei + (odr * wi + odi * wr));
       }
     }
     if (cw == C) {
@@ -515,109 +445,88 @@ static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
                 xi + static_cast<std::size_t>(g.Kp) * C, 0.0f);
       for (int kb = 0; kb < g.Kp / C; ++kb) {
         const std::size_t so = static_cast<std::size_t>(kb) * C * C;
-        const std::size_t d = (static_cast<std::size_t>(kb) * M + x0) * C;
-        tr16(xr + so, tre + d);
-        tr16(xi + so, tim + d);
+        float* d = T + (static_cast<std::size_t>(kb) * M + x0) * kElem;
+        tr16(xr + so, C, d, kElem);
+        tr16(xi + so, C, d + C, kElem);
       }
       continue;
     }
     for (int kb = 0; kb * C < K; ++kb) {
       const int kn = std::min(C, K - kb * C);
-      float* FM_R dr = tre + (static_cast<std::size_t>(kb) * M + x0) * C;
-      float* FM_R di = tim + (static_cast<std::size_t>(kb) * M + x0) * C;
+      float* FM_R d = T + (static_cast<std::size_t>(kb) * M + x0) * kElem;
       const float* FM_R sr = xr + static_cast<std::size_t>(kb) * C * C;
       const float* FM_R si = xi + static_cast<std::size_t>(kb) * C * C;
       for (int c = 0; c < cw; ++c)
-        for (int kk = 0; kk < kn; ++kk) {
-          dr[c * C + kk] = sr[kk * C + c];
-          di[c * C + kk] = si[kk * C + c];
-        }
-      for (int c = 0; c < cw; ++c)
-        for (int kk = kn; kk < C; ++kk) {
-          dr[c * C + kk] = 0.0f;
-          di[c * C + kk] = 0.0f;
+        for (int kk = 0; kk < C; ++kk) {
+          d[c * kElem + kk] = kk < kn ? sr[kk * C + c] : 0.0f;
+          d[c * kElem + C + kk] = kk < kn ? si[kk * C + c] : 0.0f;
         }
     }
   }
 }
 
 // Pass B for a template: horizontal FFT of each block of T, stored
-// conjugated and scaled by 1 / (N M) in spec. Returns max |spectrum|
-// (unscaled).
-static double pass_b_template(const Geometry& g, Workspace& ws,
-                              float* spec_re, float* spec_im) {
+// conjugated and scaled by 1 / (N M) in spec (same layout, digit-reversed
+// like the region's spectra). Returns max |spectrum| (unscaled).
+static double pass_b_template(const Geometry& g, Workspace& ws, float* spec) {
   constexpr int C = kChunkLanes;
   const int M = g.M;
   const float scale = static_cast<float>(1.0 / (static_cast<double>(g.N) * M));
   double mx = 0.0;
   for (int kb = 0; kb < g.Kp / C; ++kb) {
-    const std::size_t off = static_cast<std::size_t>(kb) * M * C;
-    float* ar = ws.t_re.data() + off;
-    float* ai = ws.t_im.data() + off;
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
-    fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
-    for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
-      // max |z|^2 here, one square root at the end (sqrt is monotone).
-      const double a = static_cast<double>(ar[t]) * ar[t] +
-                       static_cast<double>(ai[t]) * ai[t];
-      mx = a > mx ? a : mx;
-      spec_re[off + t] = ar[t] * scale;
-      spec_im[off + t] = -ai[t] * scale;
-    }
+    const std::size_t off = static_cast<std::size_t>(kb) * M * kElem;
+    float* x = ws.t.data() + off;
+    fft<false>(g.ph, x);
+    for (std::size_t e = 0; e < static_cast<std::size_t>(M) * kElem; e += kElem)
+      for (std::size_t l = 0; l < C; ++l) {
+        const float re = x[e + l], im = x[e + C + l];
+        // max |z|^2 here, one square root at the end (sqrt is monotone).
+        const double a = static_cast<double>(re) * re + static_cast<double>(im) * im;
+        mx = a > mx ? a : mx;
+        spec[off + e + l] = re * scale;
+        spec[off + e + C + l] = -im * scale;
+      }
   }
   return std::sqrt(mx);
 }
 
 // Pass B for a region: horizontal FFT, product with the template spectrum,
-// inverse horizontal FFT; rows x < Wout written transposed into V, laid out
-// as [x / C][k][x % C] (blocks of Kp x C).
-static void pass_b_region(const Geometry& g, Workspace& ws,
-                          const float* spec_re, const float* spec_im,
+// inverse horizontal FFT; elements x < Wout written transposed into V:
+// ceil(Wout / C) blocks of Kp elements, element k of block xb holding
+// columns x = xb C .. xb C + C - 1 of row k.
+static void pass_b_region(const Geometry& g, Workspace& ws, const float* spec,
                           int wout) {
   constexpr int C = kChunkLanes;
   const int M = g.M, Kp = g.Kp;
-  float* vre = ws.v_re.data();
-  float* vim = ws.v_im.data();
+  float* V = ws.v.data();
   for (int kb = 0; kb < Kp / C; ++kb) {
-    const std::size_t off = static_cast<std::size_t>(kb) * M * C;
-    float* ar = ws.t_re.data() + off;
-    float* ai = ws.t_im.data() + off;
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
-    fft_run(g.ph, ar, ai, br, bi, C, -1.0f);
-    {
-      float* FM_R pr = ar;
-      float* FM_R pi = ai;
-      const float* FM_R sr = spec_re + off;
-      const float* FM_R si = spec_im + off;
-      for (std::size_t t = 0; t < static_cast<std::size_t>(M) * C; ++t) {
-        const float xr = pr[t], xi = pi[t];
-        pr[t] = xr * sr[t] - xi * si[t];
-        pi[t] = xr * si[t] + xi * sr[t];
+    const std::size_t off = static_cast<std::size_t>(kb) * M * kElem;
+    float* FM_R x = ws.t.data() + off;
+    const float* FM_R sp = spec + off;
+    fft<false>(g.ph, x);
+    for (std::size_t e = 0; e < static_cast<std::size_t>(M) * kElem; e += kElem)
+      for (std::size_t t = 0; t < C; t += VW) {
+        const vf xr = L(x + e + t), xi = L(x + e + C + t);
+        const vf sr = L(sp + e + t), si = L(sp + e + C + t);
+        S(x + e + t, xr * sr - xi * si);
+        S(x + e + C + t, xr * si + xi * sr);
       }
-    }
     // Only columns x < wout (rounded up to whole tiles) are used.
-    fft_run(g.ph, ar, ai, br, bi, C, 1.0f,
-            std::min(M, (wout + C - 1) / C * C));
+    fft<true>(g.ph, x, std::min(M, (wout + C - 1) / C * C));
     int xv = 0;
     for (; xv + C <= wout || (xv < wout && xv + C <= M); xv += C) {
-      const std::size_t d =
-          (static_cast<std::size_t>(xv / C) * Kp + kb * C) * C;
-      tr16(ar + static_cast<std::size_t>(xv) * C, vre + d);
-      tr16(ai + static_cast<std::size_t>(xv) * C, vim + d);
+      float* d = V + (static_cast<std::size_t>(xv / C) * Kp + kb * C) * kElem;
+      const float* s = x + static_cast<std::size_t>(xv) * kElem;
+      tr16(s, kElem, d, kElem);
+      tr16(s + C, kElem, d + C, kElem);
     }
-    for (int x = xv; x < wout; ++x) {
-      const int xb = x / C, xc = x % C;
-      float* FM_R dr =
-          vre + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
-      float* FM_R di =
-          vim + (static_cast<std::size_t>(xb) * Kp + kb * C) * C + xc;
-      const float* FM_R sr = ar + static_cast<std::size_t>(x) * C;
-      const float* FM_R si = ai + static_cast<std::size_t>(x) * C;
+    for (int xx = xv; xx < wout; ++xx) {
+      float* FM_R d = V + (static_cast<std::size_t>(xx / C) * Kp + kb * C) * kElem +
+                      xx % C;
+      const float* FM_R s = x + static_cast<std::size_t>(xx) * kElem;
       for (int kk = 0; kk < C; ++kk) {
-        dr[kk * C] = sr[kk];
-        di[kk * C] = si[kk];
+        d[kk * kElem] = s[kk];
+        d[kk * kElem + C] = s[C + kk];
       }
     }
   }
@@ -630,43 +539,37 @@ static void pass_c(const Geometry& g, Workspace& ws, int hout, int wout,
   constexpr int C = kChunkLanes;
   const int Nh = g.Nh, Kp = g.Kp;
   const float* untw = g.untw.data();
+  const int* pos = g.posv.data();
+  float* z = ws.a.data();
   for (int x0 = 0; x0 < wout; x0 += C) {
     const int cw = std::min(C, wout - x0);
-    const std::size_t off = static_cast<std::size_t>(x0 / C) * Kp * C;
-    const float* vr = ws.v_re.data() + off;
-    const float* vi = ws.v_im.data() + off;
-    float* ar = ws.a_re.data();
-    float* ai = ws.a_im.data();
-    float* br = ws.b_re.data();
-    float* bi = ws.b_im.data();
+    const float* vc = ws.v.data() + static_cast<std::size_t>(x0 / C) * Kp * kElem;
+    // Z[k] = X[k] + X*[Nh - k] + i w^k (X[k] - X*[Nh - k]), stored
+    // digit-reversed for the inverse transform.
     for (int k = 0; k < Nh; ++k) {
-      const float* FM_R xr = vr + static_cast<std::size_t>(k) * C;
-      const float* FM_R xi = vi + static_cast<std::size_t>(k) * C;
-      const float* FM_R cr = vr + static_cast<std::size_t>(Nh - k) * C;
-      const float* FM_R ci = vi + static_cast<std::size_t>(Nh - k) * C;
+      const float* FM_R xk = vc + static_cast<std::size_t>(k) * kElem;
+      const float* FM_R xc = vc + static_cast<std::size_t>(Nh - k) * kElem;
+      float* FM_R zk = z + static_cast<std::size_t>(pos[k]) * kElem;
       const float wr = untw[2 * k], wi = untw[2 * k + 1];
-      float* FM_R zr = ar + static_cast<std::size_t>(k) * C;
-      float* FM_R zi = ai + static_cast<std::size_t>(k) * C;
-      for (int c = 0; c < C; ++c) {
-        const float er = xr[c] + cr[c], ei = xi[c] - ci[c];
-        const float dr = xr[c] - cr[c], di = xi[c] + ci[c];
-        const float orr = dr * wr - di * wi, oi = dr * wi + di * wr;
-        zr[c] = er - oi;
-        zi[c] = ei + orr;
+      for (std::size_t t = 0; t < C; t += VW) {
+        const vf ar = L(xk + t), ai = L(xk + C + t), br = L(xc + t),
+                 bi = L(xc + C + t);
+        const vf er = ar + br, ei = ai - bi, dr = ar - br, di = ai + bi;
+        const vf orr = dr * wr - di * wi, oi = dr * wi + di * wr;
+        S(zk + t, er - oi);
+        S(zk + C + t, ei + orr);
       }
     }
-    fft_run(g.pv, ar, ai, br, bi, C, 1.0f, (hout + 1) / 2);
-    for (int j = 0; j < Nh; ++j) {
-      const int y0 = 2 * j, y1 = 2 * j + 1;
-      if (y0 < hout) {
-        const float* FM_R s = ar + static_cast<std::size_t>(j) * C;
-        float* FM_R d = corr + y0 * cs + x0;
-        for (int c = 0; c < cw; ++c) d[c] = s[c];
-      }
-      if (y1 < hout) {
-        const float* FM_R s = ai + static_cast<std::size_t>(j) * C;
-        float* FM_R d = corr + y1 * cs + x0;
-        for (int c = 0; c < cw; ++c) d[c] = s[c];
+    fft<true>(g.pv, z, (hout + 1) / 2);
+    for (int j = 0; 2 * j < hout; ++j) {
+      const float* FM_R e = z + static_cast<std::size_t>(j) * kElem;
+      for (int half = 0; half < 2 && 2 * j + half < hout; ++half) {
+        const float* FM_R s = e + half * C;
+        float* FM_R d = corr + (2 * j + half) * cs + x0;
+        if (cw == C)
+          for (std::size_t t = 0; t < C; t += VW) S(d + t, L(s + t));
+        else
+          for (int c = 0; c < cw; ++c) d[c] = s[c];
       }
     }
   }
@@ -1233,11 +1136,205 @@ static void make_spectrum(const TemplateData& t, const Geometry& g,
                           Workspace& ws, SpecEntry& e) {
   ws.reserve(g, 1, 1);
   // Every element is written by pass_b_template: no need to clear.
-  e.re.resize(static_cast<std::size_t>(g.Kp) * g.M);
-  e.im.resize(static_cast<std::size_t>(g.Kp) * g.M);
+  e.spec.resize(2 * static_cast<std::size_t>(g.Kp) * g.M);
   pass_a(t.tzf.data(), t.w, t.h, t.w, 0.0f, g, ws);
-  e.max_abs = pass_b_template(g, ws, e.re.data(), e.im.data());
+  e.max_abs = pass_b_template(g, ws, e.spec.data());
 }
+
+#ifdef FM_AVX512
+// The uint8 search after the correlation, AVX-512 (h * w <= 66051, so every
+// window sum and sum of squares is < 2^32 and exact modulo 2^32).
+//
+// Pass 1, per row: the column sums c1/c2 of rows y..y+h-1 are turned into
+// prefix sums P[x] = c[0] + ... + c[x - 1] while being moved on to the next
+// row (one sweep), window sums are P[x + w] - P[x], and q = n * (sum of
+// squared deviations) is stored per position. The best lower bound of
+// g = c |c| n / q is kept per lane as a fraction (division free) across
+// the whole map, flat windows left out by mask; the first flat window is
+// noted. Pass 2 tests every non-flat position's upper bound against the
+// best lower bound L by cross-multiplication (hi |hi| n >= L q) and
+// rescores the few that pass exactly, in row-major order. No per-row
+// reductions, selects or upper-bound map.
+static inline void prefix_advance_u8(const std::uint8_t* rin,
+                                     const std::uint8_t* rout, int W,
+                                     std::uint32_t* FM_R c1,
+                                     std::uint32_t* FM_R c2,
+                                     std::uint32_t* FM_R p1,
+                                     std::uint32_t* FM_R p2) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i last = _mm512_set1_epi32(15);
+  __m512i k1 = zero, k2 = zero;  // running totals
+  p1[0] = p2[0] = 0;
+  for (int x0 = 0; x0 < W; x0 += 16) {
+    const __mmask16 m =
+        W - x0 >= 16 ? static_cast<__mmask16>(0xFFFF)
+                     : static_cast<__mmask16>((1u << (W - x0)) - 1);
+    __m512i v1 = _mm512_maskz_loadu_epi32(m, c1 + x0);
+    __m512i v2 = _mm512_maskz_loadu_epi32(m, c2 + x0);
+    if (rin != nullptr) {
+      const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, rin + x0));
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, rout + x0));
+      _mm512_mask_storeu_epi32(c1 + x0, m, _mm512_add_epi32(v1, _mm512_sub_epi32(a, b)));
+      _mm512_mask_storeu_epi32(
+          c2 + x0, m,
+          _mm512_add_epi32(v2, _mm512_sub_epi32(_mm512_mullo_epi32(a, a),
+                                                _mm512_mullo_epi32(b, b))));
+    }
+    // In-register prefix sum: lane i += lane i - 1, i - 2, i - 4, i - 8.
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 15));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 15));
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 14));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 14));
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 12));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 12));
+    v1 = _mm512_add_epi32(v1, _mm512_alignr_epi32(v1, zero, 8));
+    v2 = _mm512_add_epi32(v2, _mm512_alignr_epi32(v2, zero, 8));
+    v1 = _mm512_add_epi32(v1, k1);
+    v2 = _mm512_add_epi32(v2, k2);
+    _mm512_storeu_si512(p1 + x0 + 1, v1);
+    _mm512_storeu_si512(p2 + x0 + 1, v2);
+    k1 = _mm512_permutexvar_epi32(last, v1);
+    k2 = _mm512_permutexvar_epi32(last, v2);
+  }
+}
+
+static inline __mmask8 tail_mask8(int left) {
+  return left >= 8 ? static_cast<__mmask8>(0xFF)
+                   : static_cast<__mmask8>((1u << left) - 1);
+}
+
+// Pass 1 of search_u8_avx512 on 8 positions (x .. x + 7 of row y, masked at
+// the row's end): stores q, notes the first flat window, and keeps the per-
+// lane best lower bound ln / ld. A struct, not a lambda: the target pragma
+// reaches member functions on every compiler.
+struct LowerBoundScan {
+  const std::uint32_t* p1;
+  const std::uint32_t* p2;
+  int w, wout;
+  __m512d n, thrq, err;
+  int flat_y, flat_x;
+
+  inline void step(int y, int x, double* qrow, const float* crow, __m512d& ln,
+                   __m512d& ld) {
+    const __mmask8 m = tail_mask8(wout - x);
+    const __m256i s1 =
+        _mm256_sub_epi32(_mm256_maskz_loadu_epi32(m, p1 + x + w),
+                         _mm256_maskz_loadu_epi32(m, p1 + x));
+    const __m256i s2 =
+        _mm256_sub_epi32(_mm256_maskz_loadu_epi32(m, p2 + x + w),
+                         _mm256_maskz_loadu_epi32(m, p2 + x));
+    const __m512d a1 = _mm512_cvtepu32_pd(s1), a2 = _mm512_cvtepu32_pd(s2);
+    // Exact: integers below 2^53.
+    const __m512d q =
+        _mm512_sub_pd(_mm512_mul_pd(n, a2), _mm512_mul_pd(a1, a1));
+    _mm512_mask_storeu_pd(qrow + x, m, q);
+    const __mmask8 fl = _mm512_mask_cmp_pd_mask(m, q, thrq, _CMP_NGT_UQ);
+    if (fl != 0 && flat_y < 0) {
+      flat_y = y;
+      flat_x = x + __builtin_ctz(fl);
+    }
+    const __m512d lo =
+        _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, crow + x)), err);
+    const __m512d lo_sq = _mm512_mul_pd(lo, _mm512_abs_pd(lo));
+    const __mmask8 bl = _mm512_mask_cmp_pd_mask(
+        m & static_cast<__mmask8>(~fl), _mm512_mul_pd(lo_sq, ld),
+        _mm512_mul_pd(ln, q), _CMP_GT_OQ);
+    ln = _mm512_mask_mov_pd(ln, bl, lo_sq);
+    ld = _mm512_mask_mov_pd(ld, bl, q);
+  }
+};
+
+static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
+                             std::ptrdiff_t stride, int W, int hout, int wout,
+                             const float* corr, std::size_t cs,
+                             const RowParams& rp, Workspace& ws, double* best,
+                             int* by, int* bx, int* ncand) {
+  const int h = t.h, w = t.w;
+  std::uint32_t* c1 = ws.ucol1.data();
+  std::uint32_t* c2 = ws.ucol2.data();
+  std::uint32_t* p1 = ws.upre1.data();
+  std::uint32_t* p2 = ws.upre2.data();
+  double* qmap = ws.hi.data();  // hout x wout
+  usums_init(reg, stride, W, h, c1, c2);
+  const __m512d n = _mm512_set1_pd(rp.n), thrq = _mm512_set1_pd(rp.thrq);
+  const __m512d err = _mm512_set1_pd(rp.err);
+  const __m512d one = _mm512_set1_pd(1.0), ngmax = _mm512_set1_pd(-rp.gmax);
+  // Per lane the best lower bound as a fraction ln / ld (ld > 0); two sets
+  // to halve the compare-and-blend dependency chains.
+  __m512d ln0 = ngmax, ld0 = one, ln1 = ngmax, ld1 = one;
+  LowerBoundScan scan{p1, p2, w, wout, n, thrq, err, -1, 0};
+  for (int y = 0; y < hout; ++y) {
+    prefix_advance_u8(y + 1 < hout ? reg + (y + h) * stride : nullptr,
+                      reg + y * stride, W, c1, c2, p1, p2);
+    double* qrow = qmap + static_cast<std::size_t>(y) * wout;
+    const float* crow = corr + y * cs;
+    int x = 0;
+    for (; x + 16 <= wout; x += 16) {
+      scan.step(y, x, qrow, crow, ln0, ld0);
+      scan.step(y, x + 8, qrow, crow, ln1, ld1);
+    }
+    for (; x < wout; x += 8) scan.step(y, x, qrow, crow, ln0, ld0);
+  }
+  // The best lower bound L of g (a flat window scores exactly 0).
+  const int flat_y = scan.flat_y, flat_x = scan.flat_x;
+  double lns = flat_y >= 0 ? 0.0 : -rp.gmax, lds = 1.0;
+  alignas(64) double a[2][16];
+  _mm512_store_pd(a[0], ln0);
+  _mm512_store_pd(a[0] + 8, ln1);
+  _mm512_store_pd(a[1], ld0);
+  _mm512_store_pd(a[1] + 8, ld1);
+  for (int j = 0; j < 16; ++j)
+    if (a[0][j] * lds > lns * a[1][j]) {
+      lns = a[0][j];
+      lds = a[1][j];
+    }
+  double lower = lns * rp.n / lds;
+  lower = lower < rp.gmax ? lower : rp.gmax;
+  // Pass 2. Candidates: hi |hi| n >= L q; the slack covers the rounding of
+  // both products (and of L).
+  const __m512d vl = _mm512_set1_pd(lower);
+  const __m512d slack = _mm512_set1_pd(1e-12);
+  *best = -2.0;
+  int count = 0;
+  for (int y = 0; y < hout; ++y) {
+    const double* qrow = qmap + static_cast<std::size_t>(y) * wout;
+    const float* crow = corr + y * cs;
+    for (int x = 0; x < wout; x += 8) {
+      const __mmask8 m = tail_mask8(wout - x);
+      const __m512d q = _mm512_maskz_loadu_pd(m, qrow + x);
+      const __m512d hi =
+          _mm512_add_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, crow + x)), err);
+      const __m512d hn = _mm512_mul_pd(_mm512_mul_pd(hi, _mm512_abs_pd(hi)), n);
+      const __m512d lq = _mm512_mul_pd(vl, q);
+      const __m512d lhs = _mm512_fmadd_pd(slack, _mm512_abs_pd(hn), hn);
+      const __m512d rhs = _mm512_fnmadd_pd(slack, _mm512_abs_pd(lq), lq);
+      unsigned cand = _mm512_mask_cmp_pd_mask(
+          _mm512_mask_cmp_pd_mask(m, q, thrq, _CMP_GT_OQ), lhs, rhs,
+          _CMP_GE_OQ);
+      while (cand != 0) {
+        const int xx = x + __builtin_ctz(cand);
+        cand &= cand - 1;
+        ++count;
+        const double s = exact_score(t, reg, stride, y, xx);
+        if (s > *best) {
+          *best = s;
+          *by = y;
+          *bx = xx;
+        }
+      }
+    }
+  }
+  // Flat windows score exactly 0: the first one wins if nothing beats 0
+  // (or something ties with it later in row-major order).
+  if (flat_y >= 0 && *best <= 0.0 &&
+      (*best < 0.0 || flat_y < *by || (flat_y == *by && flat_x < *bx))) {
+    *best = 0.0;
+    *by = flat_y;
+    *bx = flat_x;
+  }
+  *ncand = count;
+}
+#endif
 
 // FFT search: approximate float32 scores with a per-position error bound,
 // then float64 rescoring of every position that could be the best.
@@ -1274,10 +1371,22 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   const double err_num = (3.0 * lg + 16.0) * u32 * t.norm_f * rn;
 
   pass_a(reg, stride, H, W, muf, g, ws);
-  pass_b_region(g, ws, e.re.data(), e.im.data(), wout);
+  pass_b_region(g, ws, e.spec.data(), wout);
   float* corr = ws.corr.data();
   const std::size_t cs = static_cast<std::size_t>(ws.corr_stride);
   pass_c(g, ws, hout, wout, corr, cs);
+#ifdef FM_NCC_DEBUG
+  if (hout * wout * (double)t.h * t.w < 3e8) {
+    const double a_unit = u32 * t.norm_f * rn;
+    for (int y = 0; y < hout; ++y)
+      for (int x = 0; x < wout; ++x) {
+        double ss, num;
+        window_exact(t.tz.data(), t.h, t.w, reg + y * stride + x, stride, &ss, &num);
+        const double r = std::fabs(num - corr[y * cs + x]) / a_unit;
+        if (r > g_debug_ratio) g_debug_ratio = r;
+      }
+  }
+#endif
 
   // Scores are compared in the monotone domain g = s |s| * ss_T = c |c| / ss_W
   // (c = numerator), which needs no square roots. hg[] holds the upper
@@ -1295,6 +1404,13 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   rp.e1tot = std::sqrt(npix * energy) * (1.0 + 1e-9);
   rp.energy = energy;
   rp.u64 = u64;
+#ifdef FM_AVX512
+  if (is_u8 && static_cast<double>(t.h) * t.w <= 66051.0) {
+    search_u8_avx512(t, reinterpret_cast<const std::uint8_t*>(reg), stride, W,
+                     hout, wout, corr, cs, rp, ws, best, by, bx, ncand);
+    return;
+  }
+#endif
   double lower = -t.ss;
   double* c1 = ws.col1.data();
   double* c2 = ws.col2.data();
@@ -1349,18 +1465,6 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
     if (y + 1 < hout) sums_advance(reg, stride, W, t.h, y, off, c1, c2);
   }
   }
-#ifdef FM_NCC_DEBUG
-  if (hout * wout * (double)t.h * t.w < 3e8) {
-    const double a_unit = u32 * t.norm_f * rn;
-    for (int y = 0; y < hout; ++y)
-      for (int x = 0; x < wout; ++x) {
-        double ss, num;
-        window_exact(t.tz.data(), t.h, t.w, reg + y * stride + x, stride, &ss, &num);
-        const double r = std::fabs(num - corr[y * cs + x]) / a_unit;
-        if (r > g_debug_ratio) g_debug_ratio = r;
-      }
-  }
-#endif
   // Rescore the candidates exactly, in row-major order.
   *best = -2.0;
   int count = 0;

@@ -12,11 +12,13 @@
 // best exact score wins (ties: first in row-major order). Small problems are
 // searched directly in float64.
 //
-// The hot kernels live in fft.hpp, compiled twice: baseline, and on x86-64
-// with GCC/Clang also for AVX2+FMA, chosen at run time (no -march flags).
+// The hot kernels live in fft.hpp, compiled for the baseline and, on x86-64
+// with GCC/Clang, also for AVX2+FMA and for AVX-512, chosen at run time
+// (target pragmas, no -march flags: the module runs on any x86-64).
 #include "ncc.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -33,8 +35,9 @@ namespace detail {
 double g_debug_ratio = 0.0;
 #endif
 
-// Complex FFT plan of length n: Stockham radices and per-stage twiddles
-// (cos, sin of 2 pi i k / nn for i < m, k = 1..p-1).
+// Complex FFT plan of length n: radices, outermost level first, and per-level
+// twiddles (cos, sin of 2 pi i k / nn for i < m, k = 1..p-1; nn = p m is the
+// sub-transform length at that level).
 struct FftPlan {
   int n = 0;
   std::vector<int> radix;
@@ -73,6 +76,7 @@ struct Geometry {
   int Kp = 0;         // K rounded up to a multiple of C
   FftPlan pv, ph;     // length Nh (vertical), M (horizontal)
   std::vector<float> untw;  // cos, sin of 2 pi k / N, k = 0..Nh
+  std::vector<int> posv;    // where pv's forward transform puts frequency j
 
   Geometry(int n, int m, int c)
       : N(n), M(m), Nh(n / 2), K(n / 2 + 1), C(c),
@@ -82,17 +86,32 @@ struct Geometry {
       untw.push_back(static_cast<float>(std::cos(two_pi * k / N)));
       untw.push_back(static_cast<float>(std::sin(two_pi * k / N)));
     }
+    // The in-place forward transform (decimation in frequency) leaves
+    // frequency j = d0 + p0 (d1 + p1 (d2 + ...)) at d0 n/p0 + d1 n/(p0 p1)
+    // + ...: its mixed-radix digits reversed.
+    posv.resize(static_cast<std::size_t>(pv.n));
+    for (int j = 0; j < pv.n; ++j) {
+      int rest = j, span = pv.n, at = 0;
+      for (int p : pv.radix) {
+        span /= p;
+        at += (rest % p) * span;
+        rest /= p;
+      }
+      posv[static_cast<std::size_t>(j)] = at;
+    }
   }
 };
 
 struct Workspace {
-  std::vector<float> a_re, a_im, b_re, b_im;  // chunk buffers
-  std::vector<float> t_re, t_im;              // pass A -> B
-  std::vector<float> v_re, v_im;              // pass B -> C
-  std::vector<float> corr;                    // hout x corr_stride
+  std::vector<float> a;           // one complex chunk (passes A and C)
+  std::vector<float> b_re, b_im;  // untangled half spectrum (pass A)
+  std::vector<float> t;           // pass A -> B
+  std::vector<float> v;           // pass B -> C
+  std::vector<float> corr;        // hout x corr_stride
   int corr_stride = 0;
   std::vector<double> col1, col2, row1, row2, hi, row_hi;
-  std::vector<std::uint32_t> ucol1, ucol2;
+  std::vector<std::uint32_t> ucol1, ucol2;  // uint8 column sums
+  std::vector<std::uint32_t> upre1, upre2;  // their prefix sums (AVX-512)
   std::vector<unsigned char> kind;
 
   static void grow(std::vector<float>& v, std::size_t n) {
@@ -106,17 +125,12 @@ struct Workspace {
   }
   void reserve(const Geometry& g, int hout, int wout) {
     const std::size_t C = static_cast<std::size_t>(g.C);
-    const std::size_t chunk =
-        static_cast<std::size_t>(std::max(std::max(g.Kp, g.M), g.Nh)) * C;
-    grow(a_re, chunk);
-    grow(a_im, chunk);
-    grow(b_re, chunk);
-    grow(b_im, chunk);
-    grow(t_re, static_cast<std::size_t>(g.Kp) * g.M);
-    grow(t_im, static_cast<std::size_t>(g.Kp) * g.M);
+    grow(a, static_cast<std::size_t>(g.Nh) * 2 * C);
+    grow(b_re, static_cast<std::size_t>(g.Kp) * C);
+    grow(b_im, static_cast<std::size_t>(g.Kp) * C);
+    grow(t, 2 * static_cast<std::size_t>(g.Kp) * g.M);
     const std::size_t xb = (static_cast<std::size_t>(wout) + C - 1) / C;
-    grow(v_re, xb * g.Kp * C);
-    grow(v_im, xb * g.Kp * C);
+    grow(v, xb * g.Kp * 2 * C);
     corr_stride = wout;
     grow(corr, static_cast<std::size_t>(hout) * wout);
     grow(col1, static_cast<std::size_t>(g.M) + 1);
@@ -125,6 +139,8 @@ struct Workspace {
     grow(row2, static_cast<std::size_t>(wout) + 1);
     grow(ucol1, static_cast<std::size_t>(g.M) + 8);
     grow(ucol2, static_cast<std::size_t>(g.M) + 8);
+    grow(upre1, static_cast<std::size_t>(g.M) + 17);
+    grow(upre2, static_cast<std::size_t>(g.M) + 17);
 
     grow(hi, static_cast<std::size_t>(hout) * wout);
     grow(row_hi, static_cast<std::size_t>(hout));
@@ -153,7 +169,8 @@ struct TemplateData {
 
 struct SpecEntry {
   std::shared_ptr<const Geometry> gp;  // shared per thread and FFT size
-  std::vector<float> re, im;  // conj(FFT(T')) / (N M), blocks [kb][u][kk]
+  // conj(FFT(T')) / (N M), Kp / C blocks of M elements (pass_b_template).
+  std::vector<float> spec;
   double max_abs = 0.0;       // max |FFT(T')|
   explicit SpecEntry(std::shared_ptr<const Geometry> geo)
       : gp(std::move(geo)) {}
@@ -166,6 +183,20 @@ struct SpecEntry {
 #if (defined(__x86_64__) || defined(_M_X64)) && \
     (defined(__GNUC__) || defined(__clang__))
 #define FM_X86_DISPATCH 1
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+// GCC 12 warns inside its own AVX-512 headers once their intrinsics are
+// inlined (the self-initialised _mm512_undefined_* values, GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+// The kernels pass vectors only between static inline functions.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), \
                              apply_to = function)
@@ -173,13 +204,31 @@ struct SpecEntry {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
-#if defined(__GNUC__) && !defined(__clang__)
-// The kernels pass 32-byte vectors only between static inline functions.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+#define FM_AVX2 1
 #define FM_KNS k_avx2
 #include "fft.hpp"
 #undef FM_KNS
+#undef FM_AVX2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+// AVX-512 (F, DQ, BW, VL: every AVX-512 CPU since Skylake-SP): 16-lane
+// float vectors, 32 registers and mask registers for the FFT and scoring.
+#if defined(__clang__)
+#pragma clang attribute push( \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#endif
+#define FM_AVX512 1
+#define FM_KNS k_avx512
+#include "fft.hpp"
+#undef FM_KNS
+#undef FM_AVX512
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -201,19 +250,62 @@ using detail::SpecEntry;
 using detail::TemplateData;
 using detail::Workspace;
 
-bool use_avx2() {
+// The best kernel set this CPU (and OS: __builtin_cpu_supports checks that
+// the OS saves the vector registers) runs.
+NccIsa cpu_isa() {
+  NccIsa best = NccIsa::kBaseline;
 #ifdef FM_X86_DISPATCH
-  static const bool ok = [] {
-    if (const char* e = std::getenv("FLICKERMINE_NO_AVX2"))
-      if (e[0] != '\0' && e[0] != '0') return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-#else
-  return false;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    best = NccIsa::kAvx2;
+    if (__builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+      best = NccIsa::kAvx512;
+  }
 #endif
+  return best;
 }
+
+// cpu_isa() capped by the environment: FLICKERMINE_NCC_ISA=baseline|avx2
+// (FLICKERMINE_NO_AVX2=1 means baseline).
+NccIsa default_isa() {
+  NccIsa cap = NccIsa::kAvx512;
+  if (const char* e = std::getenv("FLICKERMINE_NO_AVX2"))
+    if (e[0] != '\0' && e[0] != '0') cap = NccIsa::kBaseline;
+  if (const char* e = std::getenv("FLICKERMINE_NCC_ISA")) {
+    const std::string v(e);
+    if (v == "baseline") cap = NccIsa::kBaseline;
+    if (v == "avx2" && cap > NccIsa::kAvx2) cap = NccIsa::kAvx2;
+  }
+  const NccIsa best = cpu_isa();
+  return best < cap ? best : cap;
+}
+
+std::atomic<int>& isa_setting() {
+  static std::atomic<int> isa{static_cast<int>(default_isa())};
+  return isa;
+}
+
+NccIsa current_isa() {
+  return static_cast<NccIsa>(isa_setting().load(std::memory_order_relaxed));
+}
+
+// Calls detail::<kernel set of `isa`>::call.
+#ifdef FM_X86_DISPATCH
+#define FM_KERNEL(isa, call)                               \
+  do {                                                     \
+    if ((isa) == NccIsa::kAvx512)                          \
+      detail::k_avx512::call;                              \
+    else if ((isa) == NccIsa::kAvx2)                       \
+      detail::k_avx2::call;                                \
+    else                                                   \
+      detail::k_base::call;                                \
+  } while (0)
+#else
+#define FM_KERNEL(isa, call) detail::k_base::call
+#endif
 
 inline double pixel_at(const ImageView& im, int y, int x) {
   if (im.type == PixelType::kUint8) {
@@ -314,8 +406,7 @@ struct SearchState {
     give_buffer(std::move(t.tz));
     give_buffer(std::move(t.tzf));
     for (SpecEntry& e : spectra) {
-      give_buffer(std::move(e.re));
-      give_buffer(std::move(e.im));
+      give_buffer(std::move(e.spec));
     }
   }
 };
@@ -350,15 +441,14 @@ Workspace& thread_workspace() {
 
 void trim_workspace(Workspace& ws) {
   const std::size_t bytes =
-      sizeof(float) * (ws.a_re.capacity() + ws.a_im.capacity() +
-                       ws.b_re.capacity() + ws.b_im.capacity() +
-                       ws.t_re.capacity() + ws.t_im.capacity() +
-                       ws.v_re.capacity() + ws.v_im.capacity() +
+      sizeof(float) * (ws.a.capacity() + ws.b_re.capacity() +
+                       ws.b_im.capacity() + ws.t.capacity() + ws.v.capacity() +
                        ws.corr.capacity()) +
       sizeof(double) * (ws.col1.capacity() + ws.col2.capacity() +
                         ws.row1.capacity() + ws.row2.capacity() +
                         ws.hi.capacity() + ws.row_hi.capacity()) +
-      sizeof(std::uint32_t) * (ws.ucol1.capacity() + ws.ucol2.capacity()) +
+      sizeof(std::uint32_t) * (ws.ucol1.capacity() + ws.ucol2.capacity() +
+                               ws.upre1.capacity() + ws.upre2.capacity()) +
       ws.kind.capacity();
   if (bytes > kMaxWorkspaceBytes) ws = Workspace();
 }
@@ -428,15 +518,10 @@ NccMatch search_typed(SearchState& im, const P* reg,
                      40.0 * hout * wout;
   double best = 0.0;
   int by = 0, bx = 0;
-  const bool avx2 = use_avx2();
+  const NccIsa isa = current_isa();
   if (direct <= fft) {
     im.last_candidates = hout * wout;
-#ifdef FM_X86_DISPATCH
-    if (avx2)
-      detail::k_avx2::search_direct(t, reg, stride, H, W, &best, &by, &bx);
-    else
-#endif
-      detail::k_base::search_direct(t, reg, stride, H, W, &best, &by, &bx);
+    FM_KERNEL(isa, search_direct(t, reg, stride, H, W, &best, &by, &bx));
   } else {
     Workspace& ws = thread_workspace();
     SpecEntry* e = nullptr;
@@ -445,25 +530,13 @@ NccMatch search_typed(SearchState& im, const P* reg,
     if (e == nullptr) {
       SpecEntry fresh(cached_geometry(N, M));
       const std::size_t ns = static_cast<std::size_t>(fresh.g().Kp) * M;
-      fresh.re = take_buffer<float>(ns);
-      fresh.im = take_buffer<float>(ns);
-#ifdef FM_X86_DISPATCH
-      if (avx2)
-        detail::k_avx2::make_spectrum(t, fresh.g(), ws, fresh);
-      else
-#endif
-        detail::k_base::make_spectrum(t, fresh.g(), ws, fresh);
+      fresh.spec = take_buffer<float>(2 * ns);
+      FM_KERNEL(isa, make_spectrum(t, fresh.g(), ws, fresh));
       im.spectra.push_back(std::move(fresh));
       e = &im.spectra.back();
     }
-#ifdef FM_X86_DISPATCH
-    if (avx2)
-      detail::k_avx2::search_fft(t, *e, reg, stride, H, W, ws, &best, &by,
-                                 &bx, &im.last_candidates);
-    else
-#endif
-      detail::k_base::search_fft(t, *e, reg, stride, H, W, ws, &best, &by,
-                                 &bx, &im.last_candidates);
+    FM_KERNEL(isa, search_fft(t, *e, reg, stride, H, W, ws, &best, &by, &bx,
+                              &im.last_candidates));
     trim_workspace(ws);
   }
 #ifdef FM_NCC_DEBUG
@@ -494,6 +567,30 @@ NccMatch NccTemplate::search(const ImageView& image, const PixelBox& region) {
   const auto* base = static_cast<const float*>(image.data);
   return search_typed(im, base + region.y1 * image.stride + region.x1,
                       image.stride, region);
+}
+
+NccIsa ncc_isa() { return current_isa(); }
+
+NccIsa ncc_best_isa() {
+  static const NccIsa best = cpu_isa();
+  return best;
+}
+
+void ncc_set_isa(NccIsa isa) {
+  if (static_cast<int>(isa) < 0 || isa > ncc_best_isa())
+    throw std::invalid_argument(std::string("NCC kernel set ") +
+                                ncc_isa_name(isa) +
+                                " is not available on this machine");
+  isa_setting().store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+const char* ncc_isa_name(NccIsa isa) {
+  switch (isa) {
+    case NccIsa::kBaseline: return "baseline";
+    case NccIsa::kAvx2: return "avx2";
+    case NccIsa::kAvx512: return "avx512";
+  }
+  return "unknown";
 }
 
 std::vector<double> ncc_score_map_reference(const ImageView& template_image,

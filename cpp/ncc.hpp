@@ -73,6 +73,19 @@ class NccTemplate {
   std::unique_ptr<Impl> impl_;
 };
 
+// Vector code path of the NCC kernels, chosen at run time: the best the CPU
+// supports (never above the build's target: baseline on non-x86), capped by
+// the environment variable FLICKERMINE_NCC_ISA=baseline|avx2. Every path
+// gives results within the contract above; which position wins a near-tie
+// (scores within 1e-6) may differ between paths.
+enum class NccIsa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+NccIsa ncc_isa();       // in use
+NccIsa ncc_best_isa();  // the best this machine runs (environment aside)
+// Switches every thread to `isa` (for tests and benchmarks); throws
+// std::invalid_argument when the machine does not run it.
+void ncc_set_isa(NccIsa isa);
+const char* ncc_isa_name(NccIsa isa);
+
 // Plain float64 direct computation of the whole score map, row-major,
 // (region.height - h + 1) x (region.width - w + 1). Slow; for tests.
 std::vector<double> ncc_score_map_reference(const ImageView& template_image,

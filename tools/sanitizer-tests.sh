@@ -23,5 +23,6 @@ import os, flickermine._core as core
 assert os.path.abspath(core.__file__).startswith(os.environ["PYTHONPATH"]), core.__file__
 print("sanitized core:", core.__file__)
 PYEOF
+# test_ncc_isa runs every vector code path of the kernels (baseline, AVX2, AVX-512) this CPU has.
 "$PY" -m pytest -q -p no:cacheprovider tests/test_parity.py tests/test_ncc.py tests/test_api_errors.py tests/test_rules.py \
-  -k "cpp or core" -o addopts="-ra --strict-markers"
+  tests/test_ncc_isa.py -k "cpp or core or ncc_isa" -o addopts="-ra --strict-markers"
