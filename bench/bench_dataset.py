@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -41,10 +42,19 @@ def mine(videos, dets_dir, out: Path, config, workers: int) -> tuple[dict, float
     from flickermine.run import run_mining
 
     shutil.rmtree(out, ignore_errors=True)
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     result = run_mining(videos, out, config, detections=dets_dir, workers=workers, progress=False, log=lambda _: None)
     seconds = time.perf_counter() - start
-    return {"kept_frames": len(result.coco["images"]), "frames": sum(v["frames"] for v in result.videos)}, seconds
+    stats = {"kept_frames": len(result.coco["images"]), "frames": sum(v["frames"] for v in result.videos),
+             "cores_busy": (_cpu_seconds() - cpu_before) / seconds}
+    return stats, seconds
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (worker processes), all threads."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> int:
@@ -76,6 +86,7 @@ def main() -> int:
         best: dict[str, float] = {}
         kept: dict[str, int] = {}
         worker_seconds: dict[int, list[float]] = {1: [], 2: []}
+        cores_busy: dict[int, list[float]] = {1: [], 2: []}
         frames = 0
         for round_ in range(args.repeats):
             frames, seconds = decode_only()
@@ -85,8 +96,9 @@ def main() -> int:
                 best[name] = min(best.get(name, 1e9), seconds)
                 kept[name] = stats["kept_frames"]
             for workers in ((1, 2) if round_ % 2 == 0 else (2, 1)):  # alternate: drift cancels
-                _, seconds = mine(long_videos, long_dets, tmp / "out", configs["seed, hn (defaults)"], workers)
+                stats, seconds = mine(long_videos, long_dets, tmp / "out", configs["seed, hn (defaults)"], workers)
                 worker_seconds[workers].append(seconds)
+                cores_busy[workers].append(stats["cores_busy"])
             print(f"round {round_ + 1}: workers 1 {worker_seconds[1][-1]:.2f} s, workers 2 "
                   f"{worker_seconds[2][-1]:.2f} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
         for workers in (1, 2):
@@ -108,10 +120,16 @@ def main() -> int:
     scaling = statistics.median(one_ / two for one_, two in zip(worker_seconds[1], worker_seconds[2]))
     print(f"target mining from files >= 0.7x decode: {'met' if ratio >= 0.7 else 'NOT met'} ({ratio:.2f}x)")
     print(f"target --workers 2 >= 1.6x one worker: {'met' if scaling >= 1.6 else 'NOT met'} ({scaling:.2f}x)")
+    busy = {w: statistics.median(v) for w, v in cores_busy.items()}
+    # One worker already overlaps decoding (its own thread, FFmpeg's threads) with mining, so it
+    # keeps more than one core busy; N workers can at most scale by N cores / that.
+    print(f"cores kept busy (CPU time / wall time, median): workers 1 {busy[1]:.2f}, workers 2 {busy[2]:.2f} "
+          f"of {os.cpu_count()}; so workers 2 can be at most {os.cpu_count() / busy[1]:.2f}x one worker here")
     write_json("dataset", {"frames": frames, "frames_per_second": fps, "kept_frames": kept,
                            "mining_over_decode": ratio, "workers_2_over_1": scaling,
                            "workers_videos": {"count": 2, "frames_each": long_frames},
-                           "workers_seconds": worker_seconds, "load_average_after": os.getloadavg()}, args.json)
+                           "workers_seconds": worker_seconds, "cores_busy": cores_busy,
+                           "load_average_after": os.getloadavg()}, args.json)
     return 0
 
 
