@@ -231,3 +231,24 @@ def test_unknown_category_fails_before_any_work(tmp_path, capsys, workers):
     assert code == 2
     assert "dog" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.real_data
+def test_a_videos_thread_share_gives_the_same_shard_and_restores_opencv(tmp_path):
+    """What --workers and Ray tasks do (one decoding thread): same shard, OpenCV's pool put back."""
+    import cv2
+
+    from flickermine.run import VideoJob, mine_video_job
+
+    job = VideoJob("video", shared_data("tud-campus", "video.mp4"), shared_data("tud-campus", "det", "faster_rcnn.txt"))
+    before = cv2.getNumThreads()
+    shards = {}
+    for threads in (None, 1):
+        out = tmp_path / str(threads)
+        out.mkdir()
+        stats = mine_video_job(job, out, RunConfig(rule="support", mode="hn+hp"), threads=threads)
+        assert stats["frames"] == 71 and cv2.getNumThreads() == before
+        shard = json.loads((out / "shards" / "video.json").read_text())
+        shard.pop("seconds"), shard.pop("frames_per_second")
+        shards[threads] = shard
+    assert shards[None] == shards[1] and shards[1]["images"]

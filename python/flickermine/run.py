@@ -177,12 +177,22 @@ def mine_video_job(
     """Mine one video into its shard; return the shard's statistics (without its images).
 
     ``threads``: the cores this video may use, when several are mined at once (``--workers``, Ray
-    tasks): FFmpeg decodes with that many threads and OpenCV's own thread pool is set to it, in
-    this process. None: the libraries' defaults (every core), for a video that has the machine.
+    tasks): FFmpeg decodes with that many threads and OpenCV's own thread pool is set to it for
+    the duration of the call. None: the libraries' defaults (every core), for a video that has the
+    machine.
     """
+    if threads is None:
+        return _mine_video_job(job, out, config, backend, detector, on_frames, None)
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        return _mine_video_job(job, out, config, backend, detector, on_frames, threads)
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> dict:
     start = time.perf_counter()
-    if threads is not None:
-        cv2.setNumThreads(threads)
     source = open_video(job.path, decode_threads=threads)
     miner = Miner(config.params, config.rule, backend, hard_positives=config.mode in ("hp", "hn+hp"))
     writer = ShardWriter(out, job.key, config)
