@@ -72,6 +72,10 @@ def test_ncc_search_rejects_bad_arrays(backend):
         fm.ncc_search_batch(image, [[0, 0, 5, 5], [0, 0, 5, 5]], image, [[0, 0, 10, 10]], backend=backend)
     with pytest.raises(ValueError, match=r"image .*float32.*NaN"):
         fm.ncc_search(np.ones((3, 3), np.float32), np.full((9, 9), np.nan, np.float32), backend=backend)
+    # Values whose squares would overflow float32 sums are refused, not scored -2 or NaN.
+    huge = np.random.default_rng(0).uniform(0, 1e20, (9, 9)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"image \(float32, shape \(9, 9\)\) has values in .*within \+-1e\+15"):
+        fm.ncc_search(np.ones((3, 3), np.float32), huge, backend=backend)
 
 
 @pytest.mark.skipif("cpp" not in AVAILABLE, reason="C++ core not built")

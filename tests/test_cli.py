@@ -73,6 +73,12 @@ def test_demo_prints_precision_and_writes_a_dataset(tmp_path):
     coco = COCO(str(out / "annotations.json"))
     assert len(coco.getImgIds()) > 0 and (out / "contact_sheet.png").is_file()
     assert any(a["source"] == "tracker" for a in coco.dataset["annotations"])
+    import json
+
+    report = json.loads((out / "report.json").read_text())  # laid out as `mine --out` lays it out
+    assert report["videos"][0]["status"] == "done" and report["totals"]["frames"] == 60
+    assert report["totals"]["kept_frames"] == len(coco.getImgIds())
+    assert coco.dataset["info"]["detector"]["seed"] == 0
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     result = run_cli("demo", "--frames", "20", "--out", str(tmp_path / "other"))
@@ -111,6 +117,28 @@ def test_bad_inputs_exit_2_with_a_clear_message(tmp_path, capsys):
         bad.write_text(text)
         fails(["mine", str(video), "--detections", str(bad), "--verdicts", str(out)], bad.name, where)
     fails(["mine", str(video), "--detections", str(tmp_path / "missing.txt"), "--verdicts", str(out)], "missing.txt")
+
+
+@pytest.mark.real_data
+def test_unwritable_outputs_exit_2_with_a_clear_message(tmp_path, capsys):
+    """An output that cannot be written is named in one line, never a traceback."""
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    for target, expected in [(folder, "is a folder"), (a_file / "v.csv", "a_file")]:
+        assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(target), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("flickermine: error: ") and expected in err and "Traceback" not in err, err
+    assert a_file.read_text() == "keep" and not list(folder.iterdir())
+
+
+def test_demo_needs_at_least_one_frame(tmp_path, capsys):
+    assert main(["demo", "--frames", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "at least 1 frame (--frames), got 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.real_data

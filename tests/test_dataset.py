@@ -130,6 +130,11 @@ def test_expand_inputs(tmp_path):
     assert expand_inputs([listing, tmp_path / "a" / "x.mp4"]) == [(tmp_path / "a" / "x.mp4").resolve()]
     with pytest.raises(FileNotFoundError, match="matches nothing"):
         expand_inputs([str(tmp_path / "*.mkv")])
+    # A link is named as given (its detections file is <link name>.txt), mined once with its target.
+    link = tmp_path / "cam7.mp4"
+    link.symlink_to(tmp_path / "a" / "x.mp4")
+    assert expand_inputs([link, tmp_path / "a" / "x.mp4"]) == [link.absolute()]
+    assert video_keys(expand_inputs([link])) == ["cam7"]
     assert video_keys([Path("/d/one/video.mp4"), Path("/d/two/video.mp4"), Path("/d/seq/img1")]) == ["one-video", "two-video", "seq"]
 
 
@@ -217,6 +222,54 @@ def test_workers_and_resume_give_identical_output(tmp_path):
     assert not (resumed / "annotations.json").exists()
     subprocess.run(command + [str(resumed), *args], check=True, capture_output=True, timeout=600)
     assert _dataset_files(resumed) == expected
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie (exited, not yet reaped by whoever adopted it) is not running
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads worker processes from Linux /proc")
+def test_workers_leave_when_the_run_is_killed(tmp_path):
+    """A parent killed with SIGTERM cannot shut its pool down: its workers must not mine on."""
+    videos = [shared_data("pets09-s2l1", "video.avi"), shared_data("tud-campus", "video.mp4")]
+    dets = dets_folder(
+        tmp_path,
+        {
+            "pets09-s2l1-video": shared_data("pets09-s2l1", "det", "faster_rcnn.txt"),
+            "tud-campus-video": shared_data("tud-campus", "det", "faster_rcnn.txt"),
+        },
+    )
+    out = tmp_path / "out"
+    # The support rule with hard positives mines at ~90 frames/s here: seconds of work per video.
+    command = [sys.executable, "-m", "flickermine.cli", "mine", *map(str, videos), "--detections", str(dets),
+               "--rule", "support", "--mode", "hn+hp", "--workers", "2", "--quiet", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and len(workers) < 3:
+        workers |= _children(process.pid)  # two workers and multiprocessing's resource tracker
+        time.sleep(0.05)
+    assert process.poll() is None and workers, "the run ended before its workers could be seen"
+    time.sleep(0.5)
+    workers |= _children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _running(pid)], "workers went on after their parent was killed"
+    assert not (out / "annotations.json").exists()
 
 
 @pytest.mark.real_data

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 GRAY_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+#: Largest magnitude accepted in a float32 frame: sums of squares over a frame-sized window stay
+#: far inside float32's range (3.4e38) in every backend.
+MAX_FLOAT_INTENSITY = 1e15
 
 
 def check_gray_frame(frame: object, name: str = "frame") -> np.ndarray:
@@ -28,8 +31,17 @@ def check_gray_frame(frame: object, name: str = "frame") -> np.ndarray:
             f"{name} must have contiguous rows (C layout), but got strides {frame.strides} for shape "
             f"{frame.shape}; pass np.ascontiguousarray({name})"
         )
-    if frame.dtype == np.float32 and not np.isfinite(frame).all():
-        raise ValueError(f"{name} (float32, shape {frame.shape}) contains NaN or infinity")
+    if frame.dtype == np.float32:
+        # min/max propagate NaN, so two passes catch NaN, infinity and values so large that their
+        # squares overflow float32 sums (NCC is scale-free: intensities need not be 0..255).
+        low, high = float(frame.min()), float(frame.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"{name} (float32, shape {frame.shape}) contains NaN or infinity")
+        if max(-low, high) > MAX_FLOAT_INTENSITY:
+            raise ValueError(
+                f"{name} (float32, shape {frame.shape}) has values in [{low:.3g}, {high:.3g}]; "
+                f"grayscale intensities must lie within +-{MAX_FLOAT_INTENSITY:.0e} (rescale the frame)"
+            )
     return frame
 
 

@@ -204,7 +204,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from .backends import get_backend
         from .demo import write_demo_dataset
 
-        coco = write_demo_dataset(clip, result, args.out, params, args.rule, get_backend(args.backend).NAME)
+        coco = write_demo_dataset(clip, result, args.out, params, args.rule, get_backend(args.backend).NAME, args.seed)
         print(
             f"dataset (mode hn+hp): {len(coco['images'])} images, {len(coco['annotations'])} annotations in "
             f"{args.out}/annotations.json; drawings in {args.out}/visualize, overview {args.out}/contact_sheet.png"
@@ -295,7 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (VideoError, DetectionFileError, ValueError, TypeError, FileNotFoundError, MissingExtraError, ConnectionError) as error:
+    except (VideoError, DetectionFileError, ValueError, TypeError, MissingExtraError, ConnectionError) as error:
+        print(f"flickermine: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        # A path that cannot be read or written (missing, a folder, no permission, a file where a
+        # folder should be): the message names it; what was already written stays in place.
         print(f"flickermine: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -23,9 +23,10 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
+
+from ._files import replaced_atomically
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -131,16 +132,9 @@ def validate(coco: Any, source: str = "<COCO dict>") -> None:
 def write(coco: dict, path: PathLike) -> Path:
     """Write ``coco`` as JSON to ``path`` atomically: readers see the old file or the new one, never half."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(coco, stream)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
+        json.dump(coco, stream)
+        stream.write("\n")
     return path
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +31,7 @@ import cv2
 import numpy as np
 
 from . import __version__
+from ._files import replaced_atomically
 from .miner import FrameVerdicts
 from .params import MiningParams, Reason
 
@@ -45,16 +44,9 @@ TRACKER_SOURCE = "tracker"
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temp file in the same folder and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as stream:
-            json.dump(payload, stream, indent=1)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as temporary, open(temporary, "w") as stream:
+        json.dump(payload, stream, indent=1)
+        stream.write("\n")
 
 
 def xywh(box: Iterable[float]) -> list[float]:
@@ -93,8 +85,9 @@ class RunConfig:
         }
 
 
-def check_run_folder(out: Path, config: RunConfig) -> None:
-    """Create ``out/run.json``, or refuse a folder that holds a run with different settings."""
+def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
+    """Refuse a folder that holds a run with different settings; else create ``out/run.json``
+    (with ``create=False`` only check, writing nothing)."""
     run_file = out / "run.json"
     wanted = config.as_dict()
     if run_file.exists():
@@ -114,7 +107,8 @@ def check_run_folder(out: Path, config: RunConfig) -> None:
                 "use another --out, or delete it to start over"
             )
         return
-    write_json_atomic(run_file, wanted)
+    if create:
+        write_json_atomic(run_file, wanted)
 
 
 def select_frame(verdicts: FrameVerdicts, mode: str) -> tuple[bool, list[dict]]:
@@ -207,6 +201,18 @@ class ShardWriter:
         shard = {"video": self.key, **stats, **self.counts, "kept_frames": len(self.images), "images": self.images}
         write_json_atomic(self.out / "shards" / f"{self.key}.json", shard)
         return shard
+
+
+#: The per-video counts of report.json, summed into its ``totals``.
+REPORT_COUNTS = ("frames", "detections", "hard_negatives", "pseudo_positives", "hard_positives", "kept_frames")
+
+
+def write_report(out: Path, videos: list[dict], config: RunConfig, backend: str) -> dict:
+    """Write ``DIR/report.json``: one row per video (status, counts, speed), their totals, the settings."""
+    totals = {c: sum((v.get(c) or 0) for v in videos) for c in REPORT_COUNTS}
+    report = {"videos": videos, "totals": totals, "config": config.as_dict(), "backend": backend}
+    write_json_atomic(out / "report.json", report)
+    return report
 
 
 def shard_path(out: Path, video_key: str) -> Path:

@@ -57,6 +57,8 @@ def render_clip(
 ) -> SyntheticClip:
     """Render the clip. ``false_positive_rate``: expected injected false positives per frame;
     ``miss_rate``: chance that a true object is missed in a frame (never two frames running)."""
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"the demo clip needs at least 1 frame (--frames), got {num_frames!r}")
     params = params or MiningParams()
     rng = np.random.default_rng(seed)
     background = _texture(rng, height, width, 3.0) * 0.8 + 20.0
@@ -195,12 +197,14 @@ def run_demo(
     return clip, result
 
 
-def write_demo_dataset(clip: SyntheticClip, result: DemoResult, out, params: MiningParams, rule: str, backend: str) -> dict:
+def write_demo_dataset(
+    clip: SyntheticClip, result: DemoResult, out, params: MiningParams, rule: str, backend: str, seed: int = 0
+) -> dict:
     """Write the demo's mined frames as a dataset, laid out exactly like ``flickermine mine --out``
     (mode ``hn+hp``: hard-negative frames and hard-positive frames, with their visualizations)."""
     from pathlib import Path
 
-    from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards
+    from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, write_report
 
     import json
     import shutil
@@ -212,14 +216,17 @@ def write_demo_dataset(clip: SyntheticClip, result: DemoResult, out, params: Min
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not an earlier demo's output; pick another --out")
     config = RunConfig(params=params, rule=str(Rule(rule).value), mode="hn+hp", category="object",
-                       detector={"name": "simulated", "seed": "see report.json"}, visualize=True)
+                       detector={"name": "simulated", "seed": seed, "frames": result.frames}, visualize=True)
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, config)
     writer = ShardWriter(out, "demo", config)
     for verdicts in result.verdicts:
         writer.add(verdicts, cv2.cvtColor(clip.gray[verdicts.frame_index], cv2.COLOR_GRAY2BGR))
-    writer.finish({"path": "synthetic", "frames": result.frames, "detections": result.detections,
-                   "seconds": round(result.seconds, 3), "backend": backend})
+    shard = writer.finish({"path": "synthetic", "frames": result.frames, "detections": result.detections,
+                           "seconds": round(result.seconds, 3), "backend": backend})
     coco = merge_shards(out, ["demo"], config, backend)
+    row = {k: v for k, v in shard.items() if k != "images"}
+    row.update(status="done", frames_per_second=round(result.frames / max(result.seconds, 1e-9), 1))
+    write_report(out, [row], config, backend)
     contact_sheet(out, coco)
     return coco

@@ -124,6 +124,8 @@ def mine_video(
             # Rows stream into a .partial file renamed on success: an earlier result is never
             # clobbered by a failed run, and a failed run keeps every row it decided.
             final = Path(verdicts_csv)
+            if final.is_dir():
+                raise ValueError(f"--verdicts {final} is a folder; name the CSV file to write")
             final.parent.mkdir(parents=True, exist_ok=True)
             partial = final.with_name(final.name + ".partial")
             writer = VerdictWriter(stack.enter_context(open(partial, "w", newline="")))

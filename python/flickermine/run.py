@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import glob
+import hashlib
 import json
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_json_atomic
+from .dataset import REPORT_COUNTS, RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_report
 from .detections import DetectionFileError
 from .formats import open_detections
 from .gpu_pipeline import DetectorPipeline, PipelineStats
@@ -81,8 +82,12 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             videos += expand_inputs(entries)
         else:
             videos.append(path)  # a video file, or a missing one: reported when opened
-    unique = list(dict.fromkeys(p.resolve() if p.exists() else p for p in videos))
-    return unique
+    # Named by the path given (a link keeps its own name, which its detections file carries),
+    # de-duplicated by what it points to (the same video listed twice is mined once).
+    unique: dict[Path, Path] = {}
+    for video in videos:
+        unique.setdefault(video.resolve() if video.exists() else video, Path(os.path.abspath(video)))
+    return list(unique.values())
 
 
 def video_keys(videos: Sequence[Path]) -> list[str]:
@@ -219,6 +224,7 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
         {
             "path": str(job.path),
             "detections_file": str(job.detections) if job.detections else None,
+            "detections_sha256": file_sha256(job.detections) if job.detections else None,
             "width": source.width,
             "height": source.height,
             "frames": source.decoded_frames,
@@ -232,6 +238,29 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
     if pipelines:  # fused detection: frames/s and GPU utilisation, for report.json and the log
         stats["pipeline"] = pipelines[0].stats.as_dict()
     return stats
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_shard_inputs(shard: dict, job: VideoJob, where: Path) -> None:
+    """Refuse to resume from a shard mined from another video or other detections than ``job``'s:
+    same key, different input would otherwise be skipped as done and merged without a word."""
+    if shard.get("path") and Path(shard["path"]).resolve() != job.path.resolve():
+        raise ValueError(
+            f"{where} was mined from {shard['path']}, not {job.path}: pick another --out, or delete the shard to mine again"
+        )
+    recorded = shard.get("detections_sha256")  # absent in shards written before it was recorded
+    if job.detections is not None and recorded and recorded != file_sha256(job.detections):
+        raise ValueError(
+            f"{where} was mined from detections {shard.get('detections_file')}, whose content differs from "
+            f"{job.detections}: pick another --out, or delete the shard to mine again"
+        )
 
 
 # -- many videos -------------------------------------------------------------------------------
@@ -253,7 +282,7 @@ class RunResult:
         return 1 if self.failed else 0
 
 
-REPORT_COLUMNS = ("video", "status", "frames", "detections", "hard_negatives", "pseudo_positives", "hard_positives", "kept_frames", "frames_per_second")
+REPORT_COLUMNS = ("video", "status", *REPORT_COUNTS, "frames_per_second")
 
 
 def format_report(videos: list[dict]) -> str:
@@ -312,13 +341,31 @@ class _Progress:
             self.overall.close()
 
 
-def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_factory, progress_queue,
-            threads: int) -> dict:
-    """Runs in a worker process: one video, progress sent back through ``progress_queue``."""
+_progress_queue = None  # set in each worker process by _worker_init
+
+
+def _worker_init(progress_queue, parent_pid: int) -> None:
+    """Runs once in each worker process: keep the progress queue, and leave when the parent does.
+
+    A parent killed outright (SIGTERM, SIGKILL, an OOM kill) cannot shut its pool down; without
+    this its workers would go on mining, orphaned, and race a rerun of the same command."""
+    global _progress_queue
+    _progress_queue = progress_queue
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="flickermine-parent-watch", daemon=True).start()
+
+
+def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_factory, threads: int) -> dict:
+    """Runs in a worker process: one video, progress sent back through the worker's queue."""
     detector = detector_factory() if detector_factory is not None else None
 
     def on_frames(key: str, count: int) -> None:
-        progress_queue.put((key, count))
+        _progress_queue.put((key, count))
 
     return mine_video_job(job, out, config, backend, detector, on_frames, threads=threads)
 
@@ -389,21 +436,22 @@ def run_mining(
             dets_path = find_detections(path, key, detections, single=len(videos) == 1)
             open_detections(dets_path, frame_count=source.frame_count, width=source.width, height=source.height)
         jobs.append(VideoJob(key, path, dets_path))
-    # The detector is built here even when workers build their own: an unknown category or
-    # weights of the wrong class count must fail before any work, not once per video.
-    detector = detector_factory() if detector_factory is not None and jobs else None
-    if not (executor == "local" and workers == 1):
-        detector = None  # workers build their own
-
-    out.mkdir(parents=True, exist_ok=True)
-    check_run_folder(out, config)
+    check_run_folder(out, config, create=False)
     todo = []
     for job in jobs:
         if shard_path(out, job.key).exists():
             shard = json.loads(shard_path(out, job.key).read_text())
+            check_shard_inputs(shard, job, shard_path(out, job.key))
             report[job.key].update({k: v for k, v in shard.items() if k != "images"}, status="skipped (done before)")
         else:
             todo.append(job)
+    # The detector is built here even when workers build their own: an unknown category or
+    # weights of the wrong class count must fail before any work, not once per video.
+    detector = detector_factory() if detector_factory is not None and todo else None
+    if not (executor == "local" and workers == 1):
+        detector = None  # workers build their own
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, config)
 
     bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress)
     try:
@@ -431,8 +479,7 @@ def run_mining(
 
     coco = merge_shards(out, keys, config, backend_name)
     rows = [report[k] for k in keys]
-    totals = {c: sum((r.get(c) or 0) for r in rows) for c in REPORT_COLUMNS[2:8]}
-    write_json_atomic(out / "report.json", {"videos": rows, "totals": totals, "config": config.as_dict(), "backend": backend_name})
+    write_report(out, rows, config, backend_name)
     if config.visualize:
         contact_sheet(out, coco)
     log(format_report(rows))
@@ -441,7 +488,7 @@ def run_mining(
             log(f"{row['video']}: detector {PipelineStats.from_dict(row['pipeline']).line()}")
     for row in rows:
         if row["status"] == "failed":
-            log(f"failed: {row['path']}: {row['error']}")
+            log(f"failed: {row['video']}: {row['error']}")  # the error names the file
     log(f"{len(coco['images'])} images, {len(coco['annotations'])} annotations written to {out / 'annotations.json'}")
     return RunResult(out, rows, coco)
 
@@ -449,36 +496,39 @@ def run_mining(
 def _run_parallel(todo, out, config, backend, detector_factory, workers, bars, report, frame_totals) -> None:
     # spawn: the parent holds threads (progress, decoding) that fork would copy half-way.
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        progress_queue = manager.Queue()
-        stop = threading.Event()
+    # A plain multiprocessing queue handed to each worker at start (no manager process to orphan).
+    progress_queue = context.Queue()
+    stop = threading.Event()
 
-        def pump() -> None:
-            while not stop.is_set() or not progress_queue.empty():
+    def pump() -> None:
+        while not stop.is_set() or not progress_queue.empty():
+            try:
+                key, count = progress_queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            bars.frames(key, count)
+
+    pumper = threading.Thread(target=pump, daemon=True)
+    pumper.start()
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(progress_queue, os.getpid())
+        ) as pool:
+            futures = {
+                pool.submit(_worker, job, out, config, backend, detector_factory,
+                            threads_per_video(min(workers, len(todo)))): job
+                for job in todo
+            }
+            for future in concurrent.futures.as_completed(futures):
+                job = futures[future]
                 try:
-                    key, count = progress_queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                bars.frames(key, count)
-
-        pumper = threading.Thread(target=pump, daemon=True)
-        pumper.start()
-        try:
-            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = {
-                    pool.submit(_worker, job, out, config, backend, detector_factory, progress_queue,
-                                threads_per_video(min(workers, len(todo)))): job
-                    for job in todo
-                }
-                for future in concurrent.futures.as_completed(futures):
-                    job = futures[future]
-                    try:
-                        report[job.key].update(future.result(), status="done")
-                    except (VideoError, DetectionFileError, OSError, ValueError) as error:
-                        report[job.key].update(status="failed", error=str(error))
-                    except concurrent.futures.process.BrokenProcessPool as error:
-                        report[job.key].update(status="failed", error=f"worker died: {error}")
-                    bars.done(job.key)
-        finally:
-            stop.set()
-            pumper.join(timeout=5)
+                    report[job.key].update(future.result(), status="done")
+                except (VideoError, DetectionFileError, OSError, ValueError) as error:
+                    report[job.key].update(status="failed", error=str(error))
+                except concurrent.futures.process.BrokenProcessPool as error:
+                    report[job.key].update(status="failed", error=f"worker died: {error}")
+                bars.done(job.key)
+    finally:
+        stop.set()
+        pumper.join(timeout=5)
+        progress_queue.close()

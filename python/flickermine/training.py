@@ -33,15 +33,14 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 
+from ._files import replaced_atomically
 from . import coco as coco_files
 
 PathLike = Union[str, Path]
@@ -519,14 +518,8 @@ def _set_rng_states(torch, states: dict) -> None:
 
 
 def _save_atomic(torch, payload: dict, path: Path) -> None:
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replaced_atomically(path) as temporary:
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _model_payload(model, config: TrainConfig, categories: list[dict], iteration: int) -> dict:
