@@ -26,6 +26,19 @@ from .conftest import shared_data
 LOOSE = MiningParams(sure_score=2.0, min_area=0.0, border=0)
 
 
+def two_videos(tmp_path: Path) -> tuple[list[Path], Path]:
+    """pets09-s2l1 and tud-campus (both named ``video``) with their Faster R-CNN detections."""
+    videos = [shared_data("pets09-s2l1", "video.avi"), shared_data("tud-campus", "video.mp4")]
+    dets = dets_folder(
+        tmp_path,
+        {
+            "pets09-s2l1-video": shared_data("pets09-s2l1", "det", "faster_rcnn.txt"),
+            "tud-campus-video": shared_data("tud-campus", "det", "faster_rcnn.txt"),
+        },
+    )
+    return videos, dets
+
+
 def dets_folder(tmp_path: Path, pairs: dict[str, Path]) -> Path:
     folder = tmp_path / "dets"
     folder.mkdir()
@@ -153,6 +166,16 @@ def test_bad_input_fails_before_any_work(tmp_path):
     run_mining([video], out, RunConfig(), detections=good, progress=False, log=lambda _: None)
     with pytest.raises(ValueError, match=r"holds a run with different settings \(params: .*window"):
         run_mining([video], out, RunConfig(params=MiningParams(window=3)), detections=good, progress=False, log=lambda _: None)
+    # Same settings, other detections for the same video: not "done before", an error.
+    other = tmp_path / "other.txt"
+    other.write_text("".join(good.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(ValueError, match=r"mined from detections .*faster_rcnn.txt, whose content differs from .*other.txt"):
+        run_mining([video], out, RunConfig(), detections=other, progress=False, log=lambda _: None)
+    # Results are readable by whoever may read a file this process creates (not mkstemp's 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("annotations.json", "report.json", "run.json", "shards/video.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     with pytest.raises(ValueError, match="mode must be one of"):
         RunConfig(mode="positives")
 
@@ -192,14 +215,7 @@ def _dataset_files(out: Path) -> dict[str, bytes]:
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_workers_and_resume_give_identical_output(tmp_path):
-    videos = [shared_data("pets09-s2l1", "video.avi"), shared_data("tud-campus", "video.mp4")]
-    dets = dets_folder(
-        tmp_path,
-        {
-            "pets09-s2l1-video": shared_data("pets09-s2l1", "det", "faster_rcnn.txt"),
-            "tud-campus-video": shared_data("tud-campus", "det", "faster_rcnn.txt"),
-        },
-    )
+    videos, dets = two_videos(tmp_path)
     args = ["--detections", str(dets), "--mode", "negatives", "--sure-score", "2", "--min-area", "0", "--border", "0", "--quiet"]
     reference = tmp_path / "reference"
     command = [sys.executable, "-m", "flickermine.cli", "mine", *map(str, videos), "--out"]
@@ -242,14 +258,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads worker processes from Linux /proc")
 def test_workers_leave_when_the_run_is_killed(tmp_path):
     """A parent killed with SIGTERM cannot shut its pool down: its workers must not mine on."""
-    videos = [shared_data("pets09-s2l1", "video.avi"), shared_data("tud-campus", "video.mp4")]
-    dets = dets_folder(
-        tmp_path,
-        {
-            "pets09-s2l1-video": shared_data("pets09-s2l1", "det", "faster_rcnn.txt"),
-            "tud-campus-video": shared_data("tud-campus", "det", "faster_rcnn.txt"),
-        },
-    )
+    videos, dets = two_videos(tmp_path)
     out = tmp_path / "out"
     # The support rule with hard positives mines at ~90 frames/s here: seconds of work per video.
     command = [sys.executable, "-m", "flickermine.cli", "mine", *map(str, videos), "--detections", str(dets),

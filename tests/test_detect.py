@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import flickermine as fm
 from flickermine.dataset import RunConfig
 from flickermine.detect import detect_videos, mine_negatives
 from flickermine.detections import DetectionFile
@@ -60,10 +61,25 @@ def test_fused_detect_and_mine_equals_detect_then_mine(tmp_path):
     for key in a:
         if key.startswith("shards/"):
             sa, sb = json.loads(a[key]), json.loads(b[key])
-            sa.pop("detections_file"), sb.pop("detections_file")
+            for key_ in ("detections_file", "detections_sha256"):  # a file, or none (fused)
+                sa.pop(key_), sb.pop(key_)
             assert sa == sb
         else:
             assert a[key] == b[key], key
+
+
+@pytest.mark.real_data
+def test_a_plain_function_is_a_detector(tmp_path):
+    """A function of one frame passes for a detector wherever one is taken (wrapped as
+    CallableDetector); anything else is refused before a frame is read."""
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    replay = Replay(dets, 71)
+    summaries = detect_videos([video], tmp_path / "detected", replay, progress=False, log=lambda _: None)
+    assert summaries[0].frames == 71 and summaries[0].detections == 321
+    with pytest.raises(TypeError, match="a detector must be a Detector .* or a function of one frame, got int"):
+        detect_videos([video], tmp_path / "nope", 42, progress=False, log=lambda _: None)
+    assert not (tmp_path / "nope").exists()
 
 
 @pytest.mark.real_data
@@ -77,7 +93,18 @@ def test_mine_negatives_keeps_the_most_confident(tmp_path):
         return np.concatenate([xy, xy + 20], axis=1), rng.uniform(0.3, 1.0, 3)
 
     files = sorted(images.glob("*.jpg"))[:12]
-    coco = mine_negatives([str(f) for f in files], tmp_path / "neg", CallableDetector(fake, batch_size=5), category="person", min_score=0.5, top=10, log=lambda _: None)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    lines: list[str] = []
+    coco = mine_negatives([str(f) for f in files[:6]] + [str(broken)] + [str(f) for f in files[6:]], tmp_path / "neg",
+                          CallableDetector(fake, batch_size=5), category="person", min_score=0.5, top=10, log=lines.append)
+    # The unreadable image is reported and skipped; the other 12 are mined.
+    assert [line for line in lines if line.startswith("failed:")] == [f"failed: {broken}: cannot be read as an image"]
+    report = json.loads((tmp_path / "neg" / "report.json").read_text())
+    assert report["images"] == 13 and report["detections"] == 36 and report["hard_negatives"] == 10
+    assert report["unreadable"] == [{"path": str(broken), "error": "cannot be read as an image"}]
+    assert report["kept_images"] == len(coco["images"])
+    assert coco["info"]["version"] == fm.__version__ and coco["info"]["detector"]["name"] == "callable"
     negatives = [n for image in coco["images"] for n in image["hard_negatives"]]
     assert len(negatives) == 10 and coco["annotations"] == []
     assert all(n["score"] >= 0.5 for n in negatives)

@@ -406,3 +406,49 @@ def test_weights_that_do_not_fit_are_clear_errors(torch, tmp_path, two_class_mod
         make_detector(MOBILENET, weights=str(tmp_path / "missing.pth"), **TINY)
     with pytest.raises(ValueError, match="either weights=PATH or named_weights=True"):
         make_detector(MOBILENET, weights=str(mobilenet), named_weights=True)
+
+
+def test_cli_never_runs_untrained_weights_unasked(tmp_path, capsys):
+    """`--detector fasterrcnn_*` needs --weights, --torchvision-weights or --random-weights;
+    the check comes before any model is built or frame read (torch is not needed for it)."""
+    from flickermine.cli import _detector_factory, build_parser, main
+
+    images = tmp_path / "frames"
+    images.mkdir()
+    out = tmp_path / "dets"
+    assert main(["detect", str(images), "--detector", MOBILENET, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs its weights: --weights PATH" in err and "--random-weights" in err
+    assert not out.exists()
+    assert main(["detect", str(images), "--detector", "opencv-hog", "--random-weights", "--out", str(out)]) == 2
+    assert "do not apply" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: the three are mutually exclusive
+        build_parser().parse_args(["detect", "v", "--detector", MOBILENET, "--weights", "w.pt", "--random-weights", "--out", "o"])
+    capsys.readouterr()
+
+    def factory(*extra):
+        return _detector_factory(build_parser().parse_args(["detect", "v", "--detector", MOBILENET, "--out", "o", *extra]))
+
+    assert factory("--torchvision-weights", "COCO_V1").keywords["named_weights"] == "COCO_V1"
+    assert "named_weights" not in factory("--random-weights").keywords
+    assert factory("--weights", "w.pt").keywords["weights"] == "w.pt"
+
+
+@pytest.mark.real_data
+def test_mining_needs_one_category_of_a_coco_detector(torch, tmp_path):
+    """Mining pairs detections regardless of label into a one-category dataset: a COCO detector
+    must be told which category to mine, before any work."""
+    import functools
+
+    from flickermine.dataset import RunConfig
+    from flickermine.run import check_one_category, run_mining
+
+    from .conftest import shared_data
+
+    factory = functools.partial(make_detector, MOBILENET, **TINY)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"outputs 80 categories \(person, bicycle, .*--category person"):
+        run_mining([shared_data("tud-campus", "video.mp4")], out, RunConfig(), detector_factory=factory, progress=False)
+    assert not out.exists()
+    check_one_category(factory(category="person"))  # one kept: fine
+    check_one_category(make_detector("opencv-hog"))  # finds one category only

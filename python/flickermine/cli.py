@@ -71,7 +71,16 @@ def _add_detector_options(parser: argparse.ArgumentParser, required: bool = Fals
         "--detector", metavar="NAME", required=required,
         help=f"detector to run ({', '.join(DETECTOR_NAMES)})",
     )
-    parser.add_argument("--weights", metavar="PATH", help="local weights file of a torchvision detector")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--weights", metavar="PATH", help="local weights file of a torchvision detector")
+    weights.add_argument(
+        "--torchvision-weights", metavar="NAME",
+        help="torchvision's named COCO weights, e.g. DEFAULT (a download: needs a network)",
+    )
+    weights.add_argument(
+        "--random-weights", action="store_true",
+        help="a torchvision detector with untrained weights: for testing plumbing and speed only",
+    )
     parser.add_argument("--device", default=None, help="torch device for torchvision detectors (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="frames per detector batch")
     parser.add_argument(
@@ -90,10 +99,21 @@ def _detector_factory(args: argparse.Namespace):
         return None
     import functools
 
-    from .detectors import make_detector
+    from .detectors import TORCHVISION_MODELS, make_detector
 
     category = args.category if args.category not in (None, "object") else None
     options = {"category": category, "device": args.device}
+    if args.detector.strip() in TORCHVISION_MODELS:
+        # Untrained weights find nothing useful; never fall back to them without being asked.
+        if not (args.weights or args.torchvision_weights or args.random_weights):
+            raise ValueError(
+                f"--detector {args.detector} needs its weights: --weights PATH (a local checkpoint), "
+                "--torchvision-weights DEFAULT (downloads), or --random-weights (plumbing and speed tests only)"
+            )
+        if args.torchvision_weights:
+            options["named_weights"] = args.torchvision_weights
+    elif args.torchvision_weights or args.random_weights:
+        raise ValueError(f"--detector {args.detector} is built into OpenCV: --torchvision-weights and --random-weights do not apply")
     if args.weights:
         options["weights"] = args.weights
     if args.batch_size:
@@ -134,7 +154,9 @@ def _cmd_mine(args: argparse.Namespace) -> int:
         factory = _detector_factory(args)
         detector_info = None
         if factory is not None:
-            detector_info = {"name": args.detector, "weights": args.weights, "category": args.category}
+            weights = args.weights or (f"torchvision {args.torchvision_weights}" if args.torchvision_weights else None)
+            weights = weights or ("random" if args.random_weights else None)
+            detector_info = {"name": args.detector, "weights": weights, "category": args.category}
         config = RunConfig(
             params=params, rule=args.rule, mode=args.mode, category=args.category, detector=detector_info,
             visualize=args.visualize,
@@ -156,9 +178,9 @@ def _make_detector(args: argparse.Namespace):
     return factory()
 
 
-def _cmd_detect(args: argparse.Namespace) -> int:
-    from .detect import detect_videos
-
+def _log_counting_failures():
+    """A log that prints, and the list of its ``failed: ...`` lines (inputs reported and skipped:
+    the exit status is 1 when there are any)."""
     failures: list[str] = []
 
     def log(line: str) -> None:
@@ -166,6 +188,13 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         if line.startswith("failed:"):
             failures.append(line)
 
+    return log, failures
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import detect_videos
+
+    log, failures = _log_counting_failures()
     detect_videos(args.videos, args.out, _make_detector(args), args.format, progress=not args.quiet, log=log)
     return 1 if failures else 0
 
@@ -175,8 +204,10 @@ def _cmd_mine_negatives(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
-    mine_negatives(args.images, args.out, _make_detector(args), args.category, args.min_score, args.top)
-    return 0
+    log, failures = _log_counting_failures()
+    mine_negatives(args.images, args.out, _make_detector(args), args.category, args.min_score, args.top,
+                   progress=not args.quiet, log=log)
+    return 1 if failures else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -265,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     negatives.add_argument("--category", default="object", help="the category the images do not contain (COCO categories name)")
     negatives.add_argument("--min-score", type=float, default=0.5, help="detections at or above are hard negatives (default: 0.5)")
     negatives.add_argument("--top", type=int, default=None, metavar="N", help="keep only the N most confident hard negatives")
+    negatives.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_detector_options(negatives, required=True)
     negatives.set_defaults(handler=_cmd_mine_negatives)
 

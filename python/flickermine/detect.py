@@ -45,8 +45,10 @@ def detect_videos(
     (decoding and batch assembly in threads, pinned memory and AMP on CUDA). Returns per-video
     summaries, each logged with its frames/s and GPU utilisation; a video that cannot be read is
     reported and skipped."""
+    from .detectors import as_detector
     from .formats import open_writer
 
+    detector = as_detector(detector)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     videos = expand_inputs(inputs)
@@ -108,30 +110,52 @@ def mine_negatives(
     category: str = "object",
     min_score: float = 0.5,
     top: int | None = None,
+    progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Every detection (score >= ``min_score``) on images known to hold no object of the category
-    is a hard negative. Writes ``out/images/negatives/<name>`` and ``out/annotations.json``: COCO
-    images with no annotations, each with its ``hard_negatives`` (most confident first). ``top``
-    keeps only the ``top`` most confident hard negatives overall (and their images)."""
+    is a hard negative. Writes ``out/images/negatives/<name>``, ``out/annotations.json`` (COCO
+    images with no annotations, each with its ``hard_negatives``, most confident first, and its
+    ``source_path``) and ``out/report.json`` (counts, speed, unreadable images), as ``mine --out``
+    lays a dataset out. ``top`` keeps only the ``top`` most confident hard negatives overall (and
+    their images). An image that cannot be read is logged as ``failed: ...``, listed in the
+    report and skipped; the others are mined. Returns the COCO dict."""
+    from . import __version__
+    from .detectors import as_detector, detector_info
+
+    detector = as_detector(detector)
     out = Path(out)
     files = _image_files(inputs)
     found: list[tuple[float, int, list[float]]] = []  # (score, file index, xyxy)
     sizes: dict[int, tuple[int, int]] = {}
+    unreadable: list[dict] = []
+    detections = 0
+    start_time = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), desc="images", unit="image", dynamic_ncols=True)
     for start in range(0, len(files), detector.batch_size):
-        chunk = files[start : start + detector.batch_size]
-        images = []
-        for path in chunk:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        indices, images = [], []
+        for index in range(start, min(start + detector.batch_size, len(files))):
+            image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
             if image is None:
-                raise ValueError(f"{path}: cannot be read as an image")
+                unreadable.append({"path": str(files[index]), "error": "cannot be read as an image"})
+                log(f"failed: {files[index]}: cannot be read as an image")
+                continue
+            indices.append(index)
             images.append(image)
-        for offset, (image, result) in enumerate(zip(images, detector(images))):
-            index = start + offset
+        for index, image, result in zip(indices, images, detector(images) if images else []):
             sizes[index] = (image.shape[1], image.shape[0])
+            detections += len(result.boxes)
             for box, score in zip(result.boxes, result.scores):
                 if score >= min_score:
                     found.append((float(score), index, [float(v) for v in box]))
+        if bar is not None:
+            bar.update(min(detector.batch_size, len(files) - start))
+    if bar is not None:
+        bar.close()
     found.sort(key=lambda item: (-item[0], item[1]))
     if top is not None:
         found = found[:top]
@@ -155,14 +179,40 @@ def mine_negatives(
                 HARD_NEGATIVES_KEY: negatives,
             }
         )
+    about = detector_info(detector)
     coco = {
-        "info": {"description": "hard negatives mined by flickermine from negative-only images", "min_score": min_score, "top": top},
+        "info": {
+            "description": "hard negatives mined by flickermine from negative-only images",
+            "version": __version__,
+            "date_created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "mode": "negative-only images",
+            "detector": about,
+            "min_score": min_score,
+            "top": top,
+            "hard_negatives": f"images[].{HARD_NEGATIVES_KEY}: [{{bbox: [x, y, w, h], score}}] per image, most confident first",
+        },
         "licenses": [],
         "images": coco_images,
         "annotations": [],
         "categories": [{"id": 1, "name": category, "supercategory": category}],
     }
     write_json_atomic(out / "annotations.json", coco)
+    seconds = time.perf_counter() - start_time
+    write_json_atomic(
+        out / "report.json",
+        {
+            "images": len(files),
+            "unreadable": unreadable,
+            "detections": detections,
+            "hard_negatives": len(found),
+            "kept_images": len(coco_images),
+            "seconds": round(seconds, 3),
+            "images_per_second": round((len(files) - len(unreadable)) / seconds, 1) if seconds > 0 else None,
+            "detector": about,
+            "min_score": min_score,
+            "top": top,
+        },
+    )
     log(f"{len(files)} images, {len(found)} hard negatives on {len(coco_images)} images written to {out / 'annotations.json'}")
     return coco
 

@@ -238,6 +238,20 @@ class Detector(Protocol):
     def __call__(self, frames: list[np.ndarray]) -> list[Detections]: ...
 
 
+def as_detector(detector: Any) -> Detector:
+    """``detector`` itself when it is a :class:`Detector`; a plain function ``fn(frame) ->
+    (boxes, scores[, labels])`` (see :class:`CallableDetector`) wrapped as one; anything else a
+    TypeError, before any frame is read."""
+    if isinstance(detector, Detector):
+        return detector
+    if callable(detector):
+        return CallableDetector(detector, name=_qualname(detector))
+    raise TypeError(
+        f"a detector must be a Detector (name, category_names, batch_size, called on a list of frames) or a "
+        f"function of one frame, got {type(detector).__name__}"
+    )
+
+
 def _check_frames(frames: Sequence[np.ndarray], detector: str) -> list[np.ndarray]:
     if isinstance(frames, np.ndarray):
         raise TypeError(f"detector {detector!r} takes a list of frames, got one array of shape {frames.shape}; pass [frame]")
@@ -695,7 +709,8 @@ class TorchvisionDetector:
       torchvision's COCO labelling (labels are COCO ids); 2 is one category + background
       (labels 1, named ``category``); any other count only with ``category=None``. Boxes a COCO
       model gives one of the 10 unused COCO ids (12, 26, 29, …; untrained) are dropped.
-    - ``named_weights=True``: torchvision's ``DEFAULT`` COCO weights (a download: needs a network).
+    - ``named_weights=True`` (or a weights name such as ``"COCO_V1"``): torchvision's named COCO
+      weights, ``DEFAULT`` for True (a download: needs a network).
     - neither: random weights (91 COCO classes), useful only to test plumbing.
 
     ``weights_backbone`` goes to the torchvision builder (None: no download). ``category`` (a
@@ -716,7 +731,7 @@ class TorchvisionDetector:
         self,
         model: str = "fasterrcnn_resnet50_fpn",
         weights: Optional[PathLike] = None,
-        named_weights: bool = False,
+        named_weights: Union[bool, str] = False,
         weights_backbone: Optional[str] = None,
         category: Any = None,
         device: Optional[str] = None,
@@ -741,7 +756,11 @@ class TorchvisionDetector:
         self.batch_size = _check_batch_size(batch_size)
         self.score_threshold = float(score_threshold)
         self.weights = str(weights) if weights is not None else None
-        self.named_weights = bool(named_weights)
+        if named_weights is True:
+            named_weights = "DEFAULT"
+        if named_weights is not False and (not isinstance(named_weights, str) or not named_weights.strip()):
+            raise ValueError(f"named_weights must be True or a torchvision weights name such as 'DEFAULT', got {named_weights!r}")
+        self.named_weights = named_weights or None  #: torchvision weights name, or None
         coco_id = resolve_coco_category(category) if category is not None else None  # before importing torch
 
         torch = _import_torch()
@@ -791,7 +810,10 @@ class TorchvisionDetector:
         self.min_size, self.max_size = min_size, max_size
         builder = getattr(detection, model)
         if self.named_weights:
-            net = builder(weights="DEFAULT", weights_backbone=weights_backbone, **options)
+            try:
+                net = builder(weights=self.named_weights, weights_backbone=weights_backbone, **options)
+            except (KeyError, ValueError) as error:  # an unknown name: torchvision lists none
+                raise ValueError(f"{model}: no torchvision weights named {self.named_weights!r} ({error})") from None
         else:
             net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
         if state is not None:
@@ -841,7 +863,7 @@ class TorchvisionDetector:
         return results
 
     def info(self) -> dict:
-        weights = self.weights if self.weights is not None else ("torchvision DEFAULT" if self.named_weights else None)
+        weights = self.weights if self.weights is not None else (f"torchvision {self.named_weights}" if self.named_weights else None)
         return {
             "name": self.name,
             "model": f"torchvision.models.detection.{self.model_name}",

@@ -240,6 +240,21 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
     return stats
 
 
+def check_one_category(detector) -> None:
+    """The rules pair detections without looking at labels, and the dataset has one category: a
+    detector that outputs many (a COCO model) must be told which one to mine."""
+    from .detectors import as_detector
+
+    detector = as_detector(detector)
+    names = dict(getattr(detector, "category_names", None) or {})
+    if getattr(detector, "category", None) is None and len(names) > 1:
+        shown = ", ".join(list(names.values())[:6]) + (", ..." if len(names) > 6 else "")
+        raise ValueError(
+            f"detector {detector.name!r} outputs {len(names)} categories ({shown}); mining treats every detection "
+            "as one category: name the one to mine with --category (e.g. --category person)"
+        )
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
@@ -448,6 +463,8 @@ def run_mining(
     # The detector is built here even when workers build their own: an unknown category or
     # weights of the wrong class count must fail before any work, not once per video.
     detector = detector_factory() if detector_factory is not None and todo else None
+    if detector is not None:
+        check_one_category(detector)
     if not (executor == "local" and workers == 1):
         detector = None  # workers build their own
     out.mkdir(parents=True, exist_ok=True)
