@@ -183,7 +183,9 @@ def test_cli_on_verdicts_and_several_videos(tmp_path, capsys):
     assert args.handler(args) == 0
     printed = capsys.readouterr().out
     assert "HN prec." in printed and "worst hard negatives" in printed
+    assert "hard positives: not audited; a verdicts CSV has none" in printed
     result = json.loads(out.read_text())
+    assert result["rule"] is None  # a CSV does not say which rule made it, and --rule was not given
     assert result["videos"][0]["hard_negatives"]["precision"] == 0.5
     assert result["overall"]["candidates"]["precision"] == 0.2
     # a folder of two videos needs one --gt per video
@@ -220,6 +222,29 @@ def test_real_data_tud_campus(tmp_path, rule, capsys):
     assert report["candidates"]["precision"] == pytest.approx(24 / 277)
     assert report["baseline"]["count"] == 9
     assert report["pseudo_positives"]["precision"] > 0.9
+
+
+@pytest.mark.real_data
+def test_folder_audit_judges_the_hard_negatives_of_frames_not_kept(tmp_path):
+    """--mode hp keeps only hard-positive frames, yet every hard negative is judged: the shard
+    records them all, so the folder's audit agrees with the verdicts CSV of the same run."""
+    from flickermine.dataset import RunConfig
+    from flickermine.pipeline import mine_video
+    from flickermine.run import run_mining
+
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    gt = read_ground_truth(shared_data("tud-campus", "gt", "gt.txt"))
+    result = run_mining([video], tmp_path / "mined", RunConfig(rule="support", mode="hp"), detections=dets,
+                        backend="opencv", progress=False, log=lambda _: None)
+    mined = result.videos[0]["hard_negatives"]
+    kept_hn = sum(len(image["hard_negatives"]) for image in result.coco["images"])
+    assert mined > kept_hn  # the case: most hard negatives are on frames --mode hp does not keep
+    (video_audit,) = audit.read_dataset(tmp_path / "mined").videos
+    from_folder = audit.audit_video(video_audit, gt)["hard_negatives"]
+    mine_video(video, dets, rule="support", backend="opencv", verdicts_csv=tmp_path / "v.csv")
+    from_csv = audit.audit_video(audit.read_verdicts_csv(tmp_path / "v.csv"), gt)["hard_negatives"]
+    assert from_folder == from_csv and from_folder["count"] == mined
 
 
 @pytest.mark.real_data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -89,9 +91,10 @@ def objects_with_misses(rng, num_frames):
 
 
 @pytest.mark.parametrize("backend", NON_ORACLE_PARAMS)
-def test_random_windows_match_oracle(backend):
+@pytest.mark.parametrize("iou_threshold", [0.2, 0.6])  # 0.6: a box can be within both thresholds
+def test_random_windows_match_oracle(backend, iou_threshold):
     rng = np.random.default_rng(99)
-    params = MiningParams(score_threshold=0.0, window=3, margin=15, max_gap=2, ncc_threshold=0.5)
+    params = MiningParams(score_threshold=0.0, window=3, margin=15, max_gap=2, ncc_threshold=0.5, iou_threshold=iou_threshold)
     found = 0
     for trial in range(250):
         maker = random_window if trial % 3 == 0 else objects_with_misses
@@ -102,3 +105,39 @@ def test_random_windows_match_oracle(backend):
         np.testing.assert_array_equal(got, expected, err_msg=f"trial {trial}")
         found += len(expected)
     assert found > 20
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("backend", NON_ORACLE_PARAMS)
+@pytest.mark.parametrize(
+    "dets, params",
+    [
+        ("faster_rcnn.txt", MiningParams()),
+        ("faster_rcnn.txt", MiningParams(score_threshold=0.5, iou_threshold=0.6, max_gap=2)),
+        ("opencv_haar_fullbody.txt", MiningParams(score_threshold=0.0, sure_score=2.0, min_area=0.0, border=0, max_gap=3)),
+    ],
+    ids=["frcnn-defaults", "frcnn-iou0.6-gap2", "haar-all-gap3"],
+)
+def test_real_video_matches_oracle(backend, dets, params):
+    """The streaming miner's hard positives on tud-campus: every backend gives the oracle's boxes."""
+    expected = _tud_hard_positives(dets, params, "numpy")
+    assert sum(len(h) for _, h in expected) > 0
+    assert _tud_hard_positives(dets, params, backend) == expected
+
+
+@functools.lru_cache(maxsize=None)  # the oracle's answer serves every backend
+def _tud_hard_positives(dets: str, params: MiningParams, backend: str) -> list:
+    from flickermine.detections import DetectionFile
+    from flickermine.miner import Miner
+    from flickermine.video import open_video
+
+    from .conftest import shared_data
+
+    source = open_video(shared_data("tud-campus", "video.mp4"))
+    detections = DetectionFile(shared_data("tud-campus", "det", dets), frame_count=source.frame_count)
+    miner = Miner(params, "seed", backend, hard_positives=True)
+    out = []
+    for frame, (_, boxes, scores) in zip(source.frames(gray=True), detections.per_frame(source.frame_count)):
+        out += miner.push(frame.gray, boxes, scores)
+    out += miner.finish()
+    return [(v.frame_index, v.hard_positives.tolist()) for v in out]

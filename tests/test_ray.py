@@ -1,7 +1,8 @@
 """The Ray executor: same output as the local one, workers killed mid-video, videos that always fail.
 
-A local Ray instance (2 CPUs) is started once for the module and shut down after. Deselect with
-``-m 'not ray'``; skipped when Ray is not installed (``pip install 'flickermine[ray]'``).
+A local Ray instance (2 CPUs) is started once for the tests that need it (marked ``ray``: deselect
+them with ``-m 'not ray'``) and shut down after; they skip when Ray is not installed
+(``pip install 'flickermine[ray]'``). The checks of options and messages run without a cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from .conftest import shared_data
 from .test_dataset import LOOSE, _dataset_files, dets_folder
 
 pytestmark = [
-    pytest.mark.ray,
     # Ray's own modules warn about their dependencies now and then; not ours to fail on.
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
@@ -99,6 +99,7 @@ def _mine_on_ray(videos, dets, out, **options):
 
 
 @needs_ray
+@pytest.mark.ray
 @pytest.mark.real_data
 def test_ray_output_is_identical_to_local(tmp_path, inputs, cluster):
     videos, dets, expected = inputs
@@ -112,6 +113,7 @@ def test_ray_output_is_identical_to_local(tmp_path, inputs, cluster):
 
 
 @needs_ray
+@pytest.mark.ray
 @pytest.mark.real_data
 def test_worker_killed_mid_video_is_retried(tmp_path, inputs, cluster, monkeypatch):
     videos, dets, expected = inputs
@@ -127,6 +129,7 @@ def test_worker_killed_mid_video_is_retried(tmp_path, inputs, cluster, monkeypat
 
 
 @needs_ray
+@pytest.mark.ray
 @pytest.mark.real_data
 def test_video_failing_every_retry_is_reported_and_the_rest_finish(tmp_path, inputs, cluster, monkeypatch):
     videos, dets, expected = inputs
@@ -176,3 +179,29 @@ def test_ray_options_are_checked_before_any_work(tmp_path):
         with pytest.raises(ValueError, match=message):
             run_mining([tmp_path / "v.mp4"], out, CONFIG, executor="ray", progress=False, log=lambda _: None, **options)
     assert not out.exists()
+
+
+@needs_ray
+@pytest.mark.real_data
+def test_an_unreachable_cluster_fails_at_once(tmp_path, capsys):
+    """ray.init retries a dead address for minutes; the driver says so before any work."""
+    import socket
+    import time
+
+    from flickermine.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on once this socket is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "out"
+    video = shared_data("tud-campus", "video.mp4")
+    dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
+    start = time.monotonic()
+    code = main(["mine", str(video), "--detections", str(dets), "--out", str(out), "--executor", "ray",
+                 "--address", f"127.0.0.1:{port}", "--quiet"])
+    assert code == 2 and time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err and "ray start --head" in err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="expected HOST:PORT"):
+        run_mining([video], out, CONFIG, detections=dets, executor="ray", ray_address="head-node", progress=False)

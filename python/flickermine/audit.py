@@ -245,7 +245,7 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
     """Read ``annotations.json`` (+ ``run.json``, ``report.json``) of a ``flickermine mine --out``
     folder. With ``with_population``, all candidates are read from each video's detections file
     when ``report.json`` names one that still exists."""
-    from .dataset import DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE
+    from .dataset import ALL_HARD_NEGATIVES_KEY, DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE, shard_path
 
     folder = Path(folder)
     coco_path = folder / "annotations.json"
@@ -280,6 +280,16 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
         raise ValueError(f"{coco_path}: not a flickermine COCO file ({type(error).__name__}: {error})") from None
     for name, row in sources.items():
         per_video.setdefault(name, {"rows": [], "hp": [], "size": (row.get("width"), row.get("height"))})
+    for name, entry in per_video.items():
+        # annotations.json holds the hard negatives of kept frames only; the shard holds them all.
+        shard_file = shard_path(folder, name)
+        shard = _read_json(shard_file) if shard_file.is_file() else {}
+        if ALL_HARD_NEGATIVES_KEY in shard:
+            try:
+                every = [(int(n["frame"]), _xyxy(n["bbox"]), n.get("score") or 0.0, True) for n in shard[ALL_HARD_NEGATIVES_KEY]]
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{shard_file}: not a flickermine shard ({type(error).__name__}: {error})") from None
+            entry["rows"] = [r for r in entry["rows"] if not r[3]] + every
     videos = []
     for name, entry in per_video.items():
         rows = entry["rows"]
@@ -676,7 +686,9 @@ def run_audit(args: argparse.Namespace) -> int:
         from .cli import _params
 
         videos = [read_verdicts_csv(mined_path)]
-        params, rule = _params(args), args.rule
+        # A CSV records neither its rule nor its settings: they are what --rule and the
+        # parameters say (used by --by-threshold; the rule is recorded only when given).
+        params, rule = _params(args), args.rule or Rule.SEED.value
     gts = _gt_by_video(args.gt, [v.name for v in videos], frames)
     reports = [audit_video(v, gts[v.name], args.match_iou, args.worst) for v in videos]
     overall = combine(reports, args.worst)
@@ -684,12 +696,15 @@ def run_audit(args: argparse.Namespace) -> int:
     print(format_table(reports + ([overall] if len(reports) > 1 else [])))
     if any(not v.complete and v.population is None for v in videos):
         print("(candidates and baseline unknown: the dataset keeps only some frames and its detections file is gone; pass --detections)")
+    if any(v.hard_positives is None for v in videos):
+        print("(hard positives: not audited; a verdicts CSV has none, nor a folder mined without --mode hp or hn+hp)")
     print()
     print(format_cases(overall["worst_hard_negatives"], f"worst hard negatives (true objects, best IoU first, up to {args.worst})"))
     if overall["worst_hard_positives"]:
         print(format_cases(overall["worst_hard_positives"], "worst hard positives (matching no object)"))
     result = {"input": str(mined_path), "match_iou": args.match_iou, "frames": list(frames) if frames else None,
-              "rule": str(Rule(rule).value), "params": params.as_dict(), "videos": reports, "overall": overall}
+              "rule": str(Rule(rule).value) if mined_path.is_dir() or args.rule else None,
+              "params": params.as_dict(), "videos": reports, "overall": overall}
     if args.by_threshold:
         video_file, dets_file = args.video, args.detections
         if mined_path.is_dir() and len(videos) == 1:
@@ -738,5 +753,6 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     audit.add_argument("--scores", type=_floats, metavar="LIST", help="--by-threshold: score thresholds (default: 0.5,...,0.9, or score quantiles)")
     audit.add_argument("--nccs", type=_floats, default=list(DEFAULT_NCC_SWEEP), metavar="LIST", help="--by-threshold: NCC thresholds (default: 0.3,...,0.7)")
     _add_mining_options(audit)  # for a verdicts CSV: the rule and settings it was mined with (a folder has run.json)
+    audit.set_defaults(rule=None)  # a CSV does not say which rule made it: None unless --rule is given
     audit.set_defaults(handler=run_audit)
     return audit

@@ -160,6 +160,7 @@ class ShardWriter:
         self.key = video_key
         self.config = config
         self.images: list[dict] = []
+        self.all_hard_negatives: list[dict] = []  #: of every frame, kept or not (for the audit)
         self.counts = {"candidates": 0, "hard_negatives": 0, "pseudo_positives": 0, "hard_positives": 0}
         (out / "images" / video_key).mkdir(parents=True, exist_ok=True)
         if config.visualize:
@@ -171,6 +172,10 @@ class ShardWriter:
         self.counts["hard_negatives"] += int(hard.sum())
         self.counts["pseudo_positives"] += int((~hard).sum())
         self.counts["hard_positives"] += len(verdicts.hard_positives)
+        negatives = [
+            {"bbox": xywh(b), "score": round(float(s), 6)} for b, s in zip(verdicts.boxes[hard], verdicts.scores[hard])
+        ]
+        self.all_hard_negatives += [{"frame": verdicts.frame_index + 1, **n} for n in negatives]
         keep, labels = select_frame(verdicts, self.config.mode)
         if not keep:
             return
@@ -189,18 +194,28 @@ class ShardWriter:
                 "height": height,
                 "video": self.key,
                 "frame_index": verdicts.frame_index,
-                HARD_NEGATIVES_KEY: [
-                    {"bbox": xywh(b), "score": round(float(s), 6)}
-                    for b, s in zip(verdicts.boxes[hard], verdicts.scores[hard])
-                ],
+                HARD_NEGATIVES_KEY: negatives,
                 "annotations": labels,
             }
         )
 
     def finish(self, stats: dict) -> dict:
-        shard = {"video": self.key, **stats, **self.counts, "kept_frames": len(self.images), "images": self.images}
+        shard = {
+            "video": self.key, **stats, **self.counts, "kept_frames": len(self.images), "images": self.images,
+            ALL_HARD_NEGATIVES_KEY: self.all_hard_negatives,
+        }
         write_json_atomic(self.out / "shards" / f"{self.key}.json", shard)
         return shard
+
+
+#: In a shard: every hard negative of the video, ``{"frame": n (1-based), "bbox": [x, y, w, h],
+#: "score": s}``, also of frames ``--mode`` does not keep (the audit judges them all).
+ALL_HARD_NEGATIVES_KEY = "all_hard_negatives"
+
+
+def shard_summary(shard: dict) -> dict:
+    """A shard without its per-frame lists: the row report.json keeps of a video."""
+    return {k: v for k, v in shard.items() if k not in ("images", ALL_HARD_NEGATIVES_KEY)}
 
 
 #: The per-video counts of report.json, summed into its ``totals``.

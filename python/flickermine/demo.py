@@ -204,7 +204,7 @@ def write_demo_dataset(
     (mode ``hn+hp``: hard-negative frames and hard-positive frames, with their visualizations)."""
     from pathlib import Path
 
-    from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, write_report
+    from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_summary, write_report
 
     import json
     import shutil
@@ -225,7 +225,7 @@ def write_demo_dataset(
     shard = writer.finish({"path": "synthetic", "frames": result.frames, "detections": result.detections,
                            "seconds": round(result.seconds, 3), "backend": backend})
     coco = merge_shards(out, ["demo"], config, backend)
-    row = {k: v for k, v in shard.items() if k != "images"}
+    row = shard_summary(shard)
     row.update(status="done", frames_per_second=round(result.frames / max(result.seconds, 1e-9), 1))
     write_report(out, [row], config, backend)
     contact_sheet(out, coco)

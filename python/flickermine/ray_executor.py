@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -56,6 +57,8 @@ LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
 #: how often the driver collects progress from the tasks, and a task sends it at most
 POLL_SECONDS = 0.2
 PROGRESS_SECONDS = 0.5
+#: How long the driver waits for a cluster's port to answer before calling it unreachable.
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class RayNotInstalledError(MissingExtraError):
@@ -265,13 +268,36 @@ class _Relay:
                 self.bars.overall.set_postfix_str(f"videos {self.done_videos}/{self.total_videos}", refresh=True)
 
 
-def check_options(gpus_per_video: float, cpus_per_video: float, max_retries: int):
-    """Refuse bad options and a missing Ray before any work; return the ``ray`` module."""
+def check_options(gpus_per_video: float, cpus_per_video: float, max_retries: int, address: str | None = None):
+    """Refuse bad options, a missing Ray and an unreachable cluster before any work; return the
+    ``ray`` module."""
     if cpus_per_video < 0 or gpus_per_video < 0 or (cpus_per_video == 0 and gpus_per_video == 0):
         raise ValueError(f"--cpus-per-video/--gpus-per-video must be >= 0 and not both 0, got {cpus_per_video}/{gpus_per_video}")
     if max_retries < 0:
         raise ValueError(f"--max-retries must be >= 0, got {max_retries}")
-    return import_ray()
+    ray = import_ray()
+    check_reachable(address or os.environ.get("RAY_ADDRESS"))
+    return ray
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) nothing listens on: ``ray.init`` would
+    retry it for many minutes, printing only "Failed to connect to GCS". ``auto``, ``local`` and
+    None are Ray's to resolve."""
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port_text = target.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ValueError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address}: {error.strerror or error} "
+            f"(is `ray start --head` running there, and is port {port_text} open to this machine?)"
+        ) from None
 
 
 def _drain(ray, sink) -> list[tuple]:
@@ -302,7 +328,7 @@ def run_videos_on_ray(
     store, no dashboard) and shuts it down afterwards. An already initialized Ray is used as is.
     Each task asks for ``cpus_per_video`` CPUs and ``gpus_per_video`` GPUs (fractions allowed).
     """
-    ray = check_options(gpus_per_video, cpus_per_video, max_retries)
+    ray = check_options(gpus_per_video, cpus_per_video, max_retries, address)
     if not todo:
         return
     faults = {k: os.environ[k] for k in _FAULT_ENVS if os.environ.get(k)}

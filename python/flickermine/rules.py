@@ -298,7 +298,8 @@ def hard_positives(
     from ``a`` up to and including the center are all *gaps* (the tracked box overlaps no
     detection: IoU < ``iou_threshold``), and within ``max_gap`` gap frames in all the track then
     *matches* a detection (IoU >= 0.5), the tracked box in the center frame is a hard positive.
-    A partial overlap (between the two thresholds) or a lost track ends it without one.
+    A partial overlap (between the two thresholds) or a lost track ends it without one; a match
+    takes precedence over a gap (when ``iou_threshold`` > 0.5).
 
     Tracks come from both sides; duplicates (IoU >= 0.5 with a box already found) are dropped,
     keeping the first found: tracks from earlier frames first, nearest source frame first, then
@@ -326,7 +327,9 @@ def hard_positives(
                 overlap = iou_matrix(tracked, boxes[g]).max(axis=1) if len(boxes[g]) else np.zeros(len(active))
                 tracking = best >= params.ncc_threshold
                 matched = tracking & (overlap >= HP_MATCH_IOU)
-                gap = tracking & (overlap < params.iou_threshold)
+                # An iou_threshold above 0.5 would make a box both: a detection at IoU >= 0.5
+                # found the object, so that frame is a matched end, never a gap.
+                gap = tracking & ~matched & (overlap < params.iou_threshold)
                 if step > distance:
                     ended_here[active[matched]] = True
                 if step == distance:

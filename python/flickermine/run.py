@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from .dataset import REPORT_COUNTS, RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, write_report
+from .dataset import REPORT_COUNTS, RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, shard_summary, write_report
 from .detections import DetectionFileError
 from .formats import open_detections
 from .gpu_pipeline import DetectorPipeline, PipelineStats
@@ -234,7 +234,7 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
             "backend": miner.backend_name,
         }
     )
-    stats = {k: v for k, v in shard.items() if k != "images"}
+    stats = shard_summary(shard)
     if pipelines:  # fused detection: frames/s and GPU utilisation, for report.json and the log
         stats["pipeline"] = pipelines[0].stats.as_dict()
     return stats
@@ -428,7 +428,7 @@ def run_mining(
     if executor == "ray":
         from .ray_executor import check_options
 
-        check_options(gpus_per_video, cpus_per_video, max_retries)
+        check_options(gpus_per_video, cpus_per_video, max_retries, ray_address)
     from .backends import get_backend
 
     backend_name = get_backend(backend).NAME  # an unknown or missing backend fails now
@@ -457,7 +457,7 @@ def run_mining(
         if shard_path(out, job.key).exists():
             shard = json.loads(shard_path(out, job.key).read_text())
             check_shard_inputs(shard, job, shard_path(out, job.key))
-            report[job.key].update({k: v for k, v in shard.items() if k != "images"}, status="skipped (done before)")
+            report[job.key].update(shard_summary(shard), status="skipped (done before)")
         else:
             todo.append(job)
     # The detector is built here even when workers build their own: an unknown category or
