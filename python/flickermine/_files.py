@@ -10,7 +10,14 @@ from typing import Iterator
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; put it straight back.
+    # Linux reports it; elsewhere os.umask can only read it by setting it (put straight back;
+    # a file another thread creates in between would get 022).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
