@@ -181,3 +181,64 @@ def test_pretrained_layout_and_plain_state_dicts_load(tmp_path):
     loaded, labels = load_detector(path, "cpu", model_name="fasterrcnn_mobilenet_v3_large_fpn", coco_categories=categories)
     assert labels == categories  # 3 classes = 2 categories + background, in id order
     assert torch.equal(loaded.state_dict()["roi_heads.box_predictor.cls_score.weight"], state["roi_heads.box_predictor.cls_score.weight"])
+
+
+def _interrupt_after_step(count: int, signals: int = 1):
+    """An optimizer hook that sends this process ``signals`` SIGINTs right after the ``count``-th
+    optimizer step: inside an iteration, before its counter and scheduler have moved on."""
+    import os
+    import signal
+
+    steps = 0
+
+    def hook(optimizer, args, kwargs):
+        nonlocal steps
+        steps += 1
+        if steps == count:
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    return register_optimizer_step_post_hook(hook)
+
+
+def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    import signal
+
+    train_json = make_squares(tmp_path / "data")
+    straight = train(tiny_config(train_json, tmp_path / "straight", iterations=5, checkpoint_every=100))
+
+    handle = _interrupt_after_step(3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100))
+    finally:
+        handle.remove()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the caller's handler is put back"
+    checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["iteration"] == 3  # the iteration under way when Ctrl-C came is finished first
+    assert "interrupted at iteration 3" in (tmp_path / "resumed" / "train.log").read_text()
+
+    resumed = train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100, resume=True))
+    assert resumed.losses == straight.losses[3:]
+    expected = torch.load(straight.final, weights_only=True)["model"]
+    got = torch.load(resumed.final, weights_only=True)["model"]
+    different = [key for key in expected if not torch.equal(expected[key], got[key])]
+    assert not different, different[:5]
+
+
+def test_second_ctrl_c_aborts_at_once_without_a_checkpoint(tmp_path):
+    import signal
+
+    train_json = make_squares(tmp_path / "data", count=3)
+    handle = _interrupt_after_step(2, signals=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(train_json, tmp_path / "run", iterations=5, checkpoint_every=100))
+    finally:
+        handle.remove()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # the state was mid-iteration: no checkpoint of it, and nothing says there is one
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert "aborted during iteration 2" in (tmp_path / "run" / "train.log").read_text()

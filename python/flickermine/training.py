@@ -9,7 +9,9 @@ The data order is a function of ``seed`` and the iteration alone (one seeded per
 over the images, a seeded coin per sample for the horizontal flip), and a checkpoint holds the
 model, optimizer, scheduler, AMP scaler, iteration and every RNG state, so a run resumed with
 ``resume=True`` reaches the weights of an uninterrupted run (bit for bit on CPU; on CUDA the atomic
-adds in some kernels may differ in the last bits).
+adds in some kernels may differ in the last bits). Ctrl-C stops the run when the iteration under
+way ends and saves a checkpoint of that iteration, which resumes the same way; a second Ctrl-C
+aborts at once, saving nothing (the state in the middle of an iteration would not resume exactly).
 
 Files written in ``out``:
 
@@ -33,7 +35,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
@@ -537,6 +542,50 @@ def _model_payload(model, config: TrainConfig, categories: list[dict], iteration
 
 
 # --------------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+class _StopAtIterationEnd:
+    """While active, a first SIGINT only asks the loop to stop when the iteration under way ends.
+
+    A KeyboardInterrupt raised anywhere in an iteration can land after ``optimizer.step()`` and
+    before the counter, the scheduler and the RNG move on; a checkpoint of that state does not
+    resume to the weights of an uninterrupted run. So the first Ctrl-C sets ``requested`` and the
+    loop saves and stops at the next boundary; a second Ctrl-C raises KeyboardInterrupt at once
+    (for a hung iteration), and then no checkpoint is saved. The caller's handler is put back on
+    exit. Only Python's default handler is replaced: a program that installed its own, or ignores
+    SIGINT, keeps its choice; signals reach the main thread only, so elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopAtIterationEnd":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # os.write, not print: the handler may run while tqdm is inside a write to stderr
+        os.write(2, b"\nflickermine: stopping when this iteration ends (Ctrl-C again to abort without a checkpoint)\n")
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the training process: a terminal sends SIGINT to the
+    whole process group, and a worker that exits on it makes the loader fail instead of stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------------------------------
 # training
 
 
@@ -698,6 +747,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         # its own generator: the loader draws a seed when it starts, which must not shift the
         # global RNG that the RPN and box samplers use (a resumed run starts it elsewhere)
         generator=torch.Generator().manual_seed(config.seed),
+        worker_init_fn=_ignore_sigint,
     )
     from tqdm import tqdm
 
@@ -705,52 +755,65 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
     smoothed = None
     iteration = start
     started = time.perf_counter()
+    completed = saved_at = start  # iterations finished, and the one checkpoint.pt holds
+    stopped = False  # stopped at an iteration's end, as the first Ctrl-C asks
     model.train()
     try:
-        for images, targets in loader:
-            images = [image.to(device, non_blocking=True) for image in images]
-            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-            with torch.autocast(device_type=device.type, enabled=use_amp):
-                loss_parts = model(images, targets)
-                loss = sum(loss_parts.values())
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                parts = {k: round(float(v.detach()), 4) for k, v in loss_parts.items()}
-                raise FloatingPointError(f"iteration {iteration + 1}: loss is {value} ({parts}); try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            iteration += 1
-            losses.append(value)
-            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-            bar.update(1)
-            bar.set_postfix(loss=f"{smoothed:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
-            if iteration % config.log_every == 0 or iteration == config.iterations:
-                parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in loss_parts.items())
-                logger.info("iteration %d loss %.4f (smoothed %.4f) %s lr %.3g", iteration, value, smoothed, parts, scheduler.get_last_lr()[0])
+        with _StopAtIterationEnd() as stop:
+            for images, targets in loader:
+                images = [image.to(device, non_blocking=True) for image in images]
+                targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    loss_parts = model(images, targets)
+                    loss = sum(loss_parts.values())
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    parts = {k: round(float(v.detach()), 4) for k, v in loss_parts.items()}
+                    raise FloatingPointError(f"iteration {iteration + 1}: loss is {value} ({parts}); try a lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                iteration += 1
+                losses.append(value)
+                smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+                bar.update(1)
+                bar.set_postfix(loss=f"{smoothed:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                if iteration % config.log_every == 0 or iteration == config.iterations:
+                    parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in loss_parts.items())
+                    logger.info("iteration %d loss %.4f (smoothed %.4f) %s lr %.3g", iteration, value, smoothed, parts, scheduler.get_last_lr()[0])
 
-            last = iteration == config.iterations
-            if val_coco is not None and (iteration % val_every == 0 or last):
-                detections = detect_coco_images(model, val_coco, val_images_dir, category_id_of_label_val, device, config.batch_size)
-                model.train()
-                scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories])
-                record = {"iteration": iteration, "AP": scores["AP"], "AP50": scores["AP50"], "AP75": scores["AP75"]}
-                validations.append(record)
-                with open(out / "validation.jsonl", "a", encoding="utf-8") as stream:
-                    stream.write(json.dumps(record) + "\n")
-                improved = scores["AP"] is not None and (best_ap is None or scores["AP"] > best_ap)
-                logger.info("validation at %d: AP %s AP50 %s AP75 %s%s", iteration, scores["AP"], scores["AP50"], scores["AP75"], " (best)" if improved else "")
-                if improved:
-                    best_ap = scores["AP"]
-                    _save_atomic(torch, {**_model_payload(model, config, categories, iteration), "best_ap": best_ap}, out / "best.pt")
-            if iteration % config.checkpoint_every == 0 or last:
-                save_checkpoint(iteration)
+                last = iteration == config.iterations
+                if val_coco is not None and (iteration % val_every == 0 or last):
+                    detections = detect_coco_images(model, val_coco, val_images_dir, category_id_of_label_val, device, config.batch_size)
+                    model.train()
+                    scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories])
+                    record = {"iteration": iteration, "AP": scores["AP"], "AP50": scores["AP50"], "AP75": scores["AP75"]}
+                    validations.append(record)
+                    with open(out / "validation.jsonl", "a", encoding="utf-8") as stream:
+                        stream.write(json.dumps(record) + "\n")
+                    improved = scores["AP"] is not None and (best_ap is None or scores["AP"] > best_ap)
+                    logger.info("validation at %d: AP %s AP50 %s AP75 %s%s", iteration, scores["AP"], scores["AP50"], scores["AP75"], " (best)" if improved else "")
+                    if improved:
+                        best_ap = scores["AP"]
+                        _save_atomic(torch, {**_model_payload(model, config, categories, iteration), "best_ap": best_ap}, out / "best.pt")
+                if iteration % config.checkpoint_every == 0 or last:
+                    save_checkpoint(iteration)
+                    saved_at = iteration
+                completed = iteration
+                if stop.requested and not last:
+                    if saved_at != iteration:
+                        save_checkpoint(iteration)
+                        saved_at = iteration
+                    logger.info("interrupted at iteration %d; checkpoint saved, continue with --resume", iteration)
+                    stopped = True
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if iteration > start:
-            save_checkpoint(iteration)
-            logger.info("interrupted at iteration %d; checkpoint saved, continue with --resume", iteration)
+        if not stopped:
+            # a second Ctrl-C inside an iteration: the state is half-updated, so it is not saved
+            held = f"iteration {saved_at}" if saved_at else "nothing yet"
+            logger.info("aborted during iteration %d; checkpoint.pt holds %s", completed + 1, held)
         raise
     finally:
         bar.close()
