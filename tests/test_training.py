@@ -242,3 +242,35 @@ def test_second_ctrl_c_aborts_at_once_without_a_checkpoint(tmp_path):
     # the state was mid-iteration: no checkpoint of it, and nothing says there is one
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     assert "aborted during iteration 2" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_missing_train_or_val_images_are_refused_before_training_starts(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    (tmp_path / "data" / "001.png").unlink()
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) of .*train\.json not found under --images .*data:\n  .*001\.png"):
+        train(tiny_config(train_json, out, iterations=2))
+    assert not out.exists(), "nothing is written before the images are checked"
+
+    good_json = make_squares(tmp_path / "good", count=3)
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"3 image\(s\) of .*good.*train\.json not found under --val-images .*elsewhere"):
+        train(tiny_config(good_json, out, iterations=2, val=good_json, val_images=empty))
+    assert not out.exists()
+
+
+def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_path):
+    base = make_squares(tmp_path / "base", count=3)
+    mined = make_squares(tmp_path / "mined", count=2, seed=1)
+    (mined.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
+    parser = argparse.ArgumentParser(prog="flickermine")
+    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "run"
+    args = parser.parse_args(
+        ["train", "--preset", "hard-negatives", "--train", str(base), "--images", str(base.parent), "--mined", str(mined),
+         "--val", str(base), "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", "1", "--min-size", "64",
+         "--max-size", "64", "--workers", "0", "--device", "cpu", "--quiet", "--out", str(out)]
+    )
+    assert args.handler(args) == 0
+    assert [json.loads(line)["iteration"] for line in (out / "validation.jsonl").read_text().splitlines()] == [1]

@@ -174,12 +174,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if schedule["iterations"] is None:
         raise ValueError("--iterations is required (or a --preset that sets it)")
     schedule = {key: value for key, value in schedule.items() if value is not None}
+    # the val images lie with the user's files: with a preset, `images` is the merge's folder in --out
+    val_images = args.val_images or args.images or (Path(args.val).parent if args.val else None)
     config = TrainConfig(
         train=train_path,
         images=images,
         out=args.out,
         val=args.val,
-        val_images=args.val_images,
+        val_images=val_images,
         model=args.model,
         weights=args.weights,
         new_head=args.new_head,

@@ -138,6 +138,33 @@ def write(coco: dict, path: PathLike) -> Path:
     return path
 
 
+def missing_images(coco: dict, image_root: PathLike) -> list[Path]:
+    """The image files of ``coco`` that are not readable files under ``image_root``, in file order.
+
+    A trainer reads an image only when it draws it; checking them all first turns a run that would
+    stop hours in (or at its first validation) into an error before it starts.
+    """
+    root = Path(image_root)
+    paths = (root / image["file_name"] for image in coco["images"])  # an absolute file_name stays as it is
+    return [path for path in paths if not (path.is_file() and os.access(path, os.R_OK))]
+
+
+def require_images(coco: dict, image_root: PathLike, source: PathLike, option: str) -> None:
+    """FileNotFoundError naming the first :func:`missing_images` of ``source`` (found under the
+    folder that command-line ``option`` names), or nothing when every image is there."""
+    missing = missing_images(coco, image_root)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) of {source} not found under {option} {image_root}:{_first_few(missing)}"
+        )
+
+
+def _first_few(items: Sequence[Any], limit: int = 5) -> str:
+    """Up to ``limit`` items, one an indented line, and how many more there are."""
+    shown = "".join(f"\n  {item}" for item in items[:limit])
+    return shown + (f"\n  ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def category_by_name(coco: dict, name: str, source: str = "<COCO dict>") -> dict:
     """The category called ``name``; the error lists the names there are."""
     for category in coco["categories"]:
@@ -270,10 +297,8 @@ def merge(
             merged["annotations"].append(new_annotation)
 
     if missing:
-        shown = "\n  ".join(missing[:5])
-        more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
         hint = "" if image_root is not None else " (the base file's images are looked for beside it unless --image-root says where)"
-        raise FileNotFoundError(f"{len(missing)} image(s) not found{hint}:\n  {shown}{more}")
+        raise FileNotFoundError(f"{len(missing)} image(s) not found{hint}:{_first_few(missing)}")
     if licenses:
         merged["licenses"] = licenses
     merged["flickermine"] = {"merged_from": [str(p) for p in inputs], "copy_images": copy_images}

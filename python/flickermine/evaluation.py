@@ -232,6 +232,7 @@ def evaluate(
     images_dir = Path(images_dir) if images_dir is not None else coco_json.parent
     if not images_dir.is_dir():
         raise FileNotFoundError(f"--images {images_dir}: no such folder")
+    coco_files.require_images(gt, images_dir, coco_json, "--images")
     torch_device = resolve_device(device)
     model, model_categories = load_detector(weights, torch_device, model_name=model_name, coco_categories=gt["categories"])
     gt_id_of_name = {c["name"]: c["id"] for c in gt["categories"]}

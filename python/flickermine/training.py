@@ -590,7 +590,10 @@ def _ignore_sigint(worker_id: int) -> None:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Fine-tune as ``config`` says; see the module docstring for the files written in ``config.out``."""
+    """Fine-tune as ``config`` says; see the module docstring for the files written in ``config.out``.
+
+    Every train and val image is checked to be a readable file before anything is written.
+    """
     torch, _ = require_torch()
     out = Path(config.out)
     train_path = Path(config.train)
@@ -598,6 +601,7 @@ def train(config: TrainConfig) -> TrainResult:
     images_dir = Path(config.images) if config.images is not None else train_path.parent
     if not images_dir.is_dir():
         raise FileNotFoundError(f"--images {images_dir}: no such folder")
+    coco_files.require_images(train_coco, images_dir, train_path, "--images")
 
     if config.category is not None:
         chosen = [coco_files.category_by_name(train_coco, config.category, str(train_path))]
@@ -613,6 +617,7 @@ def train(config: TrainConfig) -> TrainResult:
         val_path = Path(config.val)
         val_coco = coco_files.load(val_path)
         val_images_dir = Path(config.val_images or config.images or val_path.parent)
+        coco_files.require_images(val_coco, val_images_dir, val_path, "--val-images")
         val_names = {c["name"] for c in val_coco["categories"]}
         absent = [c["name"] for c in categories if c["name"] not in val_names]
         if absent:
