@@ -274,3 +274,36 @@ def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_p
     )
     assert args.handler(args) == 0
     assert [json.loads(line)["iteration"] for line in (out / "validation.jsonl").read_text().splitlines()] == [1]
+
+
+def test_coco_detector_weights_fine_tune_its_own_rows_for_coco_categories(tmp_path):
+    from flickermine.training import load_weights
+
+    # a 91-class torchvision COCO detector (random here: no download); its labels are COCO ids
+    source = build_model("fasterrcnn_mobilenet_v3_large_fpn", 91, 64, 64).state_dict()
+    path = tmp_path / "coco_detector.pt"
+    torch.save(source, path)
+    head = "roi_heads.box_predictor."
+    for names, coco_ids in ((["dog"], [18]), (["cat", "dog"], [17, 18])):
+        model = build_model("fasterrcnn_mobilenet_v3_large_fpn", len(names) + 1, 64, 64)
+        load_weights(model, path, categories=[{"id": 100 + k, "name": name} for k, name in enumerate(names)])
+        got = model.state_dict()
+        rows = [0, *coco_ids]  # background, then the categories in label order
+        box_rows = [4 * row + k for row in rows for k in range(4)]  # (dx, dy, dw, dh) per class
+        for suffix in ("weight", "bias"):
+            assert torch.equal(got[head + "cls_score." + suffix], source[head + "cls_score." + suffix][rows])
+            assert torch.equal(got[head + "bbox_pred." + suffix], source[head + "bbox_pred." + suffix][box_rows])
+        assert torch.equal(got["backbone.body.0.0.weight"], source["backbone.body.0.0.weight"])
+
+    model = build_model("fasterrcnn_mobilenet_v3_large_fpn", 2, 64, 64)
+    with pytest.raises(ValueError, match=r"91 classes .*'square' is not a COCO category.*pass --new-head"):
+        load_weights(model, path, categories=[{"id": 1, "name": "square"}])
+
+    # through train(): --weights of a COCO detector with --category dog, no --new-head
+    train_json = make_squares(tmp_path / "data", count=3)
+    coco = json.loads(train_json.read_text())
+    coco["categories"] = [{"id": 1, "name": "dog"}]
+    train_json.write_text(json.dumps(coco))
+    result = train(tiny_config(train_json, tmp_path / "run", iterations=1, weights=path, category="dog"))
+    assert result.iteration == 1
+    assert "box predictor: the rows of background and dog (label 18)" in (tmp_path / "run" / "train.log").read_text()

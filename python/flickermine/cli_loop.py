@@ -66,7 +66,11 @@ def register(commands) -> None:
     train.add_argument("--mined", metavar="MINED.json", help="with --preset: the mined set to merge with --train")
     train.add_argument("--model", choices=ARCHITECTURES, default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
     train.add_argument("--weights", metavar="PATH", help="local checkpoint or state dict to start from")
-    train.add_argument("--new-head", action="store_true", help="with --weights: start the box predictor afresh (other class count)")
+    train.add_argument(
+        "--new-head", action="store_true",
+        help="with --weights: start the box predictor afresh; without it, weights of another class count load only "
+        "when they know the categories by name (a COCO detector for --category dog keeps its dog rows)",
+    )
     train.add_argument("--torchvision-weights", metavar="NAME", help="named torchvision COCO weights, e.g. DEFAULT (downloads)")
     train.add_argument("--backbone-weights", metavar="NAME", help="named torchvision backbone weights, e.g. DEFAULT (downloads)")
     train.add_argument(

@@ -47,6 +47,7 @@ import numpy as np
 
 from ._files import replaced_atomically
 from . import coco as coco_files
+from .detectors import COCO_CATEGORIES
 
 PathLike = Union[str, Path]
 
@@ -55,6 +56,8 @@ CHECKPOINT_FORMAT = "flickermine-detector/1"
 #: the box predictor's class-score weight; its first dimension is the number of classes
 _CLASS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"
 _LOGGER_NAME = "flickermine.training"
+#: torchvision's COCO detectors: background and the COCO category ids 1..90 (10 of them unused)
+_COCO_CLASS_COUNT = max(COCO_CATEGORIES) + 1
 
 
 def require_torch():
@@ -307,19 +310,40 @@ def _read_torch_file(path: PathLike) -> Any:
         raise ValueError(f"{path}: cannot be read as torch weights ({type(error).__name__}: {error})") from None
 
 
-def load_weights(model, path: PathLike, new_head: bool = False) -> None:
-    """Load a local checkpoint or state dict into ``model``, checking the class count first."""
+def load_weights(model, path: PathLike, new_head: bool = False, categories: Sequence[dict] | None = None) -> str | None:
+    """Load a local checkpoint or state dict into ``model``, checking the class count first.
+
+    ``categories``: the training set's, label ``i`` being ``categories[i - 1]``. A box predictor
+    with another class count loads with ``new_head`` (everything but the predictor; it starts
+    afresh), or when the weights know every one of ``categories`` by name: a flickermine
+    checkpoint's own categories, or torchvision's COCO labels for a 91-class state dict. Then only
+    the predictor's rows of background and those categories are kept, so a COCO detector
+    fine-tuned for ``dog`` starts from what it learnt of dogs. Returns a line for the log saying
+    which rows were kept, or None.
+    """
     loaded = _read_torch_file(path)
     state = _state_dict_of(loaded, path)
     wanted = model.roi_heads.box_predictor.cls_score.out_features
+    note = None
     if _CLASS_SCORE_KEY in state and not new_head:
         held = int(state[_CLASS_SCORE_KEY].shape[0])
         if held != wanted:
-            raise ValueError(
-                f"{path}: its box predictor has {held} classes ({held - 1} categories + background), "
-                f"the training set needs {wanted} ({wanted - 1} + background); pass --new-head to load "
-                "everything else and start the box predictor afresh"
-            )
+            known = _labels_by_name(loaded, held)
+            unknown = [c["name"] for c in categories or [] if c["name"] not in known]
+            if categories is None or len(categories) + 1 != wanted or unknown:
+                why = ""
+                if known and unknown:
+                    kind = "a COCO category" if held == _COCO_CLASS_COUNT else "one of its categories"
+                    why = f"; {', '.join(map(repr, unknown))} is not {kind}, so its rows cannot be kept"
+                raise ValueError(
+                    f"{path}: its box predictor has {held} classes ({held - 1} categories + background), "
+                    f"the training set needs {wanted} ({wanted - 1} + background){why}; pass --new-head to load "
+                    "everything else and start the box predictor afresh"
+                )
+            labels = [known[c["name"]] for c in categories]
+            state = _predictor_rows(state, [0, *labels])
+            kept = ", ".join(f"{c['name']} (label {label})" for c, label in zip(categories, labels))
+            note = f"box predictor: the rows of background and {kept} of the {held} in {path}"
     if new_head:
         state = {k: v for k, v in state.items() if not k.startswith("roi_heads.box_predictor.")}
     result = _load_state(model, state)
@@ -330,6 +354,30 @@ def load_weights(model, path: PathLike, new_head: bool = False) -> None:
             f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); "
             "was it trained with another --model?"
         )
+    return note
+
+
+def _labels_by_name(loaded: Any, classes: int) -> dict[str, int]:
+    """The predictor label of each category name the weights know (empty: they do not say)."""
+    if isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
+        return {c["name"]: label for label, c in enumerate(loaded["categories"], start=1)}
+    if classes == _COCO_CLASS_COUNT:  # torchvision's COCO detectors: the label is the COCO category id
+        return {name: coco_id for coco_id, name in COCO_CATEGORIES.items()}
+    return {}
+
+
+def _predictor_rows(state: dict, rows: list[int]) -> dict:
+    """``state`` with the box predictor cut to classes ``rows``, in that order. ``bbox_pred`` holds
+    four rows per class, (dx, dy, dw, dh), class after class."""
+    torch, _ = require_torch()
+    classes = torch.tensor(rows)
+    box_rows = (classes[:, None] * 4 + torch.arange(4)).reshape(-1)
+    state = dict(state)
+    for suffix in ("weight", "bias"):
+        for layer, index in (("cls_score", classes), ("bbox_pred", box_rows)):
+            key = f"roi_heads.box_predictor.{layer}.{suffix}"
+            state[key] = state[key].index_select(0, index).clone()
+    return state
 
 
 def _load_state(model, state: dict):
@@ -683,7 +731,9 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         model.load_state_dict(checkpoint["model"])
         start, best_ap = int(checkpoint["iteration"]), checkpoint.get("best_ap")
     elif config.weights is not None:
-        load_weights(model, config.weights, new_head=config.new_head)
+        loaded_head = load_weights(model, config.weights, new_head=config.new_head, categories=categories)
+        if loaded_head:
+            logger.info("%s", loaded_head)
     model.to(device)
 
     params = [p for p in model.parameters() if p.requires_grad]
