@@ -198,7 +198,9 @@ def merge(
     writes them. Every image must exist there. In ``out`` each ``file_name`` is relative to
     ``out``'s folder, so train with ``--images`` set to that folder. With ``copy_images`` the
     images are hard-linked (copied where links are impossible) to ``<out folder>/images/<k>/...``,
-    ``k`` being the input's position, so the new folder stands alone.
+    ``k`` being the input's position, so the new folder stands alone; where dropping ``..`` parts
+    or a leading ``/`` gives two images one name, the later ones get ``_2``, ``_3``... before the
+    extension.
 
     Refused, before anything is written: an ``out`` that is one of the inputs, and the same image
     file twice (within one input or across inputs).
@@ -240,6 +242,7 @@ def merge(
     # resolved source file -> (input path, file_name), to name both sides of a duplicate
     seen_files: dict = {}
     links: list[tuple[Path, Path]] = []
+    copied_names: set[str] = set()  # casefolded: on a case-insensitive disk A.jpg is a.jpg
     missing: list[str] = []
     next_annotation_id = 1
     for position, (path, coco, root) in enumerate(zip(inputs, sources, roots)):
@@ -273,7 +276,7 @@ def merge(
                 )
             seen_files[key] = (path, image["file_name"])
             if copy_images:
-                relative = Path("images") / str(position) / _inside_name(image["file_name"])
+                relative = _unused_name(Path("images") / str(position) / _inside_name(image["file_name"]), copied_names)
                 links.append((source_file, out_dir / relative))
                 file_name = relative.as_posix()
             else:
@@ -318,6 +321,20 @@ def _inside_name(file_name: str) -> Path:
     """``file_name`` as a path that stays inside its folder (absolute and ``..`` parts dropped)."""
     parts = [part for part in Path(file_name).parts if part not in ("..", ".") and not Path(part).anchor]
     return Path(*parts)
+
+
+def _unused_name(name: Path, taken: set[str]) -> Path:
+    """``name``, or ``<stem>_2<suffix>``, ``_3``... when it is in ``taken``; the result joins ``taken``.
+
+    :func:`_inside_name` maps two different files (``imgs/a.jpg`` and ``../imgs/a.jpg``) to one
+    name; without this the second copy would replace the first and the file name appear twice.
+    """
+    candidate, number = name, 1
+    while candidate.as_posix().casefold() in taken:
+        number += 1
+        candidate = name.with_name(f"{name.stem}_{number}{name.suffix}")
+    taken.add(candidate.as_posix().casefold())
+    return candidate
 
 
 def _complete_annotation(annotation: dict) -> None:
