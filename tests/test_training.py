@@ -307,3 +307,20 @@ def test_coco_detector_weights_fine_tune_its_own_rows_for_coco_categories(tmp_pa
     result = train(tiny_config(train_json, tmp_path / "run", iterations=1, weights=path, category="dog"))
     assert result.iteration == 1
     assert "box predictor: the rows of background and dog (label 18)" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_evaluate_refuses_a_category_the_model_or_the_file_lacks(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    result = train(tiny_config(train_json, tmp_path / "run", iterations=1))
+    gt = json.loads(train_json.read_text())
+    gt["categories"].append({"id": 2, "name": "cat"})  # in the file, with a box, but not in the model
+    gt["annotations"].append({"id": 99, "image_id": 1, "category_id": 2, "bbox": [1, 1, 20, 20], "area": 400, "iscrowd": 0})
+    gt_json = tmp_path / "data" / "with_cat.json"
+    gt_json.write_text(json.dumps(gt))
+
+    with pytest.raises(ValueError, match=r"--category 'cat': .*final\.pt does not detect it \(its categories: 'square'\)"):
+        evaluate(gt_json, None, result.final, device="cpu", categories=["cat"], progress=False)
+    with pytest.raises(ValueError, match=r"with_cat\.json: no category named 'bird'"):
+        evaluate(gt_json, None, result.final, device="cpu", categories=["bird"], progress=False)
+    summary = evaluate(gt_json, None, result.final, device="cpu", categories=["square"], progress=False)
+    assert summary["categories"] == ["square"]

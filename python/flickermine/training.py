@@ -843,7 +843,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
                 if val_coco is not None and (iteration % val_every == 0 or last):
                     detections = detect_coco_images(model, val_coco, val_images_dir, category_id_of_label_val, device, config.batch_size)
                     model.train()
-                    scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories])
+                    scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories], source=str(config.val))
                     record = {"iteration": iteration, "AP": scores["AP"], "AP50": scores["AP50"], "AP75": scores["AP75"]}
                     validations.append(record)
                     with open(out / "validation.jsonl", "a", encoding="utf-8") as stream:
