@@ -224,8 +224,8 @@ def evaluate(
     architecture, input size and category names), or a plain torchvision state dict, with
     ``model_name`` naming the architecture. Model labels are matched to the file's categories by
     name; ``categories`` restricts the evaluation to some of them, each of which must be both a
-    category of the file and one the model detects (ValueError otherwise). ``images_dir`` defaults to the
-    folder of ``coco_json``. The summary (see :func:`average_precision`, plus timing and the
+    category of the file and one the model detects (ValueError otherwise). ``images_dir``
+    defaults to the folder of ``coco_json``. The summary (see :func:`average_precision`, plus timing and the
     weights' path) is written as JSON to ``out`` when given, and returned.
     """
     from .training import load_detector, resolve_device
