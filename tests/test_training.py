@@ -324,3 +324,43 @@ def test_evaluate_refuses_a_category_the_model_or_the_file_lacks(tmp_path):
         evaluate(gt_json, None, result.final, device="cpu", categories=["bird"], progress=False)
     summary = evaluate(gt_json, None, result.final, device="cpu", categories=["square"], progress=False)
     assert summary["categories"] == ["square"]
+
+
+def test_resume_refuses_train_or_val_files_whose_contents_changed(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    out = tmp_path / "run"
+    train(tiny_config(train_json, out, iterations=1, val=train_json))
+    coco = json.loads(train_json.read_text())
+    coco["annotations"][0]["bbox"][0] += 1  # same path, other data
+    train_json.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=r"--resume: .*run was trained on other data \(--train .*train\.json: sha256 \w{12}\.\.\. then, \w{12}\.\.\. now; --val .*train\.json: sha256"):
+        train(tiny_config(train_json, out, iterations=2, val=train_json, resume=True))
+    with pytest.raises(ValueError, match=r"other data \(--train .*--val .*given then, not now"):
+        train(tiny_config(train_json, out, iterations=2, resume=True))
+
+
+def test_cli_preset_resume_refuses_another_mined_set_before_it_merges(tmp_path, capsys):
+    base = make_squares(tmp_path / "base", count=3)
+    # the same image names, other boxes: only the contents tell the two apart
+    mined, other = (make_squares(tmp_path / name, count=2, negatives=0, seed=seed) for name, seed in (("mined", 1), ("other", 2)))
+    for path in (mined, other):
+        (path.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
+    parser = argparse.ArgumentParser(prog="flickermine")
+    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "run"
+
+    def run(mined_json, iterations, *extra):
+        args = parser.parse_args(
+            ["train", "--preset", "hard-negatives", "--train", str(base), "--mined", str(mined_json),
+             "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", str(iterations), "--min-size", "64",
+             "--max-size", "64", "--workers", "0", "--device", "cpu", "--quiet", "--out", str(out), *extra]
+        )
+        return args.handler(args)
+
+    assert run(mined, 1) == 0
+    merged = (out / "train.json").read_bytes()
+    with pytest.raises(ValueError, match=r"other data \(--mined .*other.*train\.json: sha256"):
+        run(other, 2, "--resume")
+    assert (out / "train.json").read_bytes() == merged, "the run's merge is left as it was"
+    assert run(mined, 2, "--resume") == 0
+    assert "trained to iteration 2" in capsys.readouterr().out

@@ -164,12 +164,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"flickermine: error: {missing}", file=sys.stderr)
         return EXIT_MISSING_DEPENDENCY
     from . import presets
-    from .training import TrainConfig, train
+    from .training import TrainConfig, check_resume_data, data_fingerprint, train
 
     train_path, images = Path(args.train), args.images
+    sources = {"--train": args.train, **({"--mined": args.mined} if args.mined else {})}
     schedule = {"iterations": args.iterations, "lr": args.lr, "lr_steps": args.lr_steps, "lr_decay": args.lr_decay}
     if args.preset:
         preset = presets.get(args.preset)
+        if args.resume:  # before the merge below rewrites --out/train.json, which the run trained on
+            check_resume_data(args.out, data_fingerprint(sources, args.val))
         train_path, images = presets.prepare_training_set(preset, args.train, args.mined, args.out, image_root=args.images)
         defaults = {"iterations": preset.iterations, "lr": preset.lr, "lr_steps": preset.lr_steps, "lr_decay": preset.lr_decay}
         schedule = {key: defaults[key] if value is None else value for key, value in schedule.items()}
@@ -208,6 +211,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
         preset=args.preset,
+        sources=sources,
         **schedule,
     )
     result = train(config)

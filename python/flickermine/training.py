@@ -12,6 +12,8 @@ model, optimizer, scheduler, AMP scaler, iteration and every RNG state, so a run
 adds in some kernels may differ in the last bits). Ctrl-C stops the run when the iteration under
 way ends and saves a checkpoint of that iteration, which resumes the same way; a second Ctrl-C
 aborts at once, saving nothing (the state in the middle of an iteration would not resume exactly).
+A checkpoint also keeps the sha256 of the COCO files trained on (:func:`data_fingerprint`), and
+resuming with other settings or other file contents is refused.
 
 Files written in ``out``:
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -130,6 +133,10 @@ class TrainConfig:
     log_every: int = 20
     progress: bool = True
     preset: str | None = None  #: recorded only; see flickermine.presets
+    #: the COCO files the training set was made from, by the option that named them; with a preset
+    #: ``{"--train": base, "--mined": mined}`` (``train`` is then their merge); None: ``{"--train":
+    #: train}``. Checkpoints keep their sha256, and ``val``'s: a resumed run must find them unchanged
+    sources: dict[str, PathLike] | None = None
 
     def __post_init__(self) -> None:
         if self.model not in ARCHITECTURES:
@@ -187,6 +194,54 @@ class TrainConfig:
             "trainable_backbone_layers": self.trainable_backbone_layers,
             "seed": self.seed,
         }
+
+
+def data_fingerprint(sources: dict[str, PathLike], val: PathLike | None = None) -> dict[str, dict]:
+    """``{option: {"path", "sha256"}}`` of the files ``sources`` names and of ``val`` (as ``--val``).
+
+    The settings a run records say how it trained, not on what: a resumed run given another
+    ``--mined`` set, or the same path rewritten, would mix two data sets in one set of weights.
+    """
+    files = {**sources, **({"--val": val} if val is not None else {})}
+    fingerprint = {}
+    for option, path in files.items():
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file")
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        fingerprint[option] = {"path": str(path.resolve()), "sha256": digest.hexdigest()}
+    return fingerprint
+
+
+def check_resume_data(out: PathLike, fingerprint: dict[str, dict]) -> None:
+    """ValueError unless the checkpoint in ``out`` was trained on the files of ``fingerprint``
+    (:func:`data_fingerprint`), compared by content. A checkpoint that predates fingerprints passes."""
+    torch, _ = require_torch()
+    checkpoint_path = Path(out) / "checkpoint.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    # mmap: only the small "data" entry is needed, not gigabytes of weights and optimizer state
+    recorded = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("data")
+    if recorded is None:
+        return
+    changes = []
+    for option in sorted(set(recorded) | set(fingerprint)):
+        then, now = recorded.get(option), fingerprint.get(option)
+        if now is None:
+            changes.append(f"{option} {then['path']} was given then, not now")
+        elif then is None:
+            changes.append(f"{option} {now['path']} is given now, not then")
+        elif then["sha256"] != now["sha256"]:
+            moved = "" if then["path"] == now["path"] else f", when it was {then['path']}"
+            changes.append(f"{option} {now['path']}: sha256 {then['sha256'][:12]}... then, {now['sha256'][:12]}... now{moved}")
+    if changes:
+        raise ValueError(
+            f"--resume: {out} was trained on other data ({'; '.join(changes)}); resume with the files it "
+            "started with, or train into another --out"
+        )
 
 
 @dataclasses.dataclass
@@ -676,10 +731,13 @@ def train(config: TrainConfig) -> TrainResult:
         raise ValueError(f"{out} holds a run already ({checkpoint_path}); pass --resume to continue it or pick another --out")
     if config.resume and not checkpoint_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    data = data_fingerprint(config.sources or {"--train": train_path}, config.val)
+    if config.resume:
+        check_resume_data(out, data)
     out.mkdir(parents=True, exist_ok=True)
     logger = _open_log(out / "train.log")
     try:
-        return _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, logger)
+        return _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, data, logger)
     finally:
         for handler in list(logger.handlers):
             handler.close()
@@ -696,7 +754,7 @@ def _open_log(path: Path) -> logging.Logger:
     return logger
 
 
-def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, logger):
+def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, data, logger):
     from .evaluation import average_precision, detect_coco_images
 
     device = resolve_device(config.device)
@@ -763,7 +821,10 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         device,
         " with AMP" if use_amp else "",
     )
-    logger.info("settings %s", json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}))
+    logger.info("settings %s", json.dumps(dataclasses.asdict(config), default=str))
+    logger.info("data %s", json.dumps(data))
+    if checkpoint is not None and "data" not in checkpoint:
+        logger.warning("the checkpoint predates data fingerprints: the data files were not compared")
     if dataset.skipped_boxes:
         logger.warning("%d boxes narrower or shorter than 1 px left out", dataset.skipped_boxes)
     if config.weights is None and config.torchvision_weights is None and not config.resume:
@@ -787,6 +848,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
                 "rng": _rng_states(torch),
                 "best_ap": best_ap,
                 "config": config.fingerprint(),
+                "data": data,
             }
         )
         _save_atomic(torch, payload, out / "checkpoint.pt")
