@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,13 @@ def make_squares(root: Path, count: int = 8, negatives: int = 2, seed: int = 0, 
     path = root / "train.json"
     path.write_text(json.dumps(coco))
     return path
+
+
+def loop_parser() -> argparse.ArgumentParser:
+    """The ``coco``, ``train`` and ``evaluate`` subcommands, as the main CLI registers them."""
+    parser = argparse.ArgumentParser(prog="flickermine")
+    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    return parser
 
 
 def tiny_config(train_json: Path, out: Path, **overrides) -> TrainConfig:
@@ -146,8 +156,7 @@ def test_run_folder_and_weights_are_checked(tmp_path):
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
     train_json = make_squares(tmp_path / "data", count=3)
-    parser = argparse.ArgumentParser(prog="flickermine")
-    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    parser = loop_parser()
     out = tmp_path / "run"
     args = parser.parse_args(
         ["train", "--train", str(train_json), "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", "2",
@@ -183,11 +192,11 @@ def test_pretrained_layout_and_plain_state_dicts_load(tmp_path):
     assert torch.equal(loaded.state_dict()["roi_heads.box_predictor.cls_score.weight"], state["roi_heads.box_predictor.cls_score.weight"])
 
 
-def _interrupt_after_step(count: int, signals: int = 1):
-    """An optimizer hook that sends this process ``signals`` SIGINTs right after the ``count``-th
-    optimizer step: inside an iteration, before its counter and scheduler have moved on."""
-    import os
-    import signal
+@contextlib.contextmanager
+def interrupted_after_step(count: int, signals: int = 1):
+    """While active, this process gets ``signals`` SIGINTs right after the ``count``-th optimizer
+    step: inside an iteration, before its counter and scheduler have moved on."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
 
     steps = 0
 
@@ -198,23 +207,19 @@ def _interrupt_after_step(count: int, signals: int = 1):
             for _ in range(signals):
                 os.kill(os.getpid(), signal.SIGINT)
 
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-
-    return register_optimizer_step_post_hook(hook)
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
-    import signal
-
     train_json = make_squares(tmp_path / "data")
     straight = train(tiny_config(train_json, tmp_path / "straight", iterations=5, checkpoint_every=100))
 
-    handle = _interrupt_after_step(3)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100))
-    finally:
-        handle.remove()
+    with interrupted_after_step(3), pytest.raises(KeyboardInterrupt):
+        train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the caller's handler is put back"
     checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert checkpoint["iteration"] == 3  # the iteration under way when Ctrl-C came is finished first
@@ -229,15 +234,9 @@ def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp
 
 
 def test_second_ctrl_c_aborts_at_once_without_a_checkpoint(tmp_path):
-    import signal
-
     train_json = make_squares(tmp_path / "data", count=3)
-    handle = _interrupt_after_step(2, signals=2)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(tiny_config(train_json, tmp_path / "run", iterations=5, checkpoint_every=100))
-    finally:
-        handle.remove()
+    with interrupted_after_step(2, signals=2), pytest.raises(KeyboardInterrupt):
+        train(tiny_config(train_json, tmp_path / "run", iterations=5, checkpoint_every=100))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     # the state was mid-iteration: no checkpoint of it, and nothing says there is one
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
@@ -264,8 +263,7 @@ def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_p
     base = make_squares(tmp_path / "base", count=3)
     mined = make_squares(tmp_path / "mined", count=2, seed=1)
     (mined.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
-    parser = argparse.ArgumentParser(prog="flickermine")
-    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    parser = loop_parser()
     out = tmp_path / "run"
     args = parser.parse_args(
         ["train", "--preset", "hard-negatives", "--train", str(base), "--images", str(base.parent), "--mined", str(mined),
@@ -345,8 +343,7 @@ def test_cli_preset_resume_refuses_another_mined_set_before_it_merges(tmp_path, 
     mined, other = (make_squares(tmp_path / name, count=2, negatives=0, seed=seed) for name, seed in (("mined", 1), ("other", 2)))
     for path in (mined, other):
         (path.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
-    parser = argparse.ArgumentParser(prog="flickermine")
-    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    parser = loop_parser()
     out = tmp_path / "run"
 
     def run(mined_json, iterations, *extra):

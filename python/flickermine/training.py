@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -202,17 +201,15 @@ def data_fingerprint(sources: dict[str, PathLike], val: PathLike | None = None) 
     The settings a run records say how it trained, not on what: a resumed run given another
     ``--mined`` set, or the same path rewritten, would mix two data sets in one set of weights.
     """
+    from .run import file_sha256  # the hash mining runs keep of their detection files
+
     files = {**sources, **({"--val": val} if val is not None else {})}
     fingerprint = {}
     for option, path in files.items():
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{option} {path}: no such file")
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        fingerprint[option] = {"path": str(path.resolve()), "sha256": digest.hexdigest()}
+        fingerprint[option] = {"path": str(path.resolve()), "sha256": file_sha256(path)}
     return fingerprint
 
 
