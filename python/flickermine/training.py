@@ -166,6 +166,8 @@ class TrainConfig:
         for key, value in (self.model_options or {}).items():
             if not isinstance(value, (int, float)):
                 raise ValueError(f"model_options[{key!r}] must be a number, got {value!r}")
+        if self.sources is not None and (not isinstance(self.sources, dict) or not self.sources):
+            raise ValueError(f"sources must map options to COCO files, e.g. {{'--train': 'train.json'}}; got {self.sources!r}")
         if self.weights is not None and self.torchvision_weights is not None:
             raise ValueError("give --weights (a local file) or --torchvision-weights (a named download), not both")
         if self.frozen_batchnorm is None:
