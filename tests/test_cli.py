@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import subprocess
 import sys
 
@@ -157,3 +158,70 @@ def test_truncated_video_keeps_the_rows_already_decided(tmp_path, capsys):
     partial = tmp_path / "v.csv.partial"
     rows = read_rows(partial)
     assert len(rows) > 100 and not out.exists()
+
+
+def _readme_section(title: str) -> str:
+    from .conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    end = text.find("\n#", start + len(title) + 2)
+    return text[start:end]
+
+
+def _commands_in(section: str) -> list[list[str]]:
+    """The ``flickermine ...`` lines of a section's bash blocks, continuation lines joined, as words."""
+    import shlex
+
+    lines = section.replace("\\\n", " ").splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.startswith("flickermine ")]
+
+
+def _subparser(parser, words: list[str]):
+    """The parser of the (sub)command that ``words`` start with, e.g. ``coco subset``."""
+    import argparse
+
+    while True:
+        choices = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if not choices or not words or words[0] not in choices:
+            return parser
+        parser, words = choices[words[0]], words[1:]
+
+
+def test_readme_worked_example_parses_and_its_subset_holds_only_dog_images(tmp_path, monkeypatch, capsys):
+    import json
+    import re
+
+    from flickermine import coco
+    from flickermine.cli import build_parser
+
+    section = _readme_section("### Training on what was mined")
+    parser = build_parser()
+    parsed = [parser.parse_args(words) for words in _commands_in(section)]  # an unknown flag exits
+    assert [a.command for a in parsed] == ["detect", "mine", "coco", "coco", "train", "evaluate"]
+    # every option the section names is one of the loop commands'
+    loop_options = set()
+    for command in (["coco", "merge"], ["coco", "subset"], ["train"], ["evaluate"]):
+        loop_options |= {o for action in _subparser(parser, command)._actions for o in action.option_strings}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section.split("```", 2)[2]))  # the prose after the block
+    assert named <= loop_options, named - loop_options
+
+    # the subset line, run on a COCO file with dog images, cat-only images and images without annotations
+    subset_args = next(a for a in parsed if a.command == "coco" and a.coco_command == "subset")
+    counts = [int(n) for n in subset_args.split.split("/")]
+    dogs, cats, empty = sum(counts), 50, 60
+    source = {"images": [], "annotations": [], "categories": [{"id": 17, "name": "cat"}, {"id": 18, "name": "dog"}]}
+    for index in range(dogs + cats + empty):
+        source["images"].append({"id": index + 1, "file_name": f"{index:06d}.jpg", "width": 64, "height": 48})
+        if index < dogs + cats:
+            category = 18 if index < dogs else 17
+            source["annotations"].append({"id": index + 1, "image_id": index + 1, "category_id": category, "bbox": [1, 1, 9, 9]})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / subset_args.coco_json).write_text(json.dumps(source))
+    assert subset_args.handler(subset_args) == 0
+    capsys.readouterr()
+    parts = {name: coco.load(Path(subset_args.out) / f"{name}.json") for name in ("train", "val", "test")}
+    assert [len(parts[name]["images"]) for name in ("train", "val", "test")] == counts
+    for part in parts.values():  # the paper's split: dog images only, each with its dog boxes
+        annotated = {a["image_id"] for a in part["annotations"]}
+        assert all(image["id"] in annotated for image in part["images"])

@@ -169,6 +169,27 @@ def test_merge_copy_images_makes_a_standalone_folder(tmp_path):
     assert (tmp_path / "base_images" / "a.jpg").is_file(), "sources stay where they were"
 
 
+def test_merge_copy_images_gives_two_images_of_one_inside_name_two_files(tmp_path):
+    # "imgs/a.jpg" and "../imgs/a.jpg" are two files, but without the ".." both would be
+    # images/0/imgs/a.jpg; the name made for the second must not take a real image's either
+    root = tmp_path / "coco" / "train"
+    names = ["imgs/a.jpg", "../imgs/a.jpg", "imgs/a_2.jpg"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(name.encode())
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"images": [{"id": i + 1, "file_name": n} for i, n in enumerate(names)], "annotations": [], "categories": []}))
+    out = tmp_path / "standalone" / "train.json"
+
+    merged = coco.merge(base, out=out, image_root=root, copy_images=True)
+
+    written = [image["file_name"] for image in merged["images"]]
+    assert len(set(written)) == 3, written
+    assert written[0] == "images/0/imgs/a.jpg"  # the first keeps its name
+    reloaded = coco.load(out)  # no file_name twice
+    assert [(out.parent / image["file_name"]).read_bytes() for image in reloaded["images"]] == [n.encode() for n in names]
+
+
 def test_merge_pools_licenses_and_remaps_their_ids(tmp_path):
     base = _base(tmp_path)
     other_dir = tmp_path / "other"

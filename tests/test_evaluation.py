@@ -97,3 +97,8 @@ def test_unknown_image_or_category_is_refused():
         average_precision(gt, [{"image_id": 99, "category_id": 18, "bbox": [0, 0, 1, 1], "score": 1.0}])
     with pytest.raises(ValueError, match="no category named 'horse'"):
         average_precision(gt, [], categories=["horse"])
+
+
+def test_a_ground_truth_dict_is_named_by_its_source():
+    with pytest.raises(ValueError, match=r"^val\.json: no category named 'horse'"):
+        average_precision(_ground_truth(), [], categories=["horse"], source="val.json")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,13 @@ def make_squares(root: Path, count: int = 8, negatives: int = 2, seed: int = 0, 
     path = root / "train.json"
     path.write_text(json.dumps(coco))
     return path
+
+
+def loop_parser() -> argparse.ArgumentParser:
+    """The ``coco``, ``train`` and ``evaluate`` subcommands, as the main CLI registers them."""
+    parser = argparse.ArgumentParser(prog="flickermine")
+    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    return parser
 
 
 def tiny_config(train_json: Path, out: Path, **overrides) -> TrainConfig:
@@ -146,8 +156,7 @@ def test_run_folder_and_weights_are_checked(tmp_path):
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
     train_json = make_squares(tmp_path / "data", count=3)
-    parser = argparse.ArgumentParser(prog="flickermine")
-    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    parser = loop_parser()
     out = tmp_path / "run"
     args = parser.parse_args(
         ["train", "--train", str(train_json), "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", "2",
@@ -181,3 +190,174 @@ def test_pretrained_layout_and_plain_state_dicts_load(tmp_path):
     loaded, labels = load_detector(path, "cpu", model_name="fasterrcnn_mobilenet_v3_large_fpn", coco_categories=categories)
     assert labels == categories  # 3 classes = 2 categories + background, in id order
     assert torch.equal(loaded.state_dict()["roi_heads.box_predictor.cls_score.weight"], state["roi_heads.box_predictor.cls_score.weight"])
+
+
+@contextlib.contextmanager
+def interrupted_after_step(count: int, signals: int = 1):
+    """While active, this process gets ``signals`` SIGINTs right after the ``count``-th optimizer
+    step: inside an iteration, before its counter and scheduler have moved on."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    steps = 0
+
+    def hook(optimizer, args, kwargs):
+        nonlocal steps
+        steps += 1
+        if steps == count:
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    train_json = make_squares(tmp_path / "data")
+    straight = train(tiny_config(train_json, tmp_path / "straight", iterations=5, checkpoint_every=100))
+
+    with interrupted_after_step(3), pytest.raises(KeyboardInterrupt):
+        train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the caller's handler is put back"
+    checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["iteration"] == 3  # the iteration under way when Ctrl-C came is finished first
+    assert "interrupted at iteration 3" in (tmp_path / "resumed" / "train.log").read_text()
+
+    resumed = train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100, resume=True))
+    assert resumed.losses == straight.losses[3:]
+    expected = torch.load(straight.final, weights_only=True)["model"]
+    got = torch.load(resumed.final, weights_only=True)["model"]
+    different = [key for key in expected if not torch.equal(expected[key], got[key])]
+    assert not different, different[:5]
+
+
+def test_second_ctrl_c_aborts_at_once_without_a_checkpoint(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    with interrupted_after_step(2, signals=2), pytest.raises(KeyboardInterrupt):
+        train(tiny_config(train_json, tmp_path / "run", iterations=5, checkpoint_every=100))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # the state was mid-iteration: no checkpoint of it, and nothing says there is one
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert "aborted during iteration 2" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_missing_train_or_val_images_are_refused_before_training_starts(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    (tmp_path / "data" / "001.png").unlink()
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) of .*train\.json not found under --images .*data:\n  .*001\.png"):
+        train(tiny_config(train_json, out, iterations=2))
+    assert not out.exists(), "nothing is written before the images are checked"
+
+    good_json = make_squares(tmp_path / "good", count=3)
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"3 image\(s\) of .*good.*train\.json not found under --val-images .*elsewhere"):
+        train(tiny_config(good_json, out, iterations=2, val=good_json, val_images=empty))
+    assert not out.exists()
+
+
+def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_path):
+    base = make_squares(tmp_path / "base", count=3)
+    mined = make_squares(tmp_path / "mined", count=2, seed=1)
+    (mined.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
+    parser = loop_parser()
+    out = tmp_path / "run"
+    args = parser.parse_args(
+        ["train", "--preset", "hard-negatives", "--train", str(base), "--images", str(base.parent), "--mined", str(mined),
+         "--val", str(base), "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", "1", "--min-size", "64",
+         "--max-size", "64", "--workers", "0", "--device", "cpu", "--quiet", "--out", str(out)]
+    )
+    assert args.handler(args) == 0
+    assert [json.loads(line)["iteration"] for line in (out / "validation.jsonl").read_text().splitlines()] == [1]
+
+
+def test_coco_detector_weights_fine_tune_its_own_rows_for_coco_categories(tmp_path):
+    from flickermine.training import load_weights
+
+    # a 91-class torchvision COCO detector (random here: no download); its labels are COCO ids
+    source = build_model("fasterrcnn_mobilenet_v3_large_fpn", 91, 64, 64).state_dict()
+    path = tmp_path / "coco_detector.pt"
+    torch.save(source, path)
+    head = "roi_heads.box_predictor."
+    for names, coco_ids in ((["dog"], [18]), (["cat", "dog"], [17, 18])):
+        model = build_model("fasterrcnn_mobilenet_v3_large_fpn", len(names) + 1, 64, 64)
+        load_weights(model, path, categories=[{"id": 100 + k, "name": name} for k, name in enumerate(names)])
+        got = model.state_dict()
+        rows = [0, *coco_ids]  # background, then the categories in label order
+        box_rows = [4 * row + k for row in rows for k in range(4)]  # (dx, dy, dw, dh) per class
+        for suffix in ("weight", "bias"):
+            assert torch.equal(got[head + "cls_score." + suffix], source[head + "cls_score." + suffix][rows])
+            assert torch.equal(got[head + "bbox_pred." + suffix], source[head + "bbox_pred." + suffix][box_rows])
+        assert torch.equal(got["backbone.body.0.0.weight"], source["backbone.body.0.0.weight"])
+
+    model = build_model("fasterrcnn_mobilenet_v3_large_fpn", 2, 64, 64)
+    with pytest.raises(ValueError, match=r"91 classes .*'square' is not a COCO category.*pass --new-head"):
+        load_weights(model, path, categories=[{"id": 1, "name": "square"}])
+
+    # through train(): --weights of a COCO detector with --category dog, no --new-head
+    train_json = make_squares(tmp_path / "data", count=3)
+    coco = json.loads(train_json.read_text())
+    coco["categories"] = [{"id": 1, "name": "dog"}]
+    train_json.write_text(json.dumps(coco))
+    result = train(tiny_config(train_json, tmp_path / "run", iterations=1, weights=path, category="dog"))
+    assert result.iteration == 1
+    assert "box predictor: the rows of background and dog (label 18)" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_evaluate_refuses_a_category_the_model_or_the_file_lacks(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    result = train(tiny_config(train_json, tmp_path / "run", iterations=1))
+    gt = json.loads(train_json.read_text())
+    gt["categories"].append({"id": 2, "name": "cat"})  # in the file, with a box, but not in the model
+    gt["annotations"].append({"id": 99, "image_id": 1, "category_id": 2, "bbox": [1, 1, 20, 20], "area": 400, "iscrowd": 0})
+    gt_json = tmp_path / "data" / "with_cat.json"
+    gt_json.write_text(json.dumps(gt))
+
+    with pytest.raises(ValueError, match=r"--category 'cat': .*final\.pt does not detect it \(its categories: 'square'\)"):
+        evaluate(gt_json, None, result.final, device="cpu", categories=["cat"], progress=False)
+    with pytest.raises(ValueError, match=r"with_cat\.json: no category named 'bird'"):
+        evaluate(gt_json, None, result.final, device="cpu", categories=["bird"], progress=False)
+    summary = evaluate(gt_json, None, result.final, device="cpu", categories=["square"], progress=False)
+    assert summary["categories"] == ["square"]
+
+
+def test_resume_refuses_train_or_val_files_whose_contents_changed(tmp_path):
+    train_json = make_squares(tmp_path / "data", count=3)
+    out = tmp_path / "run"
+    train(tiny_config(train_json, out, iterations=1, val=train_json))
+    coco = json.loads(train_json.read_text())
+    coco["annotations"][0]["bbox"][0] += 1  # same path, other data
+    train_json.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=r"--resume: .*run was trained on other data \(--train .*train\.json: sha256 \w{12}\.\.\. then, \w{12}\.\.\. now; --val .*train\.json: sha256"):
+        train(tiny_config(train_json, out, iterations=2, val=train_json, resume=True))
+    with pytest.raises(ValueError, match=r"other data \(--train .*--val .*given then, not now"):
+        train(tiny_config(train_json, out, iterations=2, resume=True))
+
+
+def test_cli_preset_resume_refuses_another_mined_set_before_it_merges(tmp_path, capsys):
+    base = make_squares(tmp_path / "base", count=3)
+    # the same image names, other boxes: only the contents tell the two apart
+    mined, other = (make_squares(tmp_path / name, count=2, negatives=0, seed=seed) for name, seed in (("mined", 1), ("other", 2)))
+    for path in (mined, other):
+        (path.parent / "run.json").write_text(json.dumps({"mode": "hn"}))
+    parser = loop_parser()
+    out = tmp_path / "run"
+
+    def run(mined_json, iterations, *extra):
+        args = parser.parse_args(
+            ["train", "--preset", "hard-negatives", "--train", str(base), "--mined", str(mined_json),
+             "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--iterations", str(iterations), "--min-size", "64",
+             "--max-size", "64", "--workers", "0", "--device", "cpu", "--quiet", "--out", str(out), *extra]
+        )
+        return args.handler(args)
+
+    assert run(mined, 1) == 0
+    merged = (out / "train.json").read_bytes()
+    with pytest.raises(ValueError, match=r"other data \(--mined .*other.*train\.json: sha256"):
+        run(other, 2, "--resume")
+    assert (out / "train.json").read_bytes() == merged, "the run's merge is left as it was"
+    assert run(mined, 2, "--resume") == 0
+    assert "trained to iteration 2" in capsys.readouterr().out

@@ -66,7 +66,11 @@ def register(commands) -> None:
     train.add_argument("--mined", metavar="MINED.json", help="with --preset: the mined set to merge with --train")
     train.add_argument("--model", choices=ARCHITECTURES, default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
     train.add_argument("--weights", metavar="PATH", help="local checkpoint or state dict to start from")
-    train.add_argument("--new-head", action="store_true", help="with --weights: start the box predictor afresh (other class count)")
+    train.add_argument(
+        "--new-head", action="store_true",
+        help="with --weights: start the box predictor afresh; without it, weights of another class count load only "
+        "when they know the categories by name (a COCO detector for --category dog keeps its dog rows)",
+    )
     train.add_argument("--torchvision-weights", metavar="NAME", help="named torchvision COCO weights, e.g. DEFAULT (downloads)")
     train.add_argument("--backbone-weights", metavar="NAME", help="named torchvision backbone weights, e.g. DEFAULT (downloads)")
     train.add_argument(
@@ -160,12 +164,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"flickermine: error: {missing}", file=sys.stderr)
         return EXIT_MISSING_DEPENDENCY
     from . import presets
-    from .training import TrainConfig, train
+    from .training import TrainConfig, check_resume_data, data_fingerprint, train
 
     train_path, images = Path(args.train), args.images
+    sources = {"--train": args.train, **({"--mined": args.mined} if args.mined else {})}
     schedule = {"iterations": args.iterations, "lr": args.lr, "lr_steps": args.lr_steps, "lr_decay": args.lr_decay}
     if args.preset:
         preset = presets.get(args.preset)
+        if args.resume:  # before the merge below rewrites --out/train.json, which the run trained on
+            check_resume_data(args.out, data_fingerprint(sources, args.val))
         train_path, images = presets.prepare_training_set(preset, args.train, args.mined, args.out, image_root=args.images)
         defaults = {"iterations": preset.iterations, "lr": preset.lr, "lr_steps": preset.lr_steps, "lr_decay": preset.lr_decay}
         schedule = {key: defaults[key] if value is None else value for key, value in schedule.items()}
@@ -174,12 +181,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if schedule["iterations"] is None:
         raise ValueError("--iterations is required (or a --preset that sets it)")
     schedule = {key: value for key, value in schedule.items() if value is not None}
+    # the val images lie with the user's files: with a preset, `images` is the merge's folder in --out
+    val_images = args.val_images or args.images or (Path(args.val).parent if args.val else None)
     config = TrainConfig(
         train=train_path,
         images=images,
         out=args.out,
         val=args.val,
-        val_images=args.val_images,
+        val_images=val_images,
         model=args.model,
         weights=args.weights,
         new_head=args.new_head,
@@ -202,6 +211,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
         preset=args.preset,
+        sources=sources,
         **schedule,
     )
     result = train(config)

@@ -138,6 +138,33 @@ def write(coco: dict, path: PathLike) -> Path:
     return path
 
 
+def missing_images(coco: dict, image_root: PathLike) -> list[Path]:
+    """The image files of ``coco`` that are not readable files under ``image_root``, in file order.
+
+    A trainer reads an image only when it draws it; checking them all first turns a run that would
+    stop hours in (or at its first validation) into an error before it starts.
+    """
+    root = Path(image_root)
+    paths = (root / image["file_name"] for image in coco["images"])  # an absolute file_name stays as it is
+    return [path for path in paths if not (path.is_file() and os.access(path, os.R_OK))]
+
+
+def require_images(coco: dict, image_root: PathLike, source: PathLike, option: str) -> None:
+    """FileNotFoundError naming the first :func:`missing_images` of ``source`` (found under the
+    folder that command-line ``option`` names), or nothing when every image is there."""
+    missing = missing_images(coco, image_root)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) of {source} not found under {option} {image_root}:{_first_few(missing)}"
+        )
+
+
+def _first_few(items: Sequence[Any], limit: int = 5) -> str:
+    """Up to ``limit`` items, one an indented line, and how many more there are."""
+    shown = "".join(f"\n  {item}" for item in items[:limit])
+    return shown + (f"\n  ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
 def category_by_name(coco: dict, name: str, source: str = "<COCO dict>") -> dict:
     """The category called ``name``; the error lists the names there are."""
     for category in coco["categories"]:
@@ -171,7 +198,9 @@ def merge(
     writes them. Every image must exist there. In ``out`` each ``file_name`` is relative to
     ``out``'s folder, so train with ``--images`` set to that folder. With ``copy_images`` the
     images are hard-linked (copied where links are impossible) to ``<out folder>/images/<k>/...``,
-    ``k`` being the input's position, so the new folder stands alone.
+    ``k`` being the input's position, so the new folder stands alone; where dropping ``..`` parts
+    or a leading ``/`` gives two images one name, the later ones get ``_2``, ``_3``... before the
+    extension.
 
     Refused, before anything is written: an ``out`` that is one of the inputs, and the same image
     file twice (within one input or across inputs).
@@ -213,6 +242,7 @@ def merge(
     # resolved source file -> (input path, file_name), to name both sides of a duplicate
     seen_files: dict = {}
     links: list[tuple[Path, Path]] = []
+    copied_names: set[str] = set()  # casefolded: on a case-insensitive disk A.jpg is a.jpg
     missing: list[str] = []
     next_annotation_id = 1
     for position, (path, coco, root) in enumerate(zip(inputs, sources, roots)):
@@ -246,7 +276,7 @@ def merge(
                 )
             seen_files[key] = (path, image["file_name"])
             if copy_images:
-                relative = Path("images") / str(position) / _inside_name(image["file_name"])
+                relative = _unused_name(Path("images") / str(position) / _inside_name(image["file_name"]), copied_names)
                 links.append((source_file, out_dir / relative))
                 file_name = relative.as_posix()
             else:
@@ -270,10 +300,8 @@ def merge(
             merged["annotations"].append(new_annotation)
 
     if missing:
-        shown = "\n  ".join(missing[:5])
-        more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
         hint = "" if image_root is not None else " (the base file's images are looked for beside it unless --image-root says where)"
-        raise FileNotFoundError(f"{len(missing)} image(s) not found{hint}:\n  {shown}{more}")
+        raise FileNotFoundError(f"{len(missing)} image(s) not found{hint}:{_first_few(missing)}")
     if licenses:
         merged["licenses"] = licenses
     merged["flickermine"] = {"merged_from": [str(p) for p in inputs], "copy_images": copy_images}
@@ -293,6 +321,20 @@ def _inside_name(file_name: str) -> Path:
     """``file_name`` as a path that stays inside its folder (absolute and ``..`` parts dropped)."""
     parts = [part for part in Path(file_name).parts if part not in ("..", ".") and not Path(part).anchor]
     return Path(*parts)
+
+
+def _unused_name(name: Path, taken: set[str]) -> Path:
+    """``name``, or ``<stem>_2<suffix>``, ``_3``... when it is in ``taken``; the result joins ``taken``.
+
+    :func:`_inside_name` maps two different files (``imgs/a.jpg`` and ``../imgs/a.jpg``) to one
+    name; without this the second copy would replace the first and the file name appear twice.
+    """
+    candidate, number = name, 1
+    while candidate.as_posix().casefold() in taken:
+        number += 1
+        candidate = name.with_name(f"{name.stem}_{number}{name.suffix}")
+    taken.add(candidate.as_posix().casefold())
+    return candidate
 
 
 def _complete_annotation(annotation: dict) -> None:

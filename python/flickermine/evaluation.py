@@ -31,19 +31,21 @@ def average_precision(
     ground_truth: dict | PathLike,
     detections: Sequence[dict],
     categories: Sequence[str] | None = None,
+    source: str | None = None,
 ) -> dict:
     """COCO AP, AP50 and AP75 of ``detections`` against a COCO ground-truth file or dict.
 
-    ``categories``: names to evaluate (default: all categories of the ground truth). Detections of
+    ``source``: the file a ground-truth dict was read from, for messages. ``categories``: names to
+    evaluate (default: all categories of the ground truth). Detections of
     other categories are ignored; a detection of an image that is not in the ground truth is an
     error. Returns ``{"AP", "AP50", "AP75", "per_category": {name: {...}}, "categories",
     "images", "ground_truth_boxes", "detections"}`` with metrics in [0, 1] or ``None``.
     """
     if isinstance(ground_truth, dict):
-        gt_dict, source = ground_truth, "<ground truth dict>"
+        gt_dict, source = ground_truth, source or "<ground truth dict>"
         coco_files.validate(gt_dict, source)
     else:
-        gt_dict, source = coco_files.load(ground_truth), str(ground_truth)
+        gt_dict, source = coco_files.load(ground_truth), source or str(ground_truth)
     names = [c["name"] for c in sorted(gt_dict["categories"], key=lambda c: c["id"])] if categories is None else list(categories)
     category_ids = [coco_files.category_by_name(gt_dict, name, source)["id"] for name in names]
     if not category_ids:
@@ -221,17 +223,21 @@ def evaluate(
     ``weights``: a checkpoint written by :func:`flickermine.training.train` (it knows its
     architecture, input size and category names), or a plain torchvision state dict, with
     ``model_name`` naming the architecture. Model labels are matched to the file's categories by
-    name; ``categories`` restricts the evaluation to some of them. ``images_dir`` defaults to the
-    folder of ``coco_json``. The summary (see :func:`average_precision`, plus timing and the
+    name; ``categories`` restricts the evaluation to some of them, each of which must be both a
+    category of the file and one the model detects (ValueError otherwise). ``images_dir``
+    defaults to the folder of ``coco_json``. The summary (see :func:`average_precision`, plus timing and the
     weights' path) is written as JSON to ``out`` when given, and returned.
     """
     from .training import load_detector, resolve_device
 
     coco_json = Path(coco_json)
     gt = coco_files.load(coco_json)
+    for name in categories or []:  # before the model loads: name the file, not a dict
+        coco_files.category_by_name(gt, name, str(coco_json))
     images_dir = Path(images_dir) if images_dir is not None else coco_json.parent
     if not images_dir.is_dir():
         raise FileNotFoundError(f"--images {images_dir}: no such folder")
+    coco_files.require_images(gt, images_dir, coco_json, "--images")
     torch_device = resolve_device(device)
     model, model_categories = load_detector(weights, torch_device, model_name=model_name, coco_categories=gt["categories"])
     gt_id_of_name = {c["name"]: c["id"] for c in gt["categories"]}
@@ -240,6 +246,16 @@ def evaluate(
         for label, category in enumerate(model_categories, start=1)
         if category["name"] in gt_id_of_name
     }
+    if categories is not None:
+        # a category the model has no label for would be scored AP 0 without a word
+        detected = [c["name"] for c in model_categories]
+        absent = [name for name in categories if name not in detected]
+        if absent:
+            shown = ", ".join(map(repr, detected[:10])) + (f", ... ({len(detected)} in all)" if len(detected) > 10 else "")
+            raise ValueError(
+                f"--category {', '.join(map(repr, absent))}: {weights} does not detect "
+                f"{'it' if len(absent) == 1 else 'them'} (its categories: {shown})"
+            )
     evaluated = list(categories) if categories is not None else [c["name"] for c in model_categories if c["name"] in gt_id_of_name]
     if not evaluated:
         raise ValueError(
@@ -249,7 +265,7 @@ def evaluate(
     started = time.perf_counter()
     detections = detect_coco_images(model, gt, images_dir, category_id_of_label, torch_device, batch_size, progress)
     seconds = time.perf_counter() - started
-    summary = average_precision(gt, detections, categories=evaluated)
+    summary = average_precision(gt, detections, categories=evaluated, source=str(coco_json))
     summary.update(
         {"weights": str(weights), "coco": str(coco_json), "seconds": round(seconds, 3), "device": str(torch_device)}
     )

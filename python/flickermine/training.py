@@ -9,7 +9,11 @@ The data order is a function of ``seed`` and the iteration alone (one seeded per
 over the images, a seeded coin per sample for the horizontal flip), and a checkpoint holds the
 model, optimizer, scheduler, AMP scaler, iteration and every RNG state, so a run resumed with
 ``resume=True`` reaches the weights of an uninterrupted run (bit for bit on CPU; on CUDA the atomic
-adds in some kernels may differ in the last bits).
+adds in some kernels may differ in the last bits). Ctrl-C stops the run when the iteration under
+way ends and saves a checkpoint of that iteration, which resumes the same way; a second Ctrl-C
+aborts at once, saving nothing (the state in the middle of an iteration would not resume exactly).
+A checkpoint also keeps the sha256 of the COCO files trained on (:func:`data_fingerprint`), and
+resuming with other settings or other file contents is refused.
 
 Files written in ``out``:
 
@@ -33,7 +37,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
@@ -42,6 +49,7 @@ import numpy as np
 
 from ._files import replaced_atomically
 from . import coco as coco_files
+from .detectors import COCO_CATEGORIES
 
 PathLike = Union[str, Path]
 
@@ -50,6 +58,8 @@ CHECKPOINT_FORMAT = "flickermine-detector/1"
 #: the box predictor's class-score weight; its first dimension is the number of classes
 _CLASS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"
 _LOGGER_NAME = "flickermine.training"
+#: torchvision's COCO detectors: background and the COCO category ids 1..90 (10 of them unused)
+_COCO_CLASS_COUNT = max(COCO_CATEGORIES) + 1
 
 
 def require_torch():
@@ -122,6 +132,10 @@ class TrainConfig:
     log_every: int = 20
     progress: bool = True
     preset: str | None = None  #: recorded only; see flickermine.presets
+    #: the COCO files the training set was made from, by the option that named them; with a preset
+    #: ``{"--train": base, "--mined": mined}`` (``train`` is then their merge); None: ``{"--train":
+    #: train}``. Checkpoints keep their sha256, and ``val``'s: a resumed run must find them unchanged
+    sources: dict[str, PathLike] | None = None
 
     def __post_init__(self) -> None:
         if self.model not in ARCHITECTURES:
@@ -152,6 +166,8 @@ class TrainConfig:
         for key, value in (self.model_options or {}).items():
             if not isinstance(value, (int, float)):
                 raise ValueError(f"model_options[{key!r}] must be a number, got {value!r}")
+        if self.sources is not None and (not isinstance(self.sources, dict) or not self.sources):
+            raise ValueError(f"sources must map options to COCO files, e.g. {{'--train': 'train.json'}}; got {self.sources!r}")
         if self.weights is not None and self.torchvision_weights is not None:
             raise ValueError("give --weights (a local file) or --torchvision-weights (a named download), not both")
         if self.frozen_batchnorm is None:
@@ -179,6 +195,52 @@ class TrainConfig:
             "trainable_backbone_layers": self.trainable_backbone_layers,
             "seed": self.seed,
         }
+
+
+def data_fingerprint(sources: dict[str, PathLike], val: PathLike | None = None) -> dict[str, dict]:
+    """``{option: {"path", "sha256"}}`` of the files ``sources`` names and of ``val`` (as ``--val``).
+
+    The settings a run records say how it trained, not on what: a resumed run given another
+    ``--mined`` set, or the same path rewritten, would mix two data sets in one set of weights.
+    """
+    from .run import file_sha256  # the hash mining runs keep of their detection files
+
+    files = {**sources, **({"--val": val} if val is not None else {})}
+    fingerprint = {}
+    for option, path in files.items():
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file")
+        fingerprint[option] = {"path": str(path.resolve()), "sha256": file_sha256(path)}
+    return fingerprint
+
+
+def check_resume_data(out: PathLike, fingerprint: dict[str, dict]) -> None:
+    """ValueError unless the checkpoint in ``out`` was trained on the files of ``fingerprint``
+    (:func:`data_fingerprint`), compared by content. A checkpoint that predates fingerprints passes."""
+    torch, _ = require_torch()
+    checkpoint_path = Path(out) / "checkpoint.pt"
+    if not checkpoint_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    # mmap: only the small "data" entry is needed, not gigabytes of weights and optimizer state
+    recorded = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("data")
+    if recorded is None:
+        return
+    changes = []
+    for option in sorted(set(recorded) | set(fingerprint)):
+        then, now = recorded.get(option), fingerprint.get(option)
+        if now is None:
+            changes.append(f"{option} {then['path']} was given then, not now")
+        elif then is None:
+            changes.append(f"{option} {now['path']} is given now, not then")
+        elif then["sha256"] != now["sha256"]:
+            moved = "" if then["path"] == now["path"] else f", when it was {then['path']}"
+            changes.append(f"{option} {now['path']}: sha256 {then['sha256'][:12]}... then, {now['sha256'][:12]}... now{moved}")
+    if changes:
+        raise ValueError(
+            f"--resume: {out} was trained on other data ({'; '.join(changes)}); resume with the files it "
+            "started with, or train into another --out"
+        )
 
 
 @dataclasses.dataclass
@@ -302,19 +364,40 @@ def _read_torch_file(path: PathLike) -> Any:
         raise ValueError(f"{path}: cannot be read as torch weights ({type(error).__name__}: {error})") from None
 
 
-def load_weights(model, path: PathLike, new_head: bool = False) -> None:
-    """Load a local checkpoint or state dict into ``model``, checking the class count first."""
+def load_weights(model, path: PathLike, new_head: bool = False, categories: Sequence[dict] | None = None) -> str | None:
+    """Load a local checkpoint or state dict into ``model``, checking the class count first.
+
+    ``categories``: the training set's, label ``i`` being ``categories[i - 1]``. A box predictor
+    with another class count loads with ``new_head`` (everything but the predictor; it starts
+    afresh), or when the weights know every one of ``categories`` by name: a flickermine
+    checkpoint's own categories, or torchvision's COCO labels for a 91-class state dict. Then only
+    the predictor's rows of background and those categories are kept, so a COCO detector
+    fine-tuned for ``dog`` starts from what it learnt of dogs. Returns a line for the log saying
+    which rows were kept, or None.
+    """
     loaded = _read_torch_file(path)
     state = _state_dict_of(loaded, path)
     wanted = model.roi_heads.box_predictor.cls_score.out_features
+    note = None
     if _CLASS_SCORE_KEY in state and not new_head:
         held = int(state[_CLASS_SCORE_KEY].shape[0])
         if held != wanted:
-            raise ValueError(
-                f"{path}: its box predictor has {held} classes ({held - 1} categories + background), "
-                f"the training set needs {wanted} ({wanted - 1} + background); pass --new-head to load "
-                "everything else and start the box predictor afresh"
-            )
+            known = _labels_by_name(loaded, held)
+            unknown = [c["name"] for c in categories or [] if c["name"] not in known]
+            if categories is None or len(categories) + 1 != wanted or unknown:
+                why = ""
+                if known and unknown:
+                    kind = "a COCO category" if held == _COCO_CLASS_COUNT else "one of its categories"
+                    why = f"; {', '.join(map(repr, unknown))} is not {kind}, so its rows cannot be kept"
+                raise ValueError(
+                    f"{path}: its box predictor has {held} classes ({held - 1} categories + background), "
+                    f"the training set needs {wanted} ({wanted - 1} + background){why}; pass --new-head to load "
+                    "everything else and start the box predictor afresh"
+                )
+            labels = [known[c["name"]] for c in categories]
+            state = _predictor_rows(state, [0, *labels])
+            kept = ", ".join(f"{c['name']} (label {label})" for c, label in zip(categories, labels))
+            note = f"box predictor: the rows of background and {kept} of the {held} in {path}"
     if new_head:
         state = {k: v for k, v in state.items() if not k.startswith("roi_heads.box_predictor.")}
     result = _load_state(model, state)
@@ -325,6 +408,30 @@ def load_weights(model, path: PathLike, new_head: bool = False) -> None:
             f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); "
             "was it trained with another --model?"
         )
+    return note
+
+
+def _labels_by_name(loaded: Any, classes: int) -> dict[str, int]:
+    """The predictor label of each category name the weights know (empty: they do not say)."""
+    if isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
+        return {c["name"]: label for label, c in enumerate(loaded["categories"], start=1)}
+    if classes == _COCO_CLASS_COUNT:  # torchvision's COCO detectors: the label is the COCO category id
+        return {name: coco_id for coco_id, name in COCO_CATEGORIES.items()}
+    return {}
+
+
+def _predictor_rows(state: dict, rows: list[int]) -> dict:
+    """``state`` with the box predictor cut to classes ``rows``, in that order. ``bbox_pred`` holds
+    four rows per class, (dx, dy, dw, dh), class after class."""
+    torch, _ = require_torch()
+    classes = torch.tensor(rows)
+    box_rows = (classes[:, None] * 4 + torch.arange(4)).reshape(-1)
+    state = dict(state)
+    for suffix in ("weight", "bias"):
+        for layer, index in (("cls_score", classes), ("bbox_pred", box_rows)):
+            key = f"roi_heads.box_predictor.{layer}.{suffix}"
+            state[key] = state[key].index_select(0, index).clone()
+    return state
 
 
 def _load_state(model, state: dict):
@@ -537,11 +644,58 @@ def _model_payload(model, config: TrainConfig, categories: list[dict], iteration
 
 
 # --------------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+class _StopAtIterationEnd:
+    """While active, a first SIGINT only asks the loop to stop when the iteration under way ends.
+
+    A KeyboardInterrupt raised anywhere in an iteration can land after ``optimizer.step()`` and
+    before the counter, the scheduler and the RNG move on; a checkpoint of that state does not
+    resume to the weights of an uninterrupted run. So the first Ctrl-C sets ``requested`` and the
+    loop saves and stops at the next boundary; a second Ctrl-C raises KeyboardInterrupt at once
+    (for a hung iteration), and then no checkpoint is saved. The caller's handler is put back on
+    exit. Only Python's default handler is replaced: a program that installed its own, or ignores
+    SIGINT, keeps its choice; signals reach the main thread only, so elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopAtIterationEnd":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # os.write, not print: the handler may run while tqdm is inside a write to stderr
+        os.write(2, b"\nflickermine: stopping when this iteration ends (Ctrl-C again to abort without a checkpoint)\n")
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the training process: a terminal sends SIGINT to the
+    whole process group, and a worker that exits on it makes the loader fail instead of stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------------------------------
 # training
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Fine-tune as ``config`` says; see the module docstring for the files written in ``config.out``."""
+    """Fine-tune as ``config`` says; see the module docstring for the files written in ``config.out``.
+
+    Every train and val image is checked to be a readable file before anything is written.
+    """
     torch, _ = require_torch()
     out = Path(config.out)
     train_path = Path(config.train)
@@ -549,6 +703,7 @@ def train(config: TrainConfig) -> TrainResult:
     images_dir = Path(config.images) if config.images is not None else train_path.parent
     if not images_dir.is_dir():
         raise FileNotFoundError(f"--images {images_dir}: no such folder")
+    coco_files.require_images(train_coco, images_dir, train_path, "--images")
 
     if config.category is not None:
         chosen = [coco_files.category_by_name(train_coco, config.category, str(train_path))]
@@ -564,6 +719,7 @@ def train(config: TrainConfig) -> TrainResult:
         val_path = Path(config.val)
         val_coco = coco_files.load(val_path)
         val_images_dir = Path(config.val_images or config.images or val_path.parent)
+        coco_files.require_images(val_coco, val_images_dir, val_path, "--val-images")
         val_names = {c["name"] for c in val_coco["categories"]}
         absent = [c["name"] for c in categories if c["name"] not in val_names]
         if absent:
@@ -574,10 +730,13 @@ def train(config: TrainConfig) -> TrainResult:
         raise ValueError(f"{out} holds a run already ({checkpoint_path}); pass --resume to continue it or pick another --out")
     if config.resume and not checkpoint_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+    data = data_fingerprint(config.sources or {"--train": train_path}, config.val)
+    if config.resume:
+        check_resume_data(out, data)
     out.mkdir(parents=True, exist_ok=True)
     logger = _open_log(out / "train.log")
     try:
-        return _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, logger)
+        return _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, data, logger)
     finally:
         for handler in list(logger.handlers):
             handler.close()
@@ -594,7 +753,7 @@ def _open_log(path: Path) -> logging.Logger:
     return logger
 
 
-def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, logger):
+def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, data, logger):
     from .evaluation import average_precision, detect_coco_images
 
     device = resolve_device(config.device)
@@ -629,7 +788,9 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         model.load_state_dict(checkpoint["model"])
         start, best_ap = int(checkpoint["iteration"]), checkpoint.get("best_ap")
     elif config.weights is not None:
-        load_weights(model, config.weights, new_head=config.new_head)
+        loaded_head = load_weights(model, config.weights, new_head=config.new_head, categories=categories)
+        if loaded_head:
+            logger.info("%s", loaded_head)
     model.to(device)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -659,7 +820,10 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         device,
         " with AMP" if use_amp else "",
     )
-    logger.info("settings %s", json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}))
+    logger.info("settings %s", json.dumps(dataclasses.asdict(config), default=str))
+    logger.info("data %s", json.dumps(data))
+    if checkpoint is not None and "data" not in checkpoint:
+        logger.warning("the checkpoint predates data fingerprints: the data files were not compared")
     if dataset.skipped_boxes:
         logger.warning("%d boxes narrower or shorter than 1 px left out", dataset.skipped_boxes)
     if config.weights is None and config.torchvision_weights is None and not config.resume:
@@ -683,6 +847,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
                 "rng": _rng_states(torch),
                 "best_ap": best_ap,
                 "config": config.fingerprint(),
+                "data": data,
             }
         )
         _save_atomic(torch, payload, out / "checkpoint.pt")
@@ -698,6 +863,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         # its own generator: the loader draws a seed when it starts, which must not shift the
         # global RNG that the RPN and box samplers use (a resumed run starts it elsewhere)
         generator=torch.Generator().manual_seed(config.seed),
+        worker_init_fn=_ignore_sigint,
     )
     from tqdm import tqdm
 
@@ -705,52 +871,65 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
     smoothed = None
     iteration = start
     started = time.perf_counter()
+    completed = saved_at = start  # iterations finished, and the one checkpoint.pt holds
+    stopped = False  # stopped at an iteration's end, as the first Ctrl-C asks
     model.train()
     try:
-        for images, targets in loader:
-            images = [image.to(device, non_blocking=True) for image in images]
-            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-            with torch.autocast(device_type=device.type, enabled=use_amp):
-                loss_parts = model(images, targets)
-                loss = sum(loss_parts.values())
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                parts = {k: round(float(v.detach()), 4) for k, v in loss_parts.items()}
-                raise FloatingPointError(f"iteration {iteration + 1}: loss is {value} ({parts}); try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            iteration += 1
-            losses.append(value)
-            smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-            bar.update(1)
-            bar.set_postfix(loss=f"{smoothed:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
-            if iteration % config.log_every == 0 or iteration == config.iterations:
-                parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in loss_parts.items())
-                logger.info("iteration %d loss %.4f (smoothed %.4f) %s lr %.3g", iteration, value, smoothed, parts, scheduler.get_last_lr()[0])
+        with _StopAtIterationEnd() as stop:
+            for images, targets in loader:
+                images = [image.to(device, non_blocking=True) for image in images]
+                targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    loss_parts = model(images, targets)
+                    loss = sum(loss_parts.values())
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    parts = {k: round(float(v.detach()), 4) for k, v in loss_parts.items()}
+                    raise FloatingPointError(f"iteration {iteration + 1}: loss is {value} ({parts}); try a lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                iteration += 1
+                losses.append(value)
+                smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+                bar.update(1)
+                bar.set_postfix(loss=f"{smoothed:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                if iteration % config.log_every == 0 or iteration == config.iterations:
+                    parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in loss_parts.items())
+                    logger.info("iteration %d loss %.4f (smoothed %.4f) %s lr %.3g", iteration, value, smoothed, parts, scheduler.get_last_lr()[0])
 
-            last = iteration == config.iterations
-            if val_coco is not None and (iteration % val_every == 0 or last):
-                detections = detect_coco_images(model, val_coco, val_images_dir, category_id_of_label_val, device, config.batch_size)
-                model.train()
-                scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories])
-                record = {"iteration": iteration, "AP": scores["AP"], "AP50": scores["AP50"], "AP75": scores["AP75"]}
-                validations.append(record)
-                with open(out / "validation.jsonl", "a", encoding="utf-8") as stream:
-                    stream.write(json.dumps(record) + "\n")
-                improved = scores["AP"] is not None and (best_ap is None or scores["AP"] > best_ap)
-                logger.info("validation at %d: AP %s AP50 %s AP75 %s%s", iteration, scores["AP"], scores["AP50"], scores["AP75"], " (best)" if improved else "")
-                if improved:
-                    best_ap = scores["AP"]
-                    _save_atomic(torch, {**_model_payload(model, config, categories, iteration), "best_ap": best_ap}, out / "best.pt")
-            if iteration % config.checkpoint_every == 0 or last:
-                save_checkpoint(iteration)
+                last = iteration == config.iterations
+                if val_coco is not None and (iteration % val_every == 0 or last):
+                    detections = detect_coco_images(model, val_coco, val_images_dir, category_id_of_label_val, device, config.batch_size)
+                    model.train()
+                    scores = average_precision(val_coco, detections, categories=[c["name"] for c in categories], source=str(config.val))
+                    record = {"iteration": iteration, "AP": scores["AP"], "AP50": scores["AP50"], "AP75": scores["AP75"]}
+                    validations.append(record)
+                    with open(out / "validation.jsonl", "a", encoding="utf-8") as stream:
+                        stream.write(json.dumps(record) + "\n")
+                    improved = scores["AP"] is not None and (best_ap is None or scores["AP"] > best_ap)
+                    logger.info("validation at %d: AP %s AP50 %s AP75 %s%s", iteration, scores["AP"], scores["AP50"], scores["AP75"], " (best)" if improved else "")
+                    if improved:
+                        best_ap = scores["AP"]
+                        _save_atomic(torch, {**_model_payload(model, config, categories, iteration), "best_ap": best_ap}, out / "best.pt")
+                if iteration % config.checkpoint_every == 0 or last:
+                    save_checkpoint(iteration)
+                    saved_at = iteration
+                completed = iteration
+                if stop.requested and not last:
+                    if saved_at != iteration:
+                        save_checkpoint(iteration)
+                        saved_at = iteration
+                    logger.info("interrupted at iteration %d; checkpoint saved, continue with --resume", iteration)
+                    stopped = True
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if iteration > start:
-            save_checkpoint(iteration)
-            logger.info("interrupted at iteration %d; checkpoint saved, continue with --resume", iteration)
+        if not stopped:
+            # a second Ctrl-C inside an iteration: the state is half-updated, so it is not saved
+            held = f"iteration {saved_at}" if saved_at else "nothing yet"
+            logger.info("aborted during iteration %d; checkpoint.pt holds %s", completed + 1, held)
         raise
     finally:
         bar.close()
