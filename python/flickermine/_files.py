@@ -1,8 +1,9 @@
-"""Atomic file replacement shared by every writer of results (JSON, COCO, checkpoints)."""
+"""File helpers shared by every writer of results: atomic replacement, content fingerprints."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -42,3 +43,12 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex): what a resumed run checks its inputs against."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

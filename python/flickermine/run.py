@@ -12,7 +12,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import glob
-import hashlib
 import json
 import multiprocessing
 import os
@@ -25,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from ._files import file_sha256
 from .dataset import REPORT_COUNTS, RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, shard_summary, write_report
 from .detections import DetectionFileError
 from .formats import open_detections
@@ -253,14 +253,6 @@ def check_one_category(detector) -> None:
             f"detector {detector.name!r} outputs {len(names)} categories ({shown}); mining treats every detection "
             "as one category: name the one to mine with --category (e.g. --category person)"
         )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_shard_inputs(shard: dict, job: VideoJob, where: Path) -> None:

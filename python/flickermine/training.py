@@ -47,7 +47,7 @@ from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 
-from ._files import replaced_atomically
+from ._files import file_sha256, replaced_atomically
 from . import coco as coco_files
 from .detectors import COCO_CATEGORIES
 
@@ -203,8 +203,6 @@ def data_fingerprint(sources: dict[str, PathLike], val: PathLike | None = None) 
     The settings a run records say how it trained, not on what: a resumed run given another
     ``--mined`` set, or the same path rewritten, would mix two data sets in one set of weights.
     """
-    from .run import file_sha256  # the hash mining runs keep of their detection files
-
     files = {**sources, **({"--val": val} if val is not None else {})}
     fingerprint = {}
     for option, path in files.items():
