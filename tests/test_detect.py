@@ -77,6 +77,9 @@ def test_a_plain_function_is_a_detector(tmp_path):
     replay = Replay(dets, 71)
     summaries = detect_videos([video], tmp_path / "detected", replay, progress=False, log=lambda _: None)
     assert summaries[0].frames == 71 and summaries[0].detections == 321
+    result = run_mining([video], tmp_path / "mined", RunConfig(params=LOOSE, mode="negatives"),
+                        detector_factory=lambda: Replay(dets, 71), progress=False, log=lambda _: None)
+    assert result.exit_code == 0 and result.videos[0]["detections"] == 321
     with pytest.raises(TypeError, match="a detector must be a Detector .* or a function of one frame, got int"):
         detect_videos([video], tmp_path / "nope", 42, progress=False, log=lambda _: None)
     assert not (tmp_path / "nope").exists()

@@ -240,8 +240,9 @@ class Detector(Protocol):
 
 def as_detector(detector: Any) -> Detector:
     """``detector`` itself when it is a :class:`Detector`; a plain function ``fn(frame) ->
-    (boxes, scores[, labels])`` (see :class:`CallableDetector`) wrapped as one; anything else a
-    TypeError, before any frame is read."""
+    (boxes, scores[, labels])`` of one frame wrapped as one (:class:`CallableDetector`; wrap a
+    function of a list of frames yourself, with ``batched=True``); anything else a TypeError,
+    before any frame is read."""
     if isinstance(detector, Detector):
         return detector
     if callable(detector):

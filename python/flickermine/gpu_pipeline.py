@@ -389,9 +389,6 @@ class DetectorPipeline:
         gpu_decode: Optional[bool] = None,
         log: Callable[[str], None] = print,
     ) -> None:
-        from .detectors import as_detector
-
-        detector = as_detector(detector)
         if gpu_decode is None:
             gpu_decode = bool(getattr(detector, "gpu_decode", False))
         self.source = source

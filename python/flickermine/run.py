@@ -197,7 +197,10 @@ def mine_video_job(
 
 
 def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> dict:
+    from .detectors import as_detector
+
     start = time.perf_counter()
+    detector = as_detector(detector) if detector is not None else None
     source = open_video(job.path, decode_threads=threads)
     miner = Miner(config.params, config.rule, backend, hard_positives=config.mode in ("hp", "hn+hp"))
     writer = ShardWriter(out, job.key, config)
