@@ -323,16 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .detections import DetectionFileError
     from .detectors import MissingExtraError
-    from .video import VideoError
 
     try:
         return args.handler(args)
-    except (VideoError, DetectionFileError, ValueError, TypeError, MissingExtraError, ConnectionError) as error:
-        print(f"flickermine: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as error:
-        # A path that cannot be read or written (missing, a folder, no permission, a file where a
-        # folder should be): the message names it; what was already written stays in place.
+    # OSError: a path that cannot be read or written (missing, a folder, no permission, a file
+    # where a folder should be; VideoError and ConnectionError are kinds of it): the message names
+    # it, and what was already written stays in place.
+    except (DetectionFileError, ValueError, TypeError, MissingExtraError, OSError) as error:
         print(f"flickermine: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
