@@ -9,7 +9,7 @@ import pytest
 
 import flickermine as fm
 from flickermine.dataset import RunConfig
-from flickermine.detect import detect_videos, mine_negatives
+from flickermine.runner.detect_job import detect_videos, mine_negatives
 from flickermine.detections import DetectionFile
 from flickermine.detectors import CallableDetector
 from flickermine.run import run_mining

@@ -125,13 +125,28 @@ def box_areas(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of every pair: ``(N, 4)`` x ``(M, 4)`` -> ``(N, M)`` float64; 0 where the union is 0."""
+def _pairs_and_intersections(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     inter_w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
     inter_h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(inter_w, 0.0, None) * np.clip(inter_h, 0.0, None)
-    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
+    return a, b, np.clip(inter_w, 0.0, None) * np.clip(inter_h, 0.0, None)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), 0.0)
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of every pair: ``(N, 4)`` x ``(M, 4)`` -> ``(N, M)`` float64; 0 where the union is 0."""
+    a, b, inter = _pairs_and_intersections(boxes_a, boxes_b)
+    return _ratio(inter, box_areas(a)[:, None] + box_areas(b)[None, :] - inter)
+
+
+def intersection_over_area(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Share of each box of ``boxes_a`` ``(N, 4)`` inside each box of ``boxes_b`` ``(M, 4)``:
+    ``(N, M)`` float64 ``|a ∩ b| / |a|``; 0 where ``a`` is empty. How a detection is matched to an
+    ignore region (COCO's crowd boxes, MOT's flag-0 boxes), which may hold many objects."""
+    a, _, inter = _pairs_and_intersections(boxes_a, boxes_b)
+    return _ratio(inter, np.broadcast_to(box_areas(a)[:, None], inter.shape))

@@ -192,7 +192,7 @@ def _log_counting_failures():
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from .detect import detect_videos
+    from .runner.detect_job import detect_videos
 
     log, failures = _log_counting_failures()
     detect_videos(args.videos, args.out, _make_detector(args), args.format, progress=not args.quiet, log=log)
@@ -200,7 +200,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_mine_negatives(args: argparse.Namespace) -> int:
-    from .detect import mine_negatives
+    from .runner.detect_job import mine_negatives
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")

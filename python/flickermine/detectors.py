@@ -40,6 +40,8 @@ from typing import Any, Callable, Optional, Protocol, Sequence, Union, runtime_c
 
 import numpy as np
 
+from .errors import MissingExtraError
+
 __all__ = [
     "COCO_CATEGORIES",
     "CallableDetector",
@@ -110,10 +112,6 @@ DETECTOR_NAMES: tuple[str, ...] = (
 )
 
 SCORE_MAPPING = "score = 1 / (1 + exp(-raw))"
-
-
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message says which ``pip install`` fixes it."""
 
 
 def raw_to_score(raw: Any) -> np.ndarray:

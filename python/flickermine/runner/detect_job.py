@@ -11,10 +11,10 @@ from typing import Callable, Optional, Sequence
 
 import cv2
 
-from .dataset import HARD_NEGATIVES_KEY, write_json_atomic, xywh
-from .gpu_pipeline import DetectorPipeline, PipelineStats
-from .run import expand_inputs, video_keys
-from .video import IMAGE_EXTENSIONS, VideoError, open_video
+from ..dataset import HARD_NEGATIVES_KEY, write_json_atomic, xywh
+from ..gpu_pipeline import DetectorPipeline, PipelineStats
+from ..run import expand_inputs, video_keys
+from ..video import IMAGE_EXTENSIONS, VideoError, open_video
 
 
 @dataclasses.dataclass
@@ -45,8 +45,8 @@ def detect_videos(
     (decoding and batch assembly in threads, pinned memory and AMP on CUDA). Returns per-video
     summaries, each logged with its frames/s and GPU utilisation; a video that cannot be read is
     reported and skipped."""
-    from .detectors import as_detector
-    from .formats import open_writer
+    from ..detectors import as_detector
+    from ..formats import open_writer
 
     detector = as_detector(detector)
     out = Path(out)
@@ -120,8 +120,8 @@ def mine_negatives(
     lays a dataset out. ``top`` keeps only the ``top`` most confident hard negatives overall (and
     their images). An image that cannot be read is logged as ``failed: ...``, listed in the
     report and skipped; the others are mined. Returns the COCO dict."""
-    from . import __version__
-    from .detectors import as_detector, detector_info
+    from .. import __version__
+    from ..detectors import as_detector, detector_info
 
     detector = as_detector(detector)
     out = Path(out)

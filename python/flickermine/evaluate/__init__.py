@@ -1,0 +1,2 @@
+"""Scoring detectors against ground truth: matching, COCO AP, miss rate against false positives
+per image, and their curves."""

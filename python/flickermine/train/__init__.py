@@ -1,0 +1,1 @@
+"""Training detectors on labelled images and on the examples mined from video."""
