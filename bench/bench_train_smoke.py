@@ -34,7 +34,7 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from flickermine.evaluation import evaluate
+    from flickermine.evaluate.on_coco import evaluate
     from flickermine.training import train
     from tests.test_training import make_squares, tiny_config
 

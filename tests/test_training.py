@@ -17,7 +17,7 @@ pytest.importorskip("torchvision")
 cv2 = pytest.importorskip("cv2")
 
 from flickermine import cli_loop  # noqa: E402
-from flickermine.evaluation import evaluate  # noqa: E402
+from flickermine.evaluate.on_coco import evaluate  # noqa: E402
 from flickermine.training import TrainConfig, build_model, train  # noqa: E402
 
 #: a small Faster R-CNN: few proposals and sampled boxes, so an iteration on 64 px images is cheap

@@ -13,6 +13,7 @@ import numpy as np
 from .backends import get_backend
 from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import MiningParams, Reason, Rule
+from .rules import demote_duplicates
 
 RuleLike = Union[Rule, str]
 
@@ -141,7 +142,8 @@ def frame_verdicts(
     rule = _rule(rule)
     checked_frames, checked_boxes = _check_window(frames, boxes, center)
     scores = check_scores(scores, len(checked_boxes[center]), "scores")
-    return get_backend(backend).frame_verdicts(checked_frames, checked_boxes, scores, center, params, rule, iou_first)
+    reasons = get_backend(backend).frame_verdicts(checked_frames, checked_boxes, scores, center, params, rule, iou_first)
+    return demote_duplicates(checked_boxes[center], np.asarray(reasons, dtype=np.int8), params)
 
 
 def frame_hard_positives(

@@ -53,6 +53,7 @@ def _add_mining_options(parser: argparse.ArgumentParser) -> None:
         "min_tracked": "support rule: fewest neighbour frames with NCC >= ncc-threshold for a verdict",
         "max_support": "support rule: hard negative when at most this share of those frames has a matching detection",
         "support_iou": "support rule: IoU of a detection with the tracked box that counts as a match",
+        "duplicate_iou": "every rule: an isolated detection overlapping a pseudo-positive of its frame above this IoU is a duplicate, not a hard negative (1: off)",
     }
     for field in dataclasses.fields(MiningParams):
         parser.add_argument(
@@ -72,7 +73,7 @@ def _add_detector_options(parser: argparse.ArgumentParser, required: bool = Fals
         help=f"detector to run ({', '.join(DETECTOR_NAMES)})",
     )
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--weights", metavar="PATH", help="local weights file of a torchvision detector")
+    weights.add_argument("--weights", metavar="PATH", help="local weights file: a torchvision checkpoint, or a hog-svm model")
     weights.add_argument(
         "--torchvision-weights", metavar="NAME",
         help="torchvision's named COCO weights, e.g. DEFAULT (a download: needs a network)",
@@ -113,7 +114,7 @@ def _detector_factory(args: argparse.Namespace):
         if args.torchvision_weights:
             options["named_weights"] = args.torchvision_weights
     elif args.torchvision_weights or args.random_weights:
-        raise ValueError(f"--detector {args.detector} is built into OpenCV: --torchvision-weights and --random-weights do not apply")
+        raise ValueError(f"--detector {args.detector}: --torchvision-weights and --random-weights apply to torchvision detectors only")
     if args.weights:
         options["weights"] = args.weights
     if args.batch_size:

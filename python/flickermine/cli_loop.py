@@ -14,10 +14,19 @@ import sys
 from pathlib import Path
 
 EXIT_MISSING_DEPENDENCY = 2
+HOG_SVM = "hog-svm"
+#: train options that only a torchvision model takes, and those only the HOG-SVM takes
+_TORCH_ONLY = (
+    "preset", "mined", "weights", "new_head", "torchvision_weights", "backbone_weights", "trainable_backbone_layers",
+    "iterations", "lr", "lr_steps", "lr_decay", "momentum", "weight_decay", "batch_size", "min_size", "max_size",
+    "checkpoint_every", "val_every", "resume", "device", "no_amp", "workers",
+)
+_HOG_SVM_ONLY = ("negatives", "hard_positives", "bootstrap_rounds", "window", "background_windows", "svm_c")
 
 
 def register(commands) -> None:
     """Add ``coco``, ``train`` and ``evaluate`` to ``commands`` (from ``add_subparsers``)."""
+    from .cli import _add_detector_options
     from .presets import PRESETS
     from .training import ARCHITECTURES
 
@@ -53,8 +62,11 @@ def register(commands) -> None:
 
     train = commands.add_parser(
         "train",
-        help="fine-tune a torchvision Faster R-CNN on a COCO file (needs flickermine[torch])",
-        description="Fine-tune torchvision Faster R-CNN. Defaults are the paper's: SGD momentum 0.9, weight decay "
+        help="train a HOG + linear SVM, or fine-tune a torchvision Faster R-CNN (flickermine[torch]), on a COCO file",
+        description="--model hog-svm: train a HOG + linear SVM detector (positives: the boxes and their mirrors; "
+        "negatives: random background windows, negative-only images and mined hard negatives (--negatives); "
+        "--bootstrap-rounds of classic bootstrapping; scores calibrated on --val) into the model file --out. "
+        "Otherwise fine-tune torchvision Faster R-CNN. Defaults are the paper's: SGD momentum 0.9, weight decay "
         "5e-4, lr 1e-3 divided by 10 at 10000 and 20000 iterations. With --preset, the training set is the "
         "base (--train) merged with --mined as the preset says, and the preset's schedule is the default.",
     )
@@ -64,7 +76,21 @@ def register(commands) -> None:
     train.add_argument("--val-images", metavar="DIR", help="image folder of --val (default: --images, else --val's folder)")
     train.add_argument("--preset", choices=list(PRESETS), help="one of the paper's ablations (see flickermine.presets)")
     train.add_argument("--mined", metavar="MINED.json", help="with --preset: the mined set to merge with --train")
-    train.add_argument("--model", choices=ARCHITECTURES, default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
+    train.add_argument("--model", choices=(*ARCHITECTURES, HOG_SVM), default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
+    hog = train.add_argument_group("hog-svm only")
+    hog.add_argument(
+        "--negatives", action="append", default=[], metavar="COCO.json|DIR",
+        help="a mined dataset (its hard_negatives records are learned as negatives) or a folder of images holding no "
+        "object (random windows); repeatable",
+    )
+    hog.add_argument(
+        "--hard-positives", action="append", default=[], metavar="COCO.json",
+        help="a mined dataset whose hard positives (boxes the tracker found where the detector missed) are learned as positives; repeatable",
+    )
+    hog.add_argument("--bootstrap-rounds", type=int, default=1, metavar="N", help="rounds of detect, add false positives, retrain (default: 1)")
+    hog.add_argument("--window", type=_window_size, default=(64, 128), metavar="WxH", help="detection window in px, multiples of 8 (default: 64x128)")
+    hog.add_argument("--background-windows", type=int, default=10, metavar="N", help="random negative windows per training image (default: 10)")
+    hog.add_argument("--svm-c", type=float, default=0.01, metavar="C", help="the linear SVM's C (default: 0.01)")
     train.add_argument("--weights", metavar="PATH", help="local checkpoint or state dict to start from")
     train.add_argument(
         "--new-head", action="store_true",
@@ -95,25 +121,44 @@ def register(commands) -> None:
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--workers", type=int, default=2, metavar="N", help="data-loading processes (default: 2)")
     train.add_argument("--seed", type=int, default=0, help="seeds the initialisation and the data order (default: 0)")
-    train.add_argument("--out", required=True, metavar="DIR", help="checkpoints, log and final weights")
+    train.add_argument("--out", required=True, metavar="PATH", help="torchvision: the folder for checkpoints, log and final weights; hog-svm: the model file")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_cmd_train)
+    torch_defaults = {dest: train.get_default(dest) for dest in _TORCH_ONLY}
+    hog_defaults = {dest: train.get_default(dest) for dest in _HOG_SVM_ONLY}
+    train.set_defaults(torch_only_defaults=torch_defaults, hog_only_defaults=hog_defaults)
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="COCO AP, AP50, AP75 of a detector on a COCO file (needs flickermine[torch])",
+        help="COCO AP, AP50, AP75 and log-average miss rate of a detector on a COCO file",
+        description="Run a detector (--detector NAME with its --weights, or a checkpoint of `flickermine train` "
+        "with --weights alone) on the images of a COCO file; print COCO AP, AP50, AP75 (pycocotools) and the "
+        "log-average miss rate over 1e-2..1e0 false positives per image; optionally draw the precision-recall "
+        "and miss-rate curves (--curves).",
     )
     evaluate.add_argument("--coco", required=True, metavar="COCO.json", help="ground truth")
     evaluate.add_argument("--images", metavar="DIR", help="folder its file names are relative to (default: its folder)")
-    evaluate.add_argument("--weights", required=True, metavar="CKPT", help="final.pt / best.pt from `flickermine train`, or a state dict")
-    evaluate.add_argument("--model", choices=ARCHITECTURES, help="architecture of a plain state dict")
+    _add_detector_options(evaluate)  # --detector, --weights ..., --device, --batch-size
+    evaluate.add_argument("--model", choices=ARCHITECTURES, help="without --detector: the architecture of a plain state dict in --weights")
     evaluate.add_argument("--category", action="append", help="evaluate only this category (repeatable)")
     evaluate.add_argument("--out", metavar="JSON", help="write the figures here")
     evaluate.add_argument("--detections", metavar="JSON", help="also write the detections (COCO results format)")
-    evaluate.add_argument("--device", help="cpu, cuda... (default: cuda if available)")
-    evaluate.add_argument("--batch-size", type=int, default=2, metavar="N")
+    evaluate.add_argument("--curves", metavar="PNG", help="draw precision-recall and miss rate vs false positives per image here")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        return int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in px, e.g. 64x128; got {text!r}") from None
+
+
+def _given(args: argparse.Namespace, defaults: dict) -> list[str]:
+    """The options of ``defaults`` set to something else on the command line, as ``--names``."""
+    return [f"--{dest.replace('_', '-')}" for dest, default in defaults.items() if getattr(args, dest) != default]
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -158,7 +203,33 @@ def _cmd_coco_subset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_hog_svm(args: argparse.Namespace) -> int:
+    from .train.hog_svm import HogSvmFiles, HogSvmSettings, train_hog_svm_files
+
+    unused = _given(args, args.torch_only_defaults)
+    if unused:
+        raise ValueError(f"--model {HOG_SVM} does not take {', '.join(unused)} (options of the torchvision models)")
+    settings = HogSvmSettings(
+        window=args.window, background_windows=args.background_windows, bootstrap_rounds=args.bootstrap_rounds,
+        c=args.svm_c, seed=args.seed, flip=not args.no_hflip,
+    )
+    files = HogSvmFiles(
+        train=Path(args.train), out=Path(args.out), images=args.images and Path(args.images), val=args.val and Path(args.val),
+        val_images=args.val_images and Path(args.val_images), negatives=[Path(p) for p in args.negatives],
+        hard_positives=[Path(p) for p in args.hard_positives], category=args.category,
+    )
+    model = train_hog_svm_files(files, settings, progress=not args.quiet)
+    counts = ", ".join(f"{count} {source}" for source, count in model.training["examples"].items())
+    print(f"wrote {args.out}: HOG-SVM for {model.category!r}, {model.params.window_width}x{model.params.window_height} window; examples: {counts}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.model == HOG_SVM:
+        return _cmd_train_hog_svm(args)
+    unused = _given(args, args.hog_only_defaults)
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: options of --model {HOG_SVM}, not of {args.model}")
     missing = _missing_torch()
     if missing:
         print(f"flickermine: error: {missing}", file=sys.stderr)
@@ -221,24 +292,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    missing = _missing_torch()
-    if missing:
-        print(f"flickermine: error: {missing}", file=sys.stderr)
-        return EXIT_MISSING_DEPENDENCY
-    from .evaluation import evaluate
+    from .evaluate.on_coco import evaluate
 
+    detector = None
+    if args.detector:
+        from .cli import _make_detector
+
+        if args.model:
+            raise ValueError("--model names the architecture of a plain state dict given without --detector; with --detector, the name says it")
+        # --category here chooses what is scored, not a class for the detector to keep
+        detector = _make_detector(argparse.Namespace(**{**vars(args), "category": None}))
+    elif args.torchvision_weights or args.random_weights:
+        raise ValueError("--torchvision-weights and --random-weights go with --detector NAME")
+    elif not args.weights:
+        raise ValueError("name the detector: --detector NAME (with --weights where it needs them), or --weights CHECKPOINT from `flickermine train`")
+    else:
+        missing = _missing_torch()
+        if missing:
+            print(f"flickermine: error: {missing}", file=sys.stderr)
+            return EXIT_MISSING_DEPENDENCY
     summary = evaluate(
         args.coco,
         args.images,
-        args.weights,
+        None if detector is not None else args.weights,
         out=args.out,
         device=args.device,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 2,
         categories=args.category,
         model_name=args.model,
         detections_out=args.detections,
         progress=not args.quiet,
+        detector=detector,
+        curves_out=args.curves,
     )
-    figures = {key: summary[key] for key in ("AP", "AP50", "AP75")}
+    figures = {key: summary[key] for key in ("AP", "AP50", "AP75", "lamr")}
     print(json.dumps({**figures, "per_category": summary["per_category"]}, indent=1))
+    if args.curves:
+        print(f"curves drawn in {args.curves}")
     return 0

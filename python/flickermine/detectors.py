@@ -103,6 +103,7 @@ _HAAR_ALIASES = {"frontalface": "frontalface_default", "face": "frontalface_defa
 #: the names :func:`make_detector` takes (the CLI's ``--detector``)
 DETECTOR_NAMES: tuple[str, ...] = (
     *TORCHVISION_MODELS,
+    "hog-svm",
     "opencv-hog",
     "opencv-haar-fullbody",
     "opencv-haar-upperbody",
@@ -898,15 +899,21 @@ def make_detector(spec: str, **options: Any) -> Detector:
     key = spec.strip()
     if key in TORCHVISION_MODELS:
         return TorchvisionDetector(key, **options)
-    if key.startswith("opencv-"):
-        if options.get("weights") is not None:
-            raise ValueError(f"detector {key!r} is built into OpenCV and takes no weights file")
-        options.pop("weights", None)
+    if key.startswith("opencv-") or key == "hog-svm":
+        weights = options.pop("weights", None)
         device = options.pop("device", None)
         if device is not None and str(device) != "cpu":
             raise ValueError(f"detector {key!r} runs on the CPU only; --device applies to torchvision detectors")
         if options.pop("gpu_decode", False):
             raise ValueError(f"detector {key!r} runs on the CPU only; --gpu-decode applies to torchvision detectors on CUDA")
+        if key == "hog-svm":
+            if weights is None:
+                raise ValueError("detector 'hog-svm' needs --weights MODEL: a model written by `flickermine train --model hog-svm`")
+            from .detect.hog_svm import HogSvmDetector
+
+            return HogSvmDetector(weights, **options)
+        if weights is not None:
+            raise ValueError(f"detector {key!r} is built into OpenCV and takes no weights file")
         if key == "opencv-hog":
             return OpenCVHOGPeopleDetector(**options)
         if key.startswith("opencv-haar-"):

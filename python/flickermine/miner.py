@@ -14,6 +14,7 @@ import numpy as np
 from .backends import get_backend
 from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
+from .rules import demote_duplicates
 
 
 _ISOLATED = int(Reason.ISOLATED)
@@ -163,6 +164,7 @@ class Miner:
                 self.rule,
                 self.iou_first,
             )
+            reasons = demote_duplicates(entry.boxes, np.asarray(reasons, dtype=np.int8), self.params)
         else:
             reasons = np.zeros(0, dtype=np.int8)
         verdicts = FrameVerdicts(frame_index, entry.boxes, entry.scores, np.asarray(reasons, dtype=np.int8))

@@ -25,6 +25,7 @@ class Reason(enum.IntEnum):
     PARTNER = 4  #: a detection of a neighbour frame overlaps it (or its tracked box)
     APPEARANCE_CHANGED = 5  #: NCC fell below ncc_threshold before any evidence of isolation
     NO_NEIGHBOURS = 6  #: tracklet rule: the video has no neighbour frame to track into
+    DUPLICATE = 7  #: isolated, but overlaps a pseudo-positive of its own frame above duplicate_iou
 
     @property
     def label(self) -> str:
@@ -58,6 +59,9 @@ class MiningParams:
     min_tracked: int = 3  #: support rule: fewest neighbour frames the detection must be tracked into
     max_support: float = 0.2  #: support rule: largest share of tracked frames with a matching detection
     support_iou: float = 0.5  #: support rule: IoU of a detection with the tracked box that matches it
+    #: every rule: an isolated detection overlapping a pseudo-positive of its own frame at IoU above
+    #: this is a shifted second box of an object the detector found, not a hard negative (1: off)
+    duplicate_iou: float = 1.0
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -65,7 +69,7 @@ class MiningParams:
                 value = getattr(self, name)
                 raise ValueError(f"MiningParams.{name} must be {expected}, got {value!r}")
 
-        for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area", "max_support", "support_iou"):
+        for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area", "max_support", "support_iou", "duplicate_iou"):
             value = getattr(self, name)
             check(name, isinstance(value, (int, float)) and math.isfinite(value), "a finite number")
         for name in ("window", "margin", "border", "max_gap", "min_tracked"):
@@ -83,6 +87,7 @@ class MiningParams:
         check("min_tracked", self.min_tracked >= 1, ">= 1")
         check("max_support", 0.0 <= self.max_support < 1.0, "in [0, 1)")
         check("support_iou", 0.0 < self.support_iou <= 1.0, "in (0, 1]")
+        check("duplicate_iou", 0.0 <= self.duplicate_iou <= 1.0, "in [0, 1]")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -244,6 +244,21 @@ def support_verdicts(
     return reasons
 
 
+def demote_duplicates(boxes: np.ndarray, reasons: np.ndarray, params: MiningParams) -> np.ndarray:
+    """Every rule's last step: a hard negative whose IoU with a pseudo-positive of the same frame
+    exceeds ``params.duplicate_iou`` becomes ``DUPLICATE``. It is a second, shifted box of an object
+    the detector did find: false by the ground truth, but a window mostly on the object, which a
+    detector trained to reject it learns to score real objects lower. ``boxes`` ``(N, 4)`` and
+    ``reasons`` ``(N,)`` of one frame; returns new reasons (the input is left as it is)."""
+    isolated = reasons == Reason.ISOLATED
+    if params.duplicate_iou >= 1.0 or not isolated.any() or isolated.all():
+        return reasons
+    overlap = iou_matrix(boxes[isolated], boxes[~isolated]).max(axis=1)
+    demoted = reasons.copy()
+    demoted[np.flatnonzero(isolated)[overlap > params.duplicate_iou]] = Reason.DUPLICATE
+    return demoted
+
+
 def verdicts(
     frames: Sequence[np.ndarray],
     boxes: Sequence[np.ndarray],

@@ -752,7 +752,8 @@ def _open_log(path: Path) -> logging.Logger:
 
 
 def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, data, logger):
-    from .evaluation import average_precision, detect_coco_images
+    from .evaluate.coco_ap import average_precision
+    from .evaluate.on_coco import detect_coco_images
 
     device = resolve_device(config.device)
     use_amp = bool(config.amp and device.type == "cuda")

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..boxes import intersection_over_area, iou_matrix
+from ..io.ground_truth import xywh_to_xyxy
 
 TRUE_POSITIVE, FALSE_POSITIVE, IGNORED = 1, 0, -1
 #: FPPI range of the log-average miss rate (Dollár et al.)
@@ -139,14 +140,10 @@ def coco_curve(ground_truth: dict, results: Sequence[dict], category_id: int, io
             found[result["image_id"]][0].append(result["bbox"])
             found[result["image_id"]][1].append(result["score"])
 
-    def xyxy(xywh: list) -> np.ndarray:
-        array = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
-        return np.column_stack([array[:, :2], array[:, :2] + array[:, 2:]])
-
     per_image = []
     for image_id, (objects, ignore) in truth.items():
         boxes, scores = found[image_id]
-        outcomes = match_detections(xyxy(boxes), np.asarray(scores), xyxy(objects), xyxy(ignore), iou_threshold)
+        outcomes = match_detections(xywh_to_xyxy(boxes), np.asarray(scores), xywh_to_xyxy(objects), xywh_to_xyxy(ignore), iou_threshold)
         per_image.append((np.asarray(scores, dtype=np.float64), outcomes))
     objects = sum(len(objects) for objects, _ in truth.values())
     return DetectionCurve.from_outcomes(per_image, objects, len(truth))

@@ -39,30 +39,18 @@ import numpy as np
 from .. import coco as coco_files
 from .._files import file_sha256
 from ..boxes import intersection_over_area, iou_matrix
+from ..dataset import TRACKER_SOURCE
 from ..detect.hog_svm import Calibration, HogParams, HogSvmDetector, HogSvmModel, descriptors_for_boxes, window_descriptors
 from ..errors import InputError
 from ..evaluate.miss_rate import IGNORED, TRUE_POSITIVE, match_detections
+from ..evaluate.scoring import score_labelled
+from ..io.ground_truth import LabelledImage, coco_labelled_images, only_category, read_gray, xywh_to_xyxy
 from ..video import IMAGE_EXTENSIONS
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: the source a mined dataset gives the hard positives among its annotations
-TRACKER_SOURCE = "tracker"
 #: a box needing more upsampling than this to fill the window's object region teaches nothing
 MAX_UPSAMPLING = 2.0
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelledImage:
-    """One training image: ``load()`` returns it as ``(H, W)`` uint8 grayscale; ``boxes``
-    ``(N, 4)``: the objects of the category; ``ignore`` ``(M, 4)``: regions that are neither
-    object nor background (crowds, boxes too small to learn from): no random window is taken on
-    them and no detection on them is a false positive."""
-
-    name: str
-    load: Callable[[], np.ndarray]
-    boxes: np.ndarray
-    ignore: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +241,27 @@ def fit_model(examples: ExampleSet, settings: HogSvmSettings, heights: tuple[flo
     return HogSvmModel(examples.params, weights, bias, category, None, heights[0], heights[1], record)
 
 
+def without_small_boxes(images: Sequence[LabelledImage], params: HogParams) -> tuple[list[LabelledImage], int]:
+    """``images`` with the boxes too small to learn from (needing more than
+    :data:`MAX_UPSAMPLING` x upsampling to fill the window's object region) moved to their
+    ignore regions, and how many were moved. An :class:`InputError` when no box is left."""
+    smallest = params.object_pixels / MAX_UPSAMPLING
+    kept, moved, total = [], 0, 0
+    for image in images:
+        heights = image.boxes[:, 3] - image.boxes[:, 1]
+        small = heights < smallest
+        total += len(heights)
+        moved += int(small.sum())
+        kept.append(dataclasses.replace(image, boxes=image.boxes[~small], ignore=np.concatenate([image.ignore, image.boxes[small]])))
+    if total and moved == total:
+        raise InputError(
+            f"all {total} object boxes are smaller than {smallest:g} px high, the least the {params.window_width}x"
+            f"{params.window_height} window learns from (its object region is {params.object_pixels:g} px high, upsampled "
+            f"at most {MAX_UPSAMPLING:g}x): choose a smaller window"
+        )
+    return kept, moved
+
+
 def train_hog_svm(
     images: Sequence[LabelledImage],
     settings: HogSvmSettings = HogSvmSettings(),
@@ -271,10 +280,14 @@ def train_hog_svm(
     if not images:
         raise InputError("the training set is empty: no images of the category")
     started = time.perf_counter()
+    images, small = without_small_boxes(images, settings.hog_params(1.0))
+    if small:
+        log(f"hog-svm: {small} boxes too small for the {settings.window[0]}x{settings.window[1]} window are left out (not taken as background either)")
     examples, heights = build_examples(images, settings, negatives, positives, negative_images, progress)
-    record = {"settings": settings.as_dict(), **(training or {})}
+    record = {"settings": settings.as_dict(), "small_boxes_left_out": small, **(training or {})}
     model = fit_model(examples, settings, heights, category, record)
     log(f"hog-svm: {len(examples.stacked('positive'))} positive, {len(examples.stacked('negative'))} negative examples")
+    record["bootstrap_added"] = []
     for round_number in range(1, settings.bootstrap_rounds + 1):
         detector = HogSvmDetector(model, min_score=0.5, scale_step=settings.scale_step)  # uncalibrated: margin >= 0
         found = [
@@ -287,6 +300,7 @@ def train_hog_svm(
                 examples.add("negative", descriptors_for_boxes(labelled.load(), boxes, model.params), f"bootstrap round {round_number}")
                 added += len(boxes)
         log(f"hog-svm: bootstrap round {round_number}: {added} false positives added")
+        record["bootstrap_added"].append(added)
         model = fit_model(examples, settings, heights, category, record)
     if calibration_images is None:
         calibration_images = images
@@ -321,3 +335,128 @@ def calibrate(model: HogSvmModel, images: Sequence[LabelledImage], scale_step: f
     if calibration.slope <= 0:  # higher margins less often right: a score would rank backwards
         return uncalibrated.replace(training={**model.training, "calibration": {**note, "fitted": False}})
     return uncalibrated.replace(calibration=calibration, training={**model.training, "calibration": {**note, "fitted": True}})
+
+
+# --------------------------------------------------------------------------------------------------
+# from files (the command line's `flickermine train --model hog-svm`)
+
+
+@dataclasses.dataclass(frozen=True)
+class HogSvmFiles:
+    """Where a HOG-SVM's training data is. ``train``: COCO file (its images under ``images``,
+    default its folder); ``val``: COCO file to calibrate the scores on and report AP and miss
+    rate (its images under ``val_images``, default ``images``); ``negatives``: mined datasets
+    (their ``hard_negatives`` records) or folders of images holding no object; ``hard_positives``:
+    mined datasets whose tracker-found boxes (``source: "tracker"``) are learned as positives."""
+
+    train: Path
+    out: Path
+    images: Optional[Path] = None
+    val: Optional[Path] = None
+    val_images: Optional[Path] = None
+    negatives: Sequence[Path] = ()
+    hard_positives: Sequence[Path] = ()
+    category: Optional[str] = None
+
+
+def folder_images(folder: Path, option: str) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name; an :class:`InputError` if none."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not paths:
+        raise InputError(f"{option} {folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the folder")
+    return paths
+
+
+def folder_fingerprint(folder: Path, paths: Sequence[Path]) -> dict:
+    """Names, sizes and modification times of a folder's images, hashed: a cheap content check."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return {"path": str(folder.resolve()), "images": len(paths), "sha256": digest.hexdigest()}
+
+
+def mined_boxes(path: Path, option: str, category: str, hard_positives: bool) -> list[BoxCrops]:
+    """From a mined dataset (images relative to its folder): per image, its ``hard_negatives``
+    records, or with ``hard_positives`` its annotations of ``category`` found by the tracker
+    (the file's one category when it has only one, whatever its name)."""
+    coco = coco_files.load(path)
+    if hard_positives:
+        names = [c["name"] for c in coco["categories"]]
+        wanted = {c["id"] for c in coco["categories"] if len(names) == 1 or c["name"] == category}
+        boxes: dict = {}
+        for annotation in coco["annotations"]:
+            if annotation.get("source") == TRACKER_SOURCE and annotation["category_id"] in wanted:
+                boxes.setdefault(annotation["image_id"], []).append(annotation["bbox"])
+        if not boxes:
+            raise InputError(f"{option} {path}: no hard positives (annotations with source \"{TRACKER_SOURCE}\"); mine with --mode hp or hn+hp")
+    else:
+        boxes = {image["id"]: image.get("hard_negatives", []) for image in coco["images"]}
+        boxes = {key: [record["bbox"] for record in records] for key, records in boxes.items() if records}
+        if not any("hard_negatives" in image for image in coco["images"]):
+            raise InputError(
+                f"{option} {path}: no image has a 'hard_negatives' record, so it is not a mined dataset "
+                "(give a folder to take negative-only images)"
+            )
+    root = path.parent
+    coco_files.require_images({"images": [i for i in coco["images"] if i["id"] in boxes]}, root, path, option)
+    return [
+        BoxCrops(image["file_name"], lambda p=root / image["file_name"]: read_gray(p), xywh_to_xyxy(boxes[image["id"]]))
+        for image in coco["images"]
+        if image["id"] in boxes
+    ]
+
+
+def train_hog_svm_files(files: HogSvmFiles, settings: HogSvmSettings = HogSvmSettings(), progress: bool = True, log: Callable[[str], None] = print) -> HogSvmModel:
+    """Read the data ``files`` name, train (:func:`train_hog_svm`), score the model on ``val``
+    when given, and write it to ``files.out`` (atomically). Every input is checked before any
+    training starts."""
+    train_path = Path(files.train)
+    train_coco = coco_files.load(train_path)
+    category = only_category(train_coco, files.category, str(train_path))
+    images_dir = Path(files.images) if files.images is not None else train_path.parent
+    coco_files.require_images(train_coco, images_dir, train_path, "--images")
+    images = coco_labelled_images(train_coco, images_dir, category, str(train_path))
+    data = {"--train": {"path": str(train_path.resolve()), "sha256": file_sha256(train_path)}}
+
+    negative_images: list[LabelledImage] = []
+    negatives: list[BoxCrops] = []
+    data["--negatives"] = []
+    for source in map(Path, files.negatives):
+        if source.is_dir():
+            paths = folder_images(source, "--negatives")
+            negative_images += [LabelledImage(str(p), lambda p=p: read_gray(p), np.zeros((0, 4))) for p in paths]
+            data["--negatives"].append(folder_fingerprint(source, paths))
+        elif source.is_file():
+            negatives += mined_boxes(source, "--negatives", category, hard_positives=False)
+            data["--negatives"].append({"path": str(source.resolve()), "sha256": file_sha256(source)})
+        else:
+            raise InputError(f"--negatives {source}: no such file or folder")
+    positives: list[BoxCrops] = []
+    data["--hard-positives"] = []
+    for source in map(Path, files.hard_positives):
+        positives += mined_boxes(source, "--hard-positives", category, hard_positives=True)
+        data["--hard-positives"].append({"path": str(source.resolve()), "sha256": file_sha256(source)})
+
+    val_images = None
+    if files.val is not None:
+        val_path = Path(files.val)
+        val_coco = coco_files.load(val_path)
+        val_dir = Path(files.val_images) if files.val_images is not None else images_dir
+        coco_files.require_images(val_coco, val_dir, val_path, "--val-images")
+        val_images = coco_labelled_images(val_coco, val_dir, category, str(val_path))
+        data["--val"] = {"path": str(val_path.resolve()), "sha256": file_sha256(val_path)}
+
+    model, _ = train_hog_svm(
+        images, settings, category, negatives, positives, negative_images, val_images,
+        training={"data": data}, progress=progress, log=log,
+    )
+    if val_images:
+        detector = HogSvmDetector(model, scale_step=settings.scale_step)
+        found = [detector.detect_gray(image.load()) for image in _progress(val_images, "validate", progress)]
+        summary, _ = score_labelled(val_images, found, category)
+        figures = {key: summary[key] for key in ("AP", "AP50", "AP75", "lamr")}
+        model = model.replace(training={**model.training, "validation": figures})
+        log("hog-svm: validation " + ", ".join(f"{key} {value:.3f}" for key, value in figures.items() if value is not None))
+    model.save(files.out)
+    return model

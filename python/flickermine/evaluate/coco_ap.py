@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import time
 from pathlib import Path
 from typing import Any, Sequence, Union
 
 import numpy as np
 
-from . import coco as coco_files
+from .. import coco as coco_files
 
 PathLike = Union[str, Path]
 
@@ -145,134 +143,3 @@ def _result(detection: dict) -> dict:
 def _mean_defined(values: np.ndarray) -> float | None:
     defined = values[values > -1]  # pycocotools marks undefined entries with -1
     return float(defined.mean()) if defined.size else None
-
-
-# --------------------------------------------------------------------------------------------------
-# running a detector
-
-
-def detect_coco_images(
-    model: Any,
-    coco: dict,
-    images_dir: PathLike,
-    category_id_of_label: dict[int, int],
-    device: Any,
-    batch_size: int = 2,
-    progress: bool = False,
-) -> list[dict]:
-    """Run a torchvision detector on every image of ``coco``; COCO results (bbox xywh pixels).
-
-    ``category_id_of_label`` maps the model's labels to the file's category ids; detections of
-    other labels are dropped. The model is put in eval mode and left there.
-    """
-    import torch
-
-    from .training import read_image
-
-    images_dir = Path(images_dir)
-    model.eval()
-    results: list[dict] = []
-    images = coco["images"]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(images), desc="evaluate", unit="image")
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            tensors = [read_image(images_dir / image["file_name"]).to(device) for image in batch]
-            outputs = model(tensors)
-            for image, output in zip(batch, outputs):
-                boxes = output["boxes"].float().cpu().numpy()  # (N, 4) xyxy pixels
-                scores = output["scores"].float().cpu().numpy()
-                labels = output["labels"].cpu().numpy()
-                for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels):
-                    category_id = category_id_of_label.get(int(label))
-                    if category_id is None:
-                        continue
-                    results.append(
-                        {
-                            "image_id": image["id"],
-                            "category_id": category_id,
-                            "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
-                            "score": round(float(score), 5),
-                        }
-                    )
-            if bar is not None:
-                bar.update(len(batch))
-    if bar is not None:
-        bar.close()
-    return results
-
-
-def evaluate(
-    coco_json: PathLike,
-    images_dir: PathLike | None,
-    weights: PathLike,
-    out: PathLike | None = None,
-    device: str | None = None,
-    batch_size: int = 2,
-    categories: Sequence[str] | None = None,
-    model_name: str | None = None,
-    detections_out: PathLike | None = None,
-    progress: bool = True,
-) -> dict:
-    """Run the detector in ``weights`` on the images of ``coco_json`` and score it with COCO AP.
-
-    ``weights``: a checkpoint written by :func:`flickermine.training.train` (it knows its
-    architecture, input size and category names), or a plain torchvision state dict, with
-    ``model_name`` naming the architecture. Model labels are matched to the file's categories by
-    name; ``categories`` restricts the evaluation to some of them, each of which must be both a
-    category of the file and one the model detects (ValueError otherwise). ``images_dir``
-    defaults to the folder of ``coco_json``. The summary (see :func:`average_precision`, plus timing and the
-    weights' path) is written as JSON to ``out`` when given, and returned.
-    """
-    from .training import load_detector, resolve_device
-
-    coco_json = Path(coco_json)
-    gt = coco_files.load(coco_json)
-    for name in categories or []:  # before the model loads: name the file, not a dict
-        coco_files.category_by_name(gt, name, str(coco_json))
-    images_dir = Path(images_dir) if images_dir is not None else coco_json.parent
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"--images {images_dir}: no such folder")
-    coco_files.require_images(gt, images_dir, coco_json, "--images")
-    torch_device = resolve_device(device)
-    model, model_categories = load_detector(weights, torch_device, model_name=model_name, coco_categories=gt["categories"])
-    gt_id_of_name = {c["name"]: c["id"] for c in gt["categories"]}
-    category_id_of_label = {
-        label: gt_id_of_name[category["name"]]
-        for label, category in enumerate(model_categories, start=1)
-        if category["name"] in gt_id_of_name
-    }
-    if categories is not None:
-        # a category the model has no label for would be scored AP 0 without a word
-        detected = [c["name"] for c in model_categories]
-        absent = [name for name in categories if name not in detected]
-        if absent:
-            shown = ", ".join(map(repr, detected[:10])) + (f", ... ({len(detected)} in all)" if len(detected) > 10 else "")
-            raise ValueError(
-                f"--category {', '.join(map(repr, absent))}: {weights} does not detect "
-                f"{'it' if len(absent) == 1 else 'them'} (its categories: {shown})"
-            )
-    evaluated = list(categories) if categories is not None else [c["name"] for c in model_categories if c["name"] in gt_id_of_name]
-    if not evaluated:
-        raise ValueError(
-            f"{weights}: the model's categories ({', '.join(c['name'] for c in model_categories)}) "
-            f"share no name with those of {coco_json} ({', '.join(gt_id_of_name)})"
-        )
-    started = time.perf_counter()
-    detections = detect_coco_images(model, gt, images_dir, category_id_of_label, torch_device, batch_size, progress)
-    seconds = time.perf_counter() - started
-    summary = average_precision(gt, detections, categories=evaluated, source=str(coco_json))
-    summary.update(
-        {"weights": str(weights), "coco": str(coco_json), "seconds": round(seconds, 3), "device": str(torch_device)}
-    )
-    if detections_out is not None:
-        coco_files.write(detections, detections_out)  # type: ignore[arg-type]
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=1) + "\n")
-    return summary

@@ -1,0 +1,506 @@
+"""The closed loop: does retraining on mined hard examples make a detector better?
+
+On real footage with ground truth, split into frame ranges by role:
+
+  train  labelled frames the baseline detector is trained on (its boxes, random background
+         windows, one round of bootstrapping)
+  val    labelled frames for every choice: score calibration, and the mining rule's parameters
+  pool   the "unlabelled" footage: the baseline runs over it and flickermine mines it
+  test   held-out frames, touched only to score the final models
+
+Arms, each the baseline's training set plus extra examples, retrained the same way (same SVM, same
+seed) and scored on the test frames:
+
+  baseline          nothing added
+  flicker_<rule>    the hard negatives each rule mined from the pool, as negatives
+  random            as many pool detections, drawn at random, as the best rule mined
+  oracle_equal      as many ground-truth-verified false positives of the pool (what a perfect
+                    miner could add at that count)
+  oracle_all        every ground-truth-verified false positive of the pool
+  hard_positives    the best rule's hard positives (objects the detector missed, found by the
+                    tracker) as positives
+
+"Best rule" and each rule's parameters are chosen on the validation frames, never on the test
+frames: for every rule and every setting of a small grid, the baseline of the first seed is
+retrained on that setting's hard negatives and scored on the val frames by AP50 - LAMR. Each arm
+runs for every seed (the seed draws the background windows, the SVM's order and the random
+arms); the table gives mean ± sd over seeds of AP50 (pycocotools, IoU 0.5), COCO AP (IoU
+0.5:0.95) and the log-average miss rate (LAMR, FPPI 1e-2..1e0, Dollár et al.), and checks the
+issue's criterion. MOT ground truth boxes flagged 0 are ignore regions. Every arm is scored
+with the baseline's calibration, down to score 0.01.
+
+    python bench/bench_retrain.py                      # the pets09-s2l1 setting, 5 seeds
+    python bench/bench_retrain.py NAME=VIDEO,GT.txt ... --train NAME:1-240/3 --val NAME:241-300 \\
+        --pool NAME:301-600 --test NAME:601-795 [--seeds 5] [--workers 2]
+
+A range is ``NAME:FIRST-LAST`` (1-based, inclusive) with an optional ``/STEP``; several are
+separated by commas, and may name different sequences (train on one, test on another). Writes
+``bench/results/retrain.json`` and ``bench/results/retrain.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import RESULTS, SHARED_DATA, print_table, write_json
+
+from flickermine.audit import FALSE  # ground truth status of a verified false positive
+
+PETS = SHARED_DATA / "pets09-s2l1"
+DEFAULT_SEQUENCES = [f"pets={PETS / 'video.avi'},{PETS / 'gt' / 'gt.txt'}"]
+DEFAULT_RANGES = {"train": "pets:1-240/3", "val": "pets:241-300", "pool": "pets:301-600", "test": "pets:601-795"}
+RULES = ("seed", "tracklet", "support")
+#: the grid each rule's parameters are chosen from on the validation frames
+SCORE_THRESHOLDS = (0.2, 0.35, 0.5)
+DUPLICATE_IOUS = (1.0, 0.2)
+#: pool detections at or above this score are kept (the rules' score threshold is applied after)
+POOL_MIN_SCORE = 0.05
+#: arms are scored on every detection at or above this score
+EVAL_MIN_SCORE = 0.01
+#: MOT ground truth matching for "verified false positive"
+MATCH_IOU = 0.5
+
+# Frames, ground truth, ranges and settings: filled in the parent, and handed to each worker
+# process once when it starts.
+STATE: dict = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRange:
+    sequence: str
+    first: int
+    last: int
+    step: int = 1
+
+    def frames(self) -> range:
+        return range(self.first, self.last + 1, self.step)
+
+    def __str__(self) -> str:
+        return f"{self.sequence}:{self.first}-{self.last}" + (f"/{self.step}" if self.step != 1 else "")
+
+
+def parse_ranges(text: str, option: str, sequences: dict) -> list[FrameRange]:
+    ranges = []
+    for part in text.split(","):
+        name, _, span = part.strip().rpartition(":")
+        span, _, step = span.partition("/")
+        first, _, last = span.partition("-")
+        try:
+            frame_range = FrameRange(name, int(first), int(last or first), int(step or 1))
+        except ValueError:
+            raise SystemExit(f"{option} {part!r}: expected NAME:FIRST-LAST[/STEP], e.g. pets:1-240/3") from None
+        if name not in sequences:
+            raise SystemExit(f"{option} {part!r}: no sequence named {name!r} (given: {', '.join(sequences)})")
+        if not 1 <= frame_range.first <= frame_range.last or frame_range.step < 1:
+            raise SystemExit(f"{option} {part!r}: need 1 <= FIRST <= LAST and STEP >= 1")
+        ranges.append(frame_range)
+    return ranges
+
+
+def load_frames(sequences: dict, wanted: dict[str, set[int]]) -> dict[tuple[str, int], np.ndarray]:
+    """Decode each sequence once, front to back, keeping the wanted frames (grayscale)."""
+    from flickermine.video import open_video
+
+    frames = {}
+    for name, (video, _) in sequences.items():
+        if not wanted.get(name):
+            continue
+        last = max(wanted[name])
+        for index, frame in enumerate(open_video(video).frames(gray=True), start=1):
+            if index in wanted[name]:
+                frames[(name, index)] = frame.gray
+            if index >= last:
+                break
+        missing = sorted(wanted[name] - {i for (n, i) in frames if n == name})
+        if missing:
+            raise SystemExit(f"{video}: frames {missing[0]}... are beyond the video's end")
+    return frames
+
+
+def labelled_images(ranges: list[FrameRange]):
+    from flickermine.io.ground_truth import LabelledImage
+
+    images = []
+    for frame_range in ranges:
+        truth = STATE["gt"][frame_range.sequence]
+        for index in frame_range.frames():
+            gray = STATE["frames"][(frame_range.sequence, index)]
+            images.append(
+                LabelledImage(
+                    f"{frame_range.sequence}:{index}", lambda gray=gray: gray,
+                    truth.boxes.get(index, np.zeros((0, 4))), truth.ignore.get(index, np.zeros((0, 4))),
+                )
+            )
+    return images
+
+
+# --------------------------------------------------------------------------------------------------
+# one seed: the baseline, the pool's detections and what each rule mines
+
+
+def train_baseline(seed: int):
+    from flickermine.train.hog_svm import train_hog_svm
+
+    settings = dataclasses.replace(STATE["settings"], seed=seed)
+    model, examples = train_hog_svm(
+        labelled_images(STATE["ranges"]["train"]), settings, category="person",
+        calibration_images=labelled_images(STATE["ranges"]["val"]), log=lambda line: None,
+    )
+    return settings, model, examples
+
+
+def detect_pool(model) -> dict[tuple[str, int], object]:
+    from flickermine.detect.hog_svm import HogSvmDetector
+
+    detector = HogSvmDetector(model, min_score=POOL_MIN_SCORE, scale_step=STATE["settings"].scale_step)
+    return {key: detector.detect_gray(STATE["frames"][key]) for frame_range in STATE["ranges"]["pool"] for key in keys(frame_range)}
+
+
+def keys(frame_range: FrameRange) -> list[tuple[str, int]]:
+    return [(frame_range.sequence, index) for index in frame_range.frames()]
+
+
+def mine_pool(pool: dict, params, rule: str, hard_positives: bool = False) -> tuple[list, list]:
+    """The pool's hard negatives and hard positives under ``rule``: ``[(key, (N, 4) boxes)]`` each."""
+    from flickermine import Miner
+
+    negatives, positives = [], []
+    for frame_range in STATE["ranges"]["pool"]:
+        frame_keys = keys(frame_range)
+        miner = Miner(params, rule=rule, backend="auto", hard_positives=hard_positives)
+        decided = []
+        for key in frame_keys:
+            found = pool[key]
+            decided += miner.push(STATE["frames"][key], found.boxes, found.scores)
+        decided += miner.finish()
+        for verdicts in decided:
+            key = frame_keys[verdicts.frame_index]
+            negatives.append((key, verdicts.boxes[verdicts.hard_negatives]))
+            positives.append((key, verdicts.hard_positives))
+    return [item for item in negatives if len(item[1])], [item for item in positives if len(item[1])]
+
+
+def judge(key: tuple[str, int], boxes: np.ndarray) -> np.ndarray:
+    """Ground truth status of boxes (audit's codes: TRUE, FALSE, IGNORED)."""
+    status, _ = STATE["gt"][key[0]].judge(key[1], boxes, MATCH_IOU)
+    return status
+
+
+def descriptors(model, items: list, flip: bool = False) -> np.ndarray:
+    from flickermine.train.hog_svm import descriptors_for_boxes
+
+    parts = [descriptors_for_boxes(STATE["frames"][key], boxes, model.params, flip) for key, boxes in items if len(boxes)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.params.descriptor_size), np.float32)
+
+
+def retrain_and_score(settings, model, examples, extra: dict[str, list], images) -> dict:
+    """Refit the SVM on ``examples`` plus ``extra`` (``{"negative"|"positive": items}``) and
+    score it on ``images``: AP50, COCO AP and LAMR."""
+    from flickermine.detect.hog_svm import HogSvmDetector
+    from flickermine.evaluate.scoring import score_labelled
+    from flickermine.train.hog_svm import fit_model
+
+    for kind, items in extra.items():
+        if items:
+            flip = kind == "positive" and settings.flip
+            described = descriptors(model, items)
+            if flip:
+                described = np.concatenate([described, descriptors(model, items, flip=True)])
+            examples = examples.with_examples(kind, described, f"extra {kind}s")
+    refit = model if not extra else fit_model(examples, settings, (model.min_object_height, model.max_object_height), model.category, {})
+    refit = refit.replace(calibration=model.calibration)
+    detector = HogSvmDetector(refit, min_score=EVAL_MIN_SCORE, scale_step=settings.scale_step)
+    summary, curve = score_labelled(images, [detector.detect_gray(image.load()) for image in images], "person")
+    return {"ap": summary["AP50"], "coco_ap": summary["AP"], "lamr": summary["lamr"], "curve": curve}
+
+
+def count(items: list) -> int:
+    return sum(len(boxes) for _, boxes in items)
+
+
+def flatten(items: list) -> list[tuple[tuple[str, int], np.ndarray]]:
+    return [(key, box) for key, boxes in items for box in boxes]
+
+
+def regroup(pairs: list) -> list:
+    grouped: dict = {}
+    for key, box in pairs:
+        grouped.setdefault(key, []).append(box)
+    return [(key, np.asarray(boxes)) for key, boxes in grouped.items()]
+
+
+# --------------------------------------------------------------------------------------------------
+# choosing each rule's parameters on the validation frames
+
+
+def selection_task(candidate: tuple[str, float, float]) -> dict:
+    from flickermine import MiningParams
+
+    rule, score_threshold, duplicate_iou = candidate
+    settings, model, examples, pool = STATE["selection_baseline"]
+    params = MiningParams(**{**STATE["params"], "score_threshold": score_threshold, "duplicate_iou": duplicate_iou})
+    negatives, _ = mine_pool(pool, params, rule)
+    scored = retrain_and_score(settings, model, examples, {"negative": negatives}, labelled_images(STATE["ranges"]["val"]))
+    return {
+        "rule": rule, "score_threshold": score_threshold, "duplicate_iou": duplicate_iou, "hard_negatives": count(negatives),
+        "val_ap": scored["ap"], "val_lamr": scored["lamr"], "val_score": scored["ap"] - scored["lamr"],
+    }
+
+
+def choose_parameters(pool_workers) -> tuple[dict, list[dict], dict]:
+    grid = list(itertools.product(RULES, SCORE_THRESHOLDS, DUPLICATE_IOUS))
+    rows = pool_workers.map(selection_task, grid, chunksize=1)
+    settings, model, examples, _ = STATE["selection_baseline"]
+    base = retrain_and_score(settings, model, examples, {}, labelled_images(STATE["ranges"]["val"]))
+    baseline = {"val_ap": base["ap"], "val_lamr": base["lamr"], "val_score": base["ap"] - base["lamr"]}
+    chosen = {}
+    for rule in RULES:
+        best = max((row for row in rows if row["rule"] == rule), key=lambda row: (row["val_score"], -row["score_threshold"]))
+        chosen[rule] = {"score_threshold": best["score_threshold"], "duplicate_iou": best["duplicate_iou"], "val_score": best["val_score"]}
+    return chosen, rows, baseline
+
+
+# --------------------------------------------------------------------------------------------------
+# all arms of one seed
+
+
+def seed_task(seed: int) -> dict:
+    from flickermine import MiningParams
+
+    started = time.perf_counter()
+    settings, model, examples = train_baseline(seed)
+    pool = detect_pool(model)
+    test = labelled_images(STATE["ranges"]["test"])
+    rng = np.random.default_rng(seed)
+    best_rule = STATE["best_rule"]
+    arms: dict = {"baseline": {"count": 0, **retrain_and_score(settings, model, examples, {}, test)}}
+    mined = {}
+    for rule in RULES:
+        params = MiningParams(**{**STATE["params"], **{k: STATE["chosen"][rule][k] for k in ("score_threshold", "duplicate_iou")}})
+        mined[rule] = mine_pool(pool, params, rule, hard_positives=rule == best_rule)
+        negatives = mined[rule][0]
+        statuses = np.concatenate([judge(key, boxes) for key, boxes in negatives]) if negatives else np.zeros(0)
+        arms[f"flicker_{rule}"] = {
+            "count": count(negatives), "false_share": float(np.mean(statuses == FALSE)) if len(statuses) else None,
+            **retrain_and_score(settings, model, examples, {"negative": negatives}, test),
+        }
+    # the pool's candidates at the best rule's score threshold, and which of them are false
+    threshold = STATE["chosen"][best_rule]["score_threshold"]
+    candidates = [(key, found.boxes[found.scores >= threshold]) for key, found in pool.items()]
+    pairs = flatten(candidates)
+    false_pairs = [pair for pair, status in zip(pairs, np.concatenate([judge(k, b) for k, b in candidates])) if status == FALSE]
+    wanted = count(mined[best_rule][0])
+    random_pick = [pairs[i] for i in sorted(rng.choice(len(pairs), min(wanted, len(pairs)), replace=False))]
+    oracle_pick = [false_pairs[i] for i in sorted(rng.choice(len(false_pairs), min(wanted, len(false_pairs)), replace=False))]
+    for name, chosen_pairs in (("random", random_pick), ("oracle_equal", oracle_pick), ("oracle_all", false_pairs)):
+        arms[name] = {"count": len(chosen_pairs), **retrain_and_score(settings, model, examples, {"negative": regroup(chosen_pairs)}, test)}
+    positives = mined[best_rule][1]
+    arms["hard_positives"] = {"count": count(positives), **retrain_and_score(settings, model, examples, {"positive": positives}, test)}
+    curves = {name: arm.pop("curve") for name, arm in arms.items()}
+    return {"seed": seed, "arms": arms, "curves": curves if seed == STATE["seeds"][0] else None, "seconds": time.perf_counter() - started}
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def summarise(results: list[dict]) -> dict:
+    arms = {}
+    for name in results[0]["arms"]:
+        per_seed = [{"seed": r["seed"], **r["arms"][name]} for r in results]
+
+        def stats(key: str) -> tuple[float, float]:
+            values = [row[key] for row in per_seed if row[key] is not None]
+            return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else (None, None)
+
+        ap, lamr, coco = stats("ap"), stats("lamr"), stats("coco_ap")
+        arms[name] = {
+            "count": statistics.mean(row["count"] for row in per_seed),
+            "ap_mean": ap[0], "ap_sd": ap[1], "lamr_mean": lamr[0], "lamr_sd": lamr[1],
+            "coco_ap_mean": coco[0], "coco_ap_sd": coco[1], "seeds": per_seed,
+        }
+    return arms
+
+
+def criterion(arms: dict, best_rule: str) -> dict:
+    """The issue's bar: the best rule beats baseline and random by more than 2 sd on AP and on
+    LAMR, and recovers >= 80% of the gain of verified false positives of equal count."""
+    best = arms[f"flicker_{best_rule}"]
+    checks = {}
+    for other in ("baseline", "random"):
+        ref = arms[other]
+        ap_margin = 2 * max(best["ap_sd"], ref["ap_sd"])
+        lamr_margin = 2 * max(best["lamr_sd"], ref["lamr_sd"])
+        paired_ap = [a["ap"] - b["ap"] for a, b in zip(best["seeds"], ref["seeds"])]
+        paired_lamr = [b["lamr"] - a["lamr"] for a, b in zip(best["seeds"], ref["seeds"])]
+        checks[f"vs_{other}"] = {
+            "ap_gain": best["ap_mean"] - ref["ap_mean"], "ap_2sd": ap_margin,
+            "lamr_drop": ref["lamr_mean"] - best["lamr_mean"], "lamr_2sd": lamr_margin,
+            "holds": best["ap_mean"] - ref["ap_mean"] > ap_margin and ref["lamr_mean"] - best["lamr_mean"] > lamr_margin,
+            "paired_ap_gain": {"mean": statistics.mean(paired_ap), "sd": statistics.stdev(paired_ap) if len(paired_ap) > 1 else 0.0},
+            "paired_lamr_drop": {"mean": statistics.mean(paired_lamr), "sd": statistics.stdev(paired_lamr) if len(paired_lamr) > 1 else 0.0},
+        }
+    base, oracle = arms["baseline"], arms["oracle_equal"]
+    recovery = {}
+    for key, sign in (("ap_mean", 1), ("lamr_mean", -1)):
+        oracle_gain = sign * (oracle[key] - base[key])
+        gain = sign * (best[key] - base[key])
+        recovery[key.split("_")[0]] = {"gain": gain, "oracle_gain": oracle_gain, "share": gain / oracle_gain if oracle_gain > 0 else None,
+                                       "holds": gain >= 0.8 * oracle_gain if oracle_gain > 0 else gain >= 0}
+    checks["recovers_80pct_of_oracle_equal"] = recovery
+    checks["holds"] = all(checks[f"vs_{o}"]["holds"] for o in ("baseline", "random")) and all(r["holds"] for r in recovery.values())
+    return checks
+
+
+def plot(arms: dict, curves: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(arms)
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    for axis, key, label in ((axes[0], "ap", "AP50 (higher is better)"), (axes[1], "lamr", "log-average miss rate (lower is better)")):
+        means = [arms[n][f"{key}_mean"] for n in names]
+        sds = [arms[n][f"{key}_sd"] for n in names]
+        colors = ["0.5" if n == "baseline" else "tab:green" if n.startswith("flicker") else "tab:orange" if n.startswith("oracle") else "tab:blue" for n in names]
+        axis.bar(range(len(names)), means, yerr=sds, color=colors, capsize=3)
+        axis.set_xticks(range(len(names)), [f"{n}\n({arms[n]['count']:.0f})" for n in names], fontsize=7, rotation=30)
+        axis.set_title(label, fontsize=9)
+        low = min(m - s for m, s in zip(means, sds))
+        high = max(m + s for m, s in zip(means, sds))
+        axis.set_ylim(max(0.0, low - 0.3 * (high - low)), min(1.0, high + 0.3 * (high - low)))
+        axis.axhline(arms["baseline"][f"{key}_mean"], color="0.5", linewidth=0.8, linestyle="--")
+    for name in ("baseline", *[n for n in names if n.startswith("flicker")], "random", "oracle_equal"):
+        curve = curves[name]
+        axes[2].plot(np.maximum(curve.fppi, 1e-4), curve.miss_rate, label=f"{name} ({100 * curve.log_average_miss_rate():.1f}%)", linewidth=1.2)
+    axes[2].set(xscale="log", yscale="log", xlim=(1e-2, 10), ylim=(0.1, 1), xlabel="false positives per image", ylabel="miss rate")
+    axes[2].set_title("first seed: miss rate vs FPPI", fontsize=9)
+    axes[2].legend(fontsize=7)
+    axes[2].grid(True, which="both", linewidth=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("sequences", nargs="*", metavar="NAME=VIDEO,GT", help="a video (or image folder) and its MOT ground truth (default: pets09-s2l1)")
+    for role, default in DEFAULT_RANGES.items():
+        parser.add_argument(f"--{role}", default=None, metavar="RANGES", help=f"{role} frames (default with no sequences given: {default})")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per arm (default: 5)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default: 2)")
+    parser.add_argument("--window", default="48x96", help="HOG window WxH (default: 48x96)")
+    parser.add_argument("--scale-step", type=float, default=1.1, help="detection pyramid step (default: 1.1)")
+    parser.add_argument("--json", default=str(RESULTS / "retrain.json"))
+    parser.add_argument("--plot", default=str(RESULTS / "retrain.png"))
+    args = parser.parse_args(argv)
+
+    from flickermine.audit import read_ground_truth
+    from flickermine.train.hog_svm import HogSvmSettings
+
+    started = time.perf_counter()
+    specs = args.sequences or DEFAULT_SEQUENCES
+    if not args.sequences and not PETS.is_dir():
+        raise SystemExit(f"no sequences given and the default data ({PETS}) is absent")
+    sequences = {}
+    for spec in specs:
+        name, _, paths = spec.partition("=")
+        video, _, gt = paths.partition(",")
+        if not (name and video and gt):
+            raise SystemExit(f"{spec!r}: expected NAME=VIDEO,GT.txt")
+        sequences[name] = (video, gt)
+    ranges = {}
+    for role, default in DEFAULT_RANGES.items():
+        text = getattr(args, role) or (default if not args.sequences else None)
+        if text is None:
+            raise SystemExit(f"--{role} is required when sequences are given")
+        ranges[role] = parse_ranges(text, f"--{role}", sequences)
+    if any(r.step != 1 for r in ranges["pool"]):
+        raise SystemExit("--pool ranges are mined as video: no /STEP")
+    width, _, height = args.window.partition("x")
+    wanted: dict[str, set[int]] = {}
+    for role_ranges in ranges.values():
+        for frame_range in role_ranges:
+            wanted.setdefault(frame_range.sequence, set()).update(frame_range.frames())
+
+    STATE.update(
+        frames=load_frames(sequences, wanted),
+        gt={name: read_ground_truth(gt) for name, (_, gt) in sequences.items()},
+        ranges=ranges,
+        settings=HogSvmSettings(window=(int(width), int(height)), scale_step=args.scale_step),
+        params={"sure_score": 1.01, "min_area": 0.0, "border": 0},
+        seeds=list(range(args.seeds)),
+    )
+    print(f"decoded {len(STATE['frames'])} frames in {time.perf_counter() - started:.0f} s", flush=True)
+
+    # spawn, not fork: OpenCV's thread pool in this process would deadlock a forked child
+    context = multiprocessing.get_context("spawn")
+    settings, model, examples = train_baseline(STATE["seeds"][0])
+    STATE["selection_baseline"] = (settings, model, examples, detect_pool(model))
+    with context.Pool(args.workers, initializer=_start_worker, initargs=(STATE,)) as workers:
+        chosen, grid, val_baseline = choose_parameters(workers)
+    best_rule = max(RULES, key=lambda rule: chosen[rule]["val_score"])
+    STATE.update(chosen=chosen, best_rule=best_rule)
+    print_table(
+        ["rule", "score thr.", "duplicate IoU", "hard neg.", "val AP50", "val LAMR"],
+        [[r["rule"], r["score_threshold"], r["duplicate_iou"], r["hard_negatives"], f"{r['val_ap']:.3f}", f"{r['val_lamr']:.3f}"] for r in grid],
+    )
+    print(f"val baseline AP50 {val_baseline['val_ap']:.3f} LAMR {val_baseline['val_lamr']:.3f}; chosen: {json.dumps(chosen)}; best rule: {best_rule}\n", flush=True)
+
+    del STATE["selection_baseline"]
+    with context.Pool(args.workers, initializer=_start_worker, initargs=(STATE,)) as workers:
+        results = workers.map(seed_task, STATE["seeds"], chunksize=1)
+    arms = summarise(results)
+    checks = criterion(arms, best_rule)
+    rows = []
+    for name, arm in arms.items():
+        share = [row.get("false_share") for row in arm["seeds"] if row.get("false_share") is not None]
+        rows.append([
+            name, f"{arm['count']:.0f}", f"{arm['ap_mean']:.3f} ± {arm['ap_sd']:.3f}", f"{arm['lamr_mean']:.3f} ± {arm['lamr_sd']:.3f}",
+            f"{arm['coco_ap_mean']:.3f} ± {arm['coco_ap_sd']:.3f}", f"{100 * statistics.mean(share):.0f}%" if share else "",
+        ])
+    print_table(["arm", "count", "AP50", "LAMR", "COCO AP", "false share"], rows)
+    print(f"\nbest rule (chosen on val): {best_rule}; criterion holds: {checks['holds']}")
+    print(json.dumps(checks, indent=1))
+    seconds = time.perf_counter() - started
+    setting = {
+        "sequences": {name: {"video": video, "gt": gt} for name, (video, gt) in sequences.items()},
+        "ranges": {role: [str(r) for r in role_ranges] for role, role_ranges in ranges.items()},
+        "model": "hog-svm",
+        "hog_svm": STATE["settings"].as_dict(),
+        "mining": {**STATE["params"], "chosen_on_val": chosen, "grid": grid, "val_baseline": val_baseline, "best_rule": best_rule},
+        "pool_min_score": POOL_MIN_SCORE, "eval_min_score": EVAL_MIN_SCORE, "match_iou": MATCH_IOU,
+        "ap": "AP50: pycocotools AP at IoU 0.5 on the test frames (coco_ap: IoU 0.5:0.95)",
+        "lamr": "log-average miss rate over FPPI 1e-2..1e0 (9 points), IoU 0.5, flag-0 boxes ignored",
+        "seeds": STATE["seeds"], "workers": args.workers, "command": " ".join(["python", "bench/bench_retrain.py", *sys.argv[1:]]),
+    }
+    write_json("retrain", {"setting": setting, "arms": arms, "criterion": checks, "seconds": round(seconds, 1)}, args.json)
+    curves = next(r["curves"] for r in results if r["curves"] is not None)
+    plot(arms, curves, Path(args.plot), f"retraining a HOG-SVM on what each arm adds; {len(STATE['seeds'])} seeds, mean ± sd ({', '.join(f'{k} {v[0]}' for k, v in setting['ranges'].items())})")
+    print(f"wrote {args.plot}; {seconds:.0f} s in all")
+    return 0
+
+
+def _start_worker(state: dict) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only contend
+    STATE.update(state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

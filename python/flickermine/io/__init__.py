@@ -1,0 +1,1 @@
+"""Reading and writing files: ground truth, detections, datasets."""
