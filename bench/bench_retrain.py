@@ -146,10 +146,23 @@ def labelled_images(ranges: list[FrameRange]):
 
 
 # --------------------------------------------------------------------------------------------------
-# one seed: the baseline, the pool's detections and what each rule mines
+# the work, in tasks that worker processes run in any order
 
 
-def train_baseline(seed: int):
+@dataclasses.dataclass
+class Baseline:
+    """One seed's baseline: its settings, model and training examples, and its pool detections."""
+
+    seed: int
+    settings: object
+    model: object
+    examples: object
+    pool: dict
+
+
+def baseline_task(seed: int) -> Baseline:
+    """Train the seed's baseline (calibrated on the val frames) and run it over the pool."""
+    from flickermine.detect.hog_svm import HogSvmDetector
     from flickermine.train.hog_svm import train_hog_svm
 
     settings = dataclasses.replace(STATE["settings"], seed=seed)
@@ -157,38 +170,49 @@ def train_baseline(seed: int):
         labelled_images(STATE["ranges"]["train"]), settings, category="person",
         calibration_images=labelled_images(STATE["ranges"]["val"]), log=lambda line: None,
     )
-    return settings, model, examples
-
-
-def detect_pool(model) -> dict[tuple[str, int], object]:
-    from flickermine.detect.hog_svm import HogSvmDetector
-
-    detector = HogSvmDetector(model, min_score=POOL_MIN_SCORE, scale_step=STATE["settings"].scale_step)
-    return {key: detector.detect_gray(STATE["frames"][key]) for frame_range in STATE["ranges"]["pool"] for key in keys(frame_range)}
+    detector = HogSvmDetector(model, min_score=POOL_MIN_SCORE, scale_step=settings.scale_step)
+    pool = {key: detector.detect_gray(STATE["frames"][key]) for frame_range in STATE["ranges"]["pool"] for key in keys(frame_range)}
+    return Baseline(seed, settings, model, examples, pool)
 
 
 def keys(frame_range: FrameRange) -> list[tuple[str, int]]:
     return [(frame_range.sequence, index) for index in frame_range.frames()]
 
 
-def mine_pool(pool: dict, params, rule: str, hard_positives: bool = False) -> tuple[list, list]:
-    """The pool's hard negatives and hard positives under ``rule``: ``[(key, (N, 4) boxes)]`` each."""
-    from flickermine import Miner
+def mine_task(job: tuple) -> list:
+    """Mine the pool of one baseline with one rule: per pool frame ``(key, verdicts)``."""
+    from flickermine import Miner, MiningParams
 
-    negatives, positives = [], []
+    baseline, rule, score_threshold = job
+    params = MiningParams(**{**STATE["params"], "score_threshold": score_threshold})
+    decided = []
     for frame_range in STATE["ranges"]["pool"]:
         frame_keys = keys(frame_range)
-        miner = Miner(params, rule=rule, backend="auto", hard_positives=hard_positives)
-        decided = []
+        miner = Miner(params, rule=rule, backend="auto", hard_positives=True)
+        verdicts = []
         for key in frame_keys:
-            found = pool[key]
-            decided += miner.push(STATE["frames"][key], found.boxes, found.scores)
-        decided += miner.finish()
-        for verdicts in decided:
-            key = frame_keys[verdicts.frame_index]
-            negatives.append((key, verdicts.boxes[verdicts.hard_negatives]))
+            found = baseline.pool[key]
+            verdicts += miner.push(STATE["frames"][key], found.boxes, found.scores)
+        verdicts += miner.finish()
+        decided += [(frame_keys[v.frame_index], v) for v in verdicts]
+    return decided
+
+
+def hard_examples(decided: list, duplicate_iou: float) -> tuple[list, list]:
+    """The hard negatives (after the duplicate step at ``duplicate_iou``) and the hard positives
+    of mined verdicts: ``[(key, (N, 4) boxes)]`` each."""
+    from flickermine import MiningParams, Reason
+    from flickermine.rules import demote_duplicates
+
+    params = MiningParams(duplicate_iou=duplicate_iou)
+    negatives, positives = [], []
+    for key, verdicts in decided:
+        reasons = demote_duplicates(verdicts.boxes, verdicts.reasons, params)
+        if (reasons == Reason.ISOLATED).any():
+            negatives.append((key, verdicts.boxes[reasons == Reason.ISOLATED]))
+        if len(verdicts.hard_positives):
             positives.append((key, verdicts.hard_positives))
-    return [item for item in negatives if len(item[1])], [item for item in positives if len(item[1])]
+    return negatives, positives
 
 
 def judge(key: tuple[str, int], boxes: np.ndarray) -> np.ndarray:
@@ -204,23 +228,24 @@ def descriptors(model, items: list, flip: bool = False) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, model.params.descriptor_size), np.float32)
 
 
-def retrain_and_score(settings, model, examples, extra: dict[str, list], images) -> dict:
-    """Refit the SVM on ``examples`` plus ``extra`` (``{"negative"|"positive": items}``) and
-    score it on ``images``: AP50, COCO AP and LAMR."""
+def score_task(job: tuple) -> dict:
+    """Refit a baseline's SVM on its examples plus ``extra`` (``{"negative"|"positive": items}``)
+    and score it on the frames of ``role``: AP50, COCO AP, LAMR and the curve."""
     from flickermine.detect.hog_svm import HogSvmDetector
     from flickermine.evaluate.scoring import score_labelled
     from flickermine.train.hog_svm import fit_model
 
+    baseline, extra, role = job
+    settings, model, examples = baseline.settings, baseline.model, baseline.examples
     for kind, items in extra.items():
         if items:
-            flip = kind == "positive" and settings.flip
             described = descriptors(model, items)
-            if flip:
+            if kind == "positive" and settings.flip:
                 described = np.concatenate([described, descriptors(model, items, flip=True)])
             examples = examples.with_examples(kind, described, f"extra {kind}s")
-    refit = model if not extra else fit_model(examples, settings, (model.min_object_height, model.max_object_height), model.category, {})
-    refit = refit.replace(calibration=model.calibration)
-    detector = HogSvmDetector(refit, min_score=EVAL_MIN_SCORE, scale_step=settings.scale_step)
+    refit = model if not any(extra.values()) else fit_model(examples, settings, (model.min_object_height, model.max_object_height), model.category, {})
+    detector = HogSvmDetector(refit.replace(calibration=model.calibration), min_score=EVAL_MIN_SCORE, scale_step=settings.scale_step)
+    images = labelled_images(STATE["ranges"][role])
     summary, curve = score_labelled(images, [detector.detect_gray(image.load()) for image in images], "person")
     return {"ap": summary["AP50"], "coco_ap": summary["AP"], "lamr": summary["lamr"], "curve": curve}
 
@@ -240,75 +265,49 @@ def regroup(pairs: list) -> list:
     return [(key, np.asarray(boxes)) for key, boxes in grouped.items()]
 
 
-# --------------------------------------------------------------------------------------------------
-# choosing each rule's parameters on the validation frames
-
-
-def selection_task(candidate: tuple[str, float, float]) -> dict:
-    from flickermine import MiningParams
-
-    rule, score_threshold, duplicate_iou = candidate
-    settings, model, examples, pool = STATE["selection_baseline"]
-    params = MiningParams(**{**STATE["params"], "score_threshold": score_threshold, "duplicate_iou": duplicate_iou})
-    negatives, _ = mine_pool(pool, params, rule)
-    scored = retrain_and_score(settings, model, examples, {"negative": negatives}, labelled_images(STATE["ranges"]["val"]))
-    return {
-        "rule": rule, "score_threshold": score_threshold, "duplicate_iou": duplicate_iou, "hard_negatives": count(negatives),
-        "val_ap": scored["ap"], "val_lamr": scored["lamr"], "val_score": scored["ap"] - scored["lamr"],
-    }
-
-
-def choose_parameters(pool_workers) -> tuple[dict, list[dict], dict]:
-    grid = list(itertools.product(RULES, SCORE_THRESHOLDS, DUPLICATE_IOUS))
-    rows = pool_workers.map(selection_task, grid, chunksize=1)
-    settings, model, examples, _ = STATE["selection_baseline"]
-    base = retrain_and_score(settings, model, examples, {}, labelled_images(STATE["ranges"]["val"]))
-    baseline = {"val_ap": base["ap"], "val_lamr": base["lamr"], "val_score": base["ap"] - base["lamr"]}
+def choose_parameters(workers, baseline: Baseline, mined: dict) -> tuple[dict, list[dict], dict]:
+    """Each rule's score threshold and duplicate IoU, by AP50 - LAMR on the val frames of the
+    first seed's baseline retrained on that setting's hard negatives."""
+    grid = [(rule, threshold, duplicate) for rule in RULES for threshold in SCORE_THRESHOLDS for duplicate in DUPLICATE_IOUS]
+    negatives = [hard_examples(mined[(rule, threshold)], duplicate)[0] for rule, threshold, duplicate in grid]
+    jobs = [(baseline, {}, "val")] + [(baseline, {"negative": items}, "val") for items in negatives]
+    scores = workers.map(score_task, jobs, chunksize=1)
+    base = scores[0]
+    rows = [
+        {"rule": rule, "score_threshold": threshold, "duplicate_iou": duplicate, "hard_negatives": count(items),
+         "val_ap": scored["ap"], "val_lamr": scored["lamr"], "val_score": scored["ap"] - scored["lamr"]}
+        for (rule, threshold, duplicate), items, scored in zip(grid, negatives, scores[1:])
+    ]
     chosen = {}
     for rule in RULES:
         best = max((row for row in rows if row["rule"] == rule), key=lambda row: (row["val_score"], -row["score_threshold"]))
         chosen[rule] = {"score_threshold": best["score_threshold"], "duplicate_iou": best["duplicate_iou"], "val_score": best["val_score"]}
-    return chosen, rows, baseline
+    return chosen, rows, {"val_ap": base["ap"], "val_lamr": base["lamr"], "val_score": base["ap"] - base["lamr"]}
 
 
-# --------------------------------------------------------------------------------------------------
-# all arms of one seed
-
-
-def seed_task(seed: int) -> dict:
-    from flickermine import MiningParams
-
-    started = time.perf_counter()
-    settings, model, examples = train_baseline(seed)
-    pool = detect_pool(model)
-    test = labelled_images(STATE["ranges"]["test"])
-    rng = np.random.default_rng(seed)
-    best_rule = STATE["best_rule"]
-    arms: dict = {"baseline": {"count": 0, **retrain_and_score(settings, model, examples, {}, test)}}
-    mined = {}
+def arm_jobs(baseline: Baseline, mined: dict, chosen: dict, best_rule: str) -> dict[str, tuple]:
+    """Every arm's extra examples for one seed (the random arms drawn with the seed)."""
+    rng = np.random.default_rng(baseline.seed)
+    jobs: dict[str, tuple] = {"baseline": (0, {}, None)}
     for rule in RULES:
-        params = MiningParams(**{**STATE["params"], **{k: STATE["chosen"][rule][k] for k in ("score_threshold", "duplicate_iou")}})
-        mined[rule] = mine_pool(pool, params, rule, hard_positives=rule == best_rule)
-        negatives = mined[rule][0]
+        negatives, _ = hard_examples(mined[rule], chosen[rule]["duplicate_iou"])
         statuses = np.concatenate([judge(key, boxes) for key, boxes in negatives]) if negatives else np.zeros(0)
-        arms[f"flicker_{rule}"] = {
-            "count": count(negatives), "false_share": float(np.mean(statuses == FALSE)) if len(statuses) else None,
-            **retrain_and_score(settings, model, examples, {"negative": negatives}, test),
-        }
+        false_share = float(np.mean(statuses == FALSE)) if len(statuses) else None
+        jobs[f"flicker_{rule}"] = (count(negatives), {"negative": negatives}, false_share)
     # the pool's candidates at the best rule's score threshold, and which of them are false
-    threshold = STATE["chosen"][best_rule]["score_threshold"]
-    candidates = [(key, found.boxes[found.scores >= threshold]) for key, found in pool.items()]
+    threshold = chosen[best_rule]["score_threshold"]
+    candidates = [(key, found.boxes[found.scores >= threshold]) for key, found in baseline.pool.items()]
     pairs = flatten(candidates)
-    false_pairs = [pair for pair, status in zip(pairs, np.concatenate([judge(k, b) for k, b in candidates])) if status == FALSE]
-    wanted = count(mined[best_rule][0])
+    statuses = np.concatenate([judge(key, boxes) for key, boxes in candidates])
+    false_pairs = [pair for pair, status in zip(pairs, statuses) if status == FALSE]
+    wanted = jobs[f"flicker_{best_rule}"][0]
     random_pick = [pairs[i] for i in sorted(rng.choice(len(pairs), min(wanted, len(pairs)), replace=False))]
     oracle_pick = [false_pairs[i] for i in sorted(rng.choice(len(false_pairs), min(wanted, len(false_pairs)), replace=False))]
-    for name, chosen_pairs in (("random", random_pick), ("oracle_equal", oracle_pick), ("oracle_all", false_pairs)):
-        arms[name] = {"count": len(chosen_pairs), **retrain_and_score(settings, model, examples, {"negative": regroup(chosen_pairs)}, test)}
-    positives = mined[best_rule][1]
-    arms["hard_positives"] = {"count": count(positives), **retrain_and_score(settings, model, examples, {"positive": positives}, test)}
-    curves = {name: arm.pop("curve") for name, arm in arms.items()}
-    return {"seed": seed, "arms": arms, "curves": curves if seed == STATE["seeds"][0] else None, "seconds": time.perf_counter() - started}
+    for name, picked in (("random", random_pick), ("oracle_equal", oracle_pick), ("oracle_all", false_pairs)):
+        jobs[name] = (len(picked), {"negative": regroup(picked)}, None)
+    _, positives = hard_examples(mined[best_rule], chosen[best_rule]["duplicate_iou"])
+    jobs["hard_positives"] = (count(positives), {"positive": positives}, None)
+    return jobs
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,21 +448,38 @@ def main(argv: list[str] | None = None) -> int:
 
     # spawn, not fork: OpenCV's thread pool in this process would deadlock a forked child
     context = multiprocessing.get_context("spawn")
-    settings, model, examples = train_baseline(STATE["seeds"][0])
-    STATE["selection_baseline"] = (settings, model, examples, detect_pool(model))
     with context.Pool(args.workers, initializer=_start_worker, initargs=(STATE,)) as workers:
-        chosen, grid, val_baseline = choose_parameters(workers)
-    best_rule = max(RULES, key=lambda rule: chosen[rule]["val_score"])
-    STATE.update(chosen=chosen, best_rule=best_rule)
-    print_table(
-        ["rule", "score thr.", "duplicate IoU", "hard neg.", "val AP50", "val LAMR"],
-        [[r["rule"], r["score_threshold"], r["duplicate_iou"], r["hard_negatives"], f"{r['val_ap']:.3f}", f"{r['val_lamr']:.3f}"] for r in grid],
-    )
-    print(f"val baseline AP50 {val_baseline['val_ap']:.3f} LAMR {val_baseline['val_lamr']:.3f}; chosen: {json.dumps(chosen)}; best rule: {best_rule}\n", flush=True)
-
-    del STATE["selection_baseline"]
-    with context.Pool(args.workers, initializer=_start_worker, initargs=(STATE,)) as workers:
-        results = workers.map(seed_task, STATE["seeds"], chunksize=1)
+        baselines = workers.map(baseline_task, STATE["seeds"], chunksize=1)
+        print(f"{len(baselines)} baselines trained and run over the pool: {time.perf_counter() - started:.0f} s", flush=True)
+        first = baselines[0]
+        grid_jobs = [(first, rule, threshold) for rule in RULES for threshold in SCORE_THRESHOLDS]
+        mined_first = dict(zip([(rule, threshold) for _, rule, threshold in grid_jobs], workers.map(mine_task, grid_jobs, chunksize=1)))
+        chosen, grid, val_baseline = choose_parameters(workers, first, mined_first)
+        best_rule = max(RULES, key=lambda rule: chosen[rule]["val_score"])
+        print_table(
+            ["rule", "score thr.", "duplicate IoU", "hard neg.", "val AP50", "val LAMR"],
+            [[r["rule"], r["score_threshold"], r["duplicate_iou"], r["hard_negatives"], f"{r['val_ap']:.3f}", f"{r['val_lamr']:.3f}"] for r in grid],
+        )
+        print(f"val baseline AP50 {val_baseline['val_ap']:.3f} LAMR {val_baseline['val_lamr']:.3f}; best rule: {best_rule}; "
+              f"chosen on val ({time.perf_counter() - started:.0f} s): {json.dumps(chosen)}\n", flush=True)
+        later = [(baseline, rule, chosen[rule]["score_threshold"]) for baseline in baselines[1:] for rule in RULES]
+        mined = {(first.seed, rule): mined_first[(rule, chosen[rule]["score_threshold"])] for rule in RULES}
+        mined.update(zip([(baseline.seed, rule) for baseline, rule, _ in later], workers.map(mine_task, later, chunksize=1)))
+        jobs = {
+            baseline.seed: arm_jobs(baseline, {rule: mined[(baseline.seed, rule)] for rule in RULES}, chosen, best_rule)
+            for baseline in baselines
+        }
+        order = [(baseline, name) for baseline in baselines for name in jobs[baseline.seed]]
+        scores = workers.map(score_task, [(baseline, jobs[baseline.seed][name][1], "test") for baseline, name in order], chunksize=1)
+    results = []
+    for baseline in baselines:
+        arms = {}
+        for (owner, name), scored in zip(order, scores):
+            if owner is baseline:
+                found, _, false_share = jobs[baseline.seed][name]
+                arms[name] = {"count": found, **({"false_share": false_share} if name.startswith("flicker") else {}), **scored}
+        curves = {name: arm.pop("curve") for name, arm in arms.items()}
+        results.append({"seed": baseline.seed, "arms": arms, "curves": curves if baseline is first else None})
     arms = summarise(results)
     checks = criterion(arms, best_rule)
     rows = []
