@@ -421,7 +421,7 @@ def test_cli_never_runs_untrained_weights_unasked(tmp_path, capsys):
     assert "needs its weights: --weights PATH" in err and "--random-weights" in err
     assert not out.exists()
     assert main(["detect", str(images), "--detector", "opencv-hog", "--random-weights", "--out", str(out)]) == 2
-    assert "do not apply" in capsys.readouterr().err
+    assert "apply to torchvision detectors only" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: the three are mutually exclusive
         build_parser().parse_args(["detect", "v", "--detector", MOBILENET, "--weights", "w.pt", "--random-weights", "--out", "o"])
     capsys.readouterr()

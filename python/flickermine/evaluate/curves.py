@@ -10,6 +10,7 @@ from typing import Mapping, Union
 import numpy as np
 
 from .._files import replaced_atomically
+from ..errors import MissingExtraError
 from .miss_rate import LAMR_FPPI_RANGE, DetectionCurve
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -18,7 +19,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 def plot_curves(curves: Mapping[str, DetectionCurve], path: PathLike, title: str = "") -> Path:
     """Write ``path`` (PNG): both plots side by side, each curve labelled with its name and its
     log-average miss rate. Written atomically."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise MissingExtraError(f"drawing {Path(path).name} needs matplotlib: pip install matplotlib (or the [plot] extra)") from error
 
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
