@@ -272,3 +272,24 @@ def test_real_data_pets09_both_rules():
         assert report["candidates"]["precision"] == pytest.approx(0.167, abs=0.002), rule
         assert report["baseline"]["count"] == 116, rule
         assert report["hard_negatives"]["count"] <= 5, rule  # the seed rule's known weakness (issue 4)
+
+
+@pytest.mark.real_data
+def test_folder_mined_from_jsonl_detections_audits(tmp_path, capsys):
+    """The audit reads the detections file in the format mining read it (sniffed the same way),
+    not as MOT text: a JSON Lines file used to fail with "line 1: 6 columns, need at least 7"."""
+    from flickermine.cli import main
+    from flickermine.formats import convert
+
+    video = shared_data("tud-campus", "video.mp4")
+    gt = shared_data("tud-campus", "gt", "gt.txt")
+    jsonl = tmp_path / "dets.jsonl"
+    convert(shared_data("tud-campus", "det", "faster_rcnn.txt"), jsonl, dst_format="jsonl")
+    mined = tmp_path / "mined"
+    assert main(["mine", str(video), "--detections", str(jsonl), "--out", str(mined), "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "audit.json"
+    assert main(["audit", str(mined), "--gt", str(gt), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["overall"]
+    assert report["candidates"]["count"] == 277  # the same candidates as from the MOT file
+    assert report["baseline"]["count"] == 9

@@ -333,10 +333,10 @@ def read_candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All candidates (``score >= score_threshold``) of a MOT detections file, clipped to the
     image when its size is known: ``(frames (N,) 1-based, boxes (N, 4), exempt (N,) bool or None)``."""
-    from .detections import DetectionFile
+    from .formats import open_detections
     from .rules import UNDECIDED, exemption_reasons
 
-    file = DetectionFile(detections, width=width, height=height)
+    file = open_detections(detections, width=width, height=height)
     frames, boxes, exempt = [], [], []
     for index, b, s in file.per_frame():
         keep = s >= params.score_threshold
@@ -514,12 +514,12 @@ def mine_candidates(
 ) -> dict[str, MinedVideo]:
     """Mine ``video`` once per entry of ``runs`` (``name -> (params, rule)``) in ONE decoding
     pass; the runs named in ``hard_positives`` also look for hard positives."""
-    from .detections import DetectionFile
+    from .formats import open_detections
     from .miner import Miner
     from .video import open_video
 
     source = open_video(video)
-    dets = DetectionFile(detections, frame_count=source.frame_count, width=source.width, height=source.height)
+    dets = open_detections(detections, frame_count=source.frame_count, width=source.width, height=source.height)
     miners = {name: Miner(params, rule, backend, hard_positives=name in hard_positives) for name, (params, rule) in runs.items()}
     decided: dict[str, list] = {name: [] for name in runs}
     per_frame = dets.per_frame(source.frame_count)
@@ -539,9 +539,9 @@ def mine_candidates(
 
 def default_score_sweep(detections: str | os.PathLike) -> list[float]:
     """0.5 ... 0.9 for probability-like scores; otherwise the 0, 25, 50, 75 and 90% quantiles."""
-    from .detections import DetectionFile
+    from .formats import open_detections
 
-    scores = np.concatenate([s for _, _, s in DetectionFile(detections).per_frame()] or [np.zeros(0)])
+    scores = np.concatenate([s for _, _, s in open_detections(detections).per_frame()] or [np.zeros(0)])
     if not len(scores) or (scores.min() >= 0 and scores.max() <= 1):
         return [0.5, 0.6, 0.7, 0.8, 0.9]
     return sorted({round(float(q), 3) for q in np.quantile(scores, [0.0, 0.25, 0.5, 0.75, 0.9])})
