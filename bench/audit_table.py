@@ -7,7 +7,7 @@ prints hard-negative precision, yield, the simplest-rule baseline and hard-posit
 Writes bench/results/audit.json.
 
 Settings per detector kind (the same for every rule):
-* probability scores (faster_rcnn, centerface, mediapipe, mtcnn): DESIGN.md defaults;
+* probability scores (faster_rcnn, centerface, mediapipe, mtcnn): the defaults of docs/rules.md#parameters;
 * uncalibrated scores (Haar level weights, dlib margins): every box is a candidate and no box
   is "sure" (score_threshold -1e9, sure_score 1e9): with sure_score 0.98 nearly every Haar box
   would be exempt, since level weights exceed 1;

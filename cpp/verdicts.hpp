@@ -1,4 +1,4 @@
-// The flicker rules of DESIGN.md in C++: the same logic as python/flickermine/rules.py (the
+// The flicker rules of docs/rules.md in C++: the same logic as python/flickermine/rules.py (the
 // oracle), which the parity tests hold this file to.
 #pragma once
 

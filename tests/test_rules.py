@@ -1,4 +1,4 @@
-"""The rules of DESIGN.md, case by case, on hand-built windows; every backend."""
+"""The rules of docs/rules.md, case by case, on hand-built windows; every backend."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class _VersionAction(argparse.Action):
 
 
 def _add_mining_options(parser: argparse.ArgumentParser) -> None:
-    """``--rule``, ``--backend`` and one option per MiningParams field, named as in DESIGN.md."""
+    """``--rule``, ``--backend`` and one option per MiningParams field, named as in docs/rules.md#parameters."""
     parser.add_argument("--rule", choices=[r.value for r in Rule], default=Rule.SEED.value, help="flicker rule (default: seed)")
     parser.add_argument(
         "--backend", choices=("auto",) + BACKENDS, default="auto", help="kernel backend (default: auto, the fastest available)"

@@ -1,4 +1,4 @@
-"""Mining parameters, rules and verdict reasons (see DESIGN.md, "Mining rules")."""
+"""Mining parameters, rules and verdict reasons (see docs/rules.md)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ PSEUDO_POSITIVE = "pseudo_positive"
 class MiningParams:
     """Every knob of the flicker rules. Pixels are image pixels; scores are the detector's.
 
-    Defaults are DESIGN.md's (the paper's and the authors' code).
+    Defaults and meanings: docs/rules.md#parameters (the paper's and the authors' code's).
     """
 
     score_threshold: float = 0.8  #: detections below take no part at all

@@ -2,7 +2,7 @@
 
 Every preset fine-tunes the same starting detector (``--weights``, the one that mined the videos)
 with the same schedule; they differ only in the training set: the base set alone, or the base set
-merged with a mined dataset of one mode (see DESIGN.md "Which frames are written"):
+merged with a mined dataset of one mode (see docs/rules.md#which-frames-are-written):
 
     baseline               base set only, as many iterations as the others: the control that shows
                            a gain does not come from longer training

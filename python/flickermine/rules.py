@@ -294,7 +294,7 @@ def search_each(search_one: Callable[[np.ndarray, np.ndarray], "tuple[float, int
     return search_batch
 
 
-#: IoU at which a tracked box "matches" a detection at the ends of a hard-positive gap (DESIGN.md).
+#: IoU at which a tracked box "matches" a detection at the ends of a hard-positive gap (docs/rules.md#hard-positives).
 HP_MATCH_IOU = 0.5
 
 
