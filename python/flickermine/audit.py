@@ -491,7 +491,7 @@ def combine(reports: Sequence[dict], worst: int = 20) -> dict:
         if not groups or any(g is None for g in groups):
             total[key] = None
             continue
-        summed = {k: sum(g[k] for g in groups) for k in ("count", "judged", "hits")}
+        summed: dict = {k: sum(g[k] for g in groups if g is not None) for k in ("count", "judged", "hits")}
         summed["precision"] = summed["hits"] / summed["judged"] if summed["judged"] else None
         total[key] = summed
     _derive(total)
@@ -525,9 +525,11 @@ def mine_candidates(
     per_frame = dets.per_frame(source.frame_count)
     empty = (None, np.zeros((0, 4)), np.zeros(0))
     for frame in source.frames(gray=True):
+        assert frame.gray is not None  # asked for above
         _, boxes, scores = next(per_frame, empty)
         for name, miner in miners.items():
             decided[name] += miner.push(frame.gray, boxes, scores)
+    assert source.decoded_frames is not None  # set by frames()
     dets.check_frames_decoded(source.decoded_frames)
     label = Path(video).stem if Path(video).is_file() else Path(video).name
     result = {}

@@ -35,7 +35,7 @@ from ._files import replaced_atomically
 from .miner import FrameVerdicts
 from .params import MiningParams, Reason
 
-#: what a frame must hold to be kept, and what labels it gets; see DESIGN.md "Which frames are written"
+#: what a frame must hold to be kept, and what labels it gets; see docs/rules.md#which-frames-are-written
 MODES = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
 HARD_NEGATIVES_KEY = "hard_negatives"
 DETECTOR_SOURCE = "detector"
@@ -236,7 +236,8 @@ def shard_path(out: Path, video_key: str) -> Path:
 
 def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: str) -> dict:
     """Merge the finished shards (in ``video_keys`` order) into ``annotations.json``; return the COCO."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     category = {"id": 1, "name": config.category, "supercategory": config.category}
     for key in video_keys:
         path = shard_path(out, key)

@@ -77,7 +77,7 @@ def render_clip(
     missed_last = set()
     for _ in range(num_frames):
         frame = background.copy()
-        frame_truth = []
+        truth_rows = []
         for k, obj in enumerate(objects):
             texture, top, x, speed = obj
             obj_h, obj_w = texture.shape
@@ -87,10 +87,10 @@ def render_clip(
             obj[2] = x = x + speed
             ix, iy = int(round(x)), int(round(top))
             frame[iy : iy + obj_h, ix : ix + obj_w] = texture
-            frame_truth.append([ix, iy, ix + obj_w, iy + obj_h])
+            truth_rows.append([ix, iy, ix + obj_w, iy + obj_h])
         frame += rng.normal(0.0, 2.0, frame.shape).astype(np.float32)  # sensor noise
         gray.append(np.clip(frame, 0, 255).astype(np.uint8))
-        frame_truth = np.array(frame_truth, dtype=np.float64)
+        frame_truth = np.array(truth_rows, dtype=np.float64)
         truth.append(frame_truth)
 
         detected, frame_misses = [], []

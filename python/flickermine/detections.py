@@ -23,7 +23,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -251,9 +251,10 @@ class DetectionFile:
 
         Call it once the video has been decoded to the end: containers' frame counts can be wrong.
         """
-        decoded = _check_optional_int(decoded, "decoded", 0)
-        if decoded is None:
+        checked = _check_optional_int(decoded, "decoded", 0)
+        if checked is None:
             raise ValueError("decoded must be an integer >= 0, got None")
+        decoded = checked
         if self.max_frame <= decoded:
             return
         for line_numbers, data in self._chunks():  # only on this error path: read the file again
@@ -344,7 +345,7 @@ class AtomicWriter:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
         except OSError as exc:
             raise OSError(exc.errno, f"{self.path}: cannot create a temporary file beside it: {exc.strerror}") from exc
-        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self._handle: Optional[TextIO] = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
 
     def _finish(self) -> None:
         """Write what is still pending (subclasses)."""

@@ -215,6 +215,7 @@ class Detections:
 
     def select(self, keep: np.ndarray) -> "Detections":
         """The detections where the boolean mask (or index array) ``keep`` selects."""
+        assert self.labels is not None  # __post_init__ fills it in
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
 
 
@@ -579,7 +580,7 @@ class OpenCVHaarDetector:
         gray = cv2.cvtColor(_resize(frame, self.scale), cv2.COLOR_BGR2GRAY)
         if self.equalize:
             gray = cv2.equalizeHist(gray)
-        options = {"scaleFactor": self.scale_factor, "minNeighbors": self.min_neighbors, "outputRejectLevels": True}
+        options: dict[str, Any] = {"scaleFactor": self.scale_factor, "minNeighbors": self.min_neighbors, "outputRejectLevels": True}
         if self.min_size is not None:
             options["minSize"] = self.min_size
         rects, _levels, weights = self._classifier.detectMultiScale3(gray, **options)

@@ -433,9 +433,10 @@ class AuthorsDetectionFile(_Reader):
         More frames: names the header of the first frame beyond the video. Fewer: names the last
         line. Call it once the video has been decoded to the end.
         """
-        decoded = _check_optional_int(decoded, "decoded", 0)
-        if decoded is None:
+        checked = _check_optional_int(decoded, "decoded", 0)
+        if checked is None:
             raise ValueError("decoded must be an integer >= 0, got None")
+        decoded = checked
         if self.frames == decoded:
             return
         if self.frames < decoded:
@@ -558,6 +559,7 @@ class AuthorsWriter(_FrameWriter):
             else:  # a box thinner than the rounding: keep it valid
                 box = f"{x1!r} {y1!r} {x2 - x1!r} {y2 - y1!r}"
             parts.append(f"{box} {score:.6f}\n")
+        assert self._handle is not None  # _emit runs only while the file is open
         self._handle.write("".join(parts))
 
 
@@ -785,9 +787,10 @@ class JsonlDetectionFile(_Reader):
 
         Call it once the video has been decoded to the end: containers' frame counts can be wrong.
         """
-        decoded = _check_optional_int(decoded, "decoded", 0)
-        if decoded is None:
+        checked = _check_optional_int(decoded, "decoded", 0)
+        if checked is None:
             raise ValueError("decoded must be an integer >= 0, got None")
+        decoded = checked
         if self.max_frame <= decoded:
             return
         for line, text in self._lines():  # only on this error path: read the file again
@@ -849,6 +852,7 @@ class JsonlWriter(_FrameWriter):
         }
         if labels is not None:
             record["labels"] = labels
+        assert self._handle is not None  # _emit runs only while the file is open
         self._handle.write(json.dumps(record, separators=(", ", ": "), allow_nan=False) + "\n")
 
 
@@ -904,9 +908,10 @@ def open_writer(path: PathLike, format: str, first_frame: int = 1, frame_count: 
     out.write(index, boxes, scores)``. ``first_frame`` (0 or 1) numbers the authors' frames;
     ``frame_count`` makes the authors' and JSON Lines writers list the frames after the last one
     written (MOT files have no place for frames without boxes)."""
-    format = _check_format(format)
-    if format is None:
+    checked = _check_format(format)
+    if checked is None:
         raise ValueError(f"a format is needed to write {path}: choose one of {', '.join(FORMATS)}")
+    format = checked
     if format != "authors" and first_frame != 1:
         raise ValueError(f"first_frame applies to the authors' format only, not {format}")
     if format == "authors":

@@ -162,7 +162,9 @@ class FramePrefetcher:
         torch = self._torch
         if torch is None:
             return FrameBatch(frames)
-        height, width = frames[0].color.shape[:2]
+        first = frames[0].color
+        assert first is not None  # self._torch is set only when colour frames are asked for
+        height, width = first.shape[:2]
         images = torch.empty((len(frames), height, width, 3), dtype=torch.uint8, pin_memory=self.pin_memory)
         for slot, frame in zip(images, frames):
             slot.copy_(torch.from_numpy(frame.color))
@@ -171,7 +173,7 @@ class FramePrefetcher:
     def _produce(self, put: Callable[[Any], bool]) -> None:
         batch: list[Frame] = []
         for frame in self.source.frames(gray=self.gray, color=self.color, prefetch=max(8, 2 * self.batch_size)):
-            if batch and self.color and frame.color.shape != batch[0].color.shape:
+            if batch and frame.color is not None and batch[0].color is not None and frame.color.shape != batch[0].color.shape:
                 if not put(self._stack(batch)):
                     return
                 batch = []
@@ -237,9 +239,12 @@ class GpuUtilization:
         return self
 
     def _sample(self) -> None:
+        read = self._read
+        if read is None:  # never started without a reader
+            return
         while not self._stop.wait(_SAMPLE_INTERVAL_S):
             try:
-                self.samples.append(self._read())
+                self.samples.append(read())
             except Exception:
                 return
 
@@ -426,12 +431,14 @@ class DetectorPipeline:
         )
 
     def _gpu_batches(self) -> Iterator[FrameBatch]:
+        decoder = self._decoder
+        assert decoder is not None  # only called when there is one
         torch = _torch()
         index = 0
-        count = len(self._decoder)
+        count = len(decoder)
         while index < count:
             stop = min(index + self.batch_size, count)
-            rgb = self._decoder.get_frames_in_range(index, stop).data  # (B, 3, H, W) uint8 RGB on the GPU
+            rgb = decoder.get_frames_in_range(index, stop).data  # (B, 3, H, W) uint8 RGB on the GPU
             bgr = rgb.flip(1).permute(0, 2, 3, 1).contiguous()
             gray = _bgr_to_gray(torch, bgr).cpu().numpy() if self.gray else None
             colors = bgr.cpu().numpy()  # the miner and the COCO writer want host frames
@@ -442,7 +449,8 @@ class DetectorPipeline:
             index = stop
 
     def _infer_all(self, put: Callable[[Any], bool]) -> None:
-        batches = self._gpu_batches() if self._decoder is not None else iter(self._prefetcher)
+        # The prefetcher is made exactly when there is no GPU decoder.
+        batches = iter(self._prefetcher) if self._prefetcher is not None else self._gpu_batches()
         try:
             for batch in batches:
                 start = time.perf_counter()

@@ -96,11 +96,14 @@ class VideoMiner:
         per_frame = self.detections.per_frame()
         with _progress(self.source.frame_count, self.progress, self.source.name) as bar:
             for frame in self.source.frames(gray=True):
+                assert frame.gray is not None  # asked for above
                 _, boxes, scores = next(per_frame, empty)
                 yield from self.miner.push(frame.gray, boxes, scores)
                 if bar is not None:
                     bar.update(1)
-        self.detections.check_frames_decoded(self.source.decoded_frames)
+        decoded = self.source.decoded_frames
+        assert decoded is not None  # set by frames()
+        self.detections.check_frames_decoded(decoded)
         yield from self.miner.finish()
 
 
@@ -136,6 +139,7 @@ def mine_video(
                 writer.write(verdicts)
     if verdicts_csv is not None:
         os.replace(partial, final)
+    assert job.source.decoded_frames is not None  # the video was decoded to the end above
     return MiningSummary(
         video=str(video),
         frames=job.source.decoded_frames,

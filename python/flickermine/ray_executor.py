@@ -36,7 +36,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .detections import DetectionFileError
 from .detectors import MissingExtraError
@@ -175,7 +175,7 @@ def _mine_task(job, out: Path, config, backend: str, detector_factory, sink, fau
     except TRANSIENT_ERRORS:
         raise
     except BAD_INPUT_ERRORS as error:
-        result = {"status": "failed", "error": str(error)}
+        result: dict[str, Any] = {"status": "failed", "error": str(error)}
     else:
         result = {"status": "done", "stats": stats}
     send()

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -31,6 +31,9 @@ from .formats import open_detections
 from .gpu_pipeline import DetectorPipeline, PipelineStats
 from .miner import Miner
 from .video import IMAGE_EXTENSIONS, VideoError, open_video
+
+if TYPE_CHECKING:
+    import multiprocessing.queues
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts")
 LIST_EXTENSIONS = (".lst", ".list", ".txt")
@@ -316,7 +319,7 @@ class _Progress:
 
     def __init__(self, total_frames: int | None, enabled: bool) -> None:
         self.enabled = enabled
-        self.bars: dict[str, object] = {}
+        self.bars: dict[str, Any] = {}  # tqdm bars
         self.lock = threading.Lock()
         if enabled:
             from tqdm import tqdm
@@ -351,7 +354,7 @@ class _Progress:
             self.overall.close()
 
 
-_progress_queue = None  # set in each worker process by _worker_init
+_progress_queue: multiprocessing.queues.Queue[tuple[str, int]] | None = None  # set in each worker process by _worker_init
 
 
 def _worker_init(progress_queue, parent_pid: int) -> None:
@@ -375,6 +378,7 @@ def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_
     detector = detector_factory() if detector_factory is not None else None
 
     def on_frames(key: str, count: int) -> None:
+        assert _progress_queue is not None  # _worker_init ran first
         _progress_queue.put((key, count))
 
     return mine_video_job(job, out, config, backend, detector, on_frames, threads=threads)

@@ -43,7 +43,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence, Union, cast
 
 import numpy as np
 
@@ -601,7 +601,8 @@ def _collate(batch):
 
 
 def _rng_states(torch) -> dict:
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    # The legacy tuple: numpy's global RandomState is always an MT19937.
+    kind, keys, position, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     states = {
         "python": random.getstate(),
         "numpy": [kind, keys.tolist(), position, has_gauss, cached],

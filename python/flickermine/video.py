@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Generator, Iterator, Optional, Union
 
 import cv2
 import numpy as np
@@ -152,7 +152,7 @@ class VideoSource:
 
     # -- decoding ----------------------------------------------------------------------------
 
-    def _bgr_frames(self, stop: threading.Event) -> Iterator[np.ndarray]:
+    def _bgr_frames(self, stop: threading.Event) -> Generator[np.ndarray, None, None]:
         """Yield decoded BGR frames in order, checking their size; runs in the decoding thread."""
         if self._images is not None:
             for index, image_path in enumerate(self._images):
@@ -223,6 +223,7 @@ class VideoSource:
 
         def decode() -> None:
             try:
+                bgr: Optional[np.ndarray]  # dropped (None) below when only gray is wanted
                 with contextlib.closing(self._bgr_frames(stop)) as decoded:  # releases the capture
                     for index, bgr in enumerate(decoded):
                         # Colour conversion goes to whichever side is idle: here when frames are

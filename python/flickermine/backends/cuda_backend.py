@@ -50,6 +50,7 @@ def _probe() -> tuple[str | None, bool]:
     if cached is not None:
         return cached
     status = _core_cuda.device_status()
+    result: tuple[str | None, bool]
     if not status["usable"]:
         result = (f"no usable CUDA device ({status['reason']})", not status["no_device"])
     else:
@@ -58,7 +59,7 @@ def _probe() -> tuple[str | None, bool]:
             result = (None, False)
         except RuntimeError as error:
             result = (f"CUDA device {status['device_name']!r} failed the self-test: {error}", True)
-    _core_cuda._flickermine_probe = (result[0], False)  # warn on the first probe only
+    setattr(_core_cuda, "_flickermine_probe", (result[0], False))  # warn on the first probe only
     return result
 
 

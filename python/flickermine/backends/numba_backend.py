@@ -1115,7 +1115,7 @@ def _smooth(n: int, even: bool = False) -> int:
 def _factors(n: int) -> np.ndarray:
     """Radices: 4s, then a 6 for a lone 2 when there is a 3, then 2, 9s, 3, 5s: the fewest
     stages that the kernels cover."""
-    out = []
+    out: list[int] = []
     # (radix, at most how many): a 6 takes a lone 2 with a 3, a 9 two 3s.
     for p, most in ((4, None), (6, 1), (2, 1), (9, None), (3, None), (5, None)):
         while n % p == 0 and (most is None or out.count(p) < most):
@@ -1194,12 +1194,13 @@ def _planes(count: int, rows: int, cols: int, phase: int, step: int, pad_cols: b
     possible such that consecutive planes start ``step`` x 256 bytes apart modulo 4 KiB, the
     first at ``phase`` (see ``_placed``): one array per set of planes keeps the numba call's
     arguments plain arrays (a tuple of arrays is typed in Python at every call, ~10 us)."""
-    best = None
+    best: tuple[int, int] | None = None
     for r in range(rows, rows + 65):
         for c in range(cols, cols + (65 if pad_cols else 1)):
             if (r * c * 8) % 4096 == (256 * step) % 4096 and (best is None or r * c < best[0] * best[1]):
                 best = (r, c)
                 break
+    assert best is not None, f"no padding of {rows} x {cols} fits phase {phase}, step {step}"
     r, c = best
     return _placed((count, r, c), phase)
 

@@ -137,7 +137,8 @@ def window_descriptors(gray: np.ndarray, windows: np.ndarray, params: HogParams,
         patch = cv2.warpAffine(gray, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if flip:
             patch = cv2.flip(patch, 1)
-        out[row] = hog.compute(patch, winStride=(cell, cell), padding=(0, 0), locations=((cell, cell),)).reshape(-1)
+        # np.asarray: OpenCV's stubs type the result as Sequence[float]; it is an ndarray already.
+        out[row] = np.asarray(hog.compute(patch, winStride=(cell, cell), padding=(0, 0), locations=((cell, cell),))).reshape(-1)
     return out
 
 
@@ -353,12 +354,12 @@ class HogSvmDetector:
         params = self.model.params
         if image.shape[0] < params.window_height or image.shape[1] < params.window_width:
             return np.zeros((0, 4)), np.zeros(0)
-        rects, margins = self._hog.detectMultiScale(
+        found_rects, found_margins = self._hog.detectMultiScale(
             image, hitThreshold=self._hit_margin, winStride=(self.stride, self.stride),
             padding=(params.cell, params.cell), scale=self.scale_step, groupThreshold=0,
         )
-        rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / scale
-        margins = np.asarray(margins, dtype=np.float64).reshape(-1)
+        rects = np.asarray(found_rects, dtype=np.float64).reshape(-1, 4) / scale
+        margins = np.asarray(found_margins, dtype=np.float64).reshape(-1)
         # OpenCV's threads append windows in the order they finish: sort, so that ties in NMS
         # (and everything trained on the detections) come out the same on every run.
         order = np.lexsort((rects[:, 3], rects[:, 2], rects[:, 1], rects[:, 0], -margins))

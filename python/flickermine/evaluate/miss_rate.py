@@ -106,7 +106,7 @@ class DetectionCurve:
     def fppi(self) -> np.ndarray:
         return self.false_positives / max(self.images, 1)
 
-    def miss_rate_at(self, fppi_points: Sequence[float]) -> np.ndarray:
+    def miss_rate_at(self, fppi_points: Sequence[float] | np.ndarray) -> np.ndarray:
         """Miss rate at each FPPI value: that of the lowest threshold whose FPPI does not exceed
         it (1.0 where none does: no detection counted)."""
         fppi = self.fppi

@@ -7,6 +7,7 @@ MOT ground truth. Boxes are ``(N, 4)`` float64 ``x1, y1, x2, y2`` pixels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Callable, Union
@@ -62,7 +63,7 @@ def coco_labelled_images(coco: dict, images_dir: PathLike, category: str, source
     return [
         LabelledImage(
             image["file_name"],
-            lambda path=root / image["file_name"]: read_gray(path),
+            functools.partial(read_gray, root / image["file_name"]),
             xywh_to_xyxy(objects[image["id"]][0]),
             xywh_to_xyxy(objects[image["id"]][1]),
         )

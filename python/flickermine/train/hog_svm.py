@@ -24,6 +24,7 @@ are read as grayscale.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -31,7 +32,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -161,7 +162,7 @@ def background_windows(
     """Up to ``count`` random windows ``(K, 4)`` inside an image of ``shape`` (H, W) whose object
     box touches none of ``avoid`` ``(M, 4)``; object heights log-uniform in ``heights`` px."""
     image_height, image_width = shape
-    windows = []
+    windows: list[np.ndarray] = []
     for _ in range(50 * count):
         if len(windows) == count:
             break
@@ -401,7 +402,7 @@ def mined_boxes(path: Path, option: str, category: str, hard_positives: bool) ->
     root = path.parent
     coco_files.require_images({"images": [i for i in coco["images"] if i["id"] in boxes]}, root, path, option)
     return [
-        BoxCrops(image["file_name"], lambda p=root / image["file_name"]: read_gray(p), xywh_to_xyxy(boxes[image["id"]]))
+        BoxCrops(image["file_name"], functools.partial(read_gray, root / image["file_name"]), xywh_to_xyxy(boxes[image["id"]]))
         for image in coco["images"]
         if image["id"] in boxes
     ]
@@ -417,7 +418,7 @@ def train_hog_svm_files(files: HogSvmFiles, settings: HogSvmSettings = HogSvmSet
     images_dir = Path(files.images) if files.images is not None else train_path.parent
     coco_files.require_images(train_coco, images_dir, train_path, "--images")
     images = coco_labelled_images(train_coco, images_dir, category, str(train_path))
-    data = {"--train": {"path": str(train_path.resolve()), "sha256": file_sha256(train_path)}}
+    data: dict[str, Any] = {"--train": {"path": str(train_path.resolve()), "sha256": file_sha256(train_path)}}
 
     negative_images: list[LabelledImage] = []
     negatives: list[BoxCrops] = []
@@ -425,7 +426,7 @@ def train_hog_svm_files(files: HogSvmFiles, settings: HogSvmSettings = HogSvmSet
     for source in map(Path, files.negatives):
         if source.is_dir():
             paths = folder_images(source, "--negatives")
-            negative_images += [LabelledImage(str(p), lambda p=p: read_gray(p), np.zeros((0, 4))) for p in paths]
+            negative_images += [LabelledImage(str(p), functools.partial(read_gray, p), np.zeros((0, 4))) for p in paths]
             data["--negatives"].append(folder_fingerprint(source, paths))
         elif source.is_file():
             negatives += mined_boxes(source, "--negatives", category, hard_positives=False)
