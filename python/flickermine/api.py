@@ -14,6 +14,7 @@ from .backends import get_backend
 from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import MiningParams, Reason, Rule
 from .rules import demote_duplicates
+from .errors import InputError, InputTypeError
 
 RuleLike = Union[Rule, str]
 
@@ -22,7 +23,7 @@ def _rule(rule: RuleLike) -> Rule:
     try:
         return Rule(rule)
     except ValueError:
-        raise ValueError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
+        raise InputError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
 
 
 def _check_pixel_boxes(boxes: object, name: str, frame: np.ndarray) -> np.ndarray:
@@ -30,9 +31,9 @@ def _check_pixel_boxes(boxes: object, name: str, frame: np.ndarray) -> np.ndarra
     if array.ndim == 1 and array.shape == (4,):
         array = array[None, :]
     if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be integer pixel boxes (x1, y1, x2, y2, half-open), but got dtype {array.dtype}")
+        raise InputTypeError(f"{name} must be integer pixel boxes (x1, y1, x2, y2, half-open), but got dtype {array.dtype}")
     if array.ndim != 2 or array.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (K, 4), but got shape {array.shape}")
+        raise InputError(f"{name} must have shape (K, 4), but got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.int64)
     height, width = frame.shape
     bad = (
@@ -41,7 +42,7 @@ def _check_pixel_boxes(boxes: object, name: str, frame: np.ndarray) -> np.ndarra
     )
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} is empty or outside the {frame.shape} frame")
+        raise InputError(f"{name}[{row}] = {array[row].tolist()} is empty or outside the {frame.shape} frame")
     return array
 
 
@@ -66,16 +67,16 @@ def ncc_search_batch(
     template_frame = check_gray_frame(template_frame, "template_frame")
     search_frame = check_gray_frame(search_frame, "search_frame")
     if template_frame.dtype != search_frame.dtype:
-        raise TypeError(f"template_frame ({template_frame.dtype}) and search_frame ({search_frame.dtype}) must share a dtype")
+        raise InputTypeError(f"template_frame ({template_frame.dtype}) and search_frame ({search_frame.dtype}) must share a dtype")
     template_boxes = _check_pixel_boxes(template_boxes, "template_boxes", template_frame)
     regions = _check_pixel_boxes(regions, "regions", search_frame)
     if len(template_boxes) != len(regions):
-        raise ValueError(f"template_boxes has {len(template_boxes)} rows but regions has {len(regions)}")
+        raise InputError(f"template_boxes has {len(template_boxes)} rows but regions has {len(regions)}")
     sizes = template_boxes[:, 2:] - template_boxes[:, :2]
     too_small = ((regions[:, 2:] - regions[:, :2]) < sizes).any(axis=1)
     if too_small.any():
         row = int(np.flatnonzero(too_small)[0])
-        raise ValueError(f"regions[{row}] = {regions[row].tolist()} is smaller than template_boxes[{row}] = {template_boxes[row].tolist()}")
+        raise InputError(f"regions[{row}] = {regions[row].tolist()} is smaller than template_boxes[{row}] = {template_boxes[row].tolist()}")
     return get_backend(backend).ncc_search_batch(template_frame, template_boxes, search_frame, regions)
 
 
@@ -99,16 +100,16 @@ def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, backend: str = "auto") -> np.n
 
 def _check_window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int):
     if len(frames) == 0:
-        raise ValueError("frames must hold at least the center frame")
+        raise InputError("frames must hold at least the center frame")
     if len(boxes) != len(frames):
-        raise ValueError(f"boxes has {len(boxes)} entries but frames has {len(frames)}; give one (N_i, 4) array per frame")
+        raise InputError(f"boxes has {len(boxes)} entries but frames has {len(frames)}; give one (N_i, 4) array per frame")
     if not 0 <= center < len(frames):
-        raise ValueError(f"center {center} is outside the window of {len(frames)} frames")
+        raise InputError(f"center {center} is outside the window of {len(frames)} frames")
     checked_frames = [check_gray_frame(f, f"frames[{i}]") for i, f in enumerate(frames)]
     first = checked_frames[0]
     for i, f in enumerate(checked_frames):
         if f.shape != first.shape or f.dtype != first.dtype:
-            raise ValueError(f"frames[{i}] has shape {f.shape} and dtype {f.dtype}, but frames[0] has {first.shape} {first.dtype}")
+            raise InputError(f"frames[{i}] has shape {f.shape} and dtype {f.dtype}, but frames[0] has {first.shape} {first.dtype}")
     height, width = first.shape
     checked_boxes = [
         clip_boxes(check_boxes(b, f"boxes[{i}]"), width, height, f"boxes[{i}]") for i, b in enumerate(boxes)

@@ -45,6 +45,7 @@ import numpy as np
 
 from .boxes import iou_matrix
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
+from .errors import InputError
 
 #: IoU with the frame before or after at which the baseline rule finds a detection's partner.
 BASELINE_IOU = 0.5
@@ -66,9 +67,9 @@ def parse_frame_range(text: str | None) -> tuple[int, int] | None:
         lo = int(first)
         hi = (int(last) if last.strip() else 2**31 - 1) if dash else lo
     except ValueError:
-        raise ValueError(f"--frames must look like 1-405 (1-based, inclusive), got {text!r}") from None
+        raise InputError(f"--frames must look like 1-405 (1-based, inclusive), got {text!r}") from None
     if lo < 1 or hi < lo:
-        raise ValueError(f"--frames must be FIRST-LAST with 1 <= FIRST <= LAST, got {text!r}")
+        raise InputError(f"--frames must be FIRST-LAST with 1 <= FIRST <= LAST, got {text!r}")
     return lo, hi
 
 
@@ -119,17 +120,17 @@ def read_ground_truth(path: str | os.PathLike, frames: tuple[int, int] | None = 
                 continue
             fields = text.split(",") if "," in text else text.split()
             if len(fields) < 6:
-                raise ValueError(f"{path}:{number}: expected frame,id,x,y,w,h[,flag,...], got {text[:80]!r}")
+                raise InputError(f"{path}:{number}: expected frame,id,x,y,w,h[,flag,...], got {text[:80]!r}")
             try:
                 values = [float(v) for v in fields[:7]]
             except ValueError:
-                raise ValueError(f"{path}:{number}: a field is not a number: {text[:80]!r}") from None
+                raise InputError(f"{path}:{number}: a field is not a number: {text[:80]!r}") from None
             frame, _, x, y, w, h = values[:6]
             flag = values[6] if len(values) > 6 else 1.0
             if not all(math.isfinite(v) for v in values) or frame != int(frame) or frame < 1:
-                raise ValueError(f"{path}:{number}: frame must be an integer >= 1 and fields finite: {text[:80]!r}")
+                raise InputError(f"{path}:{number}: frame must be an integer >= 1 and fields finite: {text[:80]!r}")
             if w <= 0 or h <= 0:
-                raise ValueError(f"{path}:{number}: width and height must be > 0: {text[:80]!r}")
+                raise InputError(f"{path}:{number}: width and height must be > 0: {text[:80]!r}")
             (ignored if flag == 0 else rows).setdefault(int(frame), []).append((x, y, x + w, y + h))
     as_arrays = lambda table: {f: np.array(b, dtype=np.float64) for f, b in table.items()}  # noqa: E731
     return GroundTruth(str(path), as_arrays(rows), as_arrays(ignored), frames)
@@ -204,21 +205,21 @@ def read_verdicts_csv(path: str | os.PathLike, name: str | None = None) -> Mined
         reader = csv.reader(stream)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != VERDICT_COLUMNS:
-            raise ValueError(f"{path}:1: expected the header {','.join(VERDICT_COLUMNS)}, got {header}")
+            raise InputError(f"{path}:1: expected the header {','.join(VERDICT_COLUMNS)}, got {header}")
         for number, row in enumerate(reader, 2):
             if not row:
                 continue
             if len(row) != len(VERDICT_COLUMNS):
-                raise ValueError(f"{path}:{number}: expected {len(VERDICT_COLUMNS)} fields, got {len(row)}")
+                raise InputError(f"{path}:{number}: expected {len(VERDICT_COLUMNS)} fields, got {len(row)}")
             try:
                 frame = int(row[0])
                 x, y, w, h, score = (float(v) for v in row[1:6])
             except ValueError:
-                raise ValueError(f"{path}:{number}: frame must be an integer and x,y,w,h,score numbers: {row}") from None
+                raise InputError(f"{path}:{number}: frame must be an integer and x,y,w,h,score numbers: {row}") from None
             if frame < 1 or not all(math.isfinite(v) for v in (x, y, w, h, score)) or w <= 0 or h <= 0:
-                raise ValueError(f"{path}:{number}: need frame >= 1, finite values and w, h > 0: {row}")
+                raise InputError(f"{path}:{number}: need frame >= 1, finite values and w, h > 0: {row}")
             if row[6] not in (HARD_NEGATIVE, PSEUDO_POSITIVE) or row[7] not in labels:
-                raise ValueError(f"{path}:{number}: unknown verdict {row[6]!r} or reason {row[7]!r}")
+                raise InputError(f"{path}:{number}: unknown verdict {row[6]!r} or reason {row[7]!r}")
             frames.append(frame)
             boxes.append((x, y, x + w, y + h))
             scores.append(score)
@@ -277,7 +278,7 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
             ):
                 entry["rows"].append((frame, _xyxy(ann["bbox"]), ann.get("score") or 0.0, False))
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{coco_path}: not a flickermine COCO file ({type(error).__name__}: {error})") from None
+        raise InputError(f"{coco_path}: not a flickermine COCO file ({type(error).__name__}: {error})") from None
     for name, row in sources.items():
         per_video.setdefault(name, {"rows": [], "hp": [], "size": (row.get("width"), row.get("height"))})
     for name, entry in per_video.items():
@@ -288,7 +289,7 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
             try:
                 every = [(int(n["frame"]), _xyxy(n["bbox"]), n.get("score") or 0.0, True) for n in shard[ALL_HARD_NEGATIVES_KEY]]
             except (KeyError, TypeError, ValueError) as error:
-                raise ValueError(f"{shard_file}: not a flickermine shard ({type(error).__name__}: {error})") from None
+                raise InputError(f"{shard_file}: not a flickermine shard ({type(error).__name__}: {error})") from None
             entry["rows"] = [r for r in entry["rows"] if not r[3]] + every
     videos = []
     for name, entry in per_video.items():
@@ -320,7 +321,7 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: unreadable JSON ({error})") from None
+        raise InputError(f"{path}: unreadable JSON ({error})") from None
 
 
 def _xyxy(bbox: Sequence[float]) -> tuple[float, float, float, float]:
@@ -642,24 +643,24 @@ def _render(table: list[list[str]], separator_after: Sequence[int]) -> str:
 def _gt_by_video(gt_args: Sequence[str], names: Sequence[str], frames) -> dict[str, GroundTruth]:
     """``--gt GT.txt`` (one video) or ``--gt VIDEO=GT.txt`` per video."""
     if not gt_args:
-        raise ValueError("give --gt GT.txt (MOT ground truth), or --gt VIDEO=GT.txt once per video")
+        raise InputError("give --gt GT.txt (MOT ground truth), or --gt VIDEO=GT.txt once per video")
     named, plain = {}, []
     for item in gt_args:
         video, eq, path = item.partition("=")
         if eq and video in names:
             named[video] = path
         elif eq and not Path(item).exists():
-            raise ValueError(f"--gt {item}: no video called {video!r} here; videos: {', '.join(names)}")
+            raise InputError(f"--gt {item}: no video called {video!r} here; videos: {', '.join(names)}")
         else:
             plain.append(item)
     if plain:
         if len(plain) > 1 or len(names) - len(named) > 1:
-            raise ValueError(f"several videos ({', '.join(names)}): give --gt VIDEO=GT.txt once per video")
+            raise InputError(f"several videos ({', '.join(names)}): give --gt VIDEO=GT.txt once per video")
         for name in names:
             named.setdefault(name, plain[0])
     missing = [n for n in names if n not in named]
     if missing:
-        raise ValueError(f"no --gt for video(s) {', '.join(missing)}; give --gt VIDEO=GT.txt for each")
+        raise InputError(f"no --gt for video(s) {', '.join(missing)}; give --gt VIDEO=GT.txt for each")
     return {name: read_ground_truth(named[name], frames) for name in names}
 
 
@@ -677,7 +678,7 @@ def run_audit(args: argparse.Namespace) -> int:
     if not mined_path.exists():
         raise FileNotFoundError(f"{mined_path}: no such verdicts CSV or dataset folder")
     if not 0 < args.match_iou <= 1:
-        raise ValueError(f"--match-iou must be in (0, 1], got {args.match_iou}")
+        raise InputError(f"--match-iou must be in (0, 1], got {args.match_iou}")
     if mined_path.is_dir():
         dataset = read_dataset(mined_path)
         videos, params, rule = dataset.videos, dataset.params, dataset.rule
@@ -714,9 +715,9 @@ def run_audit(args: argparse.Namespace) -> int:
             video_file = video_file or source.get("path")
             dets_file = dets_file or source.get("detections_file")
         if not video_file or not dets_file:
-            raise ValueError("--by-threshold re-mines: give --video V and --detections D (one video)")
+            raise InputError("--by-threshold re-mines: give --video V and --detections D (one video)")
         if len(videos) != 1:
-            raise ValueError("--by-threshold works on one video; audit a single video's verdicts or folder")
+            raise InputError("--by-threshold works on one video; audit a single video's verdicts or folder")
         scores = args.scores or default_score_sweep(dets_file)
         rows = sweep(video_file, dets_file, gts[videos[0].name], params, rule, scores, args.nccs, args.backend, args.match_iou)
         print()

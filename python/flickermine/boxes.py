@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
+
 GRAY_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 #: Largest magnitude accepted in a float32 frame: sums of squares over a frame-sized window stay
 #: far inside float32's range (3.4e38) in every backend.
@@ -18,16 +20,16 @@ MAX_FLOAT_INTENSITY = 1e15
 def check_gray_frame(frame: object, name: str = "frame") -> np.ndarray:
     """Return ``frame`` if it is a valid grayscale frame, else raise ValueError/TypeError."""
     if not isinstance(frame, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(frame).__name__}")
+        raise InputTypeError(f"{name} must be a numpy array, got {type(frame).__name__}")
     if frame.ndim != 2:
         hint = " (colour? convert with cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))" if frame.ndim == 3 else ""
-        raise ValueError(f"{name} must be a 2D (H, W) grayscale array, but got shape {frame.shape}{hint}")
+        raise InputError(f"{name} must be a 2D (H, W) grayscale array, but got shape {frame.shape}{hint}")
     if frame.dtype not in GRAY_DTYPES:
-        raise TypeError(f"{name} must have dtype uint8 or float32, but got {frame.dtype} (shape {frame.shape})")
+        raise InputTypeError(f"{name} must have dtype uint8 or float32, but got {frame.dtype} (shape {frame.shape})")
     if frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"{name} must not be empty, but got shape {frame.shape}")
+        raise InputError(f"{name} must not be empty, but got shape {frame.shape}")
     if frame.strides[1] != frame.itemsize or frame.strides[0] < frame.shape[1] * frame.itemsize:
-        raise ValueError(
+        raise InputError(
             f"{name} must have contiguous rows (C layout), but got strides {frame.strides} for shape "
             f"{frame.shape}; pass np.ascontiguousarray({name})"
         )
@@ -36,9 +38,9 @@ def check_gray_frame(frame: object, name: str = "frame") -> np.ndarray:
         # squares overflow float32 sums (NCC is scale-free: intensities need not be 0..255).
         low, high = float(frame.min()), float(frame.max())
         if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError(f"{name} (float32, shape {frame.shape}) contains NaN or infinity")
+            raise InputError(f"{name} (float32, shape {frame.shape}) contains NaN or infinity")
         if max(-low, high) > MAX_FLOAT_INTENSITY:
-            raise ValueError(
+            raise InputError(
                 f"{name} (float32, shape {frame.shape}) has values in [{low:.3g}, {high:.3g}]; "
                 f"grayscale intensities must lie within +-{MAX_FLOAT_INTENSITY:.0e} (rescale the frame)"
             )
@@ -49,20 +51,20 @@ def check_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
     """Validate an ``(N, 4)`` x1,y1,x2,y2 array; return it as contiguous float64."""
     array = np.asarray(boxes)
     if array.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
+        raise InputTypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
     if array.ndim != 2 or array.shape[1] != 4:
         if array.size == 0:
             return np.zeros((0, 4), np.float64)
-        raise ValueError(f"{name} must be a 2D array with shape (N, 4) as x1, y1, x2, y2, but got shape {array.shape}")
+        raise InputError(f"{name} must be a 2D array with shape (N, 4) as x1, y1, x2, y2, but got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float64)
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{row}] = {array[row].tolist()} contains NaN or infinity")
+        raise InputError(f"{name}[{row}] = {array[row].tolist()} contains NaN or infinity")
     inverted = (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1])
     if inverted.any():
         row = int(np.flatnonzero(inverted)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}[{row}] = {array[row].tolist()} is empty or inverted: need x2 > x1 and y2 > y1 (x1, y1, x2, y2)"
         )
     return array
@@ -72,13 +74,13 @@ def check_scores(scores: object, count: int, name: str = "scores") -> np.ndarray
     """Validate an ``(N,)`` score array matching ``count`` boxes; return float64."""
     array = np.asarray(scores)
     if array.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
+        raise InputTypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
     if array.ndim != 1 or array.shape[0] != count:
-        raise ValueError(f"{name} must have shape ({count},) to match the boxes, but got shape {array.shape}")
+        raise InputError(f"{name} must have shape ({count},) to match the boxes, but got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float64)
     if not np.isfinite(array).all():
         row = int(np.flatnonzero(~np.isfinite(array))[0])
-        raise ValueError(f"{name}[{row}] = {array[row]} is not finite")
+        raise InputError(f"{name}[{row}] = {array[row]} is not finite")
     return array
 
 
@@ -93,7 +95,7 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int, name: str = "boxes") 
     outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}[{row}] = {boxes[row].tolist()} lies entirely outside the {width}x{height} image"
         )
     return clipped

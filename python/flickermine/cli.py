@@ -11,6 +11,7 @@ from . import __version__
 from .backends import BACKENDS, available_backends, unavailable_backends
 from .dataset import MODES
 from .params import MiningParams, Rule
+from .errors import FlickermineError, InputError
 
 EXIT_BAD_INPUT = 2
 
@@ -107,14 +108,14 @@ def _detector_factory(args: argparse.Namespace):
     if args.detector.strip() in TORCHVISION_MODELS:
         # Untrained weights find nothing useful; never fall back to them without being asked.
         if not (args.weights or args.torchvision_weights or args.random_weights):
-            raise ValueError(
+            raise InputError(
                 f"--detector {args.detector} needs its weights: --weights PATH (a local checkpoint), "
                 "--torchvision-weights DEFAULT (downloads), or --random-weights (plumbing and speed tests only)"
             )
         if args.torchvision_weights:
             options["named_weights"] = args.torchvision_weights
     elif args.torchvision_weights or args.random_weights:
-        raise ValueError(f"--detector {args.detector}: --torchvision-weights and --random-weights apply to torchvision detectors only")
+        raise InputError(f"--detector {args.detector}: --torchvision-weights and --random-weights apply to torchvision detectors only")
     if args.weights:
         options["weights"] = args.weights
     if args.batch_size:
@@ -126,14 +127,14 @@ def _detector_factory(args: argparse.Namespace):
 
 def _cmd_mine(args: argparse.Namespace) -> int:
     if args.detections and args.detector:
-        raise ValueError("give either --detections or --detector, not both")
+        raise InputError("give either --detections or --detector, not both")
     if not args.out and not args.verdicts:
-        raise ValueError("say where to write: --out DIR (a COCO dataset) and/or --verdicts OUT.csv (one video)")
+        raise InputError("say where to write: --out DIR (a COCO dataset) and/or --verdicts OUT.csv (one video)")
     params = _params(args)
     code = 0
     if args.verdicts:
         if len(args.videos) != 1 or not args.detections:
-            raise ValueError("--verdicts takes exactly one video and its --detections file")
+            raise InputError("--verdicts takes exactly one video and its --detections file")
         from .pipeline import mine_video
 
         summary = mine_video(
@@ -175,7 +176,7 @@ def _cmd_mine(args: argparse.Namespace) -> int:
 def _make_detector(args: argparse.Namespace):
     factory = _detector_factory(args)
     if factory is None:
-        raise ValueError("name a detector with --detector")
+        raise InputError("name a detector with --detector")
     return factory()
 
 
@@ -204,7 +205,7 @@ def _cmd_mine_negatives(args: argparse.Namespace) -> int:
     from .runner.detect_job import mine_negatives
 
     if args.top is not None and args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
+        raise InputError(f"--top must be >= 1, got {args.top}")
     log, failures = _log_counting_failures()
     mine_negatives(args.images, args.out, _make_detector(args), args.category, args.min_score, args.top,
                    progress=not args.quiet, log=log)
@@ -322,15 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .detections import DetectionFileError
-    from .detectors import MissingExtraError
-
     try:
         return args.handler(args)
+    # FlickermineError: bad input or a missing extra, raised on purpose with a message naming it.
     # OSError: a path that cannot be read or written (missing, a folder, no permission, a file
-    # where a folder should be; VideoError and ConnectionError are kinds of it): the message names
-    # it, and what was already written stays in place.
-    except (DetectionFileError, ValueError, TypeError, MissingExtraError, OSError) as error:
+    # where a folder should be; ConnectionError is a kind of it): the message names it, and what
+    # was already written stays in place. Anything else is a bug and keeps its traceback.
+    except (FlickermineError, OSError) as error:
         print(f"flickermine: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

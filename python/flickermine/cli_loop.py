@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from .errors import InputError
+
 EXIT_MISSING_DEPENDENCY = 2
 HOG_SVM = "hog-svm"
 #: train options that only a torchvision model takes, and those only the HOG-SVM takes
@@ -208,7 +210,7 @@ def _cmd_train_hog_svm(args: argparse.Namespace) -> int:
 
     unused = _given(args, args.torch_only_defaults)
     if unused:
-        raise ValueError(f"--model {HOG_SVM} does not take {', '.join(unused)} (options of the torchvision models)")
+        raise InputError(f"--model {HOG_SVM} does not take {', '.join(unused)} (options of the torchvision models)")
     settings = HogSvmSettings(
         window=args.window, background_windows=args.background_windows, bootstrap_rounds=args.bootstrap_rounds,
         c=args.svm_c, seed=args.seed, flip=not args.no_hflip,
@@ -229,7 +231,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _cmd_train_hog_svm(args)
     unused = _given(args, args.hog_only_defaults)
     if unused:
-        raise ValueError(f"{', '.join(unused)}: options of --model {HOG_SVM}, not of {args.model}")
+        raise InputError(f"{', '.join(unused)}: options of --model {HOG_SVM}, not of {args.model}")
     missing = _missing_torch()
     if missing:
         print(f"flickermine: error: {missing}", file=sys.stderr)
@@ -248,9 +250,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         defaults = {"iterations": preset.iterations, "lr": preset.lr, "lr_steps": preset.lr_steps, "lr_decay": preset.lr_decay}
         schedule = {key: defaults[key] if value is None else value for key, value in schedule.items()}
     elif args.mined:
-        raise ValueError("--mined goes with --preset; to train on a merge without one, run `flickermine coco merge` first")
+        raise InputError("--mined goes with --preset; to train on a merge without one, run `flickermine coco merge` first")
     if schedule["iterations"] is None:
-        raise ValueError("--iterations is required (or a --preset that sets it)")
+        raise InputError("--iterations is required (or a --preset that sets it)")
     schedule = {key: value for key, value in schedule.items() if value is not None}
     # the val images lie with the user's files: with a preset, `images` is the merge's folder in --out
     val_images = args.val_images or args.images or (Path(args.val).parent if args.val else None)
@@ -299,13 +301,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from .cli import _make_detector
 
         if args.model:
-            raise ValueError("--model names the architecture of a plain state dict given without --detector; with --detector, the name says it")
+            raise InputError("--model names the architecture of a plain state dict given without --detector; with --detector, the name says it")
         # --category here chooses what is scored, not a class for the detector to keep
         detector = _make_detector(argparse.Namespace(**{**vars(args), "category": None}))
     elif args.torchvision_weights or args.random_weights:
-        raise ValueError("--torchvision-weights and --random-weights go with --detector NAME")
+        raise InputError("--torchvision-weights and --random-weights go with --detector NAME")
     elif not args.weights:
-        raise ValueError("name the detector: --detector NAME (with --weights where it needs them), or --weights CHECKPOINT from `flickermine train`")
+        raise InputError("name the detector: --detector NAME (with --weights where it needs them), or --weights CHECKPOINT from `flickermine train`")
     else:
         missing = _missing_torch()
         if missing:

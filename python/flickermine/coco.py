@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
 from ._files import replaced_atomically
+from .errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -35,7 +36,7 @@ REQUIRED_KEYS = ("images", "annotations", "categories")
 SPLIT_NAMES = ("train", "val", "test")
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(InputError):
     """A COCO file that cannot be used as it is; the message names the file and the fault."""
 
 
@@ -210,7 +211,7 @@ def merge(
     out_resolved = out.resolve()
     for path in inputs:
         if path.resolve() == out_resolved:
-            raise ValueError(f"--out {out} is one of the inputs; merge never overwrites its inputs")
+            raise InputError(f"--out {out} is one of the inputs; merge never overwrites its inputs")
     if image_root is not None and not Path(image_root).is_dir():
         raise FileNotFoundError(f"image root {image_root}: no such folder")
     out_dir = out_resolved.parent
@@ -270,7 +271,7 @@ def merge(
             key = source_file.resolve()
             if key in seen_files:
                 first_path, first_name = seen_files[key]
-                raise ValueError(
+                raise InputError(
                     f"duplicate image {key}: {image['file_name']!r} in {path} and {first_name!r} in {first_path}; "
                     "merge each image once"
                 )
@@ -363,11 +364,11 @@ def parse_split(text: str) -> tuple[float, float, float]:
     """``"3041/177/1521"`` (image counts) or ``"0.8/0.1/0.1"`` (fractions) as train, val, test."""
     parts = text.replace(",", "/").split("/")
     if len(parts) != 3:
-        raise ValueError(f"--split needs train/val/test, e.g. 3041/177/1521 or 0.8/0.1/0.1; got {text!r}")
+        raise InputError(f"--split needs train/val/test, e.g. 3041/177/1521 or 0.8/0.1/0.1; got {text!r}")
     try:
         values = tuple(float(part) for part in parts)
     except ValueError:
-        raise ValueError(f"--split parts must be numbers, got {text!r}") from None
+        raise InputError(f"--split parts must be numbers, got {text!r}") from None
     return values  # type: ignore[return-value]
 
 
@@ -379,19 +380,19 @@ def split_counts(split: Sequence[float], total: int) -> tuple[int, int, int]:
     given (a sum below ``total`` leaves the rest out; above it is refused).
     """
     if len(split) != 3 or any((not math.isfinite(v)) or v < 0 for v in split):
-        raise ValueError(f"split must be three non-negative numbers (train, val, test), got {tuple(split)!r}")
+        raise InputError(f"split must be three non-negative numbers (train, val, test), got {tuple(split)!r}")
     if all(v <= 1 for v in split) and sum(split) <= 1 + 1e-9:
         counts = [int(math.floor(v * total + 1e-9)) for v in split]
         if abs(sum(split) - 1) < 1e-9:
             counts[0] += total - sum(counts)
         return counts[0], counts[1], counts[2]
     if not all(float(v).is_integer() for v in split):
-        raise ValueError(
+        raise InputError(
             f"split {tuple(split)!r}: give image counts (whole numbers) or fractions that sum to at most 1"
         )
     counts = [int(v) for v in split]
     if sum(counts) > total:
-        raise ValueError(f"split {'/'.join(map(str, counts))} needs {sum(counts)} images, the subset has {total}")
+        raise InputError(f"split {'/'.join(map(str, counts))} needs {sum(counts)} images, the subset has {total}")
     return counts[0], counts[1], counts[2]
 
 
@@ -477,12 +478,12 @@ def write_subset(
     out_dir = Path(out_dir)
     parts = subset(load(coco_path), category, split=split, seed=seed, keep_empty=keep_empty, source=str(coco_path))
     if not parts:
-        raise ValueError(f"{coco_path}: no image has a {category!r} annotation; nothing to write")
+        raise InputError(f"{coco_path}: no image has a {category!r} annotation; nothing to write")
     written = {}
     for name, part in parts.items():
         target = out_dir / f"{name}.json"
         if target.resolve() == coco_path.resolve():
-            raise ValueError(f"{target} is the input file; subset never overwrites its input")
+            raise InputError(f"{target} is the input file; subset never overwrites its input")
         written[name] = write(part, target)
     return written
 

@@ -34,6 +34,7 @@ from . import __version__
 from ._files import replaced_atomically
 from .miner import FrameVerdicts
 from .params import MiningParams, Reason
+from .errors import InputError
 
 #: what a frame must hold to be kept, and what labels it gets; see docs/rules.md#which-frames-are-written
 MODES = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
@@ -68,9 +69,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+            raise InputError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
 
     def as_dict(self) -> dict:
         return {
@@ -94,7 +95,7 @@ def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
         try:
             held = json.loads(run_file.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{run_file}: unreadable ({error}); delete the folder or pick another --out") from None
+            raise InputError(f"{run_file}: unreadable ({error}); delete the folder or pick another --out") from None
         ignore = {"version"}
         differences = [
             f"{key}: {held.get(key)!r} there, {value!r} now"
@@ -102,7 +103,7 @@ def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
             if key not in ignore and held.get(key) != value
         ]
         if differences:
-            raise ValueError(
+            raise InputError(
                 f"{out} holds a run with different settings ({'; '.join(differences)}); "
                 "use another --out, or delete it to start over"
             )

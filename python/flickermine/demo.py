@@ -17,6 +17,7 @@ import numpy as np
 from .boxes import iou_matrix
 from .miner import FrameVerdicts, mine_frames
 from .params import MiningParams, Rule
+from .errors import InputError
 
 
 @dataclasses.dataclass
@@ -58,7 +59,7 @@ def render_clip(
     """Render the clip. ``false_positive_rate``: expected injected false positives per frame;
     ``miss_rate``: chance that a true object is missed in a frame (never two frames running)."""
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-        raise ValueError(f"the demo clip needs at least 1 frame (--frames), got {num_frames!r}")
+        raise InputError(f"the demo clip needs at least 1 frame (--frames), got {num_frames!r}")
     params = params or MiningParams()
     rng = np.random.default_rng(seed)
     background = _texture(rng, height, width, 3.0) * 0.8 + 20.0
@@ -214,7 +215,7 @@ def write_demo_dataset(
     if run_file.exists() and (json.loads(run_file.read_text()).get("detector") or {}).get("name") == "simulated":
         shutil.rmtree(out)  # an earlier demo: it is made anew each time
     elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not an earlier demo's output; pick another --out")
+        raise InputError(f"{out} exists and is not an earlier demo's output; pick another --out")
     config = RunConfig(params=params, rule=str(Rule(rule).value), mode="hn+hp", category="object",
                        detector={"name": "simulated", "seed": seed, "frames": result.frames}, visualize=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator, Optional, Sequence, TextIO, Union
 import numpy as np
 
 from .boxes import check_boxes, check_scores
+from .errors import InputError
 
 __all__ = ["DetectionFile", "DetectionFileError", "MotWriter", "write_mot"]
 
@@ -41,7 +42,7 @@ _SHOW_CHARS = 120  # longest line text quoted in a message
 _SPACE_AFTER_NEWLINE = re.compile(r"\n[ \t\r\f\v]")  # a line starting with whitespace
 
 
-class DetectionFileError(ValueError):
+class DetectionFileError(InputError):
     """A detection file that cannot be used; ``path`` and ``line`` (1-based, or None) say where."""
 
     def __init__(self, message: str, path: Optional[PathLike] = None, line: Optional[int] = None) -> None:
@@ -64,7 +65,7 @@ def _check_optional_int(value: object, name: str, minimum: int) -> Optional[int]
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be None or an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -253,7 +254,7 @@ class DetectionFile:
         """
         checked = _check_optional_int(decoded, "decoded", 0)
         if checked is None:
-            raise ValueError("decoded must be an integer >= 0, got None")
+            raise InputError("decoded must be an integer >= 0, got None")
         decoded = checked
         if self.max_frame <= decoded:
             return
@@ -408,9 +409,9 @@ class MotWriter(AtomicWriter):
     def write(self, index: int, boxes: object, scores: object) -> None:
         """Write the boxes (``(K, 4)`` x1,y1,x2,y2) and scores of 0-based frame ``index``."""
         if self._handle is None:
-            raise ValueError(f"{self.path}: MotWriter is closed")
+            raise InputError(f"{self.path}: MotWriter is closed")
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-            raise ValueError(f"index must be a 0-based frame index (an integer >= 0), got {index!r}")
+            raise InputError(f"index must be a 0-based frame index (an integer >= 0), got {index!r}")
         boxes = check_boxes(boxes, "boxes")
         scores = check_scores(scores, len(boxes), "scores")
         if not len(boxes):

@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence, Union, runtime_c
 
 import numpy as np
 
-from .errors import MissingExtraError
+from .errors import InputError, InputTypeError, MissingExtraError
 
 __all__ = [
     "COCO_CATEGORIES",
@@ -161,33 +161,33 @@ class Detections:
     def __post_init__(self) -> None:
         boxes = _as_array(self.boxes)
         if boxes.dtype.kind not in "fiu":
-            raise TypeError(f"boxes must be numeric, got dtype {boxes.dtype}")
+            raise InputTypeError(f"boxes must be numeric, got dtype {boxes.dtype}")
         if boxes.size == 0 and boxes.ndim <= 2:
             boxes = boxes.reshape(0, 4)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes must have shape (N, 4) as x1, y1, x2, y2, got {boxes.shape}")
+            raise InputError(f"boxes must have shape (N, 4) as x1, y1, x2, y2, got {boxes.shape}")
         boxes = np.array(boxes, dtype=np.float64)
         count = boxes.shape[0]
         finite = np.isfinite(boxes).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
-            raise ValueError(f"boxes[{row}] = {boxes[row].tolist()} contains NaN or infinity")
+            raise InputError(f"boxes[{row}] = {boxes[row].tolist()} contains NaN or infinity")
         inverted = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
         if inverted.any():
             row = int(np.flatnonzero(inverted)[0])
-            raise ValueError(f"boxes[{row}] = {boxes[row].tolist()} is empty or inverted: need x2 > x1 and y2 > y1")
+            raise InputError(f"boxes[{row}] = {boxes[row].tolist()} is empty or inverted: need x2 > x1 and y2 > y1")
 
         scores = _as_array(self.scores)
         if scores.dtype.kind not in "fiu":
-            raise TypeError(f"scores must be numeric, got dtype {scores.dtype}")
+            raise InputTypeError(f"scores must be numeric, got dtype {scores.dtype}")
         if scores.size == 0 and count == 0:
             scores = scores.reshape(0)
         if scores.shape != (count,):
-            raise ValueError(f"scores must have shape ({count},) to match {count} boxes, got {scores.shape}")
+            raise InputError(f"scores must have shape ({count},) to match {count} boxes, got {scores.shape}")
         scores = np.array(scores, dtype=np.float64)
         if not np.isfinite(scores).all():
             row = int(np.flatnonzero(~np.isfinite(scores))[0])
-            raise ValueError(f"scores[{row}] = {scores[row]} is not finite")
+            raise InputError(f"scores[{row}] = {scores[row]} is not finite")
 
         if self.labels is None:
             labels = np.ones(count, dtype=np.int64)
@@ -196,11 +196,11 @@ class Detections:
             if labels.size == 0 and count == 0:
                 labels = labels.reshape(0)
             if labels.shape != (count,):
-                raise ValueError(f"labels must have shape ({count},) to match {count} boxes, got {labels.shape}")
+                raise InputError(f"labels must have shape ({count},) to match {count} boxes, got {labels.shape}")
             if labels.dtype.kind == "f" and count and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
-                raise ValueError(f"labels must be integer category ids, got {labels[:5].tolist()}")
+                raise InputError(f"labels must be integer category ids, got {labels[:5].tolist()}")
             if labels.dtype.kind not in "fiub":
-                raise TypeError(f"labels must be integer category ids, got dtype {labels.dtype}")
+                raise InputTypeError(f"labels must be integer category ids, got dtype {labels.dtype}")
             labels = np.array(labels, dtype=np.int64)
         for name, array in (("boxes", boxes), ("scores", scores), ("labels", labels)):
             array.flags.writeable = False
@@ -247,7 +247,7 @@ def as_detector(detector: Any) -> Detector:
         return detector
     if callable(detector):
         return CallableDetector(detector, name=_qualname(detector))
-    raise TypeError(
+    raise InputTypeError(
         f"a detector must be a Detector (name, category_names, batch_size, called on a list of frames) or a "
         f"function of one frame, got {type(detector).__name__}"
     )
@@ -255,21 +255,21 @@ def as_detector(detector: Any) -> Detector:
 
 def _check_frames(frames: Sequence[np.ndarray], detector: str) -> list[np.ndarray]:
     if isinstance(frames, np.ndarray):
-        raise TypeError(f"detector {detector!r} takes a list of frames, got one array of shape {frames.shape}; pass [frame]")
+        raise InputTypeError(f"detector {detector!r} takes a list of frames, got one array of shape {frames.shape}; pass [frame]")
     frames = list(frames)
     for i, frame in enumerate(frames):
         if not isinstance(frame, np.ndarray):
-            raise TypeError(f"detector {detector!r}, frame {i}: expected a numpy array, got {type(frame).__name__}")
+            raise InputTypeError(f"detector {detector!r}, frame {i}: expected a numpy array, got {type(frame).__name__}")
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise ValueError(f"detector {detector!r}, frame {i}: expected an (H, W, 3) BGR image, got shape {frame.shape}")
+            raise InputError(f"detector {detector!r}, frame {i}: expected an (H, W, 3) BGR image, got shape {frame.shape}")
         if frame.dtype != np.uint8:
-            raise TypeError(f"detector {detector!r}, frame {i}: expected dtype uint8, got {frame.dtype}")
+            raise InputTypeError(f"detector {detector!r}, frame {i}: expected dtype uint8, got {frame.dtype}")
     return frames
 
 
 def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     return int(batch_size)
 
 
@@ -308,7 +308,7 @@ class CallableDetector:
         category_names: Optional[dict[int, str]] = None,
     ) -> None:
         if not callable(fn):
-            raise TypeError(f"CallableDetector needs a callable, got {type(fn).__name__}")
+            raise InputTypeError(f"CallableDetector needs a callable, got {type(fn).__name__}")
         self.fn = fn
         self.name = str(name)
         self.batch_size = _check_batch_size(batch_size)
@@ -325,12 +325,12 @@ class CallableDetector:
             try:
                 results = list(results)
             except TypeError:
-                raise TypeError(
+                raise InputTypeError(
                     f"detector {self.name!r}: a batched function must return a list of per-frame results, "
                     f"got {type(results).__name__}"
                 ) from None
             if len(results) != len(frames):
-                raise ValueError(f"detector {self.name!r} returned {len(results)} results for a batch of {len(frames)} frames")
+                raise InputError(f"detector {self.name!r} returned {len(results)} results for a batch of {len(frames)} frames")
         else:
             results = [self.fn(frame) for frame in frames]
         return [self._convert(result, i, len(frames)) for i, result in enumerate(results)]
@@ -341,13 +341,13 @@ class CallableDetector:
             return result
         if isinstance(result, dict):
             if "boxes" not in result or "scores" not in result:
-                raise ValueError(f"{where}: a mapping result needs 'boxes' and 'scores', got keys {sorted(result)}")
+                raise InputError(f"{where}: a mapping result needs 'boxes' and 'scores', got keys {sorted(result)}")
             parts = (result["boxes"], result["scores"], result.get("labels"))
         elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
             parts = (*result, None) if len(result) == 2 else tuple(result)
         else:
             described = f"a {type(result).__name__} of length {len(result)}" if isinstance(result, (tuple, list)) else type(result).__name__
-            raise TypeError(f"{where}: expected (boxes, scores) or (boxes, scores, labels), got {described}")
+            raise InputTypeError(f"{where}: expected (boxes, scores) or (boxes, scores, labels), got {described}")
         try:
             return Detections(*parts)
         except (ValueError, TypeError) as error:
@@ -383,7 +383,7 @@ def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
 
 def _check_scale(scale: Any) -> float:
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)) or not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+        raise InputError(f"scale must be a positive number, got {scale!r}")
     return float(scale)
 
 
@@ -395,7 +395,7 @@ def _check_category_for(detector: str, category: Any, names: dict[int, str]) -> 
     if category in names or text in {name.lower() for name in names.values()} or text == str(next(iter(names))):
         return
     wanted = ", ".join(sorted(set(names.values())))
-    raise ValueError(f"detector {detector!r} finds only {wanted}; it cannot keep category {category!r}")
+    raise InputError(f"detector {detector!r} finds only {wanted}; it cannot keep category {category!r}")
 
 
 class OpenCVHOGPeopleDetector:
@@ -427,7 +427,7 @@ class OpenCVHOGPeopleDetector:
         _check_category_for(self.name, category, self.category_names)
         self.scale = _check_scale(scale)
         if not scale_step > 1.0:
-            raise ValueError(f"scale_step must be > 1, got {scale_step!r}")
+            raise InputError(f"scale_step must be > 1, got {scale_step!r}")
         self.hit_threshold = float(hit_threshold)
         self.win_stride = tuple(int(v) for v in win_stride)
         self.padding = tuple(int(v) for v in padding)
@@ -498,7 +498,7 @@ def haar_cascade_path(cascade: str) -> Path:
     if key not in HAAR_CASCADES:
         close = difflib.get_close_matches(cascade, [*HAAR_CASCADES, *_HAAR_ALIASES], n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown Haar cascade {cascade!r}{hint}; choose one of {', '.join(HAAR_CASCADES)}")
+        raise InputError(f"unknown Haar cascade {cascade!r}{hint}; choose one of {', '.join(HAAR_CASCADES)}")
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     path = Path(folder or "") / HAAR_CASCADES[key][0]
     if not folder or not path.is_file():
@@ -540,9 +540,9 @@ class OpenCVHaarDetector:
         self.category_names = {1: HAAR_CASCADES[self.cascade][1]}
         _check_category_for(self.name, category, self.category_names)
         if not scale_factor > 1.0:
-            raise ValueError(f"scale_factor must be > 1, got {scale_factor!r}")
+            raise InputError(f"scale_factor must be > 1, got {scale_factor!r}")
         if int(min_neighbors) < 0:
-            raise ValueError(f"min_neighbors must be >= 0, got {min_neighbors!r}")
+            raise InputError(f"min_neighbors must be >= 0, got {min_neighbors!r}")
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
         self.min_size = tuple(int(v) for v in min_size) if min_size is not None else None
@@ -627,21 +627,21 @@ def resolve_coco_category(category: Any) -> int:
     """A COCO category name (``"person"``, ``"dog"``, ``"traffic light"`` …, any case) or id
     (``1``, ``"18"``) -> torchvision's COCO id; ValueError listing close names when unknown."""
     if isinstance(category, (bool, np.bool_)):
-        raise ValueError(f"category must be a COCO name or id, got {category!r}")
+        raise InputError(f"category must be a COCO name or id, got {category!r}")
     if isinstance(category, (int, np.integer)) or (isinstance(category, str) and category.strip().isdigit()):
         number = int(category)
         if number not in COCO_CATEGORIES:
-            raise ValueError(f"{number} is not a COCO category id (ids 1..90 of which 80 are used, e.g. 1 person, 18 dog, 7 train)")
+            raise InputError(f"{number} is not a COCO category id (ids 1..90 of which 80 are used, e.g. 1 person, 18 dog, 7 train)")
         return number
     if not isinstance(category, str):
-        raise ValueError(f"category must be a COCO name or id, got {category!r}")
+        raise InputError(f"category must be a COCO name or id, got {category!r}")
     text = " ".join(category.strip().lower().replace("_", " ").replace("-", " ").split())
     by_name = {name: i for i, name in COCO_CATEGORIES.items()}
     if text in by_name:
         return by_name[text]
     close = difflib.get_close_matches(text, list(by_name), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
+    raise InputError(
         f"unknown COCO category {category!r}{hint} (the 80 COCO names, e.g. 'person', 'dog', 'train', 'car'; or an id)"
     )
 
@@ -663,12 +663,12 @@ def _box_predictor_classes(state: dict, path: str) -> int:
     cls = state.get("roi_heads.box_predictor.cls_score.weight")
     bbox = state.get("roi_heads.box_predictor.bbox_pred.weight")
     if cls is None or bbox is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: not a torchvision Faster R-CNN state dict (no roi_heads.box_predictor.cls_score / bbox_pred weights)"
         )
     classes = int(cls.shape[0])
     if int(bbox.shape[0]) != 4 * classes:
-        raise ValueError(f"{path}: box predictor has {classes} class scores but {bbox.shape[0]} box outputs (expected {4 * classes})")
+        raise InputError(f"{path}: box predictor has {classes} class scores but {bbox.shape[0]} box outputs (expected {4 * classes})")
     return classes
 
 
@@ -684,7 +684,7 @@ def load_state_dict(path: PathLike) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):  # references/detection saves its args
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors come in many types
-        raise ValueError(
+        raise InputError(
             f"{path}: cannot be read as a weights file with torch.load(weights_only=True) ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}); save model.state_dict(), not the model"
         ) from None
@@ -694,7 +694,7 @@ def load_state_dict(path: PathLike) -> dict:
                 loaded = loaded[key]
                 break
     if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
-        raise ValueError(f"{path}: expected a state dict (or a dict with 'model' / 'state_dict'), got {type(loaded).__name__}")
+        raise InputError(f"{path}: expected a state dict (or a dict with 'model' / 'state_dict'), got {type(loaded).__name__}")
     if loaded and all(k.startswith("module.") for k in loaded):
         loaded = {k[len("module.") :]: v for k, v in loaded.items()}
     return loaded
@@ -747,11 +747,11 @@ class TorchvisionDetector:
         if model not in TORCHVISION_MODELS:
             close = difflib.get_close_matches(str(model), TORCHVISION_MODELS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown torchvision model {model!r}{hint}; choose one of {', '.join(TORCHVISION_MODELS)}")
+            raise InputError(f"unknown torchvision model {model!r}{hint}; choose one of {', '.join(TORCHVISION_MODELS)}")
         if weights is not None and named_weights:
-            raise ValueError("give either weights=PATH or named_weights=True, not both")
+            raise InputError("give either weights=PATH or named_weights=True, not both")
         if not 0.0 <= float(score_threshold) <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+            raise InputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
         self.name = model
         self.model_name = model
         self.batch_size = _check_batch_size(batch_size)
@@ -760,7 +760,7 @@ class TorchvisionDetector:
         if named_weights is True:
             named_weights = "DEFAULT"
         if named_weights is not False and (not isinstance(named_weights, str) or not named_weights.strip()):
-            raise ValueError(f"named_weights must be True or a torchvision weights name such as 'DEFAULT', got {named_weights!r}")
+            raise InputError(f"named_weights must be True or a torchvision weights name such as 'DEFAULT', got {named_weights!r}")
         self.named_weights = named_weights or None  #: torchvision weights name, or None
         coco_id = resolve_coco_category(category) if category is not None else None  # before importing torch
 
@@ -771,7 +771,7 @@ class TorchvisionDetector:
         classes = _box_predictor_classes(state, str(weights)) if state is not None else _COCO_CLASS_COUNT
         guess = _guess_architecture(state) if state is not None else None
         if guess is not None and guess != model:
-            raise ValueError(f"{weights}: these weights are for {guess}, not {model}; pick --detector {guess}")
+            raise InputError(f"{weights}: these weights are for {guess}, not {model}; pick --detector {guess}")
         if classes == _COCO_CLASS_COUNT:
             self.category_names = dict(COCO_CATEGORIES)
             self._keep_label = coco_id
@@ -786,7 +786,7 @@ class TorchvisionDetector:
             self._keep_label = None
             self.category = None
         else:
-            raise ValueError(
+            raise InputError(
                 f"{weights}: the weights have {classes} classes (box predictor), but category {category!r} needs "
                 f"{_COCO_CLASS_COUNT} (torchvision's COCO labels) or 2 (the category + background)"
             )
@@ -797,9 +797,9 @@ class TorchvisionDetector:
         try:
             self.device = torch.device(device)
         except RuntimeError as error:
-            raise ValueError(f"unknown torch device {device!r}: {error}") from None
+            raise InputError(f"unknown torch device {device!r}: {error}") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+            raise InputError(f"device {device!r} asked for, but torch sees no CUDA device")
         self.amp = bool(amp) and self.device.type == "cuda"
         self.gpu_decode = bool(gpu_decode)
 
@@ -814,7 +814,7 @@ class TorchvisionDetector:
             try:
                 net = builder(weights=self.named_weights, weights_backbone=weights_backbone, **options)
             except (KeyError, ValueError) as error:  # an unknown name: torchvision lists none
-                raise ValueError(f"{model}: no torchvision weights named {self.named_weights!r} ({error})") from None
+                raise InputError(f"{model}: no torchvision weights named {self.named_weights!r} ({error})") from None
         else:
             net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
         if state is not None:
@@ -822,7 +822,7 @@ class TorchvisionDetector:
                 net.load_state_dict(state, strict=True)
             except RuntimeError as error:
                 detail = " ".join(line.strip() for line in str(error).splitlines()[:2])
-                raise ValueError(f"{weights}: the weights do not fit {model} ({detail[:300]})") from None
+                raise InputError(f"{weights}: the weights do not fit {model} ({detail[:300]})") from None
         self._net = net.eval().to(self.device)
         self._coco_ids = np.array(sorted(COCO_CATEGORIES), dtype=np.int64)
         self._torch = torch
@@ -896,7 +896,7 @@ def make_detector(spec: str, **options: Any) -> Detector:
     they find. Unknown names raise ValueError listing the choices.
     """
     if not isinstance(spec, str):
-        raise TypeError(f"detector name must be a string, got {type(spec).__name__}")
+        raise InputTypeError(f"detector name must be a string, got {type(spec).__name__}")
     key = spec.strip()
     if key in TORCHVISION_MODELS:
         return TorchvisionDetector(key, **options)
@@ -904,17 +904,17 @@ def make_detector(spec: str, **options: Any) -> Detector:
         weights = options.pop("weights", None)
         device = options.pop("device", None)
         if device is not None and str(device) != "cpu":
-            raise ValueError(f"detector {key!r} runs on the CPU only; --device applies to torchvision detectors")
+            raise InputError(f"detector {key!r} runs on the CPU only; --device applies to torchvision detectors")
         if options.pop("gpu_decode", False):
-            raise ValueError(f"detector {key!r} runs on the CPU only; --gpu-decode applies to torchvision detectors on CUDA")
+            raise InputError(f"detector {key!r} runs on the CPU only; --gpu-decode applies to torchvision detectors on CUDA")
         if key == "hog-svm":
             if weights is None:
-                raise ValueError("detector 'hog-svm' needs --weights MODEL: a model written by `flickermine train --model hog-svm`")
+                raise InputError("detector 'hog-svm' needs --weights MODEL: a model written by `flickermine train --model hog-svm`")
             from .detect.hog_svm import HogSvmDetector
 
             return HogSvmDetector(weights, **options)
         if weights is not None:
-            raise ValueError(f"detector {key!r} is built into OpenCV and takes no weights file")
+            raise InputError(f"detector {key!r} is built into OpenCV and takes no weights file")
         if key == "opencv-hog":
             return OpenCVHOGPeopleDetector(**options)
         if key.startswith("opencv-haar-"):
@@ -923,7 +923,7 @@ def make_detector(spec: str, **options: Any) -> Detector:
                 return OpenCVHaarDetector(cascade, **options)
     close = difflib.get_close_matches(key, DETECTOR_NAMES, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ValueError(f"unknown detector {spec!r}{hint}; choose one of {', '.join(DETECTOR_NAMES)}")
+    raise InputError(f"unknown detector {spec!r}{hint}; choose one of {', '.join(DETECTOR_NAMES)}")
 
 
 def detector_info(detector: Any) -> dict:

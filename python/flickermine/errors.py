@@ -17,5 +17,10 @@ class InputError(FlickermineError, ValueError):
     """An input (file, array, option) that cannot be used as given; the message names it and where."""
 
 
+class InputTypeError(FlickermineError, TypeError):
+    """An input of the wrong type (an array of the wrong dtype, a detector that returns the wrong
+    thing); the message names it and what was expected."""
+
+
 class MissingExtraError(FlickermineError, ImportError):
     """An optional dependency is not installed; the message says which ``pip install`` fixes it."""

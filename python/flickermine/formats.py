@@ -74,6 +74,7 @@ import numpy as np
 
 from .boxes import check_boxes, check_scores
 from .detections import AtomicWriter, _MAX_FRAME, DetectionFile, DetectionFileError, MotWriter, _check_optional_int, _quote
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "FORMATS",
@@ -111,7 +112,7 @@ def _check_format(format: Optional[str], name: str = "format") -> Optional[str]:
     if format is None:
         return None
     if format not in FORMATS:
-        raise ValueError(f"unknown detections {name} {format!r}: choose one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown detections {name} {format!r}: choose one of {', '.join(FORMATS)}")
     return format
 
 
@@ -435,7 +436,7 @@ class AuthorsDetectionFile(_Reader):
         """
         checked = _check_optional_int(decoded, "decoded", 0)
         if checked is None:
-            raise ValueError("decoded must be an integer >= 0, got None")
+            raise InputError("decoded must be an integer >= 0, got None")
         decoded = checked
         if self.frames == decoded:
             return
@@ -468,26 +469,26 @@ class _FrameWriter(AtomicWriter):
     def write(self, index: int, boxes: object, scores: object, labels: Optional[Sequence] = None) -> None:
         """Write the boxes (``(K, 4)`` x1,y1,x2,y2) and scores of 0-based frame ``index``."""
         if self._handle is None:
-            raise ValueError(f"{self.path}: {type(self).__name__} is closed")
+            raise InputError(f"{self.path}: {type(self).__name__} is closed")
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-            raise ValueError(f"index must be a 0-based frame index (an integer >= 0), got {index!r}")
+            raise InputError(f"index must be a 0-based frame index (an integer >= 0), got {index!r}")
         index = int(index)
         if self.frame_count is not None and index >= self.frame_count:
-            raise ValueError(f"{self.path}: index {index} is beyond the video's {self.frame_count} frames")
+            raise InputError(f"{self.path}: index {index} is beyond the video's {self.frame_count} frames")
         boxes = check_boxes(boxes, "boxes")
         scores = check_scores(scores, len(boxes), "scores")
         labels = self._check_labels(labels, len(boxes))
         if index != self._pending:
             floor = self._pending + 1 if self._pending is not None else self._next
             if index < floor:
-                raise ValueError(f"{self.path}: frame index {index} after {floor - 1}: write frames in order")
+                raise InputError(f"{self.path}: frame index {index} after {floor - 1}: write frames in order")
             self._flush()
             self._fill(index)
             self._pending = index
         if len(boxes):
             labeled = labels is not None
             if self._labeled is not None and labeled != self._labeled:
-                raise ValueError(f"{self.path}: frame index {index}: labels given for some of its boxes only")
+                raise InputError(f"{self.path}: frame index {index}: labels given for some of its boxes only")
             self._labeled = labeled
             self._boxes.append(boxes)
             self._scores.append(scores)
@@ -497,7 +498,7 @@ class _FrameWriter(AtomicWriter):
     def _check_labels(self, labels: Optional[Sequence], count: int) -> Optional[list]:
         if labels is None:
             return None
-        raise ValueError(f"{self.path}: the {self._name} format has no labels")
+        raise InputError(f"{self.path}: the {self._name} format has no labels")
 
     def _flush(self) -> None:
         if self._pending is None:
@@ -545,7 +546,7 @@ class AuthorsWriter(_FrameWriter):
 
     def __init__(self, path: PathLike, first_frame: int = 1, frame_count: Optional[int] = None) -> None:
         if isinstance(first_frame, bool) or first_frame not in (0, 1):
-            raise ValueError(f"first_frame must be 0 or 1, got {first_frame!r}")
+            raise InputError(f"first_frame must be 0 or 1, got {first_frame!r}")
         self.first_frame = int(first_frame)
         super().__init__(path, frame_count)
 
@@ -789,7 +790,7 @@ class JsonlDetectionFile(_Reader):
         """
         checked = _check_optional_int(decoded, "decoded", 0)
         if checked is None:
-            raise ValueError("decoded must be an integer >= 0, got None")
+            raise InputError("decoded must be an integer >= 0, got None")
         decoded = checked
         if self.max_frame <= decoded:
             return
@@ -828,10 +829,10 @@ class JsonlWriter(_FrameWriter):
             return None
         labels = [label.item() if isinstance(label, np.generic) else label for label in labels]
         if len(labels) != count:
-            raise ValueError(f"labels must have {count} items to match the boxes, got {len(labels)}")
+            raise InputError(f"labels must have {count} items to match the boxes, got {len(labels)}")
         for label in labels:
             if isinstance(label, bool) or not isinstance(label, (int, str)):
-                raise TypeError(f"labels must be category ids (integers) or names (strings), got {label!r}")
+                raise InputTypeError(f"labels must be category ids (integers) or names (strings), got {label!r}")
         return labels
 
     def _fill(self, stop: int) -> None:  # omitted frames are not written, except the padding at the end
@@ -910,10 +911,10 @@ def open_writer(path: PathLike, format: str, first_frame: int = 1, frame_count: 
     written (MOT files have no place for frames without boxes)."""
     checked = _check_format(format)
     if checked is None:
-        raise ValueError(f"a format is needed to write {path}: choose one of {', '.join(FORMATS)}")
+        raise InputError(f"a format is needed to write {path}: choose one of {', '.join(FORMATS)}")
     format = checked
     if format != "authors" and first_frame != 1:
-        raise ValueError(f"first_frame applies to the authors' format only, not {format}")
+        raise InputError(f"first_frame applies to the authors' format only, not {format}")
     if format == "authors":
         return AuthorsWriter(path, first_frame=first_frame, frame_count=frame_count)
     if format == "jsonl":

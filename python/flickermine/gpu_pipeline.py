@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from .video import Frame, VideoSource
+from .errors import InputError
 
 __all__ = ["FrameBatch", "FramePrefetcher", "DetectorPipeline", "PipelineStats", "GpuUtilization", "run_pipeline"]
 
@@ -142,9 +143,9 @@ class FramePrefetcher:
         as_tensor: bool = True,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if isinstance(prefetch_batches, bool) or not isinstance(prefetch_batches, int) or prefetch_batches < 1:
-            raise ValueError(f"prefetch_batches must be an integer >= 1, got {prefetch_batches!r}")
+            raise InputError(f"prefetch_batches must be an integer >= 1, got {prefetch_batches!r}")
         self.source = source
         self.batch_size = batch_size
         self.gray, self.color = gray, color
@@ -153,7 +154,7 @@ class FramePrefetcher:
         self._torch = torch if color and as_tensor else None
         self.pin_memory = _cuda_available(torch) if pin_memory is None else bool(pin_memory)
         if self.pin_memory and not _cuda_available(torch):
-            raise ValueError("pin_memory=True needs torch with CUDA available")
+            raise InputError("pin_memory=True needs torch with CUDA available")
         self.pin_memory = self.pin_memory and self._torch is not None  # nothing to pin without a tensor
         self.prefetch_batches = prefetch_batches
         self._stage: Optional[_Stage] = None
@@ -400,7 +401,7 @@ class DetectorPipeline:
         self.detector = detector
         self.batch_size = int(batch_size if batch_size is not None else getattr(detector, "batch_size", 1))
         if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
-            raise ValueError(f"lookahead must be an integer >= 1, got {lookahead!r}")
+            raise InputError(f"lookahead must be an integer >= 1, got {lookahead!r}")
         self.lookahead = lookahead
         self.gray = gray
         self.log = log

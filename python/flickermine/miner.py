@@ -15,6 +15,7 @@ from .backends import get_backend
 from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from .rules import demote_duplicates
+from .errors import InputError
 
 
 _ISOLATED = int(Reason.ISOLATED)
@@ -93,7 +94,7 @@ class Miner:
         try:
             self.rule = Rule(rule)
         except ValueError:
-            raise ValueError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
+            raise InputError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
         self.backend = get_backend(backend)
         self.iou_first = iou_first
         self._buffer: collections.deque[_Entry] = collections.deque(maxlen=2 * self.params.window + 1)
@@ -128,7 +129,7 @@ class Miner:
         if self._buffer:
             first = self._buffer[0].frame
             if frame.shape != first.shape or frame.dtype != first.dtype:
-                raise ValueError(
+                raise InputError(
                     f"{where} has shape {frame.shape} and dtype {frame.dtype}, but earlier frames have "
                     f"{first.shape} {first.dtype}"
                 )
@@ -198,8 +199,8 @@ def mine_frames(
         try:
             boxes, scores = next(detections)
         except StopIteration:
-            raise ValueError(f"detections ended at frame {index} but frames go on") from None
+            raise InputError(f"detections ended at frame {index} but frames go on") from None
         yield from miner.push(frame, boxes, scores)
     if next(detections, None) is not None:
-        raise ValueError(f"detections go on past the last frame ({miner.frames_pushed} frames)")
+        raise InputError(f"detections go on past the last frame ({miner.frames_pushed} frames)")
     yield from miner.finish()

@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import math
 
+from .errors import InputError
+
 
 class Rule(str, enum.Enum):
     """Which flicker rule decides hard negatives."""
@@ -67,7 +69,7 @@ class MiningParams:
         def check(name: str, ok: bool, expected: str) -> None:
             if not ok:
                 value = getattr(self, name)
-                raise ValueError(f"MiningParams.{name} must be {expected}, got {value!r}")
+                raise InputError(f"MiningParams.{name} must be {expected}, got {value!r}")
 
         for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area", "max_support", "support_iou", "duplicate_iou"):
             value = getattr(self, name)

@@ -16,6 +16,7 @@ from .formats import open_detections
 from .miner import FrameVerdicts, Miner
 from .params import MiningParams, Rule
 from .video import open_video
+from .errors import InputError
 
 VERDICT_COLUMNS = ("frame", "x", "y", "w", "h", "score", "verdict", "reason")
 
@@ -128,7 +129,7 @@ def mine_video(
             # clobbered by a failed run, and a failed run keeps every row it decided.
             final = Path(verdicts_csv)
             if final.is_dir():
-                raise ValueError(f"--verdicts {final} is a folder; name the CSV file to write")
+                raise InputError(f"--verdicts {final} is a folder; name the CSV file to write")
             final.parent.mkdir(parents=True, exist_ok=True)
             partial = final.with_name(final.name + ".partial")
             writer = VerdictWriter(stack.enter_context(open(partial, "w", newline="")))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Union
 
 from . import coco as coco_files
+from .errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -55,7 +56,7 @@ PRESETS: dict[str, Preset] = {
 
 def get(name: str) -> Preset:
     if name not in PRESETS:
-        raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {name!r}")
+        raise InputError(f"--preset must be one of {', '.join(PRESETS)}, got {name!r}")
     return PRESETS[name]
 
 
@@ -67,7 +68,7 @@ def mined_mode_of(mined: PathLike) -> str | None:
     try:
         return json.loads(run_file.read_text()).get("mode")
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{run_file}: unreadable ({error})") from None
+        raise InputError(f"{run_file}: unreadable ({error})") from None
 
 
 def prepare_training_set(
@@ -86,15 +87,15 @@ def prepare_training_set(
     base = Path(base)
     if preset.mined_mode is None:
         if mined is not None:
-            raise ValueError(f"--preset {preset.name} trains on the base set alone; drop --mined {mined}")
+            raise InputError(f"--preset {preset.name} trains on the base set alone; drop --mined {mined}")
         return base, Path(image_root) if image_root is not None else base.parent
     if mined is None:
-        raise ValueError(
+        raise InputError(
             f"--preset {preset.name} needs --mined: a dataset from `flickermine mine --mode {preset.mined_mode}`"
         )
     mode = mined_mode_of(mined)
     if mode is not None and mode != preset.mined_mode:
-        raise ValueError(
+        raise InputError(
             f"--mined {mined} was mined with --mode {mode}; --preset {preset.name} needs --mode {preset.mined_mode}"
         )
     out_dir = Path(out_dir)

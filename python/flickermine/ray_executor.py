@@ -41,6 +41,7 @@ from typing import Any, Callable
 from .detections import DetectionFileError
 from .detectors import MissingExtraError
 from .video import VideoError
+from .errors import InputError
 
 INSTALL_HINT = "pip install 'flickermine[ray]'"
 KILL_ONCE_ENV = "FLICKERMINE_TEST_KILL_ONCE"
@@ -216,7 +217,7 @@ def _check_resources(ray, cpus_per_video: float, gpus_per_video: float) -> None:
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if not any(r.get("CPU", 0) >= cpus_per_video and r.get("GPU", 0) >= gpus_per_video for r in nodes):
         have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "no nodes"
-        raise ValueError(
+        raise InputError(
             f"no node of the Ray cluster has {cpus_per_video:g} CPU and {gpus_per_video:g} GPU for one video "
             f"(nodes: {have}); lower --cpus-per-video / --gpus-per-video or add such a node"
         )
@@ -272,9 +273,9 @@ def check_options(gpus_per_video: float, cpus_per_video: float, max_retries: int
     """Refuse bad options, a missing Ray and an unreachable cluster before any work; return the
     ``ray`` module."""
     if cpus_per_video < 0 or gpus_per_video < 0 or (cpus_per_video == 0 and gpus_per_video == 0):
-        raise ValueError(f"--cpus-per-video/--gpus-per-video must be >= 0 and not both 0, got {cpus_per_video}/{gpus_per_video}")
+        raise InputError(f"--cpus-per-video/--gpus-per-video must be >= 0 and not both 0, got {cpus_per_video}/{gpus_per_video}")
     if max_retries < 0:
-        raise ValueError(f"--max-retries must be >= 0, got {max_retries}")
+        raise InputError(f"--max-retries must be >= 0, got {max_retries}")
     ray = import_ray()
     check_reachable(address or os.environ.get("RAY_ADDRESS"))
     return ray
@@ -289,7 +290,7 @@ def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_SECOND
     target = address.split("://", 1)[-1]
     host, _, port_text = target.rpartition(":")
     if not host or not port_text.isdigit():
-        raise ValueError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:PORT")
+        raise InputError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:PORT")
     try:
         with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout):
             pass

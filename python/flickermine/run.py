@@ -31,6 +31,7 @@ from .formats import open_detections
 from .gpu_pipeline import DetectorPipeline, PipelineStats
 from .miner import Miner
 from .video import IMAGE_EXTENSIONS, VideoError, open_video
+from .errors import InputError
 
 if TYPE_CHECKING:
     import multiprocessing.queues
@@ -125,11 +126,11 @@ def find_detections(video: Path, key: str, detections: str | os.PathLike | None,
     """The detections file of ``video``: ``detections`` itself when it is a file (one video),
     else ``detections/<key>.<ext>`` or ``detections/<video name>.<ext>``."""
     if detections is None:
-        raise ValueError("give --detections (a file or folder) or --detector")
+        raise InputError("give --detections (a file or folder) or --detector")
     where = Path(detections)
     if where.is_file():
         if not single:
-            raise ValueError(f"--detections {where} is one file but {key} is one of several videos; pass a folder")
+            raise InputError(f"--detections {where} is one file but {key} is one of several videos; pass a folder")
         return where
     if not where.is_dir():
         raise FileNotFoundError(f"--detections {where}: no such file or folder")
@@ -255,7 +256,7 @@ def check_one_category(detector) -> None:
     names = dict(getattr(detector, "category_names", None) or {})
     if getattr(detector, "category", None) is None and len(names) > 1:
         shown = ", ".join(list(names.values())[:6]) + (", ..." if len(names) > 6 else "")
-        raise ValueError(
+        raise InputError(
             f"detector {detector.name!r} outputs {len(names)} categories ({shown}); mining treats every detection "
             "as one category: name the one to mine with --category (e.g. --category person)"
         )
@@ -265,12 +266,12 @@ def check_shard_inputs(shard: dict, job: VideoJob, where: Path) -> None:
     """Refuse to resume from a shard mined from another video or other detections than ``job``'s:
     same key, different input would otherwise be skipped as done and merged without a word."""
     if shard.get("path") and Path(shard["path"]).resolve() != job.path.resolve():
-        raise ValueError(
+        raise InputError(
             f"{where} was mined from {shard['path']}, not {job.path}: pick another --out, or delete the shard to mine again"
         )
     recorded = shard.get("detections_sha256")  # absent in shards written before it was recorded
     if job.detections is not None and recorded and recorded != file_sha256(job.detections):
-        raise ValueError(
+        raise InputError(
             f"{where} was mined from detections {shard.get('detections_file')}, whose content differs from "
             f"{job.detections}: pick another --out, or delete the shard to mine again"
         )
@@ -417,13 +418,13 @@ def run_mining(
     out = Path(out)
     videos = expand_inputs(inputs)
     if not videos:
-        raise ValueError("no videos to mine")
+        raise InputError("no videos to mine")
     keys = video_keys(videos)
     if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+        raise InputError(f"--workers must be >= 1, got {workers}")
     # -- executor "ray" (flickermine.ray_executor): fail before any work when Ray is missing
     if executor not in ("local", "ray"):
-        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+        raise InputError(f"executor must be 'local' or 'ray', got {executor!r}")
     if executor == "ray":
         from .ray_executor import check_options
 

@@ -50,6 +50,7 @@ import numpy as np
 from ._files import file_sha256, replaced_atomically
 from . import coco as coco_files
 from .detectors import COCO_CATEGORIES
+from .errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -82,7 +83,7 @@ def resolve_device(device: str | None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        raise InputError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
     return resolved
 
 
@@ -139,7 +140,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.model not in ARCHITECTURES:
-            raise ValueError(f"--model must be one of {', '.join(ARCHITECTURES)}, got {self.model!r}")
+            raise InputError(f"--model must be one of {', '.join(ARCHITECTURES)}, got {self.model!r}")
         positive = {
             "iterations": self.iterations,
             "batch_size": self.batch_size,
@@ -152,24 +153,24 @@ class TrainConfig:
             positive["val_every"] = self.val_every
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+                raise InputError(f"{name} must be a positive whole number, got {value!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+            raise InputError(f"lr must be a positive number, got {self.lr!r}")
         if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+            raise InputError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
         steps = list(self.lr_steps)
         if any(not isinstance(s, int) or s < 1 for s in steps) or steps != sorted(set(steps)):
-            raise ValueError(f"lr_steps must be increasing positive iterations, got {self.lr_steps!r}")
+            raise InputError(f"lr_steps must be increasing positive iterations, got {self.lr_steps!r}")
         self.lr_steps = tuple(steps)
         if self.workers < 0:
-            raise ValueError(f"workers must be 0 or more, got {self.workers!r}")
+            raise InputError(f"workers must be 0 or more, got {self.workers!r}")
         for key, value in (self.model_options or {}).items():
             if not isinstance(value, (int, float)):
-                raise ValueError(f"model_options[{key!r}] must be a number, got {value!r}")
+                raise InputError(f"model_options[{key!r}] must be a number, got {value!r}")
         if self.sources is not None and (not isinstance(self.sources, dict) or not self.sources):
-            raise ValueError(f"sources must map options to COCO files, e.g. {{'--train': 'train.json'}}; got {self.sources!r}")
+            raise InputError(f"sources must map options to COCO files, e.g. {{'--train': 'train.json'}}; got {self.sources!r}")
         if self.weights is not None and self.torchvision_weights is not None:
-            raise ValueError("give --weights (a local file) or --torchvision-weights (a named download), not both")
+            raise InputError("give --weights (a local file) or --torchvision-weights (a named download), not both")
         if self.frozen_batchnorm is None:
             self.frozen_batchnorm = any(w is not None for w in (self.weights, self.torchvision_weights, self.backbone_weights))
 
@@ -235,7 +236,7 @@ def check_resume_data(out: PathLike, fingerprint: dict[str, dict]) -> None:
             moved = "" if then["path"] == now["path"] else f", when it was {then['path']}"
             changes.append(f"{option} {now['path']}: sha256 {then['sha256'][:12]}... then, {now['sha256'][:12]}... now{moved}")
     if changes:
-        raise ValueError(
+        raise InputError(
             f"--resume: {out} was trained on other data ({'; '.join(changes)}); resume with the files it "
             "started with, or train into another --out"
         )
@@ -281,7 +282,7 @@ def build_model(
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
     if model_name not in ARCHITECTURES:
-        raise ValueError(f"model must be one of {', '.join(ARCHITECTURES)}, got {model_name!r}")
+        raise InputError(f"model must be one of {', '.join(ARCHITECTURES)}, got {model_name!r}")
     builder = getattr(detection, model_name)
     size = {"min_size": min_size, "max_size": max_size, **(model_options or {})}
     named = {"trainable_backbone_layers": trainable_backbone_layers}
@@ -324,7 +325,7 @@ def freeze_like_pretrained(model, model_name: str, trainable_backbone_layers: in
     replace(body)
     if model_name.startswith("fasterrcnn_resnet50"):
         if not 0 <= trainable_backbone_layers <= 5:
-            raise ValueError(f"trainable_backbone_layers must be 0..5 for {model_name}, got {trainable_backbone_layers}")
+            raise InputError(f"trainable_backbone_layers must be 0..5 for {model_name}, got {trainable_backbone_layers}")
         trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_backbone_layers]
         for name, parameter in body.named_parameters():
             if not any(name.startswith(prefix) for prefix in trained):
@@ -333,7 +334,7 @@ def freeze_like_pretrained(model, model_name: str, trainable_backbone_layers: in
         blocks = list(body.children())
         stages = [0] + [i for i, block in enumerate(blocks) if getattr(block, "_is_cn", False)] + [len(blocks) - 1]
         if not 0 <= trainable_backbone_layers <= len(stages):
-            raise ValueError(f"trainable_backbone_layers must be 0..{len(stages)} for {model_name}, got {trainable_backbone_layers}")
+            raise InputError(f"trainable_backbone_layers must be 0..{len(stages)} for {model_name}, got {trainable_backbone_layers}")
         freeze_before = len(blocks) if trainable_backbone_layers == 0 else stages[len(stages) - trainable_backbone_layers]
         for block in blocks[:freeze_before]:
             block.requires_grad_(False)
@@ -347,7 +348,7 @@ def _state_dict_of(loaded: Any, path: PathLike) -> dict:
                 return loaded[key]
         if loaded and all(hasattr(value, "shape") for value in loaded.values()):
             return loaded
-    raise ValueError(f"{path}: not a model checkpoint or state dict (expected tensors, or a 'model' entry)")
+    raise InputError(f"{path}: not a model checkpoint or state dict (expected tensors, or a 'model' entry)")
 
 
 def _read_torch_file(path: PathLike) -> Any:
@@ -359,7 +360,7 @@ def _read_torch_file(path: PathLike) -> Any:
         # weights_only: a weights file from elsewhere must not be able to run code
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file it cannot read
-        raise ValueError(f"{path}: cannot be read as torch weights ({type(error).__name__}: {error})") from None
+        raise InputError(f"{path}: cannot be read as torch weights ({type(error).__name__}: {error})") from None
 
 
 def load_weights(model, path: PathLike, new_head: bool = False, categories: Sequence[dict] | None = None) -> str | None:
@@ -387,7 +388,7 @@ def load_weights(model, path: PathLike, new_head: bool = False, categories: Sequ
                 if known and unknown:
                     kind = "a COCO category" if held == _COCO_CLASS_COUNT else "one of its categories"
                     why = f"; {', '.join(map(repr, unknown))} is not {kind}, so its rows cannot be kept"
-                raise ValueError(
+                raise InputError(
                     f"{path}: its box predictor has {held} classes ({held - 1} categories + background), "
                     f"the training set needs {wanted} ({wanted - 1} + background){why}; pass --new-head to load "
                     "everything else and start the box predictor afresh"
@@ -401,7 +402,7 @@ def load_weights(model, path: PathLike, new_head: bool = False, categories: Sequ
     result = _load_state(model, state)
     missing = [k for k in result.missing_keys if not (new_head and k.startswith("roi_heads.box_predictor."))]
     if missing or result.unexpected_keys:
-        raise ValueError(
+        raise InputError(
             f"{path}: does not fit this architecture ({len(missing)} missing keys, e.g. {missing[:3]}; "
             f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); "
             "was it trained with another --model?"
@@ -459,7 +460,7 @@ def load_detector(
     loaded = _read_torch_file(weights)
     state = _state_dict_of(loaded, weights)
     if _CLASS_SCORE_KEY not in state:
-        raise ValueError(f"{weights}: no {_CLASS_SCORE_KEY!r}; not a Faster R-CNN state dict")
+        raise InputError(f"{weights}: no {_CLASS_SCORE_KEY!r}; not a Faster R-CNN state dict")
     num_classes = int(state[_CLASS_SCORE_KEY].shape[0])
     if isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
         categories = list(loaded["categories"])
@@ -472,7 +473,7 @@ def load_detector(
             "frozen_batchnorm": bool(loaded.get("frozen_batchnorm")),
         }
         if model_name is not None and model_name != name:
-            raise ValueError(f"{weights}: a {name} checkpoint, not {model_name}")
+            raise InputError(f"{weights}: a {name} checkpoint, not {model_name}")
     else:
         name = model_name or "fasterrcnn_resnet50_fpn"
         # torchvision's pretrained detectors have frozen backbone batch norm: no counters there
@@ -484,14 +485,14 @@ def load_detector(
             by_id = {c["id"]: c["name"] for c in known}
             categories = [{"id": i, "name": by_id.get(i, f"label {i}")} for i in range(1, num_classes)]
         else:
-            raise ValueError(
+            raise InputError(
                 f"{weights}: {num_classes} classes, which fits neither the {len(known)} categories of the "
                 "COCO file (categories + background) nor its category ids; evaluate a flickermine checkpoint instead"
             )
     model = build_model(name, num_classes, **size)
     result = _load_state(model, state)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
+        raise InputError(
             f"{weights}: does not fit {name} ({len(result.missing_keys)} missing keys, e.g. {result.missing_keys[:3]}; "
             f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); pass the right --model"
         )
@@ -535,7 +536,7 @@ class CocoDetectionSet:
 
     def __init__(self, coco: dict, images_dir: Path, labels: dict, seed: int, hflip: bool, source: str) -> None:
         if not coco["images"]:
-            raise ValueError(f"{source}: no images to train on")
+            raise InputError(f"{source}: no images to train on")
         self.images = coco["images"]
         self.images_dir = images_dir
         self.seed = seed
@@ -709,7 +710,7 @@ def train(config: TrainConfig) -> TrainResult:
     else:
         chosen = sorted(train_coco["categories"], key=lambda c: c["id"])
         if not chosen:
-            raise ValueError(f"{train_path}: no categories")
+            raise InputError(f"{train_path}: no categories")
     categories = [{"id": c["id"], "name": c["name"]} for c in chosen]
     label_of_category_id = {c["id"]: label for label, c in enumerate(categories, start=1)}
 
@@ -722,11 +723,11 @@ def train(config: TrainConfig) -> TrainResult:
         val_names = {c["name"] for c in val_coco["categories"]}
         absent = [c["name"] for c in categories if c["name"] not in val_names]
         if absent:
-            raise ValueError(f"{val_path}: no category named {', '.join(map(repr, absent))} (it has {sorted(val_names)})")
+            raise InputError(f"{val_path}: no category named {', '.join(map(repr, absent))} (it has {sorted(val_names)})")
 
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.exists() and not config.resume:
-        raise ValueError(f"{out} holds a run already ({checkpoint_path}); pass --resume to continue it or pick another --out")
+        raise InputError(f"{out} holds a run already ({checkpoint_path}); pass --resume to continue it or pick another --out")
     if config.resume and not checkpoint_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
     data = data_fingerprint(config.sources or {"--train": train_path}, config.val)
@@ -784,7 +785,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
             if checkpoint["config"].get(key) != value
         ]
         if differences:
-            raise ValueError(f"--resume: {out} was trained with other settings ({'; '.join(differences)})")
+            raise InputError(f"--resume: {out} was trained with other settings ({'; '.join(differences)})")
         model.load_state_dict(checkpoint["model"])
         start, best_ap = int(checkpoint["iteration"]), checkpoint.get("best_ap")
     elif config.weights is not None:

@@ -32,6 +32,8 @@ from typing import Generator, Iterator, Optional, Union
 import cv2
 import numpy as np
 
+from .errors import FlickermineError, InputError, InputTypeError
+
 __all__ = ["Frame", "VideoError", "VideoSource", "open_video", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -43,7 +45,7 @@ _STOP_TIMEOUT_S = 10.0
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class VideoError(OSError):
+class VideoError(FlickermineError, OSError):
     """A video or image folder that cannot be opened or decoded; the message names the path."""
 
 
@@ -147,7 +149,7 @@ class VideoSource:
 
     def __len__(self) -> int:
         if self.frame_count is None:
-            raise TypeError(f"{self.path}: the container does not say how many frames it holds")
+            raise InputTypeError(f"{self.path}: the container does not say how many frames it holds")
         return self.frame_count
 
     # -- decoding ----------------------------------------------------------------------------
@@ -202,9 +204,9 @@ class VideoSource:
         sought). Arrays are fresh for every frame: the caller may keep them.
         """
         if not gray and not color:
-            raise ValueError("frames(): ask for gray=True, color=True or both")
+            raise InputError("frames(): ask for gray=True, color=True or both")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"frames(): prefetch must be an integer >= 1, got {prefetch!r}")
+            raise InputError(f"frames(): prefetch must be an integer >= 1, got {prefetch!r}")
         return self._frames(gray, color, prefetch)
 
     def _frames(self, want_gray: bool, want_color: bool, prefetch: int) -> Iterator[Frame]:
@@ -284,7 +286,7 @@ def open_video(path: PathLike, *, decode_threads: Optional[int] = None) -> Video
     if decode_threads is not None and (
         isinstance(decode_threads, bool) or not isinstance(decode_threads, int) or decode_threads < 1
     ):
-        raise ValueError(f"decode_threads must be None or an integer >= 1, got {decode_threads!r}")
+        raise InputError(f"decode_threads must be None or an integer >= 1, got {decode_threads!r}")
     if not path.exists():
         raise VideoError(f"{path}: no such file or folder")
     if path.is_dir():

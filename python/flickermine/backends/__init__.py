@@ -16,6 +16,8 @@ import importlib
 import warnings
 from types import ModuleType
 
+from ..errors import InputError
+
 #: Every backend name, in the order ``auto`` prefers them (fastest first).
 BACKENDS = ("cuda", "cpp", "numba", "opencv", "numpy")
 
@@ -63,10 +65,10 @@ def get_backend(name: str = "auto") -> ModuleType:
             if module is not None:
                 return module
     if name not in _MODULES:
-        raise ValueError(f"unknown backend {name!r}; choose 'auto' or one of {', '.join(BACKENDS)}")
+        raise InputError(f"unknown backend {name!r}; choose 'auto' or one of {', '.join(BACKENDS)}")
     module = _load(name)
     if module is None:
-        raise ValueError(
+        raise InputError(
             f"backend {name!r} is not available here ({_unavailable[name]}); "
             f"available: {', '.join(available_backends())}"
         )

@@ -44,6 +44,7 @@ except ImportError as error:  # the registry marks the backend unavailable
 
 from .. import rules
 from ..boxes import iou_matrix
+from ..errors import InputError
 
 NAME = "numba"
 
@@ -1337,7 +1338,7 @@ def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox
     h, w = ty2 - ty1, tx2 - tx1
     hh, ww = ry2 - ry1, rx2 - rx1
     if h < 1 or w < 1 or hh < h or ww < w:
-        raise ValueError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
+        raise InputError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
     entry = _template(template_frame, (tx1, ty1, tx2, ty2))
     is_uint8 = search_frame.dtype == np.uint8
     if entry.t_ss <= h * w * FLAT_VARIANCE:

@@ -17,6 +17,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from .. import coco as coco_files
+from ..errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -47,7 +48,7 @@ def average_precision(
     names = [c["name"] for c in sorted(gt_dict["categories"], key=lambda c: c["id"])] if categories is None else list(categories)
     category_ids = [coco_files.category_by_name(gt_dict, name, source)["id"] for name in names]
     if not category_ids:
-        raise ValueError(f"{source}: no categories to evaluate")
+        raise InputError(f"{source}: no categories to evaluate")
     image_ids = {image["id"] for image in gt_dict["images"]}
 
     wanted = set(category_ids)
@@ -55,11 +56,11 @@ def average_precision(
     for index, detection in enumerate(detections):
         for key in ("image_id", "category_id", "bbox", "score"):
             if key not in detection:
-                raise ValueError(f"detection {index} has no {key!r}: {detection!r}")
+                raise InputError(f"detection {index} has no {key!r}: {detection!r}")
         if detection["image_id"] not in image_ids:
-            raise ValueError(f"detection {index} is of image_id {detection['image_id']!r}, which is not in {source}")
+            raise InputError(f"detection {index} is of image_id {detection['image_id']!r}, which is not in {source}")
         if len(detection["bbox"]) != 4:
-            raise ValueError(f"detection {index}: bbox must be [x, y, w, h], got {detection['bbox']!r}")
+            raise InputError(f"detection {index}: bbox must be [x, y, w, h], got {detection['bbox']!r}")
         if detection["category_id"] in wanted:
             kept.append(detection)
 

@@ -165,13 +165,13 @@ def evaluate(
         absent = [name for name in categories if name not in detected]
         if absent:
             shown = ", ".join(map(repr, detected[:10])) + (f", ... ({len(detected)} in all)" if len(detected) > 10 else "")
-            raise ValueError(
+            raise InputError(
                 f"--category {', '.join(map(repr, absent))}: {label} does not detect "
                 f"{'it' if len(absent) == 1 else 'them'} (its categories: {shown})"
             )
     evaluated = list(categories) if categories is not None else [name for name in detected_names.values() if name in gt_id_of_name]
     if not evaluated:
-        raise ValueError(
+        raise InputError(
             f"{label}: the detector's categories ({', '.join(detected_names.values())}) "
             f"share no name with those of {coco_json} ({', '.join(gt_id_of_name)})"
         )

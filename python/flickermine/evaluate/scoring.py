@@ -17,6 +17,7 @@ from ..detectors import Detections
 from .coco_ap import average_precision
 from ..io.ground_truth import LabelledImage
 from .miss_rate import DetectionCurve, coco_curve
+from ..errors import InputError
 
 
 def score_results(
@@ -67,7 +68,7 @@ def score_labelled(
 ) -> tuple[dict, DetectionCurve]:
     """:func:`score_results` of one :class:`Detections` per labelled image (one category)."""
     if len(images) != len(detections):
-        raise ValueError(f"{len(detections)} detection sets for {len(images)} images")
+        raise InputError(f"{len(detections)} detection sets for {len(images)} images")
     ground_truth = labelled_as_coco(images, category)
     results = detections_as_results(detections, range(1, len(images) + 1))
     summary, curves = score_results(ground_truth, results, source="<labelled images>")
