@@ -224,6 +224,7 @@ def test_real_data_tud_campus(tmp_path, rule, capsys):
     assert report["pseudo_positives"]["precision"] > 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_folder_audit_judges_the_hard_negatives_of_frames_not_kept(tmp_path):
     """--mode hp keeps only hard-positive frames, yet every hard negative is judged: the shard

@@ -62,6 +62,7 @@ def test_mine_parameters_change_the_result(tmp_path):
     assert not reasons & {"sure_score", "small", "border"}
 
 
+@pytest.mark.slow
 def test_demo_prints_precision_and_writes_a_dataset(tmp_path):
     out = tmp_path / "demo"
     for _ in range(2):  # a second run replaces the first demo's output

@@ -139,6 +139,7 @@ def test_cuda_backend_is_listed_with_a_reason_when_unavailable():
 CUDA_SOURCES = ROOT / "cpp" / "cuda"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 def test_cuda_sources_compile(tmp_path):
     command = [
@@ -196,6 +197,7 @@ def test_prefetcher_batches_in_order(image_folder):
             gpu_pipeline.FramePrefetcher(source, 2, pin_memory=True)
 
 
+@pytest.mark.slow
 def test_batched_pipeline_gives_the_detections_of_frame_by_frame(image_folder):
     pytest.importorskip("torch")
     pytest.importorskip("torchvision")
@@ -279,6 +281,7 @@ def test_pipeline_errors_reach_the_caller(image_folder):
         list(gpu_pipeline.DetectorPipeline(source, broken, 2, log=lambda m: None))
 
 
+@pytest.mark.slow
 def test_bench_gpu_without_a_gpu_exits_zero():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -29,6 +29,7 @@ class Replay:
         return boxes, scores
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_fused_detect_and_mine_equals_detect_then_mine(tmp_path):
     video = shared_data("pets09-s2l1", "video.avi")

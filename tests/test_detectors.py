@@ -289,6 +289,7 @@ def check_results(results, frames, category_names):
         assert set(result.labels.tolist()) <= set(category_names)
 
 
+@pytest.mark.slow
 def test_fasterrcnn_resnet50_plumbing(torch):
     detector = make_detector(
         "fasterrcnn_resnet50_fpn", weights=None, batch_size=2, score_threshold=0.0,
@@ -304,6 +305,7 @@ def test_fasterrcnn_resnet50_plumbing(torch):
     json.dumps(info)
 
 
+@pytest.mark.slow
 def test_category_keeps_only_that_class(torch):
     frames = random_frames(2, seed=1)
     torch.manual_seed(0)
@@ -341,7 +343,7 @@ def two_class_model(torch):
     ).eval()
 
 
-@pytest.mark.parametrize("layout", ["state_dict", "checkpoint-model"])
+@pytest.mark.parametrize("layout", ["state_dict", pytest.param("checkpoint-model", marks=pytest.mark.slow)])
 def test_two_class_state_dict_loads(torch, tmp_path, two_class_model, layout):
     state = two_class_model.state_dict()
     saved = {

@@ -113,7 +113,9 @@ def test_random_windows_match_oracle(backend, iou_threshold):
     "dets, params",
     [
         ("faster_rcnn.txt", MiningParams()),
-        ("faster_rcnn.txt", MiningParams(score_threshold=0.5, iou_threshold=0.6, max_gap=2)),
+        pytest.param(
+            "faster_rcnn.txt", MiningParams(score_threshold=0.5, iou_threshold=0.6, max_gap=2), marks=pytest.mark.slow
+        ),
         ("opencv_haar_fullbody.txt", MiningParams(score_threshold=0.0, sure_score=2.0, min_area=0.0, border=0, max_gap=3)),
     ],
     ids=["frcnn-defaults", "frcnn-iou0.6-gap2", "haar-all-gap3"],

@@ -221,6 +221,7 @@ def test_hog_params_window_and_box_are_inverse():
 # command line
 
 
+@pytest.mark.slow
 def test_cli_trains_evaluates_and_mines_with_the_model(figures_data, tmp_path, capsys):
     model_path = tmp_path / "figure.json"
     code = main([

@@ -76,6 +76,7 @@ def test_below_threshold_detections_take_no_part(rng):
     assert verdicts[1].reasons.tolist() == [Reason.PARTNER]
 
 
+@pytest.mark.slow
 def test_memory_holds_one_window_of_frames(rng):
     """Frames leave memory once they leave the window: nothing grows with video length."""
     window = 2

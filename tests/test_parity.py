@@ -119,7 +119,8 @@ def _real_verdicts(folder, video, dets, params, rule, backend, max_frames):
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("backend", NON_ORACLE_PARAMS)
-@pytest.mark.parametrize("rule", ["seed", "tracklet"])
+# slow: the numpy oracle of the tracklet rule takes seconds on a whole real video
+@pytest.mark.parametrize("rule", ["seed", pytest.param("tracklet", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("params_name", list(REAL_PARAMS))
 @pytest.mark.parametrize("folder,video,dets", REAL_CASES, ids=[f"{c[0]}-{c[2][:-4]}" for c in REAL_CASES])
 def test_real_video_matches_oracle(folder, video, dets, params_name, rule, backend):

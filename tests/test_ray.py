@@ -98,6 +98,8 @@ def _mine_on_ray(videos, dets, out, **options):
     return result, lines
 
 
+# slow: these three share the module fixtures that start Ray and mine the reference (~7 s)
+@pytest.mark.slow
 @needs_ray
 @pytest.mark.ray
 @pytest.mark.real_data
@@ -112,6 +114,7 @@ def test_ray_output_is_identical_to_local(tmp_path, inputs, cluster):
     assert [v["frames"] for v in report["videos"]] == [71, 500, CLIP_FRAMES]
 
 
+@pytest.mark.slow
 @needs_ray
 @pytest.mark.ray
 @pytest.mark.real_data
@@ -128,6 +131,7 @@ def test_worker_killed_mid_video_is_retried(tmp_path, inputs, cluster, monkeypat
     assert _dataset_files(out) == expected
 
 
+@pytest.mark.slow
 @needs_ray
 @pytest.mark.ray
 @pytest.mark.real_data

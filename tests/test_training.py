@@ -89,6 +89,7 @@ def tiny_config(train_json: Path, out: Path, **overrides) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_the_result_evaluates(tmp_path):
     train_json = make_squares(tmp_path / "data")
     result = train(tiny_config(train_json, tmp_path / "run", iterations=40, checkpoint_every=20))
@@ -107,6 +108,7 @@ def test_loss_falls_and_the_result_evaluates(tmp_path):
     assert summary["categories"] == ["square"] and summary["ground_truth_boxes"] == 6
 
 
+@pytest.mark.slow
 def test_stop_and_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     train_json = make_squares(tmp_path / "data")
     common = dict(checkpoint_every=3, val=train_json, val_every=3)
@@ -136,6 +138,7 @@ def test_images_without_annotations_train_as_negatives(tmp_path):
     assert "3 images (3 without boxes: negatives), 0 boxes" in (tmp_path / "run" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_run_folder_and_weights_are_checked(tmp_path):
     train_json = make_squares(tmp_path / "data", count=3)
     out = tmp_path / "run"
@@ -214,6 +217,7 @@ def interrupted_after_step(count: int, signals: int = 1):
         handle.remove()
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     train_json = make_squares(tmp_path / "data")
     straight = train(tiny_config(train_json, tmp_path / "straight", iterations=5, checkpoint_every=100))
@@ -233,6 +237,7 @@ def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp
     assert not different, different[:5]
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once_without_a_checkpoint(tmp_path):
     train_json = make_squares(tmp_path / "data", count=3)
     with interrupted_after_step(2, signals=2), pytest.raises(KeyboardInterrupt):
@@ -274,6 +279,7 @@ def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_p
     assert [json.loads(line)["iteration"] for line in (out / "validation.jsonl").read_text().splitlines()] == [1]
 
 
+@pytest.mark.slow
 def test_coco_detector_weights_fine_tune_its_own_rows_for_coco_categories(tmp_path):
     from flickermine.training import load_weights
 
