@@ -130,6 +130,7 @@ def test_stop_and_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     assert straight.best is not None and straight.best.is_file()
 
 
+@pytest.mark.slow
 def test_images_without_annotations_train_as_negatives(tmp_path):
     # every image a negative: boxes of shape (0, 4); the box-regression losses are 0, nothing fails
     train_json = make_squares(tmp_path / "data", count=3, negatives=3)
@@ -157,6 +158,7 @@ def test_run_folder_and_weights_are_checked(tmp_path):
     assert result.iteration == 1
 
 
+@pytest.mark.slow
 def test_cli_train_and_evaluate(tmp_path, capsys):
     train_json = make_squares(tmp_path / "data", count=3)
     parser = loop_parser()
@@ -264,6 +266,7 @@ def test_missing_train_or_val_images_are_refused_before_training_starts(tmp_path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_path):
     base = make_squares(tmp_path / "base", count=3)
     mined = make_squares(tmp_path / "mined", count=2, seed=1)
@@ -313,6 +316,7 @@ def test_coco_detector_weights_fine_tune_its_own_rows_for_coco_categories(tmp_pa
     assert "box predictor: the rows of background and dog (label 18)" in (tmp_path / "run" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_category_the_model_or_the_file_lacks(tmp_path):
     train_json = make_squares(tmp_path / "data", count=3)
     result = train(tiny_config(train_json, tmp_path / "run", iterations=1))
@@ -330,6 +334,7 @@ def test_evaluate_refuses_a_category_the_model_or_the_file_lacks(tmp_path):
     assert summary["categories"] == ["square"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_train_or_val_files_whose_contents_changed(tmp_path):
     train_json = make_squares(tmp_path / "data", count=3)
     out = tmp_path / "run"
@@ -343,6 +348,7 @@ def test_resume_refuses_train_or_val_files_whose_contents_changed(tmp_path):
         train(tiny_config(train_json, out, iterations=2, resume=True))
 
 
+@pytest.mark.slow
 def test_cli_preset_resume_refuses_another_mined_set_before_it_merges(tmp_path, capsys):
     base = make_squares(tmp_path / "base", count=3)
     # the same image names, other boxes: only the contents tell the two apart
