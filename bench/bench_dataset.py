@@ -39,7 +39,7 @@ def decode_only() -> tuple[int, float]:
 
 
 def mine(videos, dets_dir, out: Path, config, workers: int) -> tuple[dict, float]:
-    from flickermine.run import run_mining
+    from flickermine.runner.mine_run import run_mining
 
     shutil.rmtree(out, ignore_errors=True)
     cpu_before = _cpu_seconds()
@@ -66,7 +66,7 @@ def main() -> int:
     if not VIDEO.exists():
         print(f"needs {VIDEO} (../shared/data)", file=sys.stderr)
         return 1
-    from flickermine.dataset import RunConfig
+    from flickermine.dataset.writer import RunConfig
 
     configs = {
         "seed, hn (defaults)": RunConfig(),

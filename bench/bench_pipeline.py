@@ -28,7 +28,7 @@ DETS = SHARED_DATA / "pets09-s2l1" / "det" / "faster_rcnn.txt"
 MEMORY_CHILD = r"""
 import json, resource, sys, time
 from flickermine import Miner, MiningParams
-from flickermine.detections import DetectionFile
+from flickermine.io.mot import DetectionFile
 from flickermine.video import open_video
 video, dets, loops, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 miner = Miner(MiningParams(), "seed", backend)
@@ -58,7 +58,7 @@ def decode_only() -> tuple[int, float]:
 
 
 def mine(backend: str, iou_first: bool, csv_path: Path) -> tuple[int, int, float]:
-    from flickermine.pipeline import mine_video
+    from flickermine.runner.pipeline import mine_video
 
     start = time.perf_counter()
     summary = mine_video(VIDEO, DETS, backend=backend, iou_first=iou_first, verdicts_csv=csv_path)

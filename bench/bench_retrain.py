@@ -57,7 +57,7 @@ import numpy as np
 
 from _common import RESULTS, SHARED_DATA, print_table, write_json
 
-from flickermine.audit import FALSE  # ground truth status of a verified false positive
+from flickermine.evaluate.audit import FALSE  # ground truth status of a verified false positive
 
 PETS = SHARED_DATA / "pets09-s2l1"
 DEFAULT_SEQUENCES = [f"pets={PETS / 'video.avi'},{PETS / 'gt' / 'gt.txt'}"]
@@ -218,8 +218,8 @@ def role_coco(role: str) -> dict:
 
 def torch_train(coco: dict, out: Path, seed: int, iterations: int, weights) -> Path:
     """Train (or fine-tune from ``weights``) on ``coco``; the final checkpoint."""
-    from flickermine import coco as coco_files
-    from flickermine.training import TrainConfig, train
+    from flickermine.io import coco as coco_files
+    from flickermine.train.torch import TrainConfig, train
 
     options = STATE["torch"]
     out.mkdir(parents=True, exist_ok=True)
@@ -234,9 +234,9 @@ def torch_train(coco: dict, out: Path, seed: int, iterations: int, weights) -> P
 
 def torch_detect(checkpoint: Path, frame_keys: list) -> list:
     """The checkpoint's person detections in each frame, as Detections."""
-    from flickermine.detectors import Detections
+    from flickermine.detect.detections import Detections
     from flickermine.evaluate.on_coco import detect_coco_images
-    from flickermine.training import load_detector, resolve_device
+    from flickermine.detect.torchvision import load_detector, resolve_device
 
     device = resolve_device(STATE["torch"]["device"])
     model, _ = load_detector(checkpoint, device)
@@ -324,7 +324,7 @@ def hard_examples(decided: list, duplicate_iou: float) -> tuple[list, list]:
     """The hard negatives (after the duplicate step at ``duplicate_iou``) and the hard positives
     of mined verdicts: ``[(key, (N, 4) boxes)]`` each."""
     from flickermine import MiningParams, Reason
-    from flickermine.rules import demote_duplicates
+    from flickermine.mining.rules import demote_duplicates
 
     params = MiningParams(duplicate_iou=duplicate_iou)
     negatives, positives = [], []
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="the plot (default: the JSON's path with .png)")
     args = parser.parse_args(argv)
 
-    from flickermine.audit import read_ground_truth
+    from flickermine.evaluate.audit import read_ground_truth
     from flickermine.train.hog_svm import HogSvmSettings
 
     started = time.perf_counter()

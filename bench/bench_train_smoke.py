@@ -35,7 +35,7 @@ def main() -> int:
     import torch
 
     from flickermine.evaluate.on_coco import evaluate
-    from flickermine.training import train
+    from flickermine.train.torch import train
     from tests.test_training import make_squares, tiny_config
 
     torch.set_num_threads(1)

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from flickermine import audit
-from flickermine.audit import FALSE, IGNORED, TRUE, GroundTruth, read_ground_truth
+from flickermine.cli import audit as cli_audit
+from flickermine.evaluate import audit
+from flickermine.evaluate.audit import FALSE, IGNORED, TRUE, GroundTruth, read_ground_truth
 
 from .conftest import shared_data
 
@@ -50,7 +51,7 @@ CASE = [(1, PERSON, False), (1, IGNORE, True), (2, PERSON, False), (2, CLUTTER, 
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    audit.register(parser.add_subparsers(dest="command"))
+    cli_audit.register(parser.add_subparsers(dest="command"))
     return parser.parse_args(["audit", *argv])
 
 
@@ -207,7 +208,7 @@ def test_cli_on_verdicts_and_several_videos(tmp_path, capsys):
 @pytest.mark.real_data
 @pytest.mark.parametrize("rule", ["seed", "tracklet"])
 def test_real_data_tud_campus(tmp_path, rule, capsys):
-    from flickermine.pipeline import mine_video
+    from flickermine.runner.pipeline import mine_video
 
     video = shared_data("tud-campus", "video.mp4")
     dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
@@ -229,9 +230,9 @@ def test_real_data_tud_campus(tmp_path, rule, capsys):
 def test_folder_audit_judges_the_hard_negatives_of_frames_not_kept(tmp_path):
     """--mode hp keeps only hard-positive frames, yet every hard negative is judged: the shard
     records them all, so the folder's audit agrees with the verdicts CSV of the same run."""
-    from flickermine.dataset import RunConfig
-    from flickermine.pipeline import mine_video
-    from flickermine.run import run_mining
+    from flickermine.dataset.writer import RunConfig
+    from flickermine.runner.pipeline import mine_video
+    from flickermine.runner.mine_run import run_mining
 
     video = shared_data("tud-campus", "video.mp4")
     dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
@@ -280,7 +281,7 @@ def test_folder_mined_from_jsonl_detections_audits(tmp_path, capsys):
     """The audit reads the detections file in the format mining read it (sniffed the same way),
     not as MOT text: a JSON Lines file used to fail with "line 1: 6 columns, need at least 7"."""
     from flickermine.cli import main
-    from flickermine.formats import convert
+    from flickermine.io.formats import convert
 
     video = shared_data("tud-campus", "video.mp4")
     gt = shared_data("tud-campus", "gt", "gt.txt")

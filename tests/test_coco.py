@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flickermine import coco
+from flickermine.io import coco
 
 
 def _touch_images(root: Path, names) -> None:
@@ -283,10 +283,14 @@ def test_validate_names_file_and_fault(tmp_path):
 def _parser():
     import argparse
 
-    from flickermine import cli_loop
+    from flickermine.cli import coco as cli_coco
+    from flickermine.cli import evaluate as cli_evaluate
+    from flickermine.cli import train as cli_train
 
     parser = argparse.ArgumentParser(prog="flickermine")
-    cli_loop.register(parser.add_subparsers(dest="command", required=True))
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in (cli_coco, cli_train, cli_evaluate):
+        group.register(commands)
     return parser
 
 
@@ -325,7 +329,7 @@ def test_cli_train_without_torch_says_how_to_install(monkeypatch, tmp_path, caps
 
 
 def test_presets_pick_the_mined_mode_and_merge(tmp_path):
-    from flickermine import presets
+    from flickermine.dataset import presets
 
     base, mined = _base(tmp_path), _mined(tmp_path)
     (mined.parent / "run.json").write_text(json.dumps({"mode": "hn"}))

@@ -14,21 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flickermine.detectors import (
-    COCO_CATEGORIES,
-    DETECTOR_NAMES,
-    CallableDetector,
-    Detections,
-    Detector,
-    MissingExtraError,
-    OpenCVHaarDetector,
-    OpenCVHOGPeopleDetector,
-    detector_info,
-    make_detector,
-    raw_to_score,
-    resolve_coco_category,
-    score_to_raw,
-)
+from flickermine.detect.detections import CallableDetector, Detections, Detector
+from flickermine.detect.opencv import OpenCVHaarDetector, OpenCVHOGPeopleDetector, raw_to_score, score_to_raw
+from flickermine.detect.registry import DETECTOR_NAMES, detector_info, make_detector
+from flickermine.detect.torchvision import COCO_CATEGORIES, resolve_coco_category
+from flickermine.errors import MissingExtraError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PETS = SHARED_DATA / "pets09-s2l1"
@@ -369,7 +359,7 @@ def test_two_class_state_dict_loads(torch, tmp_path, two_class_model, layout):
 
 
 def test_checkpoint_layouts(torch, tmp_path):
-    from flickermine.detectors import load_state_dict
+    from flickermine.detect.torchvision import load_state_dict
 
     tensor = torch.arange(3.0)
     for saved in ({"state_dict": {"module.a": tensor}}, {"model": {"a": tensor}, "epoch": 1}, {"a": tensor}):
@@ -413,7 +403,8 @@ def test_weights_that_do_not_fit_are_clear_errors(torch, tmp_path, two_class_mod
 def test_cli_never_runs_untrained_weights_unasked(tmp_path, capsys):
     """`--detector fasterrcnn_*` needs --weights, --torchvision-weights or --random-weights;
     the check comes before any model is built or frame read (torch is not needed for it)."""
-    from flickermine.cli import _detector_factory, build_parser, main
+    from flickermine.cli._options import _detector_factory
+    from flickermine.cli import build_parser, main
 
     images = tmp_path / "frames"
     images.mkdir()
@@ -442,8 +433,9 @@ def test_mining_needs_one_category_of_a_coco_detector(torch, tmp_path):
     must be told which category to mine, before any work."""
     import functools
 
-    from flickermine.dataset import RunConfig
-    from flickermine.run import check_one_category, run_mining
+    from flickermine.dataset.writer import RunConfig
+    from flickermine.runner.mine_job import check_one_category
+    from flickermine.runner.mine_run import run_mining
 
     from .conftest import shared_data
 

@@ -9,8 +9,9 @@ import pytest
 
 import flickermine as fm
 from flickermine import cli
-from flickermine.coco import CocoFormatError
-from flickermine.detections import DetectionFileError
+from flickermine.cli import detect as cli_detect
+from flickermine.io.coco import CocoFormatError
+from flickermine.io.mot import DetectionFileError
 from flickermine.errors import FlickermineError, InputError, InputTypeError, MissingExtraError
 from flickermine.video import VideoError
 
@@ -40,6 +41,6 @@ def test_cli_lets_a_bug_out_with_its_traceback(monkeypatch, tmp_path):
     def broken(args):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(cli, "_cmd_detect", broken)
+    monkeypatch.setattr(cli_detect, "_cmd_detect", broken)
     with pytest.raises(ValueError, match="internal invariant"):
         cli.main(["detect", str(tmp_path), "--detector", "opencv-hog", "--out", str(tmp_path / "out")])

@@ -1,4 +1,4 @@
-"""flickermine.formats: the authors' text format and JSON Lines, sniffing, conversion, `convert` CLI."""
+"""flickermine.io.formats: the authors' text format and JSON Lines, sniffing, conversion, `convert` CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flickermine.detections import DetectionFile, DetectionFileError, MotWriter
-from flickermine.formats import (
+from flickermine.io.mot import DetectionFile, DetectionFileError, MotWriter
+from flickermine.io.formats import (
     FORMATS,
     AuthorsDetectionFile,
     AuthorsWriter,
@@ -389,7 +389,7 @@ def test_authors_errors(tmp_path, text, line, fragment, kwargs):
 )
 @pytest.mark.parametrize("block", [1, 3, 16384])
 def test_authors_first_error_wins_whatever_the_block(tmp_path, monkeypatch, text, line, fragment, block):
-    from flickermine import formats
+    from flickermine.io import formats
 
     monkeypatch.setattr(formats, "_BLOCK_LINES", block)
     expect_error(write(tmp_path, text), line, fragment, reader=AuthorsDetectionFile)
@@ -397,7 +397,7 @@ def test_authors_first_error_wins_whatever_the_block(tmp_path, monkeypatch, text
 
 @pytest.mark.parametrize("block", [1, 2, 5])
 def test_authors_blocks_stream_the_same_frames(tmp_path, monkeypatch, block):
-    from flickermine import formats
+    from flickermine.io import formats
 
     monkeypatch.setattr(formats, "_BLOCK_LINES", block)
     reader = AuthorsDetectionFile(write(tmp_path, AUTHORS * 1))
@@ -453,7 +453,7 @@ def test_jsonl_errors(tmp_path, text, line, fragment, kwargs):
 
 
 def _own_parser() -> argparse.ArgumentParser:
-    from flickermine import cli_formats
+    from flickermine.cli import formats as cli_formats
 
     parser = argparse.ArgumentParser(prog="flickermine")
     cli_formats.register(parser.add_subparsers(dest="command", required=True))

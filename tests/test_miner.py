@@ -108,7 +108,7 @@ def test_frame_shape_change_is_an_error(rng):
 
 
 def test_demo_finds_the_injected_flickers():
-    from flickermine.demo import run_demo
+    from flickermine.runner.demo import run_demo
 
     clip_, result = run_demo(seed=0, num_frames=80)
     assert result.injected_false_positives >= 3

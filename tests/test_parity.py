@@ -102,7 +102,7 @@ REAL_PARAMS = {
 
 
 def _real_verdicts(folder, video, dets, params, rule, backend, max_frames):
-    from flickermine.detections import DetectionFile
+    from flickermine.io.mot import DetectionFile
     from flickermine.video import open_video
 
     source = open_video(shared_data(folder, video))

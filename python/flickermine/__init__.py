@@ -1,7 +1,7 @@
 """flickermine: mine hard examples for object detectors from unlabelled video.
 
 Detections isolated in time ("flickers") are hard negatives (Jin et al., ECCV 2018). See
-:mod:`flickermine.rules` for the rules and :class:`MiningParams` for their defaults.
+:mod:`flickermine.mining.rules` for the rules and :class:`MiningParams` for their defaults.
 
 Boxes everywhere are ``x1, y1, x2, y2`` float pixels, continuous coordinates; frames are
 ``(H, W)`` uint8 or float32 grayscale arrays; frame indices are 0-based (MOT files add 1).
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
-from .backends import BACKENDS, available_backends, get_backend
-from .miner import FrameVerdicts, Miner, mine_frames
-from .params import MiningParams, Reason, Rule
+from .mining.backends import BACKENDS, available_backends, get_backend
+from .mining.kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
+from .mining.miner import FrameVerdicts, Miner, mine_frames
+from .mining.params import MiningParams, Reason, Rule
 
 __all__ = [
     "__version__",

@@ -1,13 +1,21 @@
-"""File helpers shared by every writer of results: atomic replacement, content fingerprints."""
+"""File helpers shared by every writer of results: atomic replacement, content fingerprints.
+
+A floor module (standard library only), importable from every stage of the package: the
+HOG-SVM detector saves its models with it, as the dataset, COCO and training writers save theirs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Optional, TextIO, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _umask() -> int:
@@ -52,3 +60,70 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temp file in the same folder and rename it over ``path``."""
+    with replaced_atomically(path) as temporary, open(temporary, "w") as stream:
+        json.dump(payload, stream, indent=1)
+        stream.write("\n")
+
+
+class AtomicWriter:
+    """Temporary file beside ``path``, renamed over it on :meth:`close`, deleted on :meth:`abort`."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(os.fspath(path))
+        self.count = 0
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        except OSError as exc:
+            raise OSError(exc.errno, f"{self.path}: cannot create a temporary file beside it: {exc.strerror}") from exc
+        self._handle: Optional[TextIO] = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+    def _finish(self) -> None:
+        """Write what is still pending (subclasses)."""
+
+    def close(self) -> None:
+        """Finish the file and rename it over ``path``."""
+        if self._handle is None:
+            return
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        handle, self._handle = self._handle, None
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            handle.close()
+            self._remove_tmp()
+            raise
+
+    def abort(self) -> None:
+        """Discard what was written; ``path`` is left as it was."""
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        handle.close()
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,16 +1,14 @@
 """``flickermine convert``: detections files between MOTChallenge, the authors' text format and
-JSON Lines (see :mod:`flickermine.formats`)."""
+JSON Lines (see :mod:`flickermine.io.formats`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from .formats import FORMATS
+from ..io.formats import FORMATS, convert_file
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .formats import convert_file
-
     result = convert_file(
         args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format, frame_count=args.frames,
         first_frame=args.first_frame,

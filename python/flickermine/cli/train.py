@@ -1,21 +1,25 @@
-"""Command-line subcommands that close the loop: ``coco merge|subset``, ``train``, ``evaluate``.
+"""``flickermine train``: a HOG + linear SVM (``--model hog-svm``), or a torchvision Faster R-CNN
+fine-tuned (flickermine[torch]) on a COCO file, optionally merged with a mined set by a preset.
 
-``register(commands)`` adds them to the main parser's subparsers; each sets ``handler`` to a
-function of the parsed arguments that returns an exit code. Bad input raises ValueError or
-FileNotFoundError, which the main CLI reports as ``flickermine: error: ...``. torch is imported
-only by ``train`` and ``evaluate``.
+Bad input raises ValueError or FileNotFoundError, which the main CLI reports as
+``flickermine: error: ...``; torch is imported only when a torchvision model trains.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from ..dataset import presets
+from ..dataset.presets import PRESETS
+from ..detect.torchvision import TORCHVISION_MODELS
+from ..errors import InputError
+from ..train.hog_svm import HogSvmFiles, HogSvmSettings, train_hog_svm_files
+from ..train.torch import TrainConfig, check_resume_data, data_fingerprint
+from ..train.torch import train as train_torchvision
+from ._options import EXIT_MISSING_DEPENDENCY, _missing_torch
 
-EXIT_MISSING_DEPENDENCY = 2
 HOG_SVM = "hog-svm"
 #: train options that only a torchvision model takes, and those only the HOG-SVM takes
 _TORCH_ONLY = (
@@ -27,41 +31,7 @@ _HOG_SVM_ONLY = ("negatives", "hard_positives", "bootstrap_rounds", "window", "b
 
 
 def register(commands) -> None:
-    """Add ``coco``, ``train`` and ``evaluate`` to ``commands`` (from ``add_subparsers``)."""
-    from .cli import _add_detector_options
-    from .presets import PRESETS
-    from .training import ARCHITECTURES
-
-    coco = commands.add_parser("coco", help="COCO file tools: merge mined sets into a base set, one-category subsets")
-    actions = coco.add_subparsers(dest="coco_command", metavar="ACTION", required=True)
-
-    merge = actions.add_parser(
-        "merge",
-        help="merge mined COCO files into a base COCO file (inputs untouched)",
-        description="Merge BASE.json and mined COCO files into a new file: ids renumbered from 1, categories "
-        "matched by name, images without annotations kept, file names rewritten to resolve from --out's folder.",
-    )
-    merge.add_argument("base", metavar="BASE.json", help="base training set")
-    merge.add_argument("mined", nargs="+", metavar="MINED.json", help="mined sets (file names relative to their folder)")
-    merge.add_argument("--out", required=True, metavar="NEW.json", help="the merged file (written atomically)")
-    merge.add_argument("--image-root", metavar="DIR", help="folder BASE.json's file names are relative to (default: its folder)")
-    merge.add_argument("--copy-images", action="store_true", help="hard-link or copy the images beside --out")
-    merge.set_defaults(handler=_cmd_coco_merge)
-
-    subset = actions.add_parser(
-        "subset",
-        help="one category against background, with train/val/test splits",
-        description="Keep the images with the category (and images with no annotations at all), only that "
-        "category's annotations; optionally split them deterministically. Writes DIR/<part>.json.",
-    )
-    subset.add_argument("coco_json", metavar="COCO.json")
-    subset.add_argument("--category", required=True, help="category name, e.g. dog")
-    subset.add_argument("--split", metavar="TRAIN/VAL/TEST", help="image counts (3041/177/1521) or fractions (0.8/0.1/0.1)")
-    subset.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
-    subset.add_argument("--drop-empty", action="store_true", help="leave out images that have no annotations at all")
-    subset.add_argument("--out", required=True, metavar="DIR", help="folder for train.json, val.json, test.json (or all.json)")
-    subset.set_defaults(handler=_cmd_coco_subset)
-
+    """Add ``train`` to the main parser's subcommands."""
     train = commands.add_parser(
         "train",
         help="train a HOG + linear SVM, or fine-tune a torchvision Faster R-CNN (flickermine[torch]), on a COCO file",
@@ -76,9 +46,9 @@ def register(commands) -> None:
     train.add_argument("--images", metavar="DIR", help="folder the file names of --train are relative to (default: its folder)")
     train.add_argument("--val", metavar="COCO.json", help="validation set: AP every --val-every iterations, best.pt kept")
     train.add_argument("--val-images", metavar="DIR", help="image folder of --val (default: --images, else --val's folder)")
-    train.add_argument("--preset", choices=list(PRESETS), help="one of the paper's ablations (see flickermine.presets)")
+    train.add_argument("--preset", choices=list(PRESETS), help="one of the paper's ablations (see flickermine.dataset.presets)")
     train.add_argument("--mined", metavar="MINED.json", help="with --preset: the mined set to merge with --train")
-    train.add_argument("--model", choices=(*ARCHITECTURES, HOG_SVM), default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
+    train.add_argument("--model", choices=(*TORCHVISION_MODELS, HOG_SVM), default="fasterrcnn_resnet50_fpn", help="architecture (default: %(default)s)")
     hog = train.add_argument_group("hog-svm only")
     hog.add_argument(
         "--negatives", action="append", default=[], metavar="COCO.json|DIR",
@@ -130,25 +100,6 @@ def register(commands) -> None:
     hog_defaults = {dest: train.get_default(dest) for dest in _HOG_SVM_ONLY}
     train.set_defaults(torch_only_defaults=torch_defaults, hog_only_defaults=hog_defaults)
 
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="COCO AP, AP50, AP75 and log-average miss rate of a detector on a COCO file",
-        description="Run a detector (--detector NAME with its --weights, or a checkpoint of `flickermine train` "
-        "with --weights alone) on the images of a COCO file; print COCO AP, AP50, AP75 (pycocotools) and the "
-        "log-average miss rate over 1e-2..1e0 false positives per image; optionally draw the precision-recall "
-        "and miss-rate curves (--curves).",
-    )
-    evaluate.add_argument("--coco", required=True, metavar="COCO.json", help="ground truth")
-    evaluate.add_argument("--images", metavar="DIR", help="folder its file names are relative to (default: its folder)")
-    _add_detector_options(evaluate)  # --detector, --weights ..., --device, --batch-size
-    evaluate.add_argument("--model", choices=ARCHITECTURES, help="without --detector: the architecture of a plain state dict in --weights")
-    evaluate.add_argument("--category", action="append", help="evaluate only this category (repeatable)")
-    evaluate.add_argument("--out", metavar="JSON", help="write the figures here")
-    evaluate.add_argument("--detections", metavar="JSON", help="also write the detections (COCO results format)")
-    evaluate.add_argument("--curves", metavar="PNG", help="draw precision-recall and miss rate vs false positives per image here")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
-    evaluate.set_defaults(handler=_cmd_evaluate)
-
 
 def _window_size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
@@ -170,44 +121,7 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 10000,20000; got {text!r}") from None
 
 
-def _missing_torch() -> str | None:
-    from .training import require_torch
-
-    try:
-        require_torch()
-    except ImportError as error:
-        return str(error)
-    return None
-
-
-def _cmd_coco_merge(args: argparse.Namespace) -> int:
-    from . import coco
-
-    merged = coco.merge(args.base, *args.mined, out=args.out, image_root=args.image_root, copy_images=args.copy_images)
-    annotated = {a["image_id"] for a in merged["annotations"]}
-    empty = sum(1 for image in merged["images"] if image["id"] not in annotated)
-    names = ", ".join(c["name"] for c in merged["categories"])
-    print(
-        f"wrote {args.out}: {len(merged['images'])} images ({empty} without annotations), "
-        f"{len(merged['annotations'])} annotations; categories: {names}"
-    )
-    return 0
-
-
-def _cmd_coco_subset(args: argparse.Namespace) -> int:
-    from . import coco
-
-    split = coco.parse_split(args.split) if args.split else None
-    written = coco.write_subset(args.coco_json, args.category, args.out, split=split, seed=args.seed, keep_empty=not args.drop_empty)
-    for name, path in written.items():
-        part = coco.load(path)
-        print(f"wrote {path}: {len(part['images'])} images, {len(part['annotations'])} {args.category} boxes")
-    return 0
-
-
 def _cmd_train_hog_svm(args: argparse.Namespace) -> int:
-    from .train.hog_svm import HogSvmFiles, HogSvmSettings, train_hog_svm_files
-
     unused = _given(args, args.torch_only_defaults)
     if unused:
         raise InputError(f"--model {HOG_SVM} does not take {', '.join(unused)} (options of the torchvision models)")
@@ -236,9 +150,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if missing:
         print(f"flickermine: error: {missing}", file=sys.stderr)
         return EXIT_MISSING_DEPENDENCY
-    from . import presets
-    from .training import TrainConfig, check_resume_data, data_fingerprint, train
-
     train_path, images = Path(args.train), args.images
     sources = {"--train": args.train, **({"--mined": args.mined} if args.mined else {})}
     schedule = {"iterations": args.iterations, "lr": args.lr, "lr_steps": args.lr_steps, "lr_decay": args.lr_decay}
@@ -287,48 +198,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sources=sources,
         **schedule,
     )
-    result = train(config)
+    result = train_torchvision(config)
     best = f", best validation AP {result.best_ap:.4f} ({result.best})" if result.best_ap is not None else ""
     print(f"trained to iteration {result.iteration}: {result.final}{best}; log in {result.out / 'train.log'}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate.on_coco import evaluate
-
-    detector = None
-    if args.detector:
-        from .cli import _make_detector
-
-        if args.model:
-            raise InputError("--model names the architecture of a plain state dict given without --detector; with --detector, the name says it")
-        # --category here chooses what is scored, not a class for the detector to keep
-        detector = _make_detector(argparse.Namespace(**{**vars(args), "category": None}))
-    elif args.torchvision_weights or args.random_weights:
-        raise InputError("--torchvision-weights and --random-weights go with --detector NAME")
-    elif not args.weights:
-        raise InputError("name the detector: --detector NAME (with --weights where it needs them), or --weights CHECKPOINT from `flickermine train`")
-    else:
-        missing = _missing_torch()
-        if missing:
-            print(f"flickermine: error: {missing}", file=sys.stderr)
-            return EXIT_MISSING_DEPENDENCY
-    summary = evaluate(
-        args.coco,
-        args.images,
-        None if detector is not None else args.weights,
-        out=args.out,
-        device=args.device,
-        batch_size=args.batch_size or 2,
-        categories=args.category,
-        model_name=args.model,
-        detections_out=args.detections,
-        progress=not args.quiet,
-        detector=detector,
-        curves_out=args.curves,
-    )
-    figures = {key: summary[key] for key in ("AP", "AP50", "AP75", "lamr")}
-    print(json.dumps({**figures, "per_category": summary["per_category"]}, indent=1))
-    if args.curves:
-        print(f"curves drawn in {args.curves}")
     return 0

@@ -25,8 +25,8 @@ import json
 from pathlib import Path
 from typing import Union
 
-from . import coco as coco_files
-from .errors import InputError
+from ..errors import InputError
+from ..io import coco as coco_files
 
 PathLike = Union[str, Path]
 

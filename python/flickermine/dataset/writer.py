@@ -25,29 +25,22 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import cv2
 import numpy as np
 
-from . import __version__
-from ._files import replaced_atomically
-from .miner import FrameVerdicts
-from .params import MiningParams, Reason
-from .errors import InputError
+from .. import __version__
+from .._files import write_json_atomic
+from ..errors import InputError
+from ..mining.miner import FrameVerdicts
+from ..mining.params import MiningParams, Reason
 
 #: what a frame must hold to be kept, and what labels it gets; see docs/rules.md#which-frames-are-written
 MODES = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
 HARD_NEGATIVES_KEY = "hard_negatives"
 DETECTOR_SOURCE = "detector"
 TRACKER_SOURCE = "tracker"
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temp file in the same folder and rename it over ``path``."""
-    with replaced_atomically(path) as temporary, open(temporary, "w") as stream:
-        json.dump(payload, stream, indent=1)
-        stream.write("\n")
 
 
 def xywh(box: Iterable[float]) -> list[float]:

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from .._files import replaced_atomically
-from ..detectors import Detections, _check_batch_size, _check_category_for, _check_frames, _clip_to_frame
+from .detections import Detections, _check_batch_size, _check_category_for, _check_frames, _clip_to_frame
 from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -271,7 +271,7 @@ class HogSvmModel:
 
 
 class HogSvmDetector:
-    """Run a :class:`HogSvmModel` on BGR frames (the :class:`~flickermine.detectors.Detector` protocol).
+    """Run a :class:`HogSvmModel` on BGR frames (the :class:`~flickermine.detect.detections.Detector` protocol).
 
     ``model``: a model or the path of its file. ``min_score``: detections scoring lower are
     dropped before NMS (in the model's calibrated scale). ``nms_iou``: boxes overlapping a

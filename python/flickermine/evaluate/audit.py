@@ -2,7 +2,7 @@
 positives and the pseudo-positives, and what the NCC tracking adds over the simplest rule.
 
 Command line: ``flickermine audit MINED --gt GT.txt [--match-iou 0.5] [--frames A-B]
-[--by-threshold --video V --detections D] [--json OUT]`` (see :func:`register`).
+[--by-threshold --video V --detections D] [--json OUT]`` (see :mod:`flickermine.cli.audit`).
 
 ``MINED`` is either a verdicts CSV written by ``flickermine mine --verdicts`` (every candidate of
 one video, frames 1-based) or a dataset folder written by ``flickermine mine --out`` (kept frames
@@ -32,7 +32,6 @@ Reported, per video and overall (ignored boxes leave numerator and denominator a
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -43,9 +42,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .boxes import iou_matrix
-from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
-from .errors import InputError
+from ..boxes import iou_matrix
+from ..dataset.writer import ALL_HARD_NEGATIVES_KEY, DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE, shard_path
+from ..errors import InputError
+from ..io.formats import open_detections
+from ..mining.miner import Miner
+from ..mining.params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
+from ..mining.rules import UNDECIDED, exemption_reasons
+from ..runner.pipeline import VERDICT_COLUMNS
+from ..video import open_video
 
 #: IoU with the frame before or after at which the baseline rule finds a detection's partner.
 BASELINE_IOU = 0.5
@@ -163,7 +168,7 @@ class MinedVideo:
 
     @classmethod
     def from_frame_verdicts(cls, name: str, verdicts: Iterable, hard_positives: bool = False) -> "MinedVideo":
-        """From :class:`~flickermine.miner.FrameVerdicts` of every frame of one video."""
+        """From :class:`~flickermine.mining.miner.FrameVerdicts` of every frame of one video."""
         frames, boxes, scores, reasons, hp_frames, hp_boxes = [], [], [], [], [], []
         for v in verdicts:
             frames.append(np.full(len(v.boxes), v.frame_index + 1, dtype=np.int64))
@@ -194,8 +199,6 @@ def _cat(parts: list, dtype, width: int | None = None) -> np.ndarray:
 
 def read_verdicts_csv(path: str | os.PathLike, name: str | None = None) -> MinedVideo:
     """Read ``frame,x,y,w,h,score,verdict,reason`` (``flickermine mine --verdicts``)."""
-    from .pipeline import VERDICT_COLUMNS
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"verdicts {path}: no such file")
@@ -246,8 +249,6 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
     """Read ``annotations.json`` (+ ``run.json``, ``report.json``) of a ``flickermine mine --out``
     folder. With ``with_population``, all candidates are read from each video's detections file
     when ``report.json`` names one that still exists."""
-    from .dataset import ALL_HARD_NEGATIVES_KEY, DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE, shard_path
-
     folder = Path(folder)
     coco_path = folder / "annotations.json"
     if not coco_path.is_file():
@@ -334,9 +335,6 @@ def read_candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """All candidates (``score >= score_threshold``) of a MOT detections file, clipped to the
     image when its size is known: ``(frames (N,) 1-based, boxes (N, 4), exempt (N,) bool or None)``."""
-    from .formats import open_detections
-    from .rules import UNDECIDED, exemption_reasons
-
     file = open_detections(detections, width=width, height=height)
     frames, boxes, exempt = [], [], []
     for index, b, s in file.per_frame():
@@ -515,10 +513,6 @@ def mine_candidates(
 ) -> dict[str, MinedVideo]:
     """Mine ``video`` once per entry of ``runs`` (``name -> (params, rule)``) in ONE decoding
     pass; the runs named in ``hard_positives`` also look for hard positives."""
-    from .formats import open_detections
-    from .miner import Miner
-    from .video import open_video
-
     source = open_video(video)
     dets = open_detections(detections, frame_count=source.frame_count, width=source.width, height=source.height)
     miners = {name: Miner(params, rule, backend, hard_positives=name in hard_positives) for name, (params, rule) in runs.items()}
@@ -542,8 +536,6 @@ def mine_candidates(
 
 def default_score_sweep(detections: str | os.PathLike) -> list[float]:
     """0.5 ... 0.9 for probability-like scores; otherwise the 0, 25, 50, 75 and 90% quantiles."""
-    from .formats import open_detections
-
     scores = np.concatenate([s for _, _, s in open_detections(detections).per_frame()] or [np.zeros(0)])
     if not len(scores) or (scores.min() >= 0 and scores.max() <= 1):
         return [0.5, 0.6, 0.7, 0.8, 0.9]
@@ -635,127 +627,3 @@ def _render(table: list[list[str]], separator_after: Sequence[int]) -> str:
         if n in separator_after:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def _gt_by_video(gt_args: Sequence[str], names: Sequence[str], frames) -> dict[str, GroundTruth]:
-    """``--gt GT.txt`` (one video) or ``--gt VIDEO=GT.txt`` per video."""
-    if not gt_args:
-        raise InputError("give --gt GT.txt (MOT ground truth), or --gt VIDEO=GT.txt once per video")
-    named, plain = {}, []
-    for item in gt_args:
-        video, eq, path = item.partition("=")
-        if eq and video in names:
-            named[video] = path
-        elif eq and not Path(item).exists():
-            raise InputError(f"--gt {item}: no video called {video!r} here; videos: {', '.join(names)}")
-        else:
-            plain.append(item)
-    if plain:
-        if len(plain) > 1 or len(names) - len(named) > 1:
-            raise InputError(f"several videos ({', '.join(names)}): give --gt VIDEO=GT.txt once per video")
-        for name in names:
-            named.setdefault(name, plain[0])
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise InputError(f"no --gt for video(s) {', '.join(missing)}; give --gt VIDEO=GT.txt for each")
-    return {name: read_ground_truth(named[name], frames) for name in names}
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def run_audit(args: argparse.Namespace) -> int:
-    """The ``audit`` subcommand."""
-    frames = parse_frame_range(args.frames)
-    mined_path = Path(args.mined)
-    if not mined_path.exists():
-        raise FileNotFoundError(f"{mined_path}: no such verdicts CSV or dataset folder")
-    if not 0 < args.match_iou <= 1:
-        raise InputError(f"--match-iou must be in (0, 1], got {args.match_iou}")
-    if mined_path.is_dir():
-        dataset = read_dataset(mined_path)
-        videos, params, rule = dataset.videos, dataset.params, dataset.rule
-        if args.detections and len(videos) == 1:
-            source = dataset.sources.get(videos[0].name, {})
-            videos[0].population = read_candidates(args.detections, params, source.get("width"), source.get("height"))
-    else:
-        from .cli import _params
-
-        videos = [read_verdicts_csv(mined_path)]
-        # A CSV records neither its rule nor its settings: they are what --rule and the
-        # parameters say (used by --by-threshold; the rule is recorded only when given).
-        params, rule = _params(args), args.rule or Rule.SEED.value
-    gts = _gt_by_video(args.gt, [v.name for v in videos], frames)
-    reports = [audit_video(v, gts[v.name], args.match_iou, args.worst) for v in videos]
-    overall = combine(reports, args.worst)
-    print(f"audit of {mined_path} (match IoU {args.match_iou:g}" + (f", frames {args.frames}" if frames else "") + ")")
-    print(format_table(reports + ([overall] if len(reports) > 1 else [])))
-    if any(not v.complete and v.population is None for v in videos):
-        print("(candidates and baseline unknown: the dataset keeps only some frames and its detections file is gone; pass --detections)")
-    if any(v.hard_positives is None for v in videos):
-        print("(hard positives: not audited; a verdicts CSV has none, nor a folder mined without --mode hp or hn+hp)")
-    print()
-    print(format_cases(overall["worst_hard_negatives"], f"worst hard negatives (true objects, best IoU first, up to {args.worst})"))
-    if overall["worst_hard_positives"]:
-        print(format_cases(overall["worst_hard_positives"], "worst hard positives (matching no object)"))
-    result = {"input": str(mined_path), "match_iou": args.match_iou, "frames": list(frames) if frames else None,
-              "rule": str(Rule(rule).value) if mined_path.is_dir() or args.rule else None,
-              "params": params.as_dict(), "videos": reports, "overall": overall}
-    if args.by_threshold:
-        video_file, dets_file = args.video, args.detections
-        if mined_path.is_dir() and len(videos) == 1:
-            source = dataset.sources.get(videos[0].name, {})
-            video_file = video_file or source.get("path")
-            dets_file = dets_file or source.get("detections_file")
-        if not video_file or not dets_file:
-            raise InputError("--by-threshold re-mines: give --video V and --detections D (one video)")
-        if len(videos) != 1:
-            raise InputError("--by-threshold works on one video; audit a single video's verdicts or folder")
-        scores = args.scores or default_score_sweep(dets_file)
-        rows = sweep(video_file, dets_file, gts[videos[0].name], params, rule, scores, args.nccs, args.backend, args.match_iou)
-        print()
-        print(f"threshold sweep (rule {Rule(rule).value}, re-mined from {video_file}):")
-        print(format_sweep(rows))
-        result["sweep"] = rows
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"\nwritten to {out}")
-    return 0
-
-
-def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``audit`` subcommand to the main parser's subparsers; returns its parser."""
-    from .cli import _add_mining_options
-
-    audit = commands.add_parser(
-        "audit",
-        help="measure mined examples against MOT ground truth",
-        description="Compare what was mined (a --verdicts CSV, or a --out dataset folder) with MOT ground truth: "
-        "precision of hard negatives, hard positives and pseudo-positives, the false-positive rate of all "
-        "candidates, the simplest-rule baseline, the worst cases; optionally a threshold sweep.",
-    )
-    audit.add_argument("mined", metavar="MINED_DIR_or_VERDICTS", help="a verdicts CSV or a dataset folder")
-    audit.add_argument("--gt", action="append", default=[], metavar="[VIDEO=]GT.txt",
-                       help="MOT ground truth (flag 0 = ignore); once per video as VIDEO=GT.txt for a folder of several")
-    audit.add_argument("--match-iou", type=float, default=0.5, metavar="IOU", help="IoU at which a box matches the truth (default: 0.5)")
-    audit.add_argument("--frames", metavar="FIRST-LAST", help="audit only these 1-based frames (e.g. 1-405)")
-    audit.add_argument("--worst", type=int, default=20, metavar="N", help="worst cases listed (default: 20)")
-    audit.add_argument("--json", metavar="OUT.json", help="also write the whole report as JSON")
-    audit.add_argument("--by-threshold", action="store_true", help="re-mine over score and NCC thresholds; print precision and yield")
-    audit.add_argument("--video", metavar="V", help="--by-threshold: the video (a folder's report.json names it otherwise)")
-    audit.add_argument("--detections", metavar="D", help="the MOT detections file (for --by-threshold, or a folder whose file moved)")
-    audit.add_argument("--scores", type=_floats, metavar="LIST", help="--by-threshold: score thresholds (default: 0.5,...,0.9, or score quantiles)")
-    audit.add_argument("--nccs", type=_floats, default=list(DEFAULT_NCC_SWEEP), metavar="LIST", help="--by-threshold: NCC thresholds (default: 0.3,...,0.7)")
-    _add_mining_options(audit)  # for a verdicts CSV: the rule and settings it was mined with (a folder has run.json)
-    audit.set_defaults(rule=None)  # a CSV does not say which rule made it: None unless --rule is given
-    audit.set_defaults(handler=run_audit)
-    return audit

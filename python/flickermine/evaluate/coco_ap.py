@@ -16,8 +16,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from .. import coco as coco_files
 from ..errors import InputError
+from ..io import coco as coco_files
 
 PathLike = Union[str, Path]
 

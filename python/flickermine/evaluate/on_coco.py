@@ -1,6 +1,6 @@
 """Run a detector on the images of a COCO file and score it (``flickermine evaluate``).
 
-Any :class:`~flickermine.detectors.Detector` (a HOG-SVM model, OpenCV's built-ins, a torchvision
+Any :class:`~flickermine.detect.detections.Detector` (a HOG-SVM model, OpenCV's built-ins, a torchvision
 detector, a Python function), or a checkpoint written by ``flickermine train`` (it knows its
 architecture, input size and category names). The figures are COCO AP, AP50, AP75 and the
 log-average miss rate (:mod:`.scoring`); the curves can be drawn as a PNG. Detections are COCO
@@ -15,9 +15,13 @@ from typing import Any, Sequence, Union
 
 import cv2
 
-from .. import coco as coco_files
-from ..dataset import write_json_atomic
+from .._files import write_json_atomic
+from ..detect.detections import as_detector
+from ..detect.registry import detector_info
+from ..detect.torchvision import load_detector, read_image, resolve_device
 from ..errors import InputError
+from ..io import coco as coco_files
+from .curves import plot_curves
 from .scoring import score_results
 
 PathLike = Union[str, Path]
@@ -38,8 +42,6 @@ def detect_coco_images(
     other labels are dropped. The model is put in eval mode and left there.
     """
     import torch
-
-    from ..training import read_image
 
     images_dir = Path(images_dir)
     model.eval()
@@ -64,7 +66,7 @@ def detect_coco_images(
 
 
 def detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, category_id_of_label: dict[int, int], progress: bool = False) -> list[dict]:
-    """Run any :class:`~flickermine.detectors.Detector` on every image of ``coco`` (read as BGR,
+    """Run any :class:`~flickermine.detect.detections.Detector` on every image of ``coco`` (read as BGR,
     ``detector.batch_size`` at a time); COCO results of the labels in ``category_id_of_label``."""
     images_dir = Path(images_dir)
     images = coco["images"]
@@ -121,7 +123,7 @@ def evaluate(
 ) -> dict:
     """Run a detector on the images of ``coco_json`` and score it (see :func:`.scoring.score_results`).
 
-    The detector is ``detector`` (any :class:`~flickermine.detectors.Detector`; its
+    The detector is ``detector`` (any :class:`~flickermine.detect.detections.Detector`; its
     ``category_names`` are matched to the file's categories by name), or else the checkpoint
     ``weights`` written by ``flickermine train`` (or a plain torchvision state dict, with
     ``model_name`` naming the architecture; on ``device`` in batches of ``batch_size``).
@@ -140,15 +142,11 @@ def evaluate(
         raise FileNotFoundError(f"--images {images_dir}: no such folder")
     coco_files.require_images(gt, images_dir, coco_json, "--images")
     if detector is not None:
-        from ..detectors import as_detector, detector_info
-
         detector = as_detector(detector)
         detected_names = dict(detector.category_names)
         described = detector_info(detector)
         label = described.get("weights") or detector.name
     elif weights is not None:
-        from ..training import load_detector, resolve_device
-
         torch_device = resolve_device(device)
         model, model_categories = load_detector(weights, torch_device, model_name=model_name, coco_categories=gt["categories"])
         detected_names = {index: category["name"] for index, category in enumerate(model_categories, start=1)}
@@ -188,8 +186,6 @@ def evaluate(
     if detections_out is not None:
         coco_files.write(detections, detections_out)  # type: ignore[arg-type]
     if curves_out is not None:
-        from .curves import plot_curves
-
         plot_curves(curves, curves_out, title=f"{label} on {coco_json.name}")
         summary["curves"] = str(curves_out)
     if out is not None:

@@ -2,7 +2,7 @@
 AP75 (pycocotools) and the log-average miss rate (:mod:`.miss_rate`), with the curves to plot.
 
 Detections come as COCO results (``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]`` px,
-``score``) against a COCO ground-truth dict, or as one :class:`~flickermine.detectors.Detections`
+``score``) against a COCO ground-truth dict, or as one :class:`~flickermine.detect.detections.Detections`
 per :class:`~flickermine.io.ground_truth.LabelledImage`.
 """
 
@@ -12,18 +12,18 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import coco as coco_files
-from ..detectors import Detections
-from .coco_ap import average_precision
-from ..io.ground_truth import LabelledImage
-from .miss_rate import DetectionCurve, coco_curve
+from ..detect.detections import Detections
 from ..errors import InputError
+from ..io import coco as coco_files
+from ..io.ground_truth import LabelledImage
+from .coco_ap import average_precision
+from .miss_rate import DetectionCurve, coco_curve
 
 
 def score_results(
     ground_truth: dict, results: Sequence[dict], categories: Sequence[str] | None = None, source: str | None = None
 ) -> tuple[dict, dict[str, DetectionCurve]]:
-    """COCO AP, AP50, AP75 (see :func:`~flickermine.evaluation.average_precision`) plus
+    """COCO AP, AP50, AP75 (see :func:`~flickermine.evaluate.coco_ap.average_precision`) plus
     ``"lamr"``, the log-average miss rate, overall (mean over categories with objects) and per
     category; and each category's :class:`DetectionCurve`."""
     summary = average_precision(ground_truth, results, categories=categories, source=source)

@@ -26,8 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
-from ._files import replaced_atomically
-from .errors import InputError
+from .._files import replaced_atomically
+from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

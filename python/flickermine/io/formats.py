@@ -1,12 +1,12 @@
 """Detection file formats beside MOTChallenge: the authors' text format and JSON Lines.
 
 Three formats are read, written and converted (``FORMATS``); every reader has the interface of
-:class:`flickermine.detections.DetectionFile` and every writer that of
-:class:`flickermine.detections.MotWriter`. Boxes are ``x1, y1, x2, y2`` float64 in pixels,
+:class:`flickermine.io.mot.DetectionFile` and every writer that of
+:class:`flickermine.io.mot.MotWriter`. Boxes are ``x1, y1, x2, y2`` float64 in pixels,
 frames are 0-based indexes in the API.
 
 ``mot``
-    MOTChallenge ``det.txt``: see :mod:`flickermine.detections`.
+    MOTChallenge ``det.txt``: see :mod:`flickermine.io.mot`.
 
 ``authors`` (the text format of Jin et al.'s public miner)
     For every frame of the video, in order, a header line, a count line, then that many box
@@ -49,7 +49,7 @@ frames are 0-based indexes in the API.
     coordinates with 3 decimals and scores with 6, like the MOT writer.
 
 Readers validate the whole file when constructed and raise
-:class:`~flickermine.detections.DetectionFileError` naming the file and the line. Writers write
+:class:`~flickermine.io.mot.DetectionFileError` naming the file and the line. Writers write
 to a temporary file beside the target and rename it into place only on success; indexes must
 not decrease (a repeated index adds boxes to that frame), and skipped frames are written as
 frames without boxes where the format records them.
@@ -72,9 +72,10 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .boxes import check_boxes, check_scores
-from .detections import AtomicWriter, _MAX_FRAME, DetectionFile, DetectionFileError, MotWriter, _check_optional_int, _quote
-from .errors import InputError, InputTypeError
+from .._files import AtomicWriter
+from ..boxes import check_boxes, check_scores
+from ..errors import InputError, InputTypeError
+from .mot import _MAX_FRAME, DetectionFile, DetectionFileError, MotWriter, _check_optional_int, _quote
 
 __all__ = [
     "FORMATS",
@@ -819,7 +820,7 @@ class JsonlWriter(_FrameWriter):
     adds boxes to its frame; frames skipped between two writes are omitted (the schema allows
     it), and with ``frame_count`` the frames after the last one written are written empty on
     close, so the file records the video's length. Temporary file and rename as
-    :class:`~flickermine.detections.MotWriter`. ``count`` is the number of boxes written.
+    :class:`~flickermine.io.mot.MotWriter`. ``count`` is the number of boxes written.
     """
 
     _name = "jsonl"
@@ -896,7 +897,7 @@ _READERS = {"mot": DetectionFile, "authors": AuthorsDetectionFile, "jsonl": Json
 
 def open_detections(path: PathLike, format: Optional[str] = None, frame_count: Optional[int] = None,
                     width: Optional[int] = None, height: Optional[int] = None):
-    """A validated reader of ``path``: :class:`~flickermine.detections.DetectionFile` (mot),
+    """A validated reader of ``path``: :class:`~flickermine.io.mot.DetectionFile` (mot),
     :class:`AuthorsDetectionFile` or :class:`JsonlDetectionFile`; ``format`` None sniffs it
     (:func:`detect_format`)."""
     format = _check_format(format) or detect_format(path)
@@ -904,7 +905,7 @@ def open_detections(path: PathLike, format: Optional[str] = None, frame_count: O
 
 
 def open_writer(path: PathLike, format: str, first_frame: int = 1, frame_count: Optional[int] = None):
-    """A writer of ``format`` to ``path`` (:class:`~flickermine.detections.MotWriter`,
+    """A writer of ``format`` to ``path`` (:class:`~flickermine.io.mot.MotWriter`,
     :class:`AuthorsWriter` or :class:`JsonlWriter`), all used as ``with open_writer(...) as out:
     out.write(index, boxes, scores)``. ``first_frame`` (0 or 1) numbers the authors' frames;
     ``frame_count`` makes the authors' and JSON Lines writers list the frames after the last one

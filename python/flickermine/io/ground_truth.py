@@ -15,7 +15,7 @@ from typing import Callable, Union
 import cv2
 import numpy as np
 
-from .. import coco as coco_files
+from . import coco as coco_files
 from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]

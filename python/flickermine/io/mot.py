@@ -20,15 +20,14 @@ from __future__ import annotations
 import math
 import os
 import re
-import uuid
 import warnings
-from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, TextIO, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .boxes import check_boxes, check_scores
-from .errors import InputError
+from .._files import AtomicWriter
+from ..boxes import check_boxes, check_scores
+from ..errors import InputError
 
 __all__ = ["DetectionFile", "DetectionFileError", "MotWriter", "write_mot"]
 
@@ -333,66 +332,6 @@ class DetectionFile:
         while next_index < total:
             yield next_index, np.zeros((0, 4), np.float64), np.zeros(0, np.float64)
             next_index += 1
-
-
-class AtomicWriter:
-    """Temporary file beside ``path``, renamed over it on :meth:`close`, deleted on :meth:`abort`."""
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = Path(os.fspath(path))
-        self.count = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-        except OSError as exc:
-            raise OSError(exc.errno, f"{self.path}: cannot create a temporary file beside it: {exc.strerror}") from exc
-        self._handle: Optional[TextIO] = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-
-    def _finish(self) -> None:
-        """Write what is still pending (subclasses)."""
-
-    def close(self) -> None:
-        """Finish the file and rename it over ``path``."""
-        if self._handle is None:
-            return
-        try:
-            self._finish()
-        except BaseException:
-            self.abort()
-            raise
-        handle, self._handle = self._handle, None
-        try:
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            handle.close()
-            self._remove_tmp()
-            raise
-
-    def abort(self) -> None:
-        """Discard what was written; ``path`` is left as it was."""
-        if self._handle is None:
-            return
-        handle, self._handle = self._handle, None
-        handle.close()
-        self._remove_tmp()
-
-    def _remove_tmp(self) -> None:
-        try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class MotWriter(AtomicWriter):

@@ -11,10 +11,10 @@ from typing import Sequence, Union
 import numpy as np
 
 from .backends import get_backend
-from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
+from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import MiningParams, Reason, Rule
 from .rules import demote_duplicates
-from .errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError
 
 RuleLike = Union[Rule, str]
 
@@ -158,7 +158,7 @@ def frame_hard_positives(
 
     Arguments as :func:`frame_verdicts` (the frames within ``params.max_gap`` of ``center`` are
     used). Returns ``(M, 4)`` float64 x1, y1, x2, y2 tracked boxes; see
-    :func:`flickermine.rules.hard_positives`.
+    :func:`flickermine.mining.rules.hard_positives`.
     """
     params = params or MiningParams()
     checked_frames, checked_boxes = _check_window(frames, boxes, center)

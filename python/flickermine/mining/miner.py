@@ -12,10 +12,10 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from .backends import get_backend
-from .boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
+from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from .rules import demote_duplicates
-from .errors import InputError
+from ..errors import InputError
 
 
 _ISOLATED = int(Reason.ISOLATED)

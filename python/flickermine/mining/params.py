@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import math
 
-from .errors import InputError
+from ..errors import InputError
 
 
 class Rule(str, enum.Enum):

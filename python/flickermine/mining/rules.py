@@ -12,7 +12,7 @@ Shared conventions for every function here:
 * ``boxes``: per frame of ``frames``, the ``(N_i, 4)`` float64 x1, y1, x2, y2 pixel boxes of its
   candidate detections (``score >= score_threshold``), already clipped to the image.
 * ``scores``: ``(N,)`` float64 scores of ``boxes[center]``.
-* Returns ``(N,)`` int8 :class:`~flickermine.params.Reason` codes, one per box of ``boxes[center]``.
+* Returns ``(N,)`` int8 :class:`~flickermine.mining.params.Reason` codes, one per box of ``boxes[center]``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .boxes import box_areas, grow_boxes, iou_matrix, pixel_boxes
+from ..boxes import box_areas, grow_boxes, iou_matrix, pixel_boxes
 from .params import MiningParams, Reason, Rule
 
 #: ``(template_frame, template_boxes (K, 4) int64, search_frame, regions (K, 4) int64)`` ->
@@ -363,7 +363,7 @@ def hard_positives(
 
 def rule_kernels(search_batch: SearchBatch):
     """The ``frame_verdicts`` and ``frame_hard_positives`` members of a backend whose only kernel
-    of its own is ``search_batch`` (see :mod:`flickermine.backends`)."""
+    of its own is ``search_batch`` (see :mod:`flickermine.mining.backends`)."""
 
     def frame_verdicts(
         frames: Sequence[np.ndarray],

@@ -9,15 +9,19 @@ should find). Everything is made in memory from a seed: no files, no network.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .boxes import iou_matrix
-from .miner import FrameVerdicts, mine_frames
-from .params import MiningParams, Rule
-from .errors import InputError
+from ..boxes import iou_matrix
+from ..dataset.writer import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_summary, write_report
+from ..errors import InputError
+from ..mining.miner import FrameVerdicts, mine_frames
+from ..mining.params import MiningParams, Rule
 
 
 @dataclasses.dataclass
@@ -203,13 +207,6 @@ def write_demo_dataset(
 ) -> dict:
     """Write the demo's mined frames as a dataset, laid out exactly like ``flickermine mine --out``
     (mode ``hn+hp``: hard-negative frames and hard-positive frames, with their visualizations)."""
-    from pathlib import Path
-
-    from .dataset import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_summary, write_report
-
-    import json
-    import shutil
-
     out = Path(out)
     run_file = out / "run.json"
     if run_file.exists() and (json.loads(run_file.read_text()).get("detector") or {}).get("name") == "simulated":

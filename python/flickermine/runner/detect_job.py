@@ -11,10 +11,15 @@ from typing import Callable, Optional, Sequence
 
 import cv2
 
-from ..dataset import HARD_NEGATIVES_KEY, write_json_atomic, xywh
-from ..gpu_pipeline import DetectorPipeline, PipelineStats
-from ..run import expand_inputs, video_keys
+from .. import __version__
+from .._files import write_json_atomic
+from ..dataset.writer import HARD_NEGATIVES_KEY, xywh
+from ..detect.detections import as_detector
+from ..detect.registry import detector_info
+from ..io.formats import open_writer
 from ..video import IMAGE_EXTENSIONS, VideoError, open_video
+from .gpu_pipeline import DetectorPipeline, PipelineStats
+from .inputs import expand_inputs, video_keys
 
 
 @dataclasses.dataclass
@@ -41,13 +46,10 @@ def detect_videos(
 ) -> list[DetectSummary]:
     """Write one detections file per video into ``out`` (``<video>.txt`` MOT, or ``.jsonl`` /
     authors' text with ``output_format``). Frames are decoded once, in order, and fed to the
-    detector in batches of ``detector.batch_size`` by a :class:`~flickermine.gpu_pipeline.DetectorPipeline`
+    detector in batches of ``detector.batch_size`` by a :class:`~flickermine.runner.gpu_pipeline.DetectorPipeline`
     (decoding and batch assembly in threads, pinned memory and AMP on CUDA). Returns per-video
     summaries, each logged with its frames/s and GPU utilisation; a video that cannot be read is
     reported and skipped."""
-    from ..detectors import as_detector
-    from ..formats import open_writer
-
     detector = as_detector(detector)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,9 +122,6 @@ def mine_negatives(
     lays a dataset out. ``top`` keeps only the ``top`` most confident hard negatives overall (and
     their images). An image that cannot be read is logged as ``failed: ...``, listed in the
     report and skipped; the others are mined. Returns the COCO dict."""
-    from .. import __version__
-    from ..detectors import as_detector, detector_info
-
     detector = as_detector(detector)
     out = Path(out)
     files = _image_files(inputs)

@@ -13,7 +13,7 @@ stages of ``flickermine detect`` and of fused ``flickermine mine`` side by side:
    ahead.
 
 Memory stays bounded: each stage holds at most a few batches. With a
-:class:`~flickermine.detectors.TorchvisionDetector` the batch tensor goes to the model as it is
+:class:`~flickermine.detect.torchvision.TorchvisionDetector` the batch tensor goes to the model as it is
 (one host-to-device copy per batch); any other detector gets the frames' numpy arrays.
 
 Example::
@@ -37,8 +37,10 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from .video import Frame, VideoSource
-from .errors import InputError
+from ..detect.detections import _clip_to_frame
+from ..detect.torchvision import _COCO_CLASS_COUNT, TorchvisionDetector
+from ..errors import InputError
+from ..video import Frame, VideoSource
 
 __all__ = ["FrameBatch", "FramePrefetcher", "DetectorPipeline", "PipelineStats", "GpuUtilization", "run_pipeline"]
 
@@ -306,13 +308,11 @@ class PipelineStats:
 def infer_batch(detector: Any, batch: FrameBatch) -> list:
     """Detections of every frame of ``batch``: one forward pass.
 
-    A :class:`~flickermine.detectors.TorchvisionDetector` gets the stacked tensor (one
+    A :class:`~flickermine.detect.torchvision.TorchvisionDetector` gets the stacked tensor (one
     asynchronous host-to-device copy from pinned memory, BGR -> RGB and uint8 -> ``[0, 1]`` on the
     device, autocast when the detector has ``amp`` on); its outputs go through the same filtering
     as ``TorchvisionDetector.__call__``, so the detections are those of calling it frame by frame.
     Any other detector is called with the frames' BGR arrays."""
-    from .detectors import TorchvisionDetector
-
     if not isinstance(detector, TorchvisionDetector) or batch.images is None:
         return detector([frame.color for frame in batch.frames])
     return _torchvision_batch(detector, batch.images)
@@ -320,8 +320,6 @@ def infer_batch(detector: Any, batch: FrameBatch) -> list:
 
 def _torchvision_batch(detector: Any, images: Any) -> list:
     # Mirrors TorchvisionDetector.__call__ from the tensor on (keep the two in step).
-    from .detectors import _COCO_CLASS_COUNT, _clip_to_frame
-
     torch = detector._torch
     shape = tuple(images.shape[1:])
     with torch.inference_mode():
@@ -415,8 +413,6 @@ class DetectorPipeline:
                 self._decoder = _gpu_decoder(source, self.device, log)
         self._prefetcher = None
         if self._decoder is None:
-            from .detectors import TorchvisionDetector
-
             # Only torchvision takes the stacked tensor; other detectors get numpy frames, and
             # stacking for them would be a copy of every frame for nothing.
             self._prefetcher = FramePrefetcher(

@@ -1,4 +1,4 @@
-"""Mining many videos into one COCO dataset: inputs, checks, workers, resume, progress, report.
+"""Mining many videos into one COCO dataset: checks, executors, resume, progress, report.
 
 A run is resumable: every finished video leaves an atomic shard in ``DIR/shards``; the same
 command started again skips those videos and redoes only unfinished ones, then merges. Bad
@@ -8,10 +8,8 @@ unknown detector) stops before any work; a video that cannot be read is reported
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import dataclasses
-import glob
 import json
 import multiprocessing
 import os
@@ -19,262 +17,21 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import cv2
-import numpy as np
-
-from ._files import file_sha256
-from .dataset import REPORT_COUNTS, RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_path, shard_summary, write_report
-from .detections import DetectionFileError
-from .formats import open_detections
-from .gpu_pipeline import DetectorPipeline, PipelineStats
-from .miner import Miner
-from .video import IMAGE_EXTENSIONS, VideoError, open_video
-from .errors import InputError
+from ..dataset.writer import REPORT_COUNTS, RunConfig, check_run_folder, contact_sheet, merge_shards, shard_path, shard_summary, write_report
+from ..errors import InputError
+from ..io.formats import open_detections
+from ..io.mot import DetectionFileError
+from ..mining.backends import get_backend
+from ..video import VideoError, open_video
+from .gpu_pipeline import PipelineStats
+from .inputs import expand_inputs, find_detections, video_keys
+from .mine_job import VideoJob, check_one_category, check_shard_inputs, mine_video_job
+from .ray_executor import check_options, run_videos_on_ray
 
 if TYPE_CHECKING:
     import multiprocessing.queues
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts")
-LIST_EXTENSIONS = (".lst", ".list", ".txt")
-DETECTION_EXTENSIONS = (".txt", ".jsonl", ".det")
-
-
-# -- inputs ------------------------------------------------------------------------------------
-
-
-def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
-
-
-def _expand_folder(folder: Path) -> list[Path]:
-    if _has_images(folder):
-        return [folder]
-    found: list[Path] = []
-    for child in sorted(folder.iterdir(), key=lambda p: p.name):
-        if child.is_dir():
-            found += _expand_folder(child)
-        elif child.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append(child)
-    return found
-
-
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Videos named by ``inputs``: video files, image folders (one video each), folders of videos
-    (searched recursively), glob patterns, and text files listing any of these one a line
-    (relative to the list's folder; ``#`` comments). Order is kept; duplicates are dropped."""
-    videos: list[Path] = []
-    for item in inputs:
-        text = os.fspath(item)
-        path = Path(text)
-        if any(c in text for c in "*?[") and not path.exists():
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise FileNotFoundError(f"{text}: the pattern matches nothing")
-            videos += expand_inputs(matches)
-        elif path.is_dir():
-            found = _expand_folder(path)
-            if not found:
-                raise FileNotFoundError(f"{path}: the folder holds no videos and no images")
-            videos += found
-        elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
-            lines = [line.strip() for line in path.read_text().splitlines()]
-            entries = [str(path.parent / line) for line in lines if line and not line.startswith("#")]
-            if not entries:
-                raise FileNotFoundError(f"{path}: the list names no videos")
-            videos += expand_inputs(entries)
-        else:
-            videos.append(path)  # a video file, or a missing one: reported when opened
-    # Named by the path given (a link keeps its own name, which its detections file carries),
-    # de-duplicated by what it points to (the same video listed twice is mined once).
-    unique: dict[Path, Path] = {}
-    for video in videos:
-        unique.setdefault(video.resolve() if video.exists() else video, Path(os.path.abspath(video)))
-    return list(unique.values())
-
-
-def video_keys(videos: Sequence[Path]) -> list[str]:
-    """Unique names for output folders: the video's name (file stem, or image folder's name),
-    prefixed with parent folder names where two videos would share one."""
-
-    def name(path: Path, depth: int) -> str:
-        if path.name.lower() in {"img", "img1", "images", "imgs", "frames", "jpegimages"}:
-            path = path.parent
-        parts = list(path.parts)
-        base = path.stem if path.suffix.lower() in VIDEO_EXTENSIONS else path.name
-        prefix = [p for p in parts[-1 - depth : -1]] if depth else []
-        return "-".join(prefix + [base]).replace(os.sep, "-")
-
-    depth = [0] * len(videos)
-    while True:
-        keys = [name(v, d) for v, d in zip(videos, depth)]
-        counts = collections.Counter(keys)
-        clashing = [i for i, k in enumerate(keys) if counts[k] > 1]
-        if not clashing:
-            return keys
-        progressed = False
-        for i in clashing:
-            if depth[i] < len(videos[i].parts) - 1:
-                depth[i] += 1
-                progressed = True
-        if not progressed:
-            return [f"{k}-{i + 1}" for i, k in enumerate(keys)]
-
-
-def find_detections(video: Path, key: str, detections: str | os.PathLike | None, single: bool) -> Path:
-    """The detections file of ``video``: ``detections`` itself when it is a file (one video),
-    else ``detections/<key>.<ext>`` or ``detections/<video name>.<ext>``."""
-    if detections is None:
-        raise InputError("give --detections (a file or folder) or --detector")
-    where = Path(detections)
-    if where.is_file():
-        if not single:
-            raise InputError(f"--detections {where} is one file but {key} is one of several videos; pass a folder")
-        return where
-    if not where.is_dir():
-        raise FileNotFoundError(f"--detections {where}: no such file or folder")
-    names = [key, video.stem if video.is_file() else video.name]
-    for name in names:
-        for ext in DETECTION_EXTENSIONS:
-            candidate = where / f"{name}{ext}"
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(
-        f"no detections for video {video} in {where}: expected {where / (key + '.txt')} (or .jsonl)"
-    )
-
-
-# -- one video ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoJob:
-    key: str
-    path: Path
-    detections: Path | None  #: None: run the detector in the same decoding pass
-
-
-def _detections_stream(job: VideoJob, source, detector, pipelines: list) -> Iterator[tuple]:
-    """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector; a
-    detector runs in a :class:`DetectorPipeline` (appended to ``pipelines`` for its stats), which
-    infers the next batch while the caller mines this one."""
-    if job.detections is not None:
-        dets = open_detections(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
-        per_frame = dets.per_frame(source.frame_count)
-        empty = (None, np.zeros((0, 4)), np.zeros(0))
-        for frame in source.frames(gray=True, color=True):
-            _, boxes, scores = next(per_frame, empty)
-            yield frame, boxes, scores
-        dets.check_frames_decoded(source.decoded_frames)
-        return
-    pipeline = DetectorPipeline(source, detector, gray=True, log=lambda message: None)
-    pipelines.append(pipeline)
-    for frame, result in pipeline:
-        yield frame, result.boxes, result.scores
-
-
-def mine_video_job(
-    job: VideoJob,
-    out: Path,
-    config: RunConfig,
-    backend: str = "auto",
-    detector=None,
-    on_frames: Callable[[str, int], None] | None = None,
-    threads: int | None = None,
-) -> dict:
-    """Mine one video into its shard; return the shard's statistics (without its images).
-
-    ``threads``: the cores this video may use, when several are mined at once (``--workers``, Ray
-    tasks): FFmpeg decodes with that many threads and OpenCV's own thread pool is set to it for
-    the duration of the call. None: the libraries' defaults (every core), for a video that has the
-    machine.
-    """
-    if threads is None:
-        return _mine_video_job(job, out, config, backend, detector, on_frames, None)
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(threads)
-    try:
-        return _mine_video_job(job, out, config, backend, detector, on_frames, threads)
-    finally:
-        cv2.setNumThreads(previous)
-
-
-def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> dict:
-    from .detectors import as_detector
-
-    start = time.perf_counter()
-    detector = as_detector(detector) if detector is not None else None
-    source = open_video(job.path, decode_threads=threads)
-    miner = Miner(config.params, config.rule, backend, hard_positives=config.mode in ("hp", "hn+hp"))
-    writer = ShardWriter(out, job.key, config)
-    colors: collections.deque = collections.deque(maxlen=2 * config.params.window + 1)
-    detections = 0
-    pending = 0
-    pipelines: list = []
-    for frame, boxes, scores in _detections_stream(job, source, detector, pipelines):
-        colors.append(frame.color)
-        detections += len(boxes)
-        for verdicts in miner.push(frame.gray, boxes, scores):
-            writer.add(verdicts, colors[verdicts.frame_index - (frame.index + 1 - len(colors))])
-        pending += 1
-        if on_frames is not None and pending >= 16:
-            on_frames(job.key, pending)
-            pending = 0
-    last = source.decoded_frames or 0
-    for verdicts in miner.finish():
-        writer.add(verdicts, colors[verdicts.frame_index - (last - len(colors))])
-    if on_frames is not None and pending:
-        on_frames(job.key, pending)
-    seconds = time.perf_counter() - start
-    shard = writer.finish(
-        {
-            "path": str(job.path),
-            "detections_file": str(job.detections) if job.detections else None,
-            "detections_sha256": file_sha256(job.detections) if job.detections else None,
-            "width": source.width,
-            "height": source.height,
-            "frames": source.decoded_frames,
-            "detections": detections,
-            "seconds": round(seconds, 3),
-            "frames_per_second": round((source.decoded_frames or 0) / seconds, 1) if seconds > 0 else None,
-            "backend": miner.backend_name,
-        }
-    )
-    stats = shard_summary(shard)
-    if pipelines:  # fused detection: frames/s and GPU utilisation, for report.json and the log
-        stats["pipeline"] = pipelines[0].stats.as_dict()
-    return stats
-
-
-def check_one_category(detector) -> None:
-    """The rules pair detections without looking at labels, and the dataset has one category: a
-    detector that outputs many (a COCO model) must be told which one to mine."""
-    from .detectors import as_detector
-
-    detector = as_detector(detector)
-    names = dict(getattr(detector, "category_names", None) or {})
-    if getattr(detector, "category", None) is None and len(names) > 1:
-        shown = ", ".join(list(names.values())[:6]) + (", ..." if len(names) > 6 else "")
-        raise InputError(
-            f"detector {detector.name!r} outputs {len(names)} categories ({shown}); mining treats every detection "
-            "as one category: name the one to mine with --category (e.g. --category person)"
-        )
-
-
-def check_shard_inputs(shard: dict, job: VideoJob, where: Path) -> None:
-    """Refuse to resume from a shard mined from another video or other detections than ``job``'s:
-    same key, different input would otherwise be skipped as done and merged without a word."""
-    if shard.get("path") and Path(shard["path"]).resolve() != job.path.resolve():
-        raise InputError(
-            f"{where} was mined from {shard['path']}, not {job.path}: pick another --out, or delete the shard to mine again"
-        )
-    recorded = shard.get("detections_sha256")  # absent in shards written before it was recorded
-    if job.detections is not None and recorded and recorded != file_sha256(job.detections):
-        raise InputError(
-            f"{where} was mined from detections {shard.get('detections_file')}, whose content differs from "
-            f"{job.detections}: pick another --out, or delete the shard to mine again"
-        )
 
 
 # -- many videos -------------------------------------------------------------------------------
@@ -412,7 +169,7 @@ def run_mining(
     decoding pass instead of reading ``detections``.
 
     ``executor="ray"`` mines one Ray task per video instead of local processes (``workers`` is
-    then unused): see :mod:`flickermine.ray_executor` for ``ray_address``, ``gpus_per_video``,
+    then unused): see :mod:`flickermine.runner.ray_executor` for ``ray_address``, ``gpus_per_video``,
     ``cpus_per_video`` and ``max_retries``.
     """
     out = Path(out)
@@ -422,15 +179,11 @@ def run_mining(
     keys = video_keys(videos)
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    # -- executor "ray" (flickermine.ray_executor): fail before any work when Ray is missing
+    # -- executor "ray" (flickermine.runner.ray_executor): fail before any work when Ray is missing
     if executor not in ("local", "ray"):
         raise InputError(f"executor must be 'local' or 'ray', got {executor!r}")
     if executor == "ray":
-        from .ray_executor import check_options
-
         check_options(gpus_per_video, cpus_per_video, max_retries, ray_address)
-    from .backends import get_backend
-
     backend_name = get_backend(backend).NAME  # an unknown or missing backend fails now
 
     # Checks before any work: every readable video's detections must fit it.
@@ -473,8 +226,6 @@ def run_mining(
     bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress)
     try:
         if executor == "ray":
-            from .ray_executor import run_videos_on_ray
-
             run_videos_on_ray(
                 todo, out, config, backend, detector_factory, report, frame_totals, bars,
                 address=ray_address, gpus_per_video=gpus_per_video, cpus_per_video=cpus_per_video, max_retries=max_retries,

@@ -12,11 +12,11 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-from .formats import open_detections
-from .miner import FrameVerdicts, Miner
-from .params import MiningParams, Rule
-from .video import open_video
-from .errors import InputError
+from ..errors import InputError
+from ..io.formats import open_detections
+from ..mining.miner import FrameVerdicts, Miner
+from ..mining.params import MiningParams, Rule
+from ..video import open_video
 
 VERDICT_COLUMNS = ("frame", "x", "y", "w", "h", "score", "verdict", "reason")
 

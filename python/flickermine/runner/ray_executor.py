@@ -1,9 +1,9 @@
 """Mining many videos on a Ray cluster: one Ray task per video, the local path's shards and report.
 
-:func:`run_videos_on_ray` has the contract of ``run._run_parallel``: it mines the videos of
+:func:`run_videos_on_ray` has the contract of ``mine_run._run_parallel``: it mines the videos of
 ``todo`` (frames stay in order: a video is one task, never split) and fills ``report[key]`` with
 the video's statistics and ``status="done"``, or ``status="failed"`` and ``error``. The task runs
-:func:`flickermine.run.mine_video_job` on a worker, which writes the video's JPEGs and its shard
+:func:`flickermine.runner.mine_job.mine_video_job` on a worker, which writes the video's JPEGs and its shard
 ``DIR/shards/<video>.json`` (atomically) itself, so **the videos, their detection files and the
 output folder must be at the same path on every worker** (shared storage: NFS, a cluster file
 system, a bind mount). Nothing but the job description goes to a worker and nothing but the
@@ -14,7 +14,7 @@ Faults: a task whose worker dies (killed, out of memory, node lost) is retried u
 ``max_retries`` times; transient errors (``ConnectionError``, ``TimeoutError``: shared storage
 hiccups) are retried too; bad input (an unreadable video, detections that do not fit) is never
 retried and is reported at once. A video that fails every attempt is reported and the others
-finish. Re-running the same command skips the videos whose shards exist (done in ``run``).
+finish. Re-running the same command skips the videos whose shards exist (done in ``mine_run``).
 
 Test-only fault hooks, read on the driver (and forwarded to the tasks) or on the worker:
 
@@ -38,10 +38,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from .detections import DetectionFileError
-from .detectors import MissingExtraError
-from .video import VideoError
-from .errors import InputError
+from ..errors import InputError, MissingExtraError
+from ..io.mot import DetectionFileError
+from ..video import VideoError
+from .mine_job import mine_video_job
 
 INSTALL_HINT = "pip install 'flickermine[ray]'"
 KILL_ONCE_ENV = "FLICKERMINE_TEST_KILL_ONCE"
@@ -134,8 +134,6 @@ def _mine_task(job, out: Path, config, backend: str, detector_factory, sink, fau
     Ray to retry; a dead worker is retried by Ray.
     """
     import ray
-
-    from .run import mine_video_job
 
     faults = {**{k: os.environ[k] for k in _FAULT_ENVS if os.environ.get(k)}, **faults}
     attempt = uuid.uuid4().hex
@@ -322,7 +320,7 @@ def run_videos_on_ray(
     cpus_per_video: float = 1,
     max_retries: int = 2,
 ) -> None:
-    """Mine ``todo`` (``run.VideoJob``s) as one Ray task per video; fill ``report``.
+    """Mine ``todo`` (``mine_job.VideoJob``s) as one Ray task per video; fill ``report``.
 
     ``address``: a Ray cluster (``host:port``, ``ray://host:port`` or ``auto``); None connects to
     ``RAY_ADDRESS`` when set, else starts a local instance for this run (all cores, a small object

@@ -37,14 +37,14 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from .. import coco as coco_files
 from .._files import file_sha256
 from ..boxes import intersection_over_area, iou_matrix
-from ..dataset import TRACKER_SOURCE
+from ..dataset.writer import TRACKER_SOURCE
 from ..detect.hog_svm import Calibration, HogParams, HogSvmDetector, HogSvmModel, descriptors_for_boxes, window_descriptors
 from ..errors import InputError
 from ..evaluate.miss_rate import IGNORED, TRUE_POSITIVE, match_detections
 from ..evaluate.scoring import score_labelled
+from ..io import coco as coco_files
 from ..io.ground_truth import LabelledImage, coco_labelled_images, only_category, read_gray, xywh_to_xyxy
 from ..video import IMAGE_EXTENSIONS
 

@@ -23,11 +23,13 @@ Files written in ``out``:
     final.pt          the model after the last iteration
     validation.jsonl  one line of AP figures per validation
 
-``best.pt``, ``final.pt`` and ``checkpoint.pt`` all load with :func:`load_detector` and
-``flickermine evaluate``: they carry the architecture, input size and category names.
+``best.pt``, ``final.pt`` and ``checkpoint.pt`` all load with
+:func:`~flickermine.detect.torchvision.load_detector` and ``flickermine evaluate``: they carry the
+architecture, input size and category names. Building models and reading weights is
+:mod:`flickermine.detect.torchvision`'s, which evaluation shares.
 
 torch and torchvision are imported inside the functions, so the rest of flickermine works without
-them; :func:`require_torch` says how to install them.
+them; :func:`~flickermine.detect.torchvision.require_torch` says how to install them.
 """
 
 from __future__ import annotations
@@ -47,44 +49,29 @@ from typing import Any, Iterator, Sequence, Union, cast
 
 import numpy as np
 
-from ._files import file_sha256, replaced_atomically
-from . import coco as coco_files
-from .detectors import COCO_CATEGORIES
-from .errors import InputError
+from .._files import file_sha256, replaced_atomically
+from ..detect.torchvision import (
+    _CLASS_SCORE_KEY,
+    _COCO_CLASS_COUNT,
+    CHECKPOINT_FORMAT,
+    COCO_CATEGORIES,
+    TORCHVISION_MODELS,
+    _load_state,
+    _read_torch_file,
+    _state_dict_of,
+    build_model,
+    read_image,
+    require_torch,
+    resolve_device,
+)
+from ..errors import InputError
+from ..evaluate.coco_ap import average_precision
+from ..evaluate.on_coco import detect_coco_images
+from ..io import coco as coco_files
 
 PathLike = Union[str, Path]
 
-ARCHITECTURES = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn")
-CHECKPOINT_FORMAT = "flickermine-detector/1"
-#: the box predictor's class-score weight; its first dimension is the number of classes
-_CLASS_SCORE_KEY = "roi_heads.box_predictor.cls_score.weight"
-_LOGGER_NAME = "flickermine.training"
-#: torchvision's COCO detectors: background and the COCO category ids 1..90 (10 of them unused)
-_COCO_CLASS_COUNT = max(COCO_CATEGORIES) + 1
-
-
-def require_torch():
-    """``(torch, torchvision)``, or an ImportError that says how to install them."""
-    try:
-        import torch
-        import torchvision
-    except ImportError as error:
-        raise ImportError(
-            f"training and evaluation need torch and torchvision ({error}); install them with "
-            "pip install 'flickermine[torch]'"
-        ) from None
-    return torch, torchvision
-
-
-def resolve_device(device: str | None):
-    """A torch.device: ``None`` means cuda when available, else cpu; cuda asked for but absent is an error."""
-    torch, _ = require_torch()
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-    return resolved
+_LOGGER_NAME = "flickermine.training"  # the module's old name, kept: logging configurations may know it
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,15 +119,15 @@ class TrainConfig:
     resume: bool = False
     log_every: int = 20
     progress: bool = True
-    preset: str | None = None  #: recorded only; see flickermine.presets
+    preset: str | None = None  #: recorded only; see flickermine.dataset.presets
     #: the COCO files the training set was made from, by the option that named them; with a preset
     #: ``{"--train": base, "--mined": mined}`` (``train`` is then their merge); None: ``{"--train":
     #: train}``. Checkpoints keep their sha256, and ``val``'s: a resumed run must find them unchanged
     sources: dict[str, PathLike] | None = None
 
     def __post_init__(self) -> None:
-        if self.model not in ARCHITECTURES:
-            raise InputError(f"--model must be one of {', '.join(ARCHITECTURES)}, got {self.model!r}")
+        if self.model not in TORCHVISION_MODELS:
+            raise InputError(f"--model must be one of {', '.join(TORCHVISION_MODELS)}, got {self.model!r}")
         positive = {
             "iterations": self.iterations,
             "batch_size": self.batch_size,
@@ -258,111 +245,6 @@ class TrainResult:
 # model
 
 
-def build_model(
-    model_name: str,
-    num_classes: int,
-    min_size: int = 800,
-    max_size: int = 1333,
-    torchvision_weights: str | None = None,
-    backbone_weights: str | None = None,
-    model_options: dict | None = None,
-    frozen_batchnorm: bool = False,
-    trainable_backbone_layers: int = 3,
-):
-    """A torchvision Faster R-CNN with ``num_classes`` outputs (categories + background).
-
-    No download unless ``torchvision_weights`` or ``backbone_weights`` names torchvision weights
-    (e.g. ``"DEFAULT"``). Named detector weights are for COCO's 91 classes: for another count the
-    box predictor is replaced by a fresh one. Named weights, or ``frozen_batchnorm``, give the
-    layout torchvision uses for fine-tuning: backbone batch norm frozen, only the last
-    ``trainable_backbone_layers`` backbone stages trained.
-    """
-    torch, torchvision = require_torch()
-    from torchvision.models import detection
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-
-    if model_name not in ARCHITECTURES:
-        raise InputError(f"model must be one of {', '.join(ARCHITECTURES)}, got {model_name!r}")
-    builder = getattr(detection, model_name)
-    size = {"min_size": min_size, "max_size": max_size, **(model_options or {})}
-    named = {"trainable_backbone_layers": trainable_backbone_layers}
-    if torchvision_weights is not None:
-        model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
-        if model.roi_heads.box_predictor.cls_score.out_features != num_classes:
-            in_features = model.roi_heads.box_predictor.cls_score.in_features
-            model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
-        return model
-    if backbone_weights is not None:
-        return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
-    model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **size)
-    if frozen_batchnorm:
-        freeze_like_pretrained(model, model_name, trainable_backbone_layers)
-    return model
-
-
-def freeze_like_pretrained(model, model_name: str, trainable_backbone_layers: int = 3) -> None:
-    """Give a detector built without weights the layout torchvision gives a pretrained one.
-
-    Fine-tuning with one or two images a batch must not re-estimate batch-norm statistics, so the
-    backbone's BatchNorm2d become FrozenBatchNorm2d, and the early backbone stages stay fixed (their
-    parameters get ``requires_grad=False``). Loading a pretrained state dict afterwards fills them.
-    """
-    import torch.nn as nn
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    body = model.backbone.body
-
-    def replace(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            if isinstance(child, nn.BatchNorm2d):
-                frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-                for buffer in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(frozen, buffer).copy_(getattr(child, buffer).detach())
-                setattr(module, name, frozen)
-            else:
-                replace(child)
-
-    replace(body)
-    if model_name.startswith("fasterrcnn_resnet50"):
-        if not 0 <= trainable_backbone_layers <= 5:
-            raise InputError(f"trainable_backbone_layers must be 0..5 for {model_name}, got {trainable_backbone_layers}")
-        trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_backbone_layers]
-        for name, parameter in body.named_parameters():
-            if not any(name.startswith(prefix) for prefix in trained):
-                parameter.requires_grad_(False)
-    else:  # MobileNetV3: stages end at the blocks marked _is_cn, as in torchvision's extractor
-        blocks = list(body.children())
-        stages = [0] + [i for i, block in enumerate(blocks) if getattr(block, "_is_cn", False)] + [len(blocks) - 1]
-        if not 0 <= trainable_backbone_layers <= len(stages):
-            raise InputError(f"trainable_backbone_layers must be 0..{len(stages)} for {model_name}, got {trainable_backbone_layers}")
-        freeze_before = len(blocks) if trainable_backbone_layers == 0 else stages[len(stages) - trainable_backbone_layers]
-        for block in blocks[:freeze_before]:
-            block.requires_grad_(False)
-
-
-def _state_dict_of(loaded: Any, path: PathLike) -> dict:
-    """The model state dict inside a torch.load result: ours, torchvision's reference scripts', or bare."""
-    if isinstance(loaded, dict):
-        for key in ("model", "state_dict"):
-            if key in loaded and isinstance(loaded[key], dict):
-                return loaded[key]
-        if loaded and all(hasattr(value, "shape") for value in loaded.values()):
-            return loaded
-    raise InputError(f"{path}: not a model checkpoint or state dict (expected tensors, or a 'model' entry)")
-
-
-def _read_torch_file(path: PathLike) -> Any:
-    torch, _ = require_torch()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    try:
-        # weights_only: a weights file from elsewhere must not be able to run code
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file it cannot read
-        raise InputError(f"{path}: cannot be read as torch weights ({type(error).__name__}: {error})") from None
-
-
 def load_weights(model, path: PathLike, new_head: bool = False, categories: Sequence[dict] | None = None) -> str | None:
     """Load a local checkpoint or state dict into ``model``, checking the class count first.
 
@@ -433,87 +315,8 @@ def _predictor_rows(state: dict, rows: list[int]) -> dict:
     return state
 
 
-def _load_state(model, state: dict):
-    """``load_state_dict(strict=False)`` that ignores batch-norm ``num_batches_tracked`` counters
-    on either side: frozen batch norm has none, and they play no part in the computation."""
-    own = model.state_dict()
-    state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
-    result = model.load_state_dict(state, strict=False)
-    result.missing_keys[:] = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    return result
-
-
-def load_detector(
-    weights: PathLike,
-    device: Any,
-    model_name: str | None = None,
-    coco_categories: Sequence[dict] | None = None,
-):
-    """A model ready for inference and its categories (label ``i`` is ``categories[i - 1]``).
-
-    ``weights``: a flickermine checkpoint (``final.pt``, ``best.pt``, ``checkpoint.pt``), which
-    names its architecture, size and categories; or a plain state dict of ``model_name`` (default
-    ``fasterrcnn_resnet50_fpn``), whose labels are read against ``coco_categories``: labels 1..K are
-    the K categories in id order when the predictor has K + 1 classes, else labels are COCO
-    category ids (torchvision's COCO detectors).
-    """
-    loaded = _read_torch_file(weights)
-    state = _state_dict_of(loaded, weights)
-    if _CLASS_SCORE_KEY not in state:
-        raise InputError(f"{weights}: no {_CLASS_SCORE_KEY!r}; not a Faster R-CNN state dict")
-    num_classes = int(state[_CLASS_SCORE_KEY].shape[0])
-    if isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
-        categories = list(loaded["categories"])
-        name = loaded["model_name"]
-        size = {
-            "min_size": loaded["min_size"],
-            "max_size": loaded["max_size"],
-            "model_options": loaded.get("model_options") or None,
-            # frozen or not, batch norm computes the same at inference; the layout must match the keys
-            "frozen_batchnorm": bool(loaded.get("frozen_batchnorm")),
-        }
-        if model_name is not None and model_name != name:
-            raise InputError(f"{weights}: a {name} checkpoint, not {model_name}")
-    else:
-        name = model_name or "fasterrcnn_resnet50_fpn"
-        # torchvision's pretrained detectors have frozen backbone batch norm: no counters there
-        size = {"frozen_batchnorm": not any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state)}
-        known = sorted(coco_categories or [], key=lambda c: c["id"])
-        if len(known) == num_classes - 1:
-            categories = [{"id": c["id"], "name": c["name"]} for c in known]
-        elif known and max(c["id"] for c in known) < num_classes:
-            by_id = {c["id"]: c["name"] for c in known}
-            categories = [{"id": i, "name": by_id.get(i, f"label {i}")} for i in range(1, num_classes)]
-        else:
-            raise InputError(
-                f"{weights}: {num_classes} classes, which fits neither the {len(known)} categories of the "
-                "COCO file (categories + background) nor its category ids; evaluate a flickermine checkpoint instead"
-            )
-    model = build_model(name, num_classes, **size)
-    result = _load_state(model, state)
-    if result.missing_keys or result.unexpected_keys:
-        raise InputError(
-            f"{weights}: does not fit {name} ({len(result.missing_keys)} missing keys, e.g. {result.missing_keys[:3]}; "
-            f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]}); pass the right --model"
-        )
-    model.to(device).eval()
-    return model, categories
-
-
 # --------------------------------------------------------------------------------------------------
 # data
-
-
-def read_image(path: PathLike):
-    """An image file as a float tensor of shape (3, H, W), RGB, values in [0, 1]."""
-    import cv2
-    import torch
-
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise FileNotFoundError(f"{path}: missing or not an image OpenCV can read")
-    rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
 
 
 def epoch_order(seed: int, epoch: int, count: int) -> list[int]:
@@ -754,9 +557,6 @@ def _open_log(path: Path) -> logging.Logger:
 
 
 def _train(torch, config, out, train_coco, images_dir, categories, label_of_category_id, val_coco, val_images_dir, data, logger):
-    from .evaluate.coco_ap import average_precision
-    from .evaluate.on_coco import detect_coco_images
-
     device = resolve_device(config.device)
     use_amp = bool(config.amp and device.type == "cuda")
     random.seed(config.seed)

@@ -32,7 +32,7 @@ from typing import Generator, Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from .errors import FlickermineError, InputError, InputTypeError
+from ..errors import FlickermineError, InputError, InputTypeError
 
 __all__ = ["Frame", "VideoError", "VideoSource", "open_video", "IMAGE_EXTENSIONS"]
 

@@ -6,8 +6,8 @@
 * ``frame_verdicts(frames, boxes, scores, center, params, rule, iou_first=True) -> (N,) int8``;
 * ``frame_hard_positives(frames, boxes, center, params) -> (M, 4) float64``.
 
-Conventions are those of :mod:`flickermine.rules` and :mod:`flickermine.boxes`. Inputs are
-validated by the facade (:mod:`flickermine.api`) before they reach a backend.
+Conventions are those of :mod:`flickermine.mining.rules` and :mod:`flickermine.boxes`. Inputs are
+validated by the facade (:mod:`flickermine.mining.kernels`) before they reach a backend.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import importlib
 import warnings
 from types import ModuleType
 
-from ..errors import InputError
+from ...errors import InputError
 
 #: Every backend name, in the order ``auto`` prefers them (fastest first).
 BACKENDS = ("cuda", "cpp", "numba", "opencv", "numpy")

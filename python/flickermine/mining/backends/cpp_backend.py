@@ -12,7 +12,7 @@ from .. import rules
 from ..params import MiningParams, Rule
 
 try:
-    from .. import _core
+    from ... import _core
 except ImportError as error:  # pragma: no cover - depends on the build
     raise ImportError(
         "flickermine._core (the C++ extension) is not built; reinstall with `pip install .` "

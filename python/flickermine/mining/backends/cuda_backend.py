@@ -1,5 +1,5 @@
 """The CUDA backend: ``flickermine._core_cuda``. Batched NCC search and IoU on the GPU; the rules
-themselves are :mod:`flickermine.rules` (as for the NumPy backend) driving the GPU search.
+themselves are :mod:`flickermine.mining.rules` (as for the NumPy backend) driving the GPU search.
 
 Importing this module raises ImportError, so the registry lists the backend as unavailable with
 the reason and ``auto`` skips it, when:
@@ -8,7 +8,7 @@ the reason and ``auto`` skips it, when:
 * there is plainly no GPU here (no NVIDIA driver, or the driver sees no device);
 * the module is built and a driver is present but the device is unusable (driver older than the
   CUDA runtime, no kernel image for this GPU, ...): then it also warns once
-  (:func:`flickermine.backends.warn_unusable`), since that is a broken install, not a CPU box.
+  (:func:`flickermine.mining.backends.warn_unusable`), since that is a broken install, not a CPU box.
 
 Scores are float64-accurate (see ``cpp/cuda/ncc_cuda.hpp``): the GPU scores in float32 with an
 error bound per position, then rescores in float64 every position that could be the best.
@@ -22,7 +22,7 @@ from .. import rules
 from . import warn_unusable
 
 try:
-    from .. import _core_cuda
+    from ... import _core_cuda
 except ImportError as error:  # pragma: no cover - depends on the build
     raise ImportError(
         "flickermine._core_cuda (the CUDA kernels) is not built: install from the source tree with a CUDA "
@@ -78,7 +78,7 @@ def device_status() -> dict:
 def ncc_search_batch(
     template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray, regions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every search of a frame pair in one launch; see :data:`flickermine.rules.SearchBatch`."""
+    """Every search of a frame pair in one launch; see :data:`flickermine.mining.rules.SearchBatch`."""
     return _core_cuda.ncc_search_batch(template_frame, template_boxes, search_frame, regions)
 
 

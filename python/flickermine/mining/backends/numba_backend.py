@@ -1,6 +1,6 @@
 """The Numba backend: FFT cross-correlation written in Numba, exact rescoring of the best match.
 
-Same contract and conventions as :mod:`flickermine.backends.numpy_backend` (the oracle).
+Same contract and conventions as :mod:`flickermine.mining.backends.numpy_backend` (the oracle).
 
 One search (template ``T`` h x w, region ``R`` H x W):
 
@@ -43,8 +43,8 @@ except ImportError as error:  # the registry marks the backend unavailable
     raise ImportError(f"the numba backend needs the 'numba' package ({error})") from error
 
 from .. import rules
-from ..boxes import iou_matrix
-from ..errors import InputError
+from ...boxes import iou_matrix
+from ...errors import InputError
 
 NAME = "numba"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import rules
-from ..boxes import iou_matrix
+from ...boxes import iou_matrix
 
 NAME = "numpy"
 

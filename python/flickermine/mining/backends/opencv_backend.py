@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from .. import rules
-from ..boxes import iou_matrix
+from ...boxes import iou_matrix
 from .numpy_backend import FLAT_VARIANCE
 
 NAME = "opencv"

@@ -1,0 +1,7 @@
+"""``python -m flickermine.cli``: the ``flickermine`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

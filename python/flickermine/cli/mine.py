@@ -1,0 +1,84 @@
+"""``flickermine mine``: videos mined against detections files or a detector, into a COCO dataset
+(``--out``) and/or one video's verdicts (``--verdicts``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..dataset.writer import MODES, RunConfig
+from ..errors import InputError
+from ..runner.mine_run import run_mining
+from ..runner.pipeline import mine_video
+from ._options import _add_detector_options, _add_mining_options, _detector_factory, _params
+
+
+def register(commands) -> None:
+    """Add ``mine`` to the main parser's subcommands."""
+    mine = commands.add_parser(
+        "mine",
+        help="mine videos against detection files or a detector",
+        description="Mine videos (files, image folders, folders of videos, globs, or .txt lists of them) "
+        "into a COCO dataset (--out) and/or one video's verdicts (--verdicts).",
+    )
+    mine.add_argument("videos", nargs="+", metavar="VIDEO", help="video file, image folder, folder of videos, glob or list file")
+    mine.add_argument("--detections", metavar="PATH", help="MOT det.txt of one video, or a folder with <video>.txt per video")
+    mine.add_argument("--out", metavar="DIR", help="write the mined COCO dataset here (resumable)")
+    mine.add_argument("--verdicts", metavar="OUT.csv", help="one video: write frame,x,y,w,h,score,verdict,reason per candidate")
+    mine.add_argument("--mode", choices=MODES, default="hn", help="which frames are written and how they are labelled (default: hn)")
+    mine.add_argument("--category", default="object", help="category name of the labels (default: object); with --detector, the COCO category to keep")
+    mine.add_argument("--visualize", action="store_true", help="also draw each kept frame (hard negatives red) and a contact sheet")
+    mine.add_argument("--workers", type=int, default=1, metavar="N", help="videos mined in parallel (default: 1)")
+    # -- executor "ray" (flickermine.runner.ray_executor)
+    mine.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or one Ray task per video (pip install 'flickermine[ray]')")
+    mine.add_argument("--address", metavar="ADDR", help="ray: the cluster to use (host:port, ray://host:port or auto; default: RAY_ADDRESS, else a local Ray for this run)")
+    mine.add_argument("--gpus-per-video", type=float, default=0, metavar="N", help="ray: GPUs each video's task asks for (fractions share a GPU; default: 0)")
+    mine.add_argument("--cpus-per-video", type=float, default=1, metavar="N", help="ray: CPUs each video's task asks for (default: 1)")
+    mine.add_argument("--max-retries", type=int, default=2, metavar="N", help="ray: retries of a video whose worker died (default: 2)")
+    mine.add_argument("--no-iou-first", action="store_true", help="seed rule: run NCC before the IoU shortcut (the authors' order; same verdicts)")
+    mine.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_detector_options(mine)
+    _add_mining_options(mine)
+    mine.set_defaults(handler=_cmd_mine)
+
+
+def _cmd_mine(args: argparse.Namespace) -> int:
+    if args.detections and args.detector:
+        raise InputError("give either --detections or --detector, not both")
+    if not args.out and not args.verdicts:
+        raise InputError("say where to write: --out DIR (a COCO dataset) and/or --verdicts OUT.csv (one video)")
+    params = _params(args)
+    code = 0
+    if args.verdicts:
+        if len(args.videos) != 1 or not args.detections:
+            raise InputError("--verdicts takes exactly one video and its --detections file")
+        summary = mine_video(
+            args.videos[0],
+            args.detections,
+            params=params,
+            rule=args.rule,
+            backend=args.backend,
+            iou_first=not args.no_iou_first,
+            verdicts_csv=args.verdicts,
+            progress=not args.quiet,
+        )
+        print(summary.line())
+        print(f"verdicts written to {args.verdicts}")
+    if args.out:
+        factory = _detector_factory(args)
+        detector_info = None
+        if factory is not None:
+            weights = args.weights or (f"torchvision {args.torchvision_weights}" if args.torchvision_weights else None)
+            weights = weights or ("random" if args.random_weights else None)
+            detector_info = {"name": args.detector, "weights": weights, "category": args.category}
+        config = RunConfig(
+            params=params, rule=args.rule, mode=args.mode, category=args.category, detector=detector_info,
+            visualize=args.visualize,
+        )
+        result = run_mining(
+            args.videos, args.out, config, detections=args.detections, detector_factory=factory,
+            backend=args.backend, workers=args.workers, progress=not args.quiet,
+            executor=args.executor, ray_address=args.address, gpus_per_video=args.gpus_per_video,
+            cpus_per_video=args.cpus_per_video, max_retries=args.max_retries,
+        )
+        code = result.exit_code
+    return code

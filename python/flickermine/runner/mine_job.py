@@ -1,0 +1,147 @@
+"""One video of a mining run: decode it once, detect (or read its detections file), mine, and
+write its shard. What every executor runs, locally or on a Ray worker (:func:`mine_video_job`)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .._files import file_sha256
+from ..dataset.writer import RunConfig, ShardWriter, shard_summary
+from ..detect.detections import as_detector
+from ..errors import InputError
+from ..io.formats import open_detections
+from ..mining.miner import Miner
+from ..video import open_video
+from .gpu_pipeline import DetectorPipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoJob:
+    key: str
+    path: Path
+    detections: Path | None  #: None: run the detector in the same decoding pass
+
+
+def _detections_stream(job: VideoJob, source, detector, pipelines: list) -> Iterator[tuple]:
+    """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector; a
+    detector runs in a :class:`DetectorPipeline` (appended to ``pipelines`` for its stats), which
+    infers the next batch while the caller mines this one."""
+    if job.detections is not None:
+        dets = open_detections(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
+        per_frame = dets.per_frame(source.frame_count)
+        empty = (None, np.zeros((0, 4)), np.zeros(0))
+        for frame in source.frames(gray=True, color=True):
+            _, boxes, scores = next(per_frame, empty)
+            yield frame, boxes, scores
+        dets.check_frames_decoded(source.decoded_frames)
+        return
+    pipeline = DetectorPipeline(source, detector, gray=True, log=lambda message: None)
+    pipelines.append(pipeline)
+    for frame, result in pipeline:
+        yield frame, result.boxes, result.scores
+
+
+def mine_video_job(
+    job: VideoJob,
+    out: Path,
+    config: RunConfig,
+    backend: str = "auto",
+    detector=None,
+    on_frames: Callable[[str, int], None] | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Mine one video into its shard; return the shard's statistics (without its images).
+
+    ``threads``: the cores this video may use, when several are mined at once (``--workers``, Ray
+    tasks): FFmpeg decodes with that many threads and OpenCV's own thread pool is set to it for
+    the duration of the call. None: the libraries' defaults (every core), for a video that has the
+    machine.
+    """
+    if threads is None:
+        return _mine_video_job(job, out, config, backend, detector, on_frames, None)
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        return _mine_video_job(job, out, config, backend, detector, on_frames, threads)
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> dict:
+    start = time.perf_counter()
+    detector = as_detector(detector) if detector is not None else None
+    source = open_video(job.path, decode_threads=threads)
+    miner = Miner(config.params, config.rule, backend, hard_positives=config.mode in ("hp", "hn+hp"))
+    writer = ShardWriter(out, job.key, config)
+    colors: collections.deque = collections.deque(maxlen=2 * config.params.window + 1)
+    detections = 0
+    pending = 0
+    pipelines: list = []
+    for frame, boxes, scores in _detections_stream(job, source, detector, pipelines):
+        colors.append(frame.color)
+        detections += len(boxes)
+        for verdicts in miner.push(frame.gray, boxes, scores):
+            writer.add(verdicts, colors[verdicts.frame_index - (frame.index + 1 - len(colors))])
+        pending += 1
+        if on_frames is not None and pending >= 16:
+            on_frames(job.key, pending)
+            pending = 0
+    last = source.decoded_frames or 0
+    for verdicts in miner.finish():
+        writer.add(verdicts, colors[verdicts.frame_index - (last - len(colors))])
+    if on_frames is not None and pending:
+        on_frames(job.key, pending)
+    seconds = time.perf_counter() - start
+    shard = writer.finish(
+        {
+            "path": str(job.path),
+            "detections_file": str(job.detections) if job.detections else None,
+            "detections_sha256": file_sha256(job.detections) if job.detections else None,
+            "width": source.width,
+            "height": source.height,
+            "frames": source.decoded_frames,
+            "detections": detections,
+            "seconds": round(seconds, 3),
+            "frames_per_second": round((source.decoded_frames or 0) / seconds, 1) if seconds > 0 else None,
+            "backend": miner.backend_name,
+        }
+    )
+    stats = shard_summary(shard)
+    if pipelines:  # fused detection: frames/s and GPU utilisation, for report.json and the log
+        stats["pipeline"] = pipelines[0].stats.as_dict()
+    return stats
+
+
+def check_one_category(detector) -> None:
+    """The rules pair detections without looking at labels, and the dataset has one category: a
+    detector that outputs many (a COCO model) must be told which one to mine."""
+    detector = as_detector(detector)
+    names = dict(getattr(detector, "category_names", None) or {})
+    if getattr(detector, "category", None) is None and len(names) > 1:
+        shown = ", ".join(list(names.values())[:6]) + (", ..." if len(names) > 6 else "")
+        raise InputError(
+            f"detector {detector.name!r} outputs {len(names)} categories ({shown}); mining treats every detection "
+            "as one category: name the one to mine with --category (e.g. --category person)"
+        )
+
+
+def check_shard_inputs(shard: dict, job: VideoJob, where: Path) -> None:
+    """Refuse to resume from a shard mined from another video or other detections than ``job``'s:
+    same key, different input would otherwise be skipped as done and merged without a word."""
+    if shard.get("path") and Path(shard["path"]).resolve() != job.path.resolve():
+        raise InputError(
+            f"{where} was mined from {shard['path']}, not {job.path}: pick another --out, or delete the shard to mine again"
+        )
+    recorded = shard.get("detections_sha256")  # absent in shards written before it was recorded
+    if job.detections is not None and recorded and recorded != file_sha256(job.detections):
+        raise InputError(
+            f"{where} was mined from detections {shard.get('detections_file')}, whose content differs from "
+            f"{job.detections}: pick another --out, or delete the shard to mine again"
+        )
