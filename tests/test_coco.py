@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -11,11 +12,14 @@ import pytest
 from flickermine.io import coco
 
 
+_JPEG_START = b"\xff\xd8\xff\xe0"
+
+
 def _touch_images(root: Path, names) -> None:
     for name in names:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"not really a jpeg: merge never decodes images")
+        path.write_bytes(_JPEG_START + b"not really a jpeg: merge reads only the first bytes")
 
 
 def _base(root: Path) -> Path:
@@ -169,14 +173,16 @@ def test_merge_copy_images_makes_a_standalone_folder(tmp_path):
     assert (tmp_path / "base_images" / "a.jpg").is_file(), "sources stay where they were"
 
 
-def test_merge_copy_images_gives_two_images_of_one_inside_name_two_files(tmp_path):
-    # "imgs/a.jpg" and "../imgs/a.jpg" are two files, but without the ".." both would be
-    # images/0/imgs/a.jpg; the name made for the second must not take a real image's either
+def test_merge_copy_images_gives_names_differing_in_case_two_files(tmp_path):
+    # on a case-insensitive disk IMGS/A.jpg is imgs/a.jpg: the second copy gets a name of its own,
+    # which must not take a real image's either
     root = tmp_path / "coco" / "train"
-    names = ["imgs/a.jpg", "../imgs/a.jpg", "imgs/a_2.jpg"]
+    names = ["imgs/a.jpg", "IMGS/A.jpg", "imgs/a_2.jpg"]
     for name in names:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(name.encode())
+        (root / name).write_bytes(_JPEG_START + name.encode())
+    if len(list(root.iterdir())) != 2:
+        pytest.skip("case-insensitive file system")
     base = tmp_path / "base.json"
     base.write_text(json.dumps({"images": [{"id": i + 1, "file_name": n} for i, n in enumerate(names)], "annotations": [], "categories": []}))
     out = tmp_path / "standalone" / "train.json"
@@ -184,10 +190,12 @@ def test_merge_copy_images_gives_two_images_of_one_inside_name_two_files(tmp_pat
     merged = coco.merge(base, out=out, image_root=root, copy_images=True)
 
     written = [image["file_name"] for image in merged["images"]]
-    assert len(set(written)) == 3, written
+    assert len({name.casefold() for name in written}) == 3, written
     assert written[0] == "images/0/imgs/a.jpg"  # the first keeps its name
     reloaded = coco.load(out)  # no file_name twice
-    assert [(out.parent / image["file_name"]).read_bytes() for image in reloaded["images"]] == [n.encode() for n in names]
+    assert [(out.parent / image["file_name"]).read_bytes() for image in reloaded["images"]] == [
+        _JPEG_START + n.encode() for n in names
+    ]
 
 
 def test_merge_pools_licenses_and_remaps_their_ids(tmp_path):
@@ -348,3 +356,172 @@ def test_presets_pick_the_mined_mode_and_merge(tmp_path):
         presets.prepare_training_set(presets.get("hn+hp"), base, None, tmp_path / "x", image_root)
     # every preset trains on the same schedule, so the table's rows compare like with like
     assert len({(p.iterations, p.lr, p.lr_steps, p.lr_decay) for p in presets.PRESETS.values()}) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# --copy-images reads only images under each input's image root; copies, links only when asked
+
+
+def _run_cli(argv):
+    from flickermine.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.mark.parametrize("escape", ["../../secret/id_rsa", "ABSOLUTE"])
+def test_merge_copy_images_refuses_file_names_leaving_the_image_root(tmp_path, capsys, escape):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    secret = tmp_path / "secret" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    name = str(secret) if escape == "ABSOLUTE" else escape
+    data = json.loads(mined.read_text())
+    data["images"][0]["file_name"] = name
+    mined.write_text(json.dumps(data))
+    out = tmp_path / "standalone" / "train.json"
+
+    code = _run_cli(["coco", "merge", base, mined, "--out", out, "--image-root", tmp_path / "base_images", "--copy-images"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert repr(name) in err and str(mined) in err and "image root" in err
+    assert not out.exists() and not (out.parent / "images").exists()
+    assert not any(p.name == "id_rsa" for p in tmp_path.rglob("*") if p != secret)
+
+
+def test_merge_copy_images_refuses_a_file_that_is_not_an_image(tmp_path, capsys):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    # inside the root, but a key named like an image
+    (tmp_path / "mined" / "images" / "clip" / "000002.jpg").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    out = tmp_path / "standalone" / "train.json"
+
+    code = _run_cli(["coco", "merge", base, mined, "--out", out, "--image-root", tmp_path / "base_images", "--copy-images"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "'images/clip/000002.jpg'" in err and "not start like a jpg image" in err
+    assert not out.exists()
+
+
+def test_merge_copy_images_copies_rather_than_hard_links(tmp_path):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    out = tmp_path / "standalone" / "train.json"
+    merged = coco.merge(base, mined, out=out, image_root=tmp_path / "base_images", copy_images=True)
+    source = tmp_path / "base_images" / "a.jpg"
+    copied = out.parent / merged["images"][0]["file_name"]
+    assert copied.read_bytes() == source.read_bytes()
+    assert not os.path.samefile(source, copied), "the merged folder must not share inodes with the sources"
+    assert os.stat(source).st_nlink == 1
+    copied.write_bytes(b"edited")
+    assert source.read_bytes() != b"edited"
+
+
+@pytest.mark.parametrize("flag", ["--copy-images", "--link-images"])
+def test_merge_rerun_into_the_same_out_leaves_no_temporary_files(tmp_path, flag):
+    base, mined = _base(tmp_path), _mined(tmp_path)
+    out = tmp_path / "standalone" / "train.json"
+    argv = ["coco", "merge", base, mined, "--out", out, "--image-root", tmp_path / "base_images", flag]
+    assert _run_cli(argv) == 0
+    assert _run_cli(argv) == 0
+    leftovers = [p for p in out.parent.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+    merged = coco.load(out)
+    first = out.parent / merged["images"][0]["file_name"]
+    assert os.path.samefile(first, tmp_path / "base_images" / "a.jpg") == (flag == "--link-images")
+    assert merged["flickermine"]["link_images"] == (flag == "--link-images")
+
+
+# --------------------------------------------------------------------------------------------------
+# malformed COCO files: one line naming the file and the key, never a traceback
+
+
+def _coco_file(tmp_path: Path, mutate=None, text: bytes | None = None) -> Path:
+    _touch_images(tmp_path, ["a.jpg", "b.jpg"])
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+                   {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}],
+        "categories": [{"id": 1, "name": "dog"}],
+    }
+    if mutate is not None:
+        mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_bytes(text if text is not None else json.dumps(data).encode())
+    return path
+
+
+def _set(keys, value):
+    def mutate(data):
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (_set(["images", 0, "id"], [1]), r"images\[0\] 'id' must be an integer id"),
+        (_set(["annotations", 0, "image_id"], [1]), r"annotations\[0\] 'image_id' must be an integer id"),
+        (_set(["categories", 0, "id"], {"a": 1}), r"categories\[0\] 'id' must be an integer id"),
+        (_set(["categories", 0, "name"], ["dog"]), r"categories\[0\] 'name' must be a string"),
+        (_set(["images", 0, "file_name"], 7), r"images\[0\] 'file_name' must be a non-empty path string, got 7"),
+        (_set(["images", 0, "file_name"], None), r"images\[0\] 'file_name' must be a non-empty path string, got None"),
+        (_set(["annotations", 0, "bbox"], [True, 0, 3, 4]), r"annotations\[0\] bbox must be"),
+        (_set(["images", 1, "width"], float("nan")), r"images\[1\] 'width' must be a positive number"),
+        (_set(["images", 1, "height"], -48), r"images\[1\] 'height' must be a positive number"),
+        (_set(["annotations", 0, "area"], float("nan")), r"annotations\[0\] 'area' must be a number >= 0"),
+        (_set(["licenses"], [[1]]), r"licenses\[0\] must be an object"),
+        (_set(["images", 0, "license"], [1]), r"images\[0\] 'license' must be an integer id"),
+    ],
+)
+def test_subset_and_merge_refuse_malformed_fields_naming_file_and_key(tmp_path, capsys, mutate, expected):
+    path = _coco_file(tmp_path, mutate)
+    for argv in (
+        ["coco", "subset", path, "--category", "dog", "--out", tmp_path / "parts"],
+        ["coco", "merge", path, path, "--out", tmp_path / "merged.json"],
+    ):
+        code = _run_cli(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert re.search(re.escape(str(path)) + ": " + expected, err), err
+    assert not (tmp_path / "parts").exists() and not (tmp_path / "merged.json").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b'{"images": [], "annotations": [], "categories": [], "info": {"x": "caf\xe9"}}', r"not UTF-8 text \(byte 0xe9"),
+        (b'{"images": [{"id": 1' + b"0" * 5000 + b', "file_name": "a.jpg"}], "annotations": [], "categories": []}',
+         r"not usable JSON \(.*digits"),
+        (b'{"images": [], "annotations": [], "categories": [], "info": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+         r"JSON nested too deeply"),
+    ],
+    ids=["non-utf8", "5000-digit-id", "deep-nesting"],
+)
+def test_unreadable_json_is_one_line_naming_the_file(tmp_path, capsys, text, expected):
+    path = _coco_file(tmp_path, text=text)
+    for argv in (
+        ["coco", "subset", path, "--category", "dog", "--out", tmp_path / "parts"],
+        ["coco", "merge", path, path, "--out", tmp_path / "merged.json"],
+    ):
+        code = _run_cli(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert re.search(re.escape(str(path)) + ": " + expected, err), err
+
+
+def test_nesting_deep_enough_to_load_but_not_to_copy_is_one_line(tmp_path, capsys):
+    # a depth json.load manages but copy.deepcopy (two frames a level) does not
+    depth = 700
+    path = _coco_file(tmp_path, _set(["images", 1, "extra"], json.loads("[" * depth + "]" * depth)))
+    for argv in (
+        ["coco", "subset", path, "--category", "dog", "--out", tmp_path / "parts"],
+        ["coco", "merge", path, path, "--out", tmp_path / "merged.json"],
+    ):
+        code = _run_cli(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert str(path) in err and "nested too deeply" in err, err

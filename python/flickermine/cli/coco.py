@@ -22,7 +22,12 @@ def register(commands) -> None:
     merge.add_argument("mined", nargs="+", metavar="MINED.json", help="mined sets (file names relative to their folder)")
     merge.add_argument("--out", required=True, metavar="NEW.json", help="the merged file (written atomically)")
     merge.add_argument("--image-root", metavar="DIR", help="folder BASE.json's file names are relative to (default: its folder)")
-    merge.add_argument("--copy-images", action="store_true", help="hard-link or copy the images beside --out")
+    merge.add_argument("--copy-images", action="store_true", help="copy the images beside --out (a standalone folder)")
+    merge.add_argument(
+        "--link-images", action="store_true",
+        help="like --copy-images, but hard-link the images (no space used; the two folders then share the files: "
+        "editing one edits the other)",
+    )
     merge.set_defaults(handler=_cmd_coco_merge)
 
     subset = actions.add_parser(
@@ -41,7 +46,10 @@ def register(commands) -> None:
 
 
 def _cmd_coco_merge(args: argparse.Namespace) -> int:
-    merged = coco_files.merge(args.base, *args.mined, out=args.out, image_root=args.image_root, copy_images=args.copy_images)
+    merged = coco_files.merge(
+        args.base, *args.mined, out=args.out, image_root=args.image_root, copy_images=args.copy_images,
+        link_images=args.link_images,
+    )
     annotated = {a["image_id"] for a in merged["annotations"]}
     empty = sum(1 for image in merged["images"] if image["id"] not in annotated)
     names = ", ".join(c["name"] for c in merged["categories"])

@@ -23,6 +23,7 @@ import math
 import os
 import random
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
@@ -54,6 +55,14 @@ def load(path: PathLike) -> dict:
             coco = json.load(stream)
     except json.JSONDecodeError as error:
         raise CocoFormatError(f"{path}: not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise CocoFormatError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})"
+        ) from None
+    except RecursionError:
+        raise CocoFormatError(f"{path}: JSON nested too deeply to read (an array or object inside thousands of others)") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise CocoFormatError(f"{path}: not usable JSON ({error})") from None
     validate(coco, source=str(path))
     return coco
 
@@ -75,11 +84,23 @@ def validate(coco: Any, source: str = "<COCO dict>") -> None:
         if not isinstance(coco[key], list):
             raise CocoFormatError(f"{source}: {key!r} must be a list, got {type(coco[key]).__name__}")
 
+    if "licenses" in coco:
+        if not isinstance(coco["licenses"], list):
+            raise CocoFormatError(f"{source}: 'licenses' must be a list, got {type(coco['licenses']).__name__}")
+        for index, license_ in enumerate(coco["licenses"]):
+            if not isinstance(license_, dict):
+                raise CocoFormatError(f"{source}: licenses[{index}] must be an object, got {_short(license_)}")
+            if "id" in license_:
+                _check_id(license_["id"], f"{source}: licenses[{index}]", "id")
+
     category_ids: set = set()
     category_names: set = set()
     for index, category in enumerate(coco["categories"]):
         if not isinstance(category, dict) or "id" not in category or "name" not in category:
-            raise CocoFormatError(f"{source}: categories[{index}] needs 'id' and 'name', got {category!r}")
+            raise CocoFormatError(f"{source}: categories[{index}] needs 'id' and 'name', got {_short(category)}")
+        _check_id(category["id"], f"{source}: categories[{index}]", "id")
+        if not isinstance(category["name"], str):
+            raise CocoFormatError(f"{source}: categories[{index}] 'name' must be a string, got {_short(category['name'])}")
         if category["id"] in category_ids:
             raise CocoFormatError(f"{source}: category id {category['id']!r} appears twice")
         if category["name"] in category_names:
@@ -92,6 +113,19 @@ def validate(coco: Any, source: str = "<COCO dict>") -> None:
     for index, image in enumerate(coco["images"]):
         if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
             raise CocoFormatError(f"{source}: images[{index}] needs 'id' and 'file_name', got {_short(image)}")
+        _check_id(image["id"], f"{source}: images[{index}]", "id")
+        file_name = image["file_name"]
+        if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name:
+            raise CocoFormatError(
+                f"{source}: images[{index}] 'file_name' must be a non-empty path string, got {_short(file_name)}"
+            )
+        if "license" in image and image["license"] is not None:
+            _check_id(image["license"], f"{source}: images[{index}]", "license")
+        for key in ("width", "height"):
+            if key in image and not (_is_number(image[key]) and image[key] > 0):
+                raise CocoFormatError(
+                    f"{source}: images[{index}] {key!r} must be a positive number of pixels, got {_short(image[key])}"
+                )
         if image["id"] in image_ids:
             raise CocoFormatError(f"{source}: image id {image['id']!r} appears twice")
         if image["file_name"] in file_names:
@@ -110,6 +144,8 @@ def validate(coco: Any, source: str = "<COCO dict>") -> None:
         for key in ("id", "image_id", "category_id", "bbox"):
             if key not in annotation:
                 raise CocoFormatError(f"{where} has no {key!r}: {_short(annotation)}")
+        for key in ("id", "image_id", "category_id"):
+            _check_id(annotation[key], where, key)
         if annotation["id"] in annotation_ids:
             raise CocoFormatError(f"{source}: annotation id {annotation['id']!r} appears twice")
         annotation_ids.add(annotation["id"])
@@ -123,11 +159,26 @@ def validate(coco: Any, source: str = "<COCO dict>") -> None:
         if (
             not isinstance(bbox, (list, tuple))
             or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
+            or not all(_is_number(v) for v in bbox)
             or bbox[2] < 0
             or bbox[3] < 0
         ):
-            raise CocoFormatError(f"{where} bbox must be [x, y, w, h] with w, h >= 0, got {bbox!r}")
+            raise CocoFormatError(f"{where} bbox must be [x, y, w, h] with w, h >= 0, got {_short(bbox)}")
+        if "area" in annotation and not (_is_number(annotation["area"]) and annotation["area"] >= 0):
+            raise CocoFormatError(f"{where} 'area' must be a number >= 0, got {_short(annotation['area'])}")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float; ``True``/``False`` are not numbers here."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _check_id(value: Any, where: str, key: str) -> None:
+    """An id is an integer (or a string, as some converters write); never a list, null, bool or float."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise CocoFormatError(f"{where} {key!r} must be an integer id, got {_short(value)}")
 
 
 def write(coco: dict, path: PathLike) -> Path:
@@ -185,6 +236,7 @@ def merge(
     out: PathLike,
     image_root: PathLike | None = None,
     copy_images: bool = False,
+    link_images: bool = False,
 ) -> dict:
     """Merge a base COCO file with mined ones into a new file ``out``; returns the merged dict.
 
@@ -198,14 +250,20 @@ def merge(
     file's folder); each mined file's are relative to its own folder, as ``flickermine mine``
     writes them. Every image must exist there. In ``out`` each ``file_name`` is relative to
     ``out``'s folder, so train with ``--images`` set to that folder. With ``copy_images`` the
-    images are hard-linked (copied where links are impossible) to ``<out folder>/images/<k>/...``,
-    ``k`` being the input's position, so the new folder stands alone; where dropping ``..`` parts
-    or a leading ``/`` gives two images one name, the later ones get ``_2``, ``_3``... before the
-    extension.
+    images are copied (a reflink where the filesystem can, else bytes) to
+    ``<out folder>/images/<k>/<file_name>``, ``k`` being the input's position, so the new folder
+    stands alone; with ``link_images`` (which implies ``copy_images``) they are hard-linked instead
+    (copied where links are impossible): no space used, but the two folders then share the files,
+    so editing an image in one edits it in the other. Files whose name differs only in case get
+    ``_2``, ``_3``... before the extension.
+
+    Copying reads only images inside each input's image root: a ``file_name`` that is absolute or
+    has a ``..`` part, or a file that is not an image (by extension and first bytes), is refused.
 
     Refused, before anything is written: an ``out`` that is one of the inputs, and the same image
     file twice (within one input or across inputs).
     """
+    copy_images = copy_images or link_images
     inputs = [Path(base), *(Path(p) for p in mined)]
     out = Path(out)
     out_resolved = out.resolve()
@@ -232,10 +290,10 @@ def merge(
     licenses: list[dict] = []
     license_id_of_content: dict = {}
 
-    info = next((coco["info"] for coco in sources if "info" in coco), None)
+    info_from = next(((path, coco["info"]) for path, coco in zip(inputs, sources) if "info" in coco), None)
     merged: dict = {}
-    if info is not None:
-        merged["info"] = copy.deepcopy(info)
+    if info_from is not None:
+        merged["info"] = _deepcopy(info_from[1], f"{info_from[0]}: 'info'")
     merged["images"] = []
     merged["annotations"] = []
     merged["categories"] = categories
@@ -249,7 +307,10 @@ def merge(
     for position, (path, coco, root) in enumerate(zip(inputs, sources, roots)):
         license_map = {}
         for license_ in coco.get("licenses", []):
-            content = json.dumps({k: v for k, v in license_.items() if k != "id"}, sort_keys=True)
+            try:
+                content = json.dumps({k: v for k, v in license_.items() if k != "id"}, sort_keys=True)
+            except RecursionError:
+                raise CocoFormatError(f"{path}: a license is nested too deeply") from None
             if content not in license_id_of_content:
                 taken = {entry["id"] for entry in licenses if "id" in entry}
                 own_id = license_.get("id")
@@ -261,13 +322,17 @@ def merge(
 
         category_map = {c["id"]: category_id_of_name[c["name"]] for c in coco["categories"]}
         image_map = {}
-        for image in coco["images"]:
+        for index, image in enumerate(coco["images"]):
             source_file = Path(image["file_name"])
+            if copy_images:
+                _require_inside(image["file_name"], root, path)
             if not source_file.is_absolute():
                 source_file = root / source_file
             if not source_file.is_file():
                 missing.append(f"{source_file} (image {image['file_name']!r} of {path})")
                 continue
+            if copy_images:
+                _require_image_file(source_file, image["file_name"], path)
             key = source_file.resolve()
             if key in seen_files:
                 first_path, first_name = seen_files[key]
@@ -282,17 +347,17 @@ def merge(
                 file_name = relative.as_posix()
             else:
                 file_name = Path(os.path.relpath(source_file.resolve(), out_dir)).as_posix()
-            new_image = copy.deepcopy(image)
+            new_image = _deepcopy(image, f"{path}: images[{index}]")
             new_image["id"] = len(merged["images"]) + 1
             new_image["file_name"] = file_name
             if "license" in new_image and new_image["license"] in license_map:
                 new_image["license"] = license_map[new_image["license"]]
             image_map[image["id"]] = new_image["id"]
             merged["images"].append(new_image)
-        for annotation in coco["annotations"]:
+        for index, annotation in enumerate(coco["annotations"]):
             if annotation["image_id"] not in image_map:
                 continue  # its image is missing; reported below
-            new_annotation = copy.deepcopy(annotation)
+            new_annotation = _deepcopy(annotation, f"{path}: annotations[{index}]")
             new_annotation["id"] = next_annotation_id
             next_annotation_id += 1
             new_annotation["image_id"] = image_map[annotation["image_id"]]
@@ -305,12 +370,63 @@ def merge(
         raise FileNotFoundError(f"{len(missing)} image(s) not found{hint}:{_first_few(missing)}")
     if licenses:
         merged["licenses"] = licenses
-    merged["flickermine"] = {"merged_from": [str(p) for p in inputs], "copy_images": copy_images}
+    merged["flickermine"] = {
+        "merged_from": [str(p) for p in inputs], "copy_images": copy_images, "link_images": link_images,
+    }
 
     for source_file, target in links:
-        _link_or_copy(source_file, target)
+        if link_images:
+            _link_or_copy(source_file, target)
+        else:
+            _copy(source_file, target)
     write(merged, out)
     return merged
+
+
+def _deepcopy(value: Any, where: str) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except RecursionError:
+        raise CocoFormatError(f"{where} is nested too deeply (lists or objects inside hundreds of others)") from None
+
+
+#: first bytes of the image formats a trainer reads (OpenCV, PIL), by extension
+_IMAGE_MAGIC: dict[str, tuple[bytes, ...]] = {
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".bmp": (b"BM",),
+    ".tif": (b"II*\x00", b"MM\x00*"),
+    ".tiff": (b"II*\x00", b"MM\x00*"),
+    ".webp": (b"RIFF",),
+}
+
+
+def _require_inside(file_name: str, root: Path, source: Path) -> None:
+    """Refuse a ``file_name`` that leaves its image root (absolute, or with a ``..`` part)."""
+    name = Path(file_name)
+    if name.is_absolute() or name.anchor or ".." in name.parts or ".." in file_name.replace("\\", "/").split("/"):
+        raise InputError(
+            f"{source}: file_name {file_name!r} leaves its image root {root} (absolute or with '..'); "
+            "merge copies only images under each file's image root"
+        )
+
+
+def _require_image_file(path: Path, file_name: str, source: Path) -> None:
+    """Refuse a file that is not an image: its extension and first bytes must agree."""
+    magics = _IMAGE_MAGIC.get(path.suffix.lower())
+    if magics is None:
+        raise InputError(
+            f"{source}: file_name {file_name!r} is not an image file "
+            f"(extension not one of {', '.join(sorted(_IMAGE_MAGIC))}); merge copies only images"
+        )
+    with open(path, "rb") as stream:
+        head = stream.read(12)
+    if not any(head.startswith(magic) for magic in magics) or (path.suffix.lower() == ".webp" and head[8:12] != b"WEBP"):
+        raise InputError(
+            f"{source}: file_name {file_name!r} ({path}) does not start like a {path.suffix.lower()[1:]} image; "
+            "merge copies only images"
+        )
 
 
 def _next_id(taken: Iterable) -> int:
@@ -345,15 +461,62 @@ def _complete_annotation(annotation: dict) -> None:
     annotation.setdefault("iscrowd", 0)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _temporary_beside(target: Path) -> Path:
+    """A fresh, unused name beside ``target`` (nothing is created there)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.unlink(missing_ok=True)
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` (a reflink where the filesystem shares blocks, else bytes),
+    through a temporary file renamed into place: ``target`` never shares the source's inode."""
+    temporary = _temporary_beside(target)
     try:
-        os.link(source, temporary)
-    except OSError:  # another filesystem, or links not allowed: a plain copy
-        shutil.copy2(source, temporary)
-    os.replace(temporary, target)
+        if not _reflink(source, temporary):
+            shutil.copy2(source, temporary)
+        else:
+            shutil.copystat(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    """Clone ``source`` into a new ``target`` with the FICLONE ioctl (btrfs, XFS); False where it cannot."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Windows
+        return False
+    ficlone = 0x40049409
+    try:
+        with open(source, "rb") as src, open(target, "xb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), ficlone, src.fileno())
+                return True
+            except OSError:
+                pass
+    except OSError:
+        pass
+    target.unlink(missing_ok=True)
+    return False
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` as ``target`` (copy where links are impossible); a rerun leaves no temporary file."""
+    try:
+        if os.path.samefile(source, target):
+            return  # already this file: renaming a second link of one inode over it would do nothing
+    except OSError:
+        pass  # no target yet
+    temporary = _temporary_beside(target)
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:  # another filesystem, or links not allowed: a plain copy
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -448,10 +611,10 @@ def subset(
         part: dict = {}
         for key in ("info", "licenses"):
             if key in coco:
-                part[key] = copy.deepcopy(coco[key])
-        part["images"] = copy.deepcopy(images)
+                part[key] = _deepcopy(coco[key], f"{source}: {key!r}")
+        part["images"] = [_deepcopy(image, f"{source}: image id {image['id']!r}") for image in images]
         part["annotations"] = [
-            _completed(annotation) for image in images for annotation in annotations_of_image.get(image["id"], [])
+            _completed(annotation, source) for image in images for annotation in annotations_of_image.get(image["id"], [])
         ]
         part["categories"] = [copy.deepcopy(wanted)]
         part["flickermine"] = {"subset_of": source, "category": category, "part": name, "seed": seed}
@@ -459,8 +622,8 @@ def subset(
     return result
 
 
-def _completed(annotation: dict) -> dict:
-    annotation = copy.deepcopy(annotation)
+def _completed(annotation: dict, source: str = "<COCO dict>") -> dict:
+    annotation = _deepcopy(annotation, f"{source}: annotation id {annotation['id']!r}")
     _complete_annotation(annotation)
     return annotation
 
