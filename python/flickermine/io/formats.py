@@ -654,6 +654,8 @@ class JsonlDetectionFile(_Reader):
 
         try:
             obj = json.loads(text)
+        except RecursionError:
+            raise bad("not usable JSON: nested too deeply (arrays or objects inside thousands of others)") from None
         except ValueError as exc:
             message = getattr(exc, "msg", str(exc))
             column = getattr(exc, "colno", None)
