@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Iterable
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
-from .._files import write_json_atomic
+from .._files import remove_stale_temporaries, replaced_atomically, video_fingerprint, write_json_atomic
 from ..errors import InputError
 from ..mining.miner import FrameVerdicts
 from ..mining.params import MiningParams, Reason
@@ -87,8 +88,13 @@ def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
     if run_file.exists():
         try:
             held = json.loads(run_file.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InputError(f"{run_file}: unreadable ({error}); delete the folder or pick another --out") from None
+        if not isinstance(held, dict):
+            raise InputError(
+                f"{run_file}: not a flickermine run file (a JSON {type(held).__name__}, not an object); "
+                "delete the folder or pick another --out"
+            )
         ignore = {"version"}
         differences = [
             f"{key}: {held.get(key)!r} there, {value!r} now"
@@ -198,6 +204,8 @@ class ShardWriter:
             "video": self.key, **stats, **self.counts, "kept_frames": len(self.images), "images": self.images,
             ALL_HARD_NEGATIVES_KEY: self.all_hard_negatives,
         }
+        if stats.get("path") and Path(stats["path"]).exists() and VIDEO_FINGERPRINT_KEY not in shard:
+            shard[VIDEO_FINGERPRINT_KEY] = video_fingerprint(stats["path"])
         write_json_atomic(self.out / "shards" / f"{self.key}.json", shard)
         return shard
 
@@ -228,16 +236,72 @@ def shard_path(out: Path, video_key: str) -> Path:
     return out / "shards" / f"{video_key}.json"
 
 
+#: In a shard: the video's :func:`flickermine._files.video_fingerprint` when it was mined.
+VIDEO_FINGERPRINT_KEY = "video_fingerprint"
+
+
+def read_shard(path: Path) -> dict:
+    """A finished shard, checked to be one: else an :class:`InputError` naming the file."""
+    try:
+        shard = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: unreadable shard ({error}); delete it to mine its video again") from None
+    if not isinstance(shard, dict) or not isinstance(shard.get("images"), list) or not isinstance(shard.get("video"), str):
+        kind = f"a JSON {type(shard).__name__}" if not isinstance(shard, dict) else "an object without 'video' and 'images'"
+        raise InputError(f"{path}: not a flickermine shard ({kind}); delete it to mine its video again")
+    for image in shard["images"]:
+        if not isinstance(image, dict) or not isinstance(image.get("annotations"), list):
+            raise InputError(f"{path}: not a flickermine shard (an image without 'annotations'); delete it to mine its video again")
+    return shard
+
+
+def finished_keys(out: Path) -> list[str]:
+    """The videos with a finished shard in ``out/shards``, by name."""
+    folder = out / "shards"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json") and not p.name.startswith("."))
+
+
+def discard_video(out: Path, video_key: str) -> None:
+    """Remove what an unfinished mining of ``video_key`` wrote (its JPEGs, drawn frames): files
+    that no shard and so no annotations.json lists."""
+    for part in ("images", "visualize"):
+        folder = out / part / video_key
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_unfinished(out: Path) -> list[str]:
+    """What runs killed outright left in ``out``: temporary files (of run.json, the shards,
+    annotations.json, report.json) and the images of videos without a shard. Call only under the
+    folder's lock. Returns what was removed (relative names)."""
+    removed = [str(p.relative_to(out)) for p in remove_stale_temporaries(out)]
+    removed += [str(p.relative_to(out)) for p in remove_stale_temporaries(out / "shards")]
+    finished = set(finished_keys(out))
+    for part in ("images", "visualize"):
+        folder = out / part
+        if folder.is_dir():
+            for child in sorted(folder.iterdir()):
+                if child.is_dir() and child.name not in finished:
+                    discard_video(out, child.name)
+                    removed.append(f"{part}/{child.name}/")
+    return removed
+
+
 def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: str) -> dict:
-    """Merge the finished shards (in ``video_keys`` order) into ``annotations.json``; return the COCO."""
+    """Merge the finished shards into ``annotations.json`` (those of ``video_keys`` in that
+    order, then every other finished shard in the folder, by name: videos an earlier run into the
+    same folder mined are never dropped); return the COCO."""
     images: list[dict] = []
     annotations: list[dict] = []
     category = {"id": 1, "name": config.category, "supercategory": config.category}
-    for key in video_keys:
+    ordered = list(video_keys) + [k for k in finished_keys(out) if k not in set(video_keys)]
+    for key in ordered:
         path = shard_path(out, key)
         if not path.exists():
             continue
-        shard = json.loads(path.read_text())
+        shard = read_shard(path)
         for image in shard["images"]:
             image_id = len(images) + 1
             labels = image.pop("annotations")
@@ -301,5 +365,8 @@ def contact_sheet(out: Path, coco: dict, count: int = 16, thumb_width: int = 320
         row += [np.zeros_like(row[0])] * (columns - len(row))
         rows.append(np.concatenate(row, axis=1))
     path = out / "contact_sheet.png"
-    cv2.imwrite(str(path), np.concatenate(rows, axis=0))
+    ok, encoded = cv2.imencode(".png", np.concatenate(rows, axis=0))
+    if ok:
+        with replaced_atomically(path) as temporary:
+            temporary.write_bytes(encoded.tobytes())
     return path

@@ -1,16 +1,18 @@
 """Mining many videos into one COCO dataset: checks, executors, resume, progress, report.
 
 A run is resumable: every finished video leaves an atomic shard in ``DIR/shards``; the same
-command started again skips those videos and redoes only unfinished ones, then merges. Bad
-input (detections that do not fit their video, a folder holding a run with other settings, an
-unknown detector) stops before any work; a video that cannot be read is reported and skipped.
+command started again skips those videos and redoes only unfinished ones, then merges every
+finished shard of the folder. Bad input (detections that do not fit their video, a folder
+holding a run with other settings, an unknown detector, a video that changed since its shard was
+mined) stops before any work; a video that cannot be read is reported and skipped, and what it
+wrote is removed. One run at a time writes a folder: it holds ``DIR/.flickermine.lock`` (an
+exclusive ``flock``) from its first write to its end, and a second run fails at once.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import multiprocessing
 import os
 import queue
@@ -19,7 +21,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..dataset.writer import REPORT_COUNTS, RunConfig, check_run_folder, contact_sheet, merge_shards, shard_path, shard_summary, write_report
+from .._files import output_lock, video_fingerprint
+from ..dataset.writer import (
+    REPORT_COUNTS, VIDEO_FINGERPRINT_KEY, RunConfig, check_run_folder, contact_sheet, discard_video, finished_keys,
+    merge_shards, read_shard, shard_path, shard_summary, sweep_unfinished, write_report,
+)
 from ..errors import InputError
 from ..io.formats import open_detections
 from ..io.mot import DetectionFileError
@@ -189,6 +195,7 @@ def run_mining(
     # Checks before any work: every readable video's detections must fit it.
     report: dict[str, dict] = {}
     jobs: list[VideoJob] = []
+    paired: dict[Path, VideoJob] = {}
     frame_totals: dict[str, int | None] = {}
     for key, path in zip(keys, videos):
         entry = {"video": key, "path": str(path)}
@@ -202,17 +209,16 @@ def run_mining(
         dets_path = None
         if detector_factory is None:
             dets_path = find_detections(path, key, detections, single=len(videos) == 1)
+            other = paired.setdefault(dets_path.resolve(), VideoJob(key, path, dets_path))
+            if other.key != key:
+                raise InputError(
+                    f"--detections {detections}: {dets_path} would pair with two videos, {other.path} and {path}: "
+                    f"name each file after its video's output name ({other.key}.txt, {key}.txt)"
+                )
             open_detections(dets_path, frame_count=source.frame_count, width=source.width, height=source.height)
         jobs.append(VideoJob(key, path, dets_path))
     check_run_folder(out, config, create=False)
-    todo = []
-    for job in jobs:
-        if shard_path(out, job.key).exists():
-            shard = json.loads(shard_path(out, job.key).read_text())
-            check_shard_inputs(shard, job, shard_path(out, job.key))
-            report[job.key].update(shard_summary(shard), status="skipped (done before)")
-        else:
-            todo.append(job)
+    todo = _plan(out, jobs, report)
     # The detector is built here even when workers build their own: an unknown category or
     # weights of the wrong class count must fail before any work, not once per video.
     detector = detector_factory() if detector_factory is not None and todo else None
@@ -221,8 +227,59 @@ def run_mining(
     if not (executor == "local" and workers == 1):
         detector = None  # workers build their own
     out.mkdir(parents=True, exist_ok=True)
-    check_run_folder(out, config)
+    with output_lock(out / LOCK_NAME, out):
+        # Under the lock, again: a run that held the folder until now may have changed it.
+        check_run_folder(out, config, create=False)
+        swept = sweep_unfinished(out)
+        if swept:
+            log(f"removed what killed runs left in {out}: {', '.join(swept)}")
+        todo = _plan(out, jobs, report)
+        check_run_folder(out, config)
+        return _run_locked(
+            out, config, keys, todo, report, frame_totals, detector, detector_factory, backend, backend_name,
+            workers, progress, log, executor, ray_address, gpus_per_video, cpus_per_video, max_retries,
+        )
 
+
+#: the lock file a run holds in its dataset folder (see :func:`flickermine._files.output_lock`)
+LOCK_NAME = ".flickermine.lock"
+
+
+def _plan(out: Path, jobs: list[VideoJob], report: dict[str, dict]) -> list[VideoJob]:
+    """The jobs without a finished shard; the others are checked (same video, same detections)
+    and reported as done before."""
+    todo = []
+    for job in jobs:
+        where = shard_path(out, job.key)
+        if where.exists():
+            shard = read_shard(where)
+            check_shard_inputs(shard, job, where)
+            check_video_unchanged(shard, job, where)
+            report[job.key].update(shard_summary(shard), status="skipped (done before)")
+        else:
+            todo.append(job)
+    return todo
+
+
+def check_video_unchanged(shard: dict, job: VideoJob, where: Path) -> None:
+    """Refuse to resume from a shard whose video has changed since (size, modification time, or
+    the hash of its first and last MiB): it would be skipped as done."""
+    recorded = shard.get(VIDEO_FINGERPRINT_KEY)
+    if not isinstance(recorded, dict):
+        return  # a shard written before fingerprints were recorded
+    now = video_fingerprint(job.path)
+    changed = [f"{name} {recorded.get(name)!r} then, {value!r} now" for name, value in now.items() if recorded.get(name) != value]
+    if changed:
+        raise InputError(
+            f"video {job.path} changed since {where} was mined from it ({'; '.join(changed)}): "
+            "delete the shard to mine it again, or pick another --out"
+        )
+
+
+def _run_locked(
+    out, config, keys, todo, report, frame_totals, detector, detector_factory, backend, backend_name,
+    workers, progress, log, executor, ray_address, gpus_per_video, cpus_per_video, max_retries,
+) -> RunResult:
     bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress)
     try:
         if executor == "ray":
@@ -245,8 +302,16 @@ def run_mining(
     finally:
         bars.close()
 
+    for key in keys:  # a video that failed part-way: its JPEGs are listed by no shard
+        if report[key].get("status") == "failed" and not shard_path(out, key).exists():
+            discard_video(out, key)
+    earlier = [k for k in finished_keys(out) if k not in set(keys)]
+    for key in earlier:
+        report[key] = {"video": key, **shard_summary(read_shard(shard_path(out, key))), "status": "kept (earlier run)"}
     coco = merge_shards(out, keys, config, backend_name)
-    rows = [report[k] for k in keys]
+    rows = [report[k] for k in keys + earlier]
+    if earlier:
+        log(f"{out} also holds {len(earlier)} video(s) mined by earlier runs, merged too: {', '.join(earlier)}")
     write_report(out, rows, config, backend_name)
     if config.visualize:
         contact_sheet(out, coco)

@@ -12,6 +12,7 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
+from .._files import locked_output
 from ..errors import InputError
 from ..io.formats import open_detections
 from ..mining.miner import FrameVerdicts, Miner
@@ -125,21 +126,19 @@ def mine_video(
     with contextlib.ExitStack() as stack:
         writer = None
         if verdicts_csv is not None:
-            # Rows stream into a .partial file renamed on success: an earlier result is never
-            # clobbered by a failed run, and a failed run keeps every row it decided.
+            # Rows stream into a new temporary file renamed over the CSV on success, under a lock
+            # (a second run writing the same CSV fails at once): an earlier result is never
+            # clobbered by a failed run, and a failed run keeps every row it decided in .partial.
             final = Path(verdicts_csv)
             if final.is_dir():
                 raise InputError(f"--verdicts {final} is a folder; name the CSV file to write")
-            final.parent.mkdir(parents=True, exist_ok=True)
-            partial = final.with_name(final.name + ".partial")
-            writer = VerdictWriter(stack.enter_context(open(partial, "w", newline="")))
+            temporary = stack.enter_context(locked_output(final, keep_as=final.with_name(final.name + ".partial")))
+            writer = VerdictWriter(stack.enter_context(open(temporary, "w", newline="")))
         for verdicts in job:
             candidates += len(verdicts.reasons)
             hard_negatives += int(verdicts.hard_negatives.sum())
             if writer is not None:
                 writer.write(verdicts)
-    if verdicts_csv is not None:
-        os.replace(partial, final)
     assert job.source.decoded_frames is not None  # the video was decoded to the end above
     return MiningSummary(
         video=str(video),
