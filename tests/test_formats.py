@@ -194,6 +194,32 @@ def test_jsonl_reader_hand_made(tmp_path):
     assert [len(b) for _, b, _ in got] == [0, 0, 1]
 
 
+@pytest.mark.parametrize("fmt", ["mot", "authors", "jsonl"])
+def test_every_reader_yields_detections_per_frame(tmp_path, fmt):
+    from flickermine.detect.detections import Detections
+
+    path = tmp_path / f"dets.{fmt}"
+    write_rows = [(0, np.zeros((0, 4)), np.zeros(0)), (1, np.array([[1.0, 2.0, 11.0, 22.0]]), np.array([0.9]))]
+    with open_writer(path, fmt, frame_count=2) as writer:
+        for index, boxes, scores in write_rows:
+            writer.write(index, boxes, scores)
+    reader = open_detections(path, fmt, frame_count=2)
+    got = list(reader.detections())
+    assert all(isinstance(d, Detections) for d in got) and [len(d) for d in got] == [0, 1]
+    np.testing.assert_allclose(got[1].boxes, write_rows[1][1])
+    assert got[1].labels.tolist() == [1]
+    reader.check_frames_decoded(2)
+    with pytest.raises(DetectionFileError):
+        reader.check_frames_decoded(1)
+
+
+def test_jsonl_integer_labels_reach_detections(tmp_path):
+    path = write(tmp_path, '{"frame": 1, "xyxy": [[1, 2, 3, 4]], "scores": [1], "labels": [3]}\n'
+                           '{"frame": 2, "xyxy": [[1, 2, 3, 4]], "scores": [1], "labels": ["person"]}\n', "l.jsonl")
+    got = list(JsonlDetectionFile(path).detections())
+    assert [d.labels.tolist() for d in got] == [[3], [1]]  # names are not ids: all 1
+
+
 def test_jsonl_unsorted_is_sorted_on_read(tmp_path):
     lines = JSONL.strip().splitlines()
     path = write(tmp_path, "\n".join([lines[3], lines[1], lines[0]]) + "\n", "u.jsonl")

@@ -140,7 +140,7 @@ def _tud_hard_positives(dets: str, params: MiningParams, backend: str) -> list:
     detections = DetectionFile(shared_data("tud-campus", "det", dets), frame_count=source.frame_count)
     miner = Miner(params, "seed", backend, hard_positives=True)
     out = []
-    for frame, (_, boxes, scores) in zip(source.frames(gray=True), detections.per_frame(source.frame_count)):
-        out += miner.push(frame.gray, boxes, scores)
+    for frame, found in zip(source.frames(gray=True), detections.detections(source.frame_count)):
+        out += miner.push(frame.gray, found)
     out += miner.finish()
     return [(v.frame_index, v.hard_positives.tolist()) for v in out]

@@ -10,6 +10,7 @@ import pytest
 
 import flickermine as fm
 from flickermine import Miner, MiningParams, Reason, mine_frames
+from flickermine.detect.detections import Detections
 
 from .conftest import AVAILABLE, texture
 
@@ -49,13 +50,35 @@ def test_frame_is_decided_when_its_window_is_complete(rng):
     miner = Miner(MiningParams(window=3))
     decided = []
     for i, (frame, (boxes, scores)) in enumerate(zip(frames, dets)):
-        out = miner.push(frame, boxes, scores)
+        out = miner.push(frame, Detections(boxes, scores))
         assert [v.frame_index for v in out] == ([i - 3] if i >= 3 else [])
         decided += out
     tail = miner.finish()
     assert [v.frame_index for v in tail] == [7, 8, 9]
     with pytest.raises(RuntimeError, match="after finish"):
         miner.push(frames[0], *dets[0])
+
+
+def test_detections_and_arrays_give_the_same_verdicts_and_labels_are_kept(rng):
+    params = MiningParams(window=2)
+    frames, dets = clip(rng, num_frames=8)
+    labels = [np.arange(len(scores)) + 1 for _, scores in dets]
+    with_arrays = list(mine_frames(frames, dets, params))
+    with_detections = list(mine_frames(frames, [Detections(b, s, l) for (b, s), l in zip(dets, labels)], params))
+    for a, d, (_, scores), label in zip(with_arrays, with_detections, dets, labels):
+        assert a.reasons.tolist() == d.reasons.tolist()
+        np.testing.assert_array_equal(a.boxes, d.boxes)
+        assert a.labels.tolist() == [1] * len(a.reasons)
+        assert d.labels.tolist() == label[scores >= params.score_threshold].tolist()
+
+
+def test_push_forms_are_not_mixed(rng):
+    frames, dets = clip(rng, num_frames=1)
+    miner = Miner()
+    with pytest.raises(ValueError, match="not both"):
+        miner.push(frames[0], Detections(*dets[0]), dets[0][1])
+    with pytest.raises(ValueError, match="needs the scores"):
+        miner.push(frames[0], dets[0][0])
 
 
 def test_short_video_shorter_than_window(rng):

@@ -109,10 +109,10 @@ def _real_verdicts(folder, video, dets, params, rule, backend, max_frames):
     detections = DetectionFile(shared_data(folder, "det", dets), frame_count=source.frame_count)
     miner = Miner(params, rule, backend)
     out = []
-    for frame, (_, boxes, scores) in zip(source.frames(gray=True), detections.per_frame(source.frame_count)):
+    for frame, found in zip(source.frames(gray=True), detections.detections(source.frame_count)):
         if frame.index >= max_frames:
             break
-        out += miner.push(frame.gray, boxes, scores)
+        out += miner.push(frame.gray, found)
     out += miner.finish()
     return out
 

@@ -49,6 +49,7 @@ from ..io.formats import open_detections
 from ..mining.miner import Miner
 from ..mining.params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from ..mining.rules import UNDECIDED, exemption_reasons
+from ..runner.loop import mine_stream
 from ..runner.pipeline import VERDICT_COLUMNS
 from ..video import open_video
 
@@ -517,19 +518,12 @@ def mine_candidates(
     dets = open_detections(detections, frame_count=source.frame_count, width=source.width, height=source.height)
     miners = {name: Miner(params, rule, backend, hard_positives=name in hard_positives) for name, (params, rule) in runs.items()}
     decided: dict[str, list] = {name: [] for name in runs}
-    per_frame = dets.per_frame(source.frame_count)
-    empty = (None, np.zeros((0, 4)), np.zeros(0))
-    for frame in source.frames(gray=True):
-        assert frame.gray is not None  # asked for above
-        _, boxes, scores = next(per_frame, empty)
-        for name, miner in miners.items():
-            decided[name] += miner.push(frame.gray, boxes, scores)
-    assert source.decoded_frames is not None  # set by frames()
-    dets.check_frames_decoded(source.decoded_frames)
+    for step in mine_stream(source, dets, list(miners.values())):
+        for name, verdicts in zip(miners, step.verdicts):
+            decided[name] += verdicts
     label = Path(video).stem if Path(video).is_file() else Path(video).name
     result = {}
-    for name, miner in miners.items():
-        decided[name] += miner.finish()
+    for name in miners:
         result[name] = MinedVideo.from_frame_verdicts(label, decided[name], name in hard_positives)
     return result
 

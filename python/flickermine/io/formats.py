@@ -75,7 +75,7 @@ import numpy as np
 from .._files import AtomicWriter
 from ..boxes import check_boxes, check_scores
 from ..errors import InputError, InputTypeError
-from .mot import _MAX_FRAME, DetectionFile, DetectionFileError, MotWriter, _check_optional_int, _quote
+from .mot import _MAX_FRAME, DetectionFile, DetectionFileError, DetectionReader, MotWriter, _check_optional_int, _quote
 
 __all__ = [
     "FORMATS",
@@ -117,7 +117,7 @@ def _check_format(format: Optional[str], name: str = "format") -> Optional[str]:
     return format
 
 
-class _Reader:
+class _Reader(DetectionReader):
     """What the readers share with DetectionFile: arguments, errors, opening the file."""
 
     format = ""
@@ -176,11 +176,6 @@ class _Reader:
                 line, f"box x1={x1!r}, y1={y1!r}, x2={x2!r}, y2={y2!r} lies entirely outside the {size} image", text, hint
             )
 
-    def per_frame(self, num_frames: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        raise NotImplementedError
-
-    def check_frames_decoded(self, decoded: int) -> None:
-        raise NotImplementedError
 
 
 # -- the authors' text format ---------------------------------------------------------------------
@@ -429,16 +424,9 @@ class AuthorsDetectionFile(_Reader):
         if produced != total:  # only if the file changed since validation
             raise self._error(None, f"the file changed while it was being read ({produced} frames, not {total})")
 
-    def check_frames_decoded(self, decoded: int) -> None:
-        """Raise DetectionFileError unless the file has exactly ``decoded`` frames.
-
-        More frames: names the header of the first frame beyond the video. Fewer: names the last
-        line. Call it once the video has been decoded to the end.
-        """
-        checked = _check_optional_int(decoded, "decoded", 0)
-        if checked is None:
-            raise InputError("decoded must be an integer >= 0, got None")
-        decoded = checked
+    def _check_decoded(self, decoded: int) -> None:
+        """The file must have exactly ``decoded`` frames. More frames: names the header of the
+        first frame beyond the video. Fewer: names the last line."""
         if self.frames == decoded:
             return
         if self.frames < decoded:
@@ -786,22 +774,14 @@ class JsonlDetectionFile(_Reader):
             yield (next_index, *_empty(), None)
             next_index += 1
 
-    def check_frames_decoded(self, decoded: int) -> None:
-        """Raise DetectionFileError naming the first line whose frame is beyond ``decoded`` frames.
+    def _labels_per_frame(self, num_frames: Optional[int]) -> Iterator[tuple[np.ndarray, np.ndarray, Optional[list]]]:
+        return (item[1:] for item in self.per_frame_with_labels(num_frames))
 
-        Call it once the video has been decoded to the end: containers' frame counts can be wrong.
-        """
-        checked = _check_optional_int(decoded, "decoded", 0)
-        if checked is None:
-            raise InputError("decoded must be an integer >= 0, got None")
-        decoded = checked
-        if self.max_frame <= decoded:
-            return
-        for line, text in self._lines():  # only on this error path: read the file again
+    def _first_frame_beyond(self, decoded: int) -> tuple[int, int, Optional[str]]:
+        for line, text in self._lines():
             frame = json.loads(text)["frame"]
             if frame > decoded:
-                raise self._error(line, f"frame {frame} is beyond the end of the video, which decoded to {decoded} frames",
-                                  text)
+                return line, frame, text
         raise self._error(None, "the file changed while it was being read")  # pragma: no cover
 
 

@@ -27,9 +27,10 @@ import numpy as np
 
 from .._files import AtomicWriter
 from ..boxes import check_boxes, check_scores
+from ..detect.detections import Detections
 from ..errors import InputError
 
-__all__ = ["DetectionFile", "DetectionFileError", "MotWriter", "write_mot"]
+__all__ = ["DetectionFile", "DetectionFileError", "DetectionReader", "MotWriter", "write_mot"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -68,7 +69,65 @@ def _check_optional_int(value: object, name: str, minimum: int) -> Optional[int]
     return int(value)
 
 
-class DetectionFile:
+class DetectionReader:
+    """What every detection file reader provides (:class:`DetectionFile` and the readers of
+    :mod:`flickermine.io.formats`).
+
+    - :meth:`detections`: one :class:`~flickermine.detect.detections.Detections` per frame, in
+      order (what the miner takes);
+    - :meth:`per_frame`: the same as ``(index, boxes, scores)`` rows (what the writers take);
+    - :meth:`check_frames_decoded`: the file against the number of frames the video decoded to.
+
+    Subclasses implement ``per_frame`` and ``_first_frame_beyond``; a format whose files must
+    list every frame overrides ``_check_decoded``.
+    """
+
+    path: PathLike
+    count: int
+    max_frame: int
+
+    def per_frame(self, num_frames: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        raise NotImplementedError
+
+    def _labels_per_frame(self, num_frames: Optional[int]) -> Iterator[tuple[np.ndarray, np.ndarray, Optional[list]]]:
+        """``(boxes, scores, labels or None)`` per frame; formats with labels override it."""
+        return ((boxes, scores, None) for _, boxes, scores in self.per_frame(num_frames))
+
+    def detections(self, num_frames: Optional[int] = None) -> Iterator[Detections]:
+        """One :class:`~flickermine.detect.detections.Detections` per frame index ``0 .. N-1``, in
+        order (``N`` as in :meth:`per_frame`); labels where the file gives integer category ids,
+        else all 1."""
+        for boxes, scores, labels in self._labels_per_frame(num_frames):
+            if labels is not None and not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+                labels = None  # category names: Detections holds ids
+            yield Detections(boxes, scores, None if labels is None else np.asarray(labels, np.int64))
+
+    def check_frames_decoded(self, decoded: int) -> None:
+        """Raise DetectionFileError when the file does not fit a video of ``decoded`` frames
+        (naming the first line beyond the video, for most formats).
+
+        Call it once the video has been decoded to the end: containers' frame counts can be wrong.
+        """
+        checked = _check_optional_int(decoded, "decoded", 0)
+        if checked is None:
+            raise InputError("decoded must be an integer >= 0, got None")
+        self._check_decoded(checked)
+
+    def _check_decoded(self, decoded: int) -> None:
+        if self.max_frame <= decoded:
+            return
+        line, frame, text = self._first_frame_beyond(decoded)  # only on this error path: reads the file again
+        raise self._error(line, f"frame {frame} is beyond the end of the video, which decoded to {decoded} frames", text)
+
+    def _first_frame_beyond(self, decoded: int) -> tuple[int, int, Optional[str]]:
+        """``(line, frame, line text)`` of the first box line whose frame is beyond ``decoded``."""
+        raise NotImplementedError
+
+    def _error(self, line: Optional[int], problem: str, text: Optional[str] = None) -> DetectionFileError:
+        raise NotImplementedError
+
+
+class DetectionFile(DetectionReader):
     """A validated MOTChallenge detection file.
 
     ``DetectionFile(path, frame_count=None, width=None, height=None)`` reads the whole file once
@@ -246,27 +305,12 @@ class DetectionFile:
 
     # -- checks after decoding -----------------------------------------------------------------
 
-    def check_frames_decoded(self, decoded: int) -> None:
-        """Raise DetectionFileError naming the first line whose frame is beyond ``decoded`` frames.
-
-        Call it once the video has been decoded to the end: containers' frame counts can be wrong.
-        """
-        checked = _check_optional_int(decoded, "decoded", 0)
-        if checked is None:
-            raise InputError("decoded must be an integer >= 0, got None")
-        decoded = checked
-        if self.max_frame <= decoded:
-            return
-        for line_numbers, data in self._chunks():  # only on this error path: read the file again
+    def _first_frame_beyond(self, decoded: int) -> tuple[int, int, Optional[str]]:
+        for line_numbers, data in self._chunks():
             beyond = np.flatnonzero(data[:, 0] > decoded)
             if len(beyond):
                 line = int(line_numbers[beyond[0]])
-                frame = int(data[beyond[0], 0])
-                raise self._error(
-                    line,
-                    f"frame {frame} is beyond the end of the video, which decoded to {decoded} frames",
-                    self._line_text(line),
-                )
+                return line, int(data[beyond[0], 0]), self._line_text(line)
         raise self._error(None, "the file changed while it was being read")  # pragma: no cover
 
     # -- streaming -----------------------------------------------------------------------------

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 
 from .backends import get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
+from ..detect.detections import Detections
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from .rules import demote_duplicates
 from ..errors import InputError
@@ -34,6 +35,8 @@ class FrameVerdicts:
         reasons: ``(N,)`` int8 :class:`Reason` codes.
         hard_positives: ``(M, 4)`` float64 x1, y1, x2, y2 tracked boxes of objects the detector
             missed in this frame (empty unless the miner looks for hard positives).
+        labels: ``(N,)`` int64 category ids of the candidates, from the pushed
+            :class:`~flickermine.detect.detections.Detections` (all 1 when none were given).
     """
 
     frame_index: int
@@ -41,6 +44,11 @@ class FrameVerdicts:
     scores: np.ndarray
     reasons: np.ndarray
     hard_positives: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
+    labels: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.labels is None:
+            object.__setattr__(self, "labels", np.ones(len(self.scores), dtype=np.int64))
 
     @property
     def hard_negatives(self) -> np.ndarray:
@@ -63,6 +71,7 @@ class _Entry(NamedTuple):
     frame: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
+    labels: np.ndarray
 
 
 class Miner:
@@ -74,8 +83,8 @@ class Miner:
     Example::
 
         miner = Miner(MiningParams(window=5), rule="seed", backend="auto")
-        for gray, (boxes, scores) in zip(frames, detections):
-            for verdicts in miner.push(gray, boxes, scores):
+        for gray, detections in zip(frames, per_frame_detections):   # Detections per frame
+            for verdicts in miner.push(gray, detections):
                 ...
         for verdicts in miner.finish():
             ...
@@ -110,15 +119,19 @@ class Miner:
     def frames_pushed(self) -> int:
         return self._pushed
 
-    def push(self, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[FrameVerdicts]:
+    def push(
+        self, frame: np.ndarray, detections: Union[Detections, np.ndarray], scores: Optional[np.ndarray] = None
+    ) -> list[FrameVerdicts]:
         """Add the next frame.
 
         Args:
             frame: ``(H, W)`` uint8 or float32 grayscale; same shape and dtype for every frame.
                 The miner keeps a reference until the frame leaves its window: do not modify it.
-            boxes: ``(N, 4)`` x1, y1, x2, y2 pixels of all the frame's detections; clipped to the
-                image here (a box entirely outside is an error).
-            scores: ``(N,)`` detector scores; only ``score >= score_threshold`` take part.
+            detections: all the frame's :class:`~flickermine.detect.detections.Detections`;
+                boxes are clipped to the image here (a box entirely outside is an error) and only
+                ``score >= score_threshold`` take part; labels are carried to the verdicts.
+                The bare-array form ``push(frame, boxes, scores)`` (``(N, 4)`` x1, y1, x2, y2
+                and ``(N,)``) is accepted too.
         Returns:
             The verdicts of the frames decided by this push (zero or one).
         """
@@ -133,12 +146,21 @@ class Miner:
                     f"{where} has shape {frame.shape} and dtype {frame.dtype}, but earlier frames have "
                     f"{first.shape} {first.dtype}"
                 )
-        boxes = check_boxes(boxes, f"boxes of {where}")
-        scores = check_scores(scores, len(boxes), f"scores of {where}")
+        if isinstance(detections, Detections):
+            if scores is not None:
+                raise InputError(f"{where}: pass push(frame, detections) or push(frame, boxes, scores), not both")
+            boxes, scores, labels = detections.boxes, detections.scores, detections.labels
+            assert labels is not None  # Detections fills it in
+        else:
+            if scores is None:
+                raise InputError(f"{where}: push(frame, boxes) needs the scores: push(frame, boxes, scores) or push(frame, Detections(...))")
+            boxes = check_boxes(detections, f"boxes of {where}")
+            scores = check_scores(scores, len(boxes), f"scores of {where}")
+            labels = np.ones(len(boxes), dtype=np.int64)
         candidates = scores >= self.params.score_threshold
         height, width = frame.shape
         boxes = clip_boxes(boxes[candidates], width, height, f"boxes of {where}")
-        self._buffer.append(_Entry(frame, boxes, scores[candidates]))
+        self._buffer.append(_Entry(frame, boxes, scores[candidates], labels[candidates]))
         self._pushed += 1
         if self._pushed - 1 - self.params.window >= 0:
             return [self._decide(self._pushed - 1 - self.params.window)]
@@ -168,7 +190,9 @@ class Miner:
             reasons = demote_duplicates(entry.boxes, np.asarray(reasons, dtype=np.int8), self.params)
         else:
             reasons = np.zeros(0, dtype=np.int8)
-        verdicts = FrameVerdicts(frame_index, entry.boxes, entry.scores, np.asarray(reasons, dtype=np.int8))
+        verdicts = FrameVerdicts(
+            frame_index, entry.boxes, entry.scores, np.asarray(reasons, dtype=np.int8), labels=entry.labels
+        )
         if self.find_hard_positives:
             # A frame without any detection may be exactly the one where an object was missed.
             found = self.backend.frame_hard_positives(
@@ -181,14 +205,15 @@ class Miner:
 
 def mine_frames(
     frames: Iterable[np.ndarray],
-    detections: Iterable[tuple[np.ndarray, np.ndarray]],
+    detections: Iterable[Union[Detections, tuple[np.ndarray, np.ndarray]]],
     params: MiningParams | None = None,
     rule: Rule | str = Rule.SEED,
     backend: str = "auto",
     iou_first: bool = True,
     hard_positives: bool = False,
 ) -> Iterator[FrameVerdicts]:
-    """Mine a stream of grayscale frames with their ``(boxes, scores)``; yields verdicts in frame order.
+    """Mine a stream of grayscale frames with their :class:`~flickermine.detect.detections.Detections`
+    (or ``(boxes, scores)`` pairs); yields verdicts in frame order.
 
     ``frames`` and ``detections`` are consumed together, one item each per frame; they must have
     the same length.
@@ -197,10 +222,14 @@ def mine_frames(
     detections = iter(detections)
     for index, frame in enumerate(frames):
         try:
-            boxes, scores = next(detections)
+            found = next(detections)
         except StopIteration:
             raise InputError(f"detections ended at frame {index} but frames go on") from None
-        yield from miner.push(frame, boxes, scores)
+        if isinstance(found, Detections):
+            yield from miner.push(frame, found)
+        else:
+            boxes, scores = found
+            yield from miner.push(frame, boxes, scores)
     if next(detections, None) is not None:
         raise InputError(f"detections go on past the last frame ({miner.frames_pushed} frames)")
     yield from miner.finish()

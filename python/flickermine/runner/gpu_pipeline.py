@@ -21,7 +21,7 @@ Example::
     source = open_video("clip.mp4")
     pipeline = DetectorPipeline(source, detector, batch_size=8)
     for frame, detections in pipeline:
-        for verdicts in miner.push(frame.gray, detections.boxes, detections.scores):
+        for verdicts in miner.push(frame.gray, detections):
             ...
     print(pipeline.stats.line())   # frames/s and GPU utilisation
 """

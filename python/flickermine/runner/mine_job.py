@@ -7,19 +7,20 @@ import collections
 import dataclasses
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable
 
 import cv2
-import numpy as np
 
 from .._files import file_sha256
 from ..dataset.writer import RunConfig, ShardWriter, shard_summary
-from ..detect.detections import as_detector
+from ..detect.detections import Detections, as_detector
 from ..errors import InputError
 from ..io.formats import open_detections
+from ..io.mot import DetectionReader
 from ..mining.miner import Miner
-from ..video import open_video
+from ..video import Frame, open_video
 from .gpu_pipeline import DetectorPipeline
+from .loop import mine_stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,23 +30,15 @@ class VideoJob:
     detections: Path | None  #: None: run the detector in the same decoding pass
 
 
-def _detections_stream(job: VideoJob, source, detector, pipelines: list) -> Iterator[tuple]:
-    """``(frame, boxes, scores)`` per decoded frame, from the file or from the detector; a
-    detector runs in a :class:`DetectorPipeline` (appended to ``pipelines`` for its stats), which
-    infers the next batch while the caller mines this one."""
+def _detections_for(job: VideoJob, source, detector, pipelines: list) -> DetectionReader | Iterable[tuple[Frame, Detections]]:
+    """The job's detections file, or its detector running in a :class:`DetectorPipeline`
+    (appended to ``pipelines`` for its stats), which infers the next batch while the caller mines
+    this one."""
     if job.detections is not None:
-        dets = open_detections(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
-        per_frame = dets.per_frame(source.frame_count)
-        empty = (None, np.zeros((0, 4)), np.zeros(0))
-        for frame in source.frames(gray=True, color=True):
-            _, boxes, scores = next(per_frame, empty)
-            yield frame, boxes, scores
-        dets.check_frames_decoded(source.decoded_frames)
-        return
+        return open_detections(job.detections, frame_count=source.frame_count, width=source.width, height=source.height)
     pipeline = DetectorPipeline(source, detector, gray=True, log=lambda message: None)
     pipelines.append(pipeline)
-    for frame, result in pipeline:
-        yield frame, result.boxes, result.scores
+    return pipeline
 
 
 def mine_video_job(
@@ -84,18 +77,22 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
     detections = 0
     pending = 0
     pipelines: list = []
-    for frame, boxes, scores in _detections_stream(job, source, detector, pipelines):
-        colors.append(frame.color)
-        detections += len(boxes)
-        for verdicts in miner.push(frame.gray, boxes, scores):
-            writer.add(verdicts, colors[verdicts.frame_index - (frame.index + 1 - len(colors))])
+    for step in mine_stream(source, _detections_for(job, source, detector, pipelines), [miner], color=True):
+        if step.frame is not None:
+            assert step.detections is not None
+            colors.append(step.frame.color)
+            detections += len(step.detections)
+            first = step.frame.index + 1 - len(colors)  # index of colors[0]
+        else:  # the video ended: the miner decides its last frames
+            first = (source.decoded_frames or 0) - len(colors)
+        for verdicts in step.verdicts[0]:
+            writer.add(verdicts, colors[verdicts.frame_index - first])
+        if step.frame is None:
+            break
         pending += 1
         if on_frames is not None and pending >= 16:
             on_frames(job.key, pending)
             pending = 0
-    last = source.decoded_frames or 0
-    for verdicts in miner.finish():
-        writer.add(verdicts, colors[verdicts.frame_index - (last - len(colors))])
     if on_frames is not None and pending:
         on_frames(job.key, pending)
     seconds = time.perf_counter() - start

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Iterator, TextIO
 
-import numpy as np
 
 from .._files import locked_output
 from ..errors import InputError
@@ -18,6 +17,7 @@ from ..io.formats import open_detections
 from ..mining.miner import FrameVerdicts, Miner
 from ..mining.params import MiningParams, Rule
 from ..video import open_video
+from .loop import mine_stream
 
 VERDICT_COLUMNS = ("frame", "x", "y", "w", "h", "score", "verdict", "reason")
 
@@ -94,19 +94,11 @@ class VideoMiner:
         self.progress = progress
 
     def __iter__(self) -> Iterator[FrameVerdicts]:
-        empty = (None, np.zeros((0, 4)), np.zeros(0))
-        per_frame = self.detections.per_frame()
         with _progress(self.source.frame_count, self.progress, self.source.name) as bar:
-            for frame in self.source.frames(gray=True):
-                assert frame.gray is not None  # asked for above
-                _, boxes, scores = next(per_frame, empty)
-                yield from self.miner.push(frame.gray, boxes, scores)
-                if bar is not None:
+            for step in mine_stream(self.source, self.detections, [self.miner]):
+                yield from step.verdicts[0]
+                if bar is not None and step.frame is not None:
                     bar.update(1)
-        decoded = self.source.decoded_frames
-        assert decoded is not None  # set by frames()
-        self.detections.check_frames_decoded(decoded)
-        yield from self.miner.finish()
 
 
 def mine_video(
