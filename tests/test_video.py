@@ -170,24 +170,24 @@ def test_bad_arguments(tmp_path):
 
 
 def test_folder_natural_order_gray_and_color(tmp_path):
-    names = ["frame_1.png", "frame_2.png", "frame_10.png", "frame_9.png", "frame_100.png"]
+    names = [f"frame_{number}.png" for number in (1, 2, 10, 9, 11, 3, 4, 5, 6, 7, 8)]
     images = write_images(tmp_path / "seq", names)
     (tmp_path / "seq" / "readme.txt").write_text("ignored")
     source = open_video(tmp_path / "seq")
     assert isinstance(source, VideoSource)
-    assert (source.width, source.height, source.frame_count, source.fps) == (32, 24, 5, 0.0)
+    assert (source.width, source.height, source.frame_count, source.fps) == (32, 24, 11, 0.0)
     assert source.name == "seq"
     assert source.decoded_frames is None
     frames = list(source.frames(gray=True, color=True))
     assert all(isinstance(frame, Frame) for frame in frames)
-    assert [frame.index for frame in frames] == [0, 1, 2, 3, 4]
-    expected_order = [images[names.index(n)] for n in ["frame_1.png", "frame_2.png", "frame_9.png", "frame_10.png", "frame_100.png"]]
+    assert [frame.index for frame in frames] == list(range(11))
+    expected_order = [images[names.index(f"frame_{number}.png")] for number in range(1, 12)]
     for frame, expected in zip(frames, expected_order):
         assert frame.color.shape == (24, 32, 3) and frame.color.dtype == np.uint8
         np.testing.assert_array_equal(frame.color, expected)
         assert frame.gray.shape == (24, 32) and frame.gray.dtype == np.uint8
         np.testing.assert_array_equal(frame.gray, cv2.cvtColor(expected, cv2.COLOR_BGR2GRAY))
-    assert source.decoded_frames == 5
+    assert source.decoded_frames == 11
     only_color = next(iter(source.frames(gray=False, color=True)))
     assert only_color.gray is None and only_color.color is not None
     only_gray = next(iter(source.frames()))
@@ -324,3 +324,120 @@ def test_slow_and_fast_callers_get_the_same_frames(tmp_path, color):
         assert (a.color is None, b.color is None) == (not color, not color)
         if color:
             np.testing.assert_array_equal(b.color, image)
+
+
+# -- image folders: gaps, dangling links, corrupt JPEGs -----------------------------------------
+
+
+def test_a_gap_in_the_numbering_is_an_error_naming_the_missing_number(tmp_path):
+    write_images(tmp_path, ["0001.jpg", "0002.jpg", "0004.jpg", "0005.jpg"])
+    with pytest.raises(VideoError, match=r"frame number 3 is missing \(between 0002\.jpg and 0004\.jpg\)") as info:
+        open_video(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_a_dangling_frame_link_is_an_error(tmp_path):
+    write_images(tmp_path, ["0001.jpg", "0002.jpg", "0004.jpg"])
+    (tmp_path / "0003.jpg").symlink_to(tmp_path / "gone" / "0003.jpg")
+    with pytest.raises(VideoError, match=r"dangling.*0003\.jpg"):
+        open_video(tmp_path)
+
+
+def test_two_images_with_one_frame_number_are_an_error(tmp_path):
+    write_images(tmp_path, ["0009.png", "0010.png", "10.png", "0011.png"])
+    with pytest.raises(VideoError, match=r"0010\.png and 10\.png both have frame number 10"):
+        open_video(tmp_path)
+
+
+def test_a_constant_step_and_unnumbered_names_are_not_gaps(tmp_path):
+    write_images(tmp_path / "every5", ["000000.jpg", "000005.jpg", "000010.jpg"])
+    assert open_video(tmp_path / "every5").frame_count == 3
+    write_images(tmp_path / "named", ["alpha.png", "beta.png", "gamma.png"])
+    assert open_video(tmp_path / "named").frame_count == 3
+    with pytest.raises(VideoError, match="frame number 15 is missing"):
+        write_images(tmp_path / "every5", ["000020.jpg"])
+        open_video(tmp_path / "every5")
+
+
+def _truncated_jpeg(path: Path, seed: int = 0) -> None:
+    image = np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])  # header < 2/3 of it
+    assert ok
+    path.write_bytes(encoded.tobytes()[: len(encoded) * 2 // 3])
+
+
+def test_corrupt_jpegs_are_reported_by_count_and_name(tmp_path):
+    write_images(tmp_path, ["0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg"])
+    _truncated_jpeg(tmp_path / "0002.jpg")
+    _truncated_jpeg(tmp_path / "0004.jpg", seed=1)
+    source = open_video(tmp_path, strict=False)
+    with pytest.warns(video_module.CorruptImageWarning) as caught:
+        frames = list(source.frames())
+    assert len(frames) == 4  # still decoded (libjpeg fills the damage), so indices stay aligned
+    message = str(caught[0].message)
+    assert "2 of 4 image(s) are corrupt" in message and "0002.jpg" in message and "0004.jpg" in message
+    assert "truncated" in message
+    assert source.corrupt_images == [tmp_path / "0002.jpg", tmp_path / "0004.jpg"]
+
+
+def test_intact_jpegs_are_not_reported(tmp_path, recwarn):
+    write_images(tmp_path, ["0001.jpg", "0002.jpg"])
+    source = open_video(tmp_path, strict=True)
+    assert len(list(source.frames())) == 2 and source.corrupt_images == []
+    assert not [w for w in recwarn if issubclass(w.category, video_module.CorruptImageWarning)]
+
+
+def test_strict_makes_a_corrupt_jpeg_an_error(tmp_path, monkeypatch):
+    write_images(tmp_path, ["0001.jpg", "0002.jpg", "0003.jpg"])
+    _truncated_jpeg(tmp_path / "0002.jpg")
+    source = open_video(tmp_path, strict=True)
+    with pytest.raises(VideoError, match=r"0002\.jpg: corrupt image \(premature end"):
+        list(source.frames())
+    _truncated_jpeg(tmp_path / "0001.jpg")
+    with pytest.raises(VideoError, match=r"0001\.jpg: corrupt image"):
+        open_video(tmp_path, strict=True)
+    monkeypatch.setenv(video_module.STRICT_ENV, "1")  # what `mine --strict` sets for its workers
+    with pytest.raises(VideoError, match=r"0001\.jpg: corrupt image"):
+        open_video(tmp_path)
+
+
+def _mine_folder(tmp_path: Path) -> tuple[Path, Path]:
+    seq = tmp_path / "seq"
+    write_images(seq, [f"{i:04d}.jpg" for i in range(1, 9)], size=(48, 64))
+    detections = tmp_path / "det.txt"
+    detections.write_text("".join(f"{i},-1,10,10,20,20,0.9,-1,-1,-1\n" for i in range(1, 9)))
+    return seq, detections
+
+
+def test_mine_reports_corrupt_jpegs_and_fails_on_them_with_strict(tmp_path, capsys):
+    import os
+
+    from flickermine.cli import main
+
+    seq, detections = _mine_folder(tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    encoded = cv2.imencode(".jpg", image)[1].tobytes()
+    (seq / "0004.jpg").write_bytes(encoded[: len(encoded) * 2 // 3])
+    argv = ["mine", str(seq), "--detections", str(detections), "--quiet"]
+
+    with pytest.warns(video_module.CorruptImageWarning, match=r"1 of 8 image\(s\) are corrupt .*0004\.jpg"):
+        assert main(argv + ["--verdicts", str(tmp_path / "v.csv")]) == 0
+    capsys.readouterr()
+
+    assert main(argv + ["--verdicts", str(tmp_path / "strict.csv"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert f"flickermine: error: {seq / '0004.jpg'}: corrupt image" in err
+    assert video_module.STRICT_ENV not in os.environ  # set for the run only
+
+    assert main(argv + ["--out", str(tmp_path / "out"), "--strict"]) != 0
+    assert "0004.jpg: corrupt image" in capsys.readouterr().out
+
+
+def test_mine_refuses_a_folder_with_a_missing_frame(tmp_path, capsys):
+    from flickermine.cli import main
+
+    seq, detections = _mine_folder(tmp_path)
+    (seq / "0003.jpg").unlink()
+    assert main(["mine", str(seq), "--detections", str(detections), "--quiet", "--verdicts", str(tmp_path / "v.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "frame number 3 is missing" in err and len(err.strip().splitlines()) == 1, err

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..dataset.writer import MODES, RunConfig
 from ..errors import InputError
 from ..runner.mine_run import run_mining
 from ..runner.pipeline import mine_video
+from ..video.source import STRICT_ENV
 from ._options import _add_detector_options, _add_mining_options, _detector_factory, _params
 
 
@@ -36,12 +38,28 @@ def register(commands) -> None:
     mine.add_argument("--max-retries", type=int, default=2, metavar="N", help="ray: retries of a video whose worker died (default: 2)")
     mine.add_argument("--no-iou-first", action="store_true", help="seed rule: run NCC before the IoU shortcut (the authors' order; same verdicts)")
     mine.add_argument("--quiet", action="store_true", help="no progress bars")
+    mine.add_argument("--strict", action="store_true", help="image folders: a corrupt image (a truncated JPEG...) is an error, not a warning")
     _add_detector_options(mine)
     _add_mining_options(mine)
     mine.set_defaults(handler=_cmd_mine)
 
 
 def _cmd_mine(args: argparse.Namespace) -> int:
+    if not args.strict:
+        return _mine(args)
+    # open_video reads it, in this process and in the worker processes it starts
+    previous = os.environ.get(STRICT_ENV)
+    os.environ[STRICT_ENV] = "1"
+    try:
+        return _mine(args)
+    finally:
+        if previous is None:
+            del os.environ[STRICT_ENV]
+        else:
+            os.environ[STRICT_ENV] = previous
+
+
+def _mine(args: argparse.Namespace) -> int:
     if args.detections and args.detector:
         raise InputError("give either --detections or --detector, not both")
     if not args.out and not args.verdicts:

@@ -26,6 +26,7 @@ import queue
 import re
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Generator, Iterator, Optional, Union
 
@@ -34,7 +35,8 @@ import numpy as np
 
 from ..errors import FlickermineError, InputError, InputTypeError
 
-__all__ = ["Frame", "VideoError", "VideoSource", "open_video", "IMAGE_EXTENSIONS"]
+__all__ = ["Frame", "VideoError", "CorruptImageWarning", "VideoSource", "open_video", "IMAGE_EXTENSIONS",
+           "STRICT_ENV"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: folder names that say nothing about the sequence: the video is named after their parent
@@ -43,10 +45,17 @@ _GENERIC_FOLDER_NAMES = {"img", "img1", "images", "imgs", "frames", "jpegimages"
 _STOP_TIMEOUT_S = 10.0
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: ``open_video``'s default for ``strict`` when not given: "1" makes corrupt images errors (``mine --strict``
+#: sets it for the run, so its worker processes inherit it)
+STRICT_ENV = "FLICKERMINE_STRICT_IMAGES"
 
 
 class VideoError(FlickermineError, OSError):
     """A video or image folder that cannot be opened or decoded; the message names the path."""
+
+
+class CorruptImageWarning(UserWarning):
+    """Images of a folder that decoded only partly (libjpeg fills the damage in); names them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,27 +79,122 @@ def _list_images(folder: Path) -> list[Path]:
         entries = list(os.scandir(folder))
     except OSError as exc:
         raise VideoError(f"{folder}: cannot list the folder: {exc.strerror or exc}") from exc
-    names = [
-        entry.name
+    candidates = [
+        entry
         for entry in entries
-        if not entry.name.startswith(".")
-        and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
-        and entry.is_file()
+        if not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
     ]
+    broken = sorted((entry.name for entry in candidates if entry.is_symlink() and not entry.is_file()), key=_natural_key)
+    if broken:
+        raise VideoError(
+            f"{folder}: {len(broken)} image(s) are links to nothing (dangling): {', '.join(broken[:5])}"
+            f"{' ...' if len(broken) > 5 else ''}; a frame left out would pair later frames with the wrong detections"
+        )
+    names = [entry.name for entry in candidates if entry.is_file()]
     names.sort(key=_natural_key)
+    _check_numbering(folder, names)
     return [folder / name for name in names]
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Read one image as (H, W, 3) uint8 BGR, or raise VideoError naming it."""
+def _check_numbering(folder: Path, names: list[str]) -> None:
+    """Raise VideoError where a numbered sequence (``0001.jpg``, ``frame_0002.jpg``...) has a gap.
+
+    Frames are paired with detections by their position in the folder, so a missing ``0003.jpg``
+    would pair ``0004.jpg`` with frame 3's boxes. Checked when every name is one prefix and a
+    number; the step is the numbers' greatest common divisor (a folder of every 5th frame is fine).
+    """
+    numbered = []
+    for name in names:
+        match = re.fullmatch(r"(.*?)(\d+)", os.path.splitext(name)[0])
+        if match is None:
+            return
+        numbered.append((match.group(1).lower(), int(match.group(2)), name))
+    if len(numbered) < 2 or len({prefix for prefix, _, _ in numbered}) != 1:
+        return
+    for (_, before, before_name), (_, after, after_name) in zip(numbered, numbered[1:]):
+        if before == after:
+            raise VideoError(
+                f"{folder}: {before_name} and {after_name} both have frame number {before}; "
+                "keep one of them (frames pair with detections by position)"
+            )
+    step = 0
+    for (_, before, _), (_, after, _) in zip(numbered, numbered[1:]):
+        step = math.gcd(step, after - before)
+    for (_, before, before_name), (_, after, after_name) in zip(numbered, numbered[1:]):
+        if after - before != step:
+            raise VideoError(
+                f"{folder}: frame number {before + step} is missing (between {before_name} and {after_name}); "
+                "a gap would pair every later frame with the wrong detections: restore the frame or renumber the folder"
+            )
+
+
+_JPEG_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")  # a marker: not stuffing (FF 00), a restart or fill
+
+
+def _jpeg_fault(data: bytes) -> Optional[str]:
+    """What libjpeg would warn about in ``data`` (then decode anyway, filling in gray), or None.
+
+    Walks the markers: a file cut short, or bytes where a marker should be. Damage inside the
+    compressed data itself (flipped bits) is not seen here.
+    """
+    size = len(data)
+    truncated = "premature end of the JPEG data (truncated file)"
+    if data[:2] != b"\xff\xd8":
+        return "no JPEG start marker"
+    position = 2
+    while True:
+        if position >= size:
+            return truncated
+        if data[position] != 0xFF:
+            return f"extraneous bytes before a marker (offset {position})"
+        while position < size and data[position] == 0xFF:
+            position += 1
+        if position >= size:
+            return truncated
+        marker = data[position]
+        position += 1
+        if marker == 0xD9:  # end of image
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            continue
+        if position + 2 > size:
+            return truncated
+        length = int.from_bytes(data[position : position + 2], "big")
+        if length < 2:
+            return f"bad segment length {length} (offset {position})"
+        position += length
+        if position > size:
+            return truncated
+        if marker == 0xDA:  # start of scan: compressed data up to the next marker
+            found = _JPEG_MARKER.search(data, position)
+            if found is None:
+                return truncated
+            position = found.start()
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, Optional[str]]:
+    """Read one image as (H, W, 3) uint8 BGR and what is wrong with it, if it decoded only partly
+    (a corrupt JPEG: see :func:`_jpeg_fault`); raise VideoError naming it when it does not decode."""
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # decodes a damaged JPEG partly (imdecode would not)
     except cv2.error as exc:  # pragma: no cover - OpenCV reports most failures as None
         raise VideoError(f"{path}: cannot read the image: {exc}") from exc
     if image is None:
         reason = "no such file" if not path.exists() else "not a readable image (corrupt or unsupported format)"
         raise VideoError(f"{path}: cannot read the image: {reason}")
-    return image
+    fault = None
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:  # pragma: no cover - it was read just now
+        raise VideoError(f"{path}: cannot read the image: {exc.strerror or exc}") from exc
+    if data[:2] == b"\xff\xd8":
+        fault = _jpeg_fault(data)
+    return image, fault
+
+
+def _corrupt_error(path: Path, fault: str) -> VideoError:
+    return VideoError(f"{path}: corrupt image ({fault}); it decodes only partly, and strict mode stops on it")
 
 
 def _open_capture(path: Path, decode_threads: Optional[int] = None) -> cv2.VideoCapture:
@@ -121,13 +225,19 @@ class VideoSource:
     hint for files), ``name`` (file stem, or folder name; for generic folder names such as ``img1``,
     ``img`` or ``JPEGImages`` the parent folder's name), ``is_folder``, and ``decoded_frames``
     (None before :meth:`frames` is first iterated, then the number of frames the latest iteration
-    has yielded: once it ran to the end, the true length of the video).
+    has yielded: once it ran to the end, the true length of the video). For image folders,
+    ``corrupt_images``: the images of the latest iteration that decoded only partly (a truncated
+    JPEG...); they are warned about (:class:`CorruptImageWarning`, count and names) when the
+    folder has been read, or, with ``strict``, the first one is a :class:`VideoError`.
     """
 
     def __init__(self, path: Path, *, images: Optional[list[Path]], width: int, height: int,
-                 fps: float, frame_count: Optional[int], decode_threads: Optional[int] = None) -> None:
+                 fps: float, frame_count: Optional[int], decode_threads: Optional[int] = None,
+                 strict: bool = False) -> None:
         self.path = path
         self.decode_threads = decode_threads
+        self.strict = strict
+        self.corrupt_images: list[Path] = []
         self.is_folder = images is not None
         self._images = images
         self.width = width
@@ -157,10 +267,17 @@ class VideoSource:
     def _bgr_frames(self, stop: threading.Event) -> Generator[np.ndarray, None, None]:
         """Yield decoded BGR frames in order, checking their size; runs in the decoding thread."""
         if self._images is not None:
+            corrupt: list[tuple[Path, str]] = []
+            self.corrupt_images = []
             for index, image_path in enumerate(self._images):
                 if stop.is_set():
                     return
-                image = _read_image(image_path)
+                image, fault = _read_image(image_path)
+                if fault is not None:
+                    if self.strict:
+                        raise _corrupt_error(image_path, fault)
+                    corrupt.append((image_path, fault))
+                    self.corrupt_images.append(image_path)
                 if image.shape[:2] != (self.height, self.width):
                     raise VideoError(
                         f"{image_path}: image {index + 1} of folder {self.path} is "
@@ -168,6 +285,16 @@ class VideoSource:
                         f"{self.width}x{self.height}; all images of a folder must have the same size"
                     )
                 yield image
+            if corrupt:
+                shown = ", ".join(f"{p.name} ({fault})" for p, fault in corrupt[:5])
+                more = f" and {len(corrupt) - 5} more" if len(corrupt) > 5 else ""
+                warnings.warn(
+                    CorruptImageWarning(
+                        f"{self.path}: {len(corrupt)} of {len(self._images)} image(s) are corrupt and decoded only "
+                        f"partly: {shown}{more} (--strict makes this an error)"
+                    ),
+                    stacklevel=2,
+                )
             return
         capture = _open_capture(self.path, self.decode_threads)
         try:
@@ -272,11 +399,18 @@ class VideoSource:
                 thread.join(timeout=0.05)
 
 
-def open_video(path: PathLike, *, decode_threads: Optional[int] = None) -> VideoSource:
+def open_video(path: PathLike, *, decode_threads: Optional[int] = None, strict: Optional[bool] = None) -> VideoSource:
     """Open a video file or a folder of images as a :class:`VideoSource`.
 
     ``decode_threads``: FFmpeg's decoding threads for a video file (None: FFmpeg's default, one
     per core; 1 when each core mines a video of its own, as ``--workers`` does).
+
+    ``strict`` (image folders): a corrupt image (one that decodes only partly, such as a
+    truncated JPEG) is a :class:`VideoError` instead of a :class:`CorruptImageWarning`; None:
+    strict when the environment variable ``FLICKERMINE_STRICT_IMAGES`` is ``1``.
+
+    Image folders must be numbered without gaps (``0001.jpg, 0002.jpg, 0004.jpg`` is refused,
+    naming 3), and hold no dangling links: frames pair with detections by position.
 
     Checks up front that the first frame decodes (then releases the capture again; decoding
     starts over in :meth:`VideoSource.frames`). Raises :class:`VideoError` for a missing path, a
@@ -300,10 +434,14 @@ def open_video(path: PathLike, *, decode_threads: Optional[int] = None) -> Video
             raise VideoError(
                 f"{path}: the folder holds no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}){hint}"
             )
-        first = _read_image(images[0])
+        if strict is None:
+            strict = os.environ.get(STRICT_ENV, "") == "1"
+        first, fault = _read_image(images[0])
+        if fault is not None and strict:
+            raise _corrupt_error(images[0], fault)
         height, width = first.shape[:2]
         return VideoSource(path, images=images, width=width, height=height, fps=0.0, frame_count=len(images),
-                           decode_threads=decode_threads)
+                           decode_threads=decode_threads, strict=bool(strict))
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         raise VideoError(
             f"{path}: is a single image, not a video; pass its folder ({path.parent}) to read the "
