@@ -109,9 +109,12 @@ def test_a_planted_partial_link_is_not_followed(tmp_path):
     victim.write_text("precious\n")
     out = tmp_path / "v.csv"
     (tmp_path / "v.csv.partial").symlink_to(victim)
+    (tmp_path / ".v.csv.k1ll3d.tmp").write_text("what a SIGKILLed run left")  # swept under the lock
+    (tmp_path / ".other.csv.k1ll3d.tmp").write_text("another file's: kept")
     assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(out), "--quiet"]) == 0
     assert victim.read_text() == "precious\n"
     assert len(_rows(out)) == 277
+    assert not (tmp_path / ".v.csv.k1ll3d.tmp").exists() and (tmp_path / ".other.csv.k1ll3d.tmp").exists()
     # A failed run keeps its rows in v.csv.partial: it replaces the link, never writes through it.
     pets = shared_data("pets09-s2l1", "video.avi")
     truncated = tmp_path / "truncated.avi"
