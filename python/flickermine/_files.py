@@ -54,6 +54,15 @@ def _fsync_file(path: PathLike) -> None:
         os.close(fd)
 
 
+def commit_replacement(temporary: PathLike, path: PathLike) -> None:
+    """The one way a finished temporary file takes ``path``'s place: flush it to disk, rename it
+    over ``path`` (one atomic step), flush the folder's entry. For writers that fill a temporary
+    file themselves (a hard link, a reflink copy) instead of through :func:`replaced_atomically`."""
+    _fsync_file(temporary)
+    os.replace(temporary, path)
+    fsync_dir(Path(os.fspath(path)).parent)
+
+
 def _temporary_beside(path: Path) -> tuple[int, str]:
     """A new, empty temporary file in ``path``'s folder: ``.NAME.<random>.tmp``, created with
     ``O_CREAT|O_EXCL|O_NOFOLLOW`` (by :func:`tempfile.mkstemp`), so a planted file or link of
@@ -111,9 +120,7 @@ def replaced_atomically(path: Path, keep_as: Optional[Path] = None) -> Iterator[
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
-        _fsync_file(temporary)
-        os.replace(temporary, path)
-        fsync_dir(path.parent)
+        commit_replacement(temporary, path)
     except BaseException:
         if keep_as is not None and os.path.exists(temporary):
             with contextlib.suppress(OSError):
@@ -262,10 +269,8 @@ class AtomicWriter:
         handle, self._handle = self._handle, None
         try:
             handle.flush()
-            os.fsync(handle.fileno())
             handle.close()
-            os.replace(self._tmp, self.path)
-            fsync_dir(self.path.parent)
+            commit_replacement(self._tmp, self.path)
         except BaseException:
             handle.close()
             self._remove_tmp()
