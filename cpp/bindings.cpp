@@ -5,8 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +27,112 @@ namespace {
 using Int64Array = py::array_t<std::int64_t, py::array::c_style>;
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
+// A number in a message: short (%g), never the 300 digits std::to_string gives 1e308.
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+// A frame argument as a checked view. A frame whose data or row stride is not a multiple of its
+// item size (a float32 view at an odd byte offset) is copied first: the kernels load pixels as
+// typed, aligned values. The array (or its copy) is appended to `keep`, which must outlive the view.
+ImageView frame_arg(const py::handle& h, const std::string& name, std::vector<py::array>& keep) {
+  if (!py::isinstance<py::array>(h)) {
+    throw std::invalid_argument(name + " must be a numpy array, got " + std::string(py::str(py::type::of(h))));
+  }
+  py::array a = py::reinterpret_borrow<py::array>(h);
+  const py::ssize_t item = a.itemsize();
+  if (a.ndim() == 2 && item > 1 &&
+      (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(item) != 0 || a.strides(0) % item != 0)) {
+    a = a.attr("copy")().cast<py::array>();
+  }
+  keep.push_back(a);
+  return image_view(keep.back(), name);
+}
+
+// MiningParams (a Python dataclass) to Params, field by field by name. The C++ fields are listed
+// here once; a Python field missing from them fails unless `python_only` (params.PYTHON_ONLY_FIELDS,
+// name -> reason) names it, and so does a C++ field the Python object lacks: the two definitions
+// cannot drift apart silently.
+struct DoubleField {
+  const char* name;
+  double Params::*member;
+};
+struct IntField {
+  const char* name;
+  std::int64_t Params::*member;
+};
+constexpr DoubleField kDoubleFields[] = {
+    {"score_threshold", &Params::score_threshold}, {"ncc_threshold", &Params::ncc_threshold},
+    {"iou_threshold", &Params::iou_threshold},     {"sure_score", &Params::sure_score},
+    {"min_area", &Params::min_area},
+};
+constexpr IntField kIntFields[] = {
+    {"window", &Params::window}, {"margin", &Params::margin}, {"border", &Params::border}, {"max_gap", &Params::max_gap}};
+
+py::tuple params_field_names() {
+  py::list names;
+  for (const DoubleField& f : kDoubleFields) names.append(f.name);
+  for (const IntField& f : kIntFields) names.append(f.name);
+  return py::tuple(names);
+}
+
+Params params_from_python(const py::object& obj, const py::dict& python_only) {
+  py::module_ dataclasses = py::module_::import("dataclasses");
+  if (py::isinstance<py::type>(obj) || !dataclasses.attr("is_dataclass")(obj).cast<bool>()) {
+    throw std::invalid_argument("params must be a MiningParams instance, got " + std::string(py::repr(obj)));
+  }
+  const std::string type_name = py::str(py::type::of(obj).attr("__name__"));
+  Params p;
+  std::vector<std::string> seen;
+  for (const py::handle field : dataclasses.attr("fields")(obj)) {
+    const std::string name = py::str(field.attr("name"));
+    const py::object value = obj.attr(name.c_str());
+    bool known = false;
+    for (const DoubleField& f : kDoubleFields) {
+      if (name != f.name) continue;
+      known = true;
+      if (!PyFloat_Check(value.ptr()) && !(PyLong_Check(value.ptr()) && !PyBool_Check(value.ptr()))) {
+        throw std::invalid_argument(type_name + "." + name + " must be a number, got " + std::string(py::repr(value)));
+      }
+      const double v = value.cast<double>();
+      if (!std::isfinite(v)) throw std::invalid_argument(type_name + "." + name + " must be finite, got " + num(v));
+      p.*f.member = v;
+    }
+    for (const IntField& f : kIntFields) {
+      if (name != f.name) continue;
+      known = true;
+      if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+        throw std::invalid_argument(type_name + "." + name + " must be an integer, got " + std::string(py::repr(value)));
+      }
+      int overflow = 0;
+      const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+      if (overflow != 0 || v < -INT_MAX || v > INT_MAX) {
+        throw std::invalid_argument(type_name + "." + name + " = " + std::string(py::repr(value)) +
+                                    " is outside the C++ core's range (|value| <= " + std::to_string(INT_MAX) + ")");
+      }
+      p.*f.member = v;
+    }
+    if (known) {
+      seen.push_back(name);
+    } else if (!python_only.contains(name)) {
+      throw std::runtime_error(type_name + " field '" + name +
+                               "' is not a field of the C++ core's Params (cpp/verdicts.hpp, cpp/bindings.cpp) nor "
+                               "listed in flickermine.mining.params.PYTHON_ONLY_FIELDS; add it to the C++ or list it "
+                               "there with the reason the C++ may ignore it");
+    }
+  }
+  for (const py::handle name : params_field_names()) {
+    const std::string n = py::str(name);
+    if (std::find(seen.begin(), seen.end(), n) == seen.end()) {
+      throw std::runtime_error("the C++ core's Params field '" + n + "' is not a field of " + type_name +
+                               "; the two definitions of the mining parameters disagree");
+    }
+  }
+  return p;
+}
+
 // (K, 4) integer pixel boxes. Float input is refused rather than truncated.
 std::vector<PixelBox> pixel_boxes_arg(const py::array& a, const std::string& name, const ImageView& frame) {
   if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u') {
@@ -37,14 +146,15 @@ std::vector<PixelBox> pixel_boxes_arg(const py::array& a, const std::string& nam
   std::vector<PixelBox> out(boxes.shape(0));
   auto r = boxes.unchecked<2>();
   for (py::ssize_t k = 0; k < boxes.shape(0); ++k) {
-    PixelBox b{int(r(k, 0)), int(r(k, 1)), int(r(k, 2)), int(r(k, 3))};
-    if (b.x1 < 0 || b.y1 < 0 || b.x2 > frame.width || b.y2 > frame.height || b.x2 <= b.x1 || b.y2 <= b.y1) {
-      throw std::invalid_argument(name + "[" + std::to_string(k) + "] = [" + std::to_string(b.x1) + ", " +
-                                  std::to_string(b.y1) + ", " + std::to_string(b.x2) + ", " + std::to_string(b.y2) +
+    // Checked as 64-bit values, before any narrowing to int.
+    const std::int64_t x1 = r(k, 0), y1 = r(k, 1), x2 = r(k, 2), y2 = r(k, 3);
+    if (x1 < 0 || y1 < 0 || x2 > frame.width || y2 > frame.height || x2 <= x1 || y2 <= y1) {
+      throw std::invalid_argument(name + "[" + std::to_string(k) + "] = [" + std::to_string(x1) + ", " +
+                                  std::to_string(y1) + ", " + std::to_string(x2) + ", " + std::to_string(y2) +
                                   "] is empty or outside the (" + std::to_string(frame.height) + ", " +
                                   std::to_string(frame.width) + ") frame");
     }
-    out[k] = b;
+    out[k] = PixelBox{int(x1), int(y1), int(x2), int(y2)};
   }
   return out;
 }
@@ -60,11 +170,13 @@ std::vector<Box> boxes_arg(const py::handle& h, const std::string& name) {
   auto r = boxes.unchecked<2>();
   for (py::ssize_t k = 0; k < boxes.shape(0); ++k) {
     const Box b{r(k, 0), r(k, 1), r(k, 2), r(k, 3)};
-    // Also rejects NaN: every comparison with NaN is false.
-    if (!(b.x2 > b.x1 && b.y2 > b.y1) || !std::isfinite(b.x1 + b.y1 + b.x2 + b.y2)) {
-      throw std::invalid_argument(name + "[" + std::to_string(k) + "] = [" + std::to_string(b.x1) + ", " +
-                                  std::to_string(b.y1) + ", " + std::to_string(b.x2) + ", " + std::to_string(b.y2) +
-                                  "] is not finite, empty or inverted (need x2 > x1, y2 > y1)");
+    // Each coordinate on its own: a sum of finite +-1e308 would overflow. Comparisons with NaN
+    // are false, so NaN fails the first test too.
+    const bool finite = std::isfinite(b.x1) && std::isfinite(b.y1) && std::isfinite(b.x2) && std::isfinite(b.y2);
+    if (!(b.x2 > b.x1 && b.y2 > b.y1) || !finite) {
+      throw std::invalid_argument(name + "[" + std::to_string(k) + "] = [" + num(b.x1) + ", " + num(b.y1) + ", " +
+                                  num(b.x2) + ", " + num(b.y2) + "] is " +
+                                  (finite ? "empty or inverted (need x2 > x1, y2 > y1)" : "not finite"));
     }
     out[k] = b;
   }
@@ -73,8 +185,9 @@ std::vector<Box> boxes_arg(const py::handle& h, const std::string& name) {
 
 py::tuple ncc_search_batch(const py::array& template_frame, const py::array& template_boxes,
                            const py::array& search_frame, const py::array& regions) {
-  const ImageView templ_view = image_view(template_frame, "template_frame");
-  const ImageView search_view = image_view(search_frame, "search_frame");
+  std::vector<py::array> keep;
+  const ImageView templ_view = frame_arg(template_frame, "template_frame", keep);
+  const ImageView search_view = frame_arg(search_frame, "search_frame", keep);
   if (templ_view.type != search_view.type) {
     throw std::invalid_argument("template_frame and search_frame must have the same dtype");
   }
@@ -112,13 +225,12 @@ py::tuple ncc_search_batch(const py::array& template_frame, const py::array& tem
 // template is cut once, its transform reused). Used by the benchmark and by tests.
 py::tuple ncc_search_frames(const py::array& template_frame, const py::array& template_box,
                             const py::list& search_frames, const py::array& region) {
-  const ImageView templ_view = image_view(template_frame, "template_frame");
-  const PixelBox templ_box = pixel_boxes_arg(template_box, "template_box", templ_view).at(0);
   std::vector<py::array> keep;
+  const ImageView templ_view = frame_arg(template_frame, "template_frame", keep);
+  const PixelBox templ_box = pixel_boxes_arg(template_box, "template_box", templ_view).at(0);
   std::vector<ImageView> views;
   for (size_t g = 0; g < search_frames.size(); ++g) {
-    keep.push_back(py::reinterpret_borrow<py::array>(search_frames[g]));
-    views.push_back(image_view(keep.back(), "search_frames[" + std::to_string(g) + "]"));
+    views.push_back(frame_arg(search_frames[g], "search_frames[" + std::to_string(g) + "]", keep));
     if (views.back().type != templ_view.type) {
       throw std::invalid_argument("search_frames[" + std::to_string(g) + "] must have template_frame's dtype");
     }
@@ -163,10 +275,7 @@ py::array_t<double> iou_matrix(const py::array& a, const py::array& b) {
 
 Window window_arg(const py::list& frames, const py::list& boxes, int center, std::vector<py::array>& keep) {
   Window w;
-  for (size_t g = 0; g < frames.size(); ++g) {
-    keep.push_back(py::reinterpret_borrow<py::array>(frames[g]));
-    w.frames.push_back(image_view(keep.back(), "frames[" + std::to_string(g) + "]"));
-  }
+  for (size_t g = 0; g < frames.size(); ++g) w.frames.push_back(frame_arg(frames[g], "frames[" + std::to_string(g) + "]", keep));
   for (size_t g = 0; g < boxes.size(); ++g) w.boxes.push_back(boxes_arg(boxes[g], "boxes[" + std::to_string(g) + "]"));
   w.center = center;
   return w;
@@ -233,7 +342,13 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("sure_score", &Params::sure_score)
       .def_readwrite("min_area", &Params::min_area)
       .def_readwrite("border", &Params::border)
-      .def_readwrite("max_gap", &Params::max_gap);
+      .def_readwrite("max_gap", &Params::max_gap)
+      .def_static("from_python", &params_from_python, py::arg("params"), py::arg("python_only"),
+                  "Params from a MiningParams dataclass, field by field by name. Raises RuntimeError naming a "
+                  "field the C++ lacks (unless python_only, name -> reason, lists it) or a C++ field the "
+                  "dataclass lacks; ValueError for a value out of range.")
+      .def_property_readonly_static("fields", [](const py::object&) { return params_field_names(); },
+                                    "The names of the fields the C++ rules take.");
 
   m.def("ncc_search_batch", &ncc_search_batch, py::arg("template_frame"), py::arg("template_boxes"),
         py::arg("search_frame"), py::arg("regions"),
@@ -254,8 +369,9 @@ PYBIND11_MODULE(_core, m) {
       "ncc_score_map_reference",
       [](const py::array& template_frame, const py::array& template_box, const py::array& search_frame,
          const py::array& region) {
-        const ImageView tv = image_view(template_frame, "template_frame");
-        const ImageView sv = image_view(search_frame, "search_frame");
+        std::vector<py::array> keep;
+        const ImageView tv = frame_arg(template_frame, "template_frame", keep);
+        const ImageView sv = frame_arg(search_frame, "search_frame", keep);
         const PixelBox tb = pixel_boxes_arg(template_box, "template_box", tv).at(0);
         const PixelBox rb = pixel_boxes_arg(region, "region", sv).at(0);
         std::vector<double> map = ncc_score_map_reference(tv, tb, sv, rb);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace flickermine {
 
@@ -14,12 +15,25 @@ double iou(const Box& a, const Box& b) {
   const double inter_h = std::min(a.y2, b.y2) - std::max(a.y1, b.y1);
   const double inter = std::max(inter_w, 0.0) * std::max(inter_h, 0.0);
   const double uni = a.area() + b.area() - inter;
+  if (!std::isfinite(uni) || !std::isfinite(inter)) {
+    // Finite coordinates near the double limit (a width, an area or the union overflowed):
+    // IoU is scale-free, so take it of the boxes scaled by 2^-600 (exact for such values).
+    const auto s = [](const Box& x) {
+      return Box{std::ldexp(x.x1, -600), std::ldexp(x.y1, -600), std::ldexp(x.x2, -600), std::ldexp(x.y2, -600)};
+    };
+    const Box sa = s(a), sb = s(b);
+    const double w = std::min(sa.x2, sb.x2) - std::max(sa.x1, sb.x1);
+    const double h = std::min(sa.y2, sb.y2) - std::max(sa.y1, sb.y1);
+    const double i = std::max(w, 0.0) * std::max(h, 0.0);
+    const double u = sa.area() + sb.area() - i;
+    return std::isfinite(u) && u > 0 ? i / u : 0.0;
+  }
   return uni > 0 ? inter / uni : 0.0;
 }
 
 namespace {
 
-int round_half_up(double v) { return static_cast<int>(std::floor(v + 0.5)); }
+double round_half_up(double v) { return std::floor(v + 0.5); }
 
 
 bool overlaps_any(const Box& box, const std::vector<Box>& others, double threshold, bool inclusive) {
@@ -40,12 +54,22 @@ std::vector<std::int8_t> exemption_reasons(const Window& w, const Params& p) {
       reasons[i] = kSureScore;
     } else if (b.area() < p.min_area) {
       reasons[i] = kSmall;
-    } else if (b.x1 < p.border || b.y1 < p.border || b.x2 > frame.width - p.border ||
-               b.y2 > frame.height - p.border) {
+    } else if (b.x1 < double(p.border) || b.y1 < double(p.border) || b.x2 > double(frame.width) - double(p.border) ||
+               b.y2 > double(frame.height) - double(p.border)) {
       reasons[i] = kBorder;
     }
   }
   return reasons;
+}
+
+// First and last frame of the window around the center, summed in 64 bits (window may be huge).
+std::pair<int, int> window_bounds(const Window& w, const Params& p) {
+  const std::int64_t center = w.center;
+  const std::int64_t last = static_cast<std::int64_t>(w.frames.size()) - 1;
+  const std::int64_t window = std::max<std::int64_t>(p.window, 0);
+  const std::int64_t lo = center >= window ? center - window : 0;
+  const std::int64_t hi = last - center <= window ? last : center + window;
+  return {static_cast<int>(lo), static_cast<int>(hi)};
 }
 
 Box tracked_box(const NccMatch& m, const PixelBox& templ) {
@@ -56,8 +80,7 @@ std::vector<std::int8_t> seed(const Window& w, const Params& p, bool iou_first) 
   const ImageView& frame = w.frames[w.center];
   const std::vector<Box>& detections = w.boxes[w.center];
   std::vector<std::int8_t> reasons = exemption_reasons(w, p);
-  const int lo = std::max(0, w.center - p.window);
-  const int hi = std::min<int>(static_cast<int>(w.frames.size()) - 1, w.center + p.window);
+  const auto [lo, hi] = window_bounds(w, p);
   std::vector<int> neighbours;
   for (int g = lo; g <= hi; ++g) {
     if (g != w.center && !w.boxes[g].empty()) neighbours.push_back(g);
@@ -100,8 +123,7 @@ std::vector<std::int8_t> tracklet(const Window& w, const Params& p) {
   const ImageView& frame = w.frames[w.center];
   const std::vector<Box>& detections = w.boxes[w.center];
   std::vector<std::int8_t> reasons = exemption_reasons(w, p);
-  const int lo = std::max(0, w.center - p.window);
-  const int hi = std::min<int>(static_cast<int>(w.frames.size()) - 1, w.center + p.window);
+  const auto [lo, hi] = window_bounds(w, p);
 
   for (size_t i = 0; i < detections.size(); ++i) {
     if (reasons[i] != kUndecided) continue;
@@ -153,17 +175,21 @@ void check_window(const Window& w) {
 }  // namespace
 
 PixelBox pixel_box(const Box& box, int width, int height) {
+  // Clamped as doubles, then converted: a coordinate far outside the image never meets an int.
   PixelBox p;
-  p.x1 = std::clamp(round_half_up(box.x1), 0, width - 1);
-  p.y1 = std::clamp(round_half_up(box.y1), 0, height - 1);
-  p.x2 = std::clamp(round_half_up(box.x2), p.x1 + 1, width);
-  p.y2 = std::clamp(round_half_up(box.y2), p.y1 + 1, height);
+  p.x1 = static_cast<int>(std::clamp(round_half_up(box.x1), 0.0, double(width - 1)));
+  p.y1 = static_cast<int>(std::clamp(round_half_up(box.y1), 0.0, double(height - 1)));
+  p.x2 = static_cast<int>(std::clamp(round_half_up(box.x2), double(p.x1 + 1), double(width)));
+  p.y2 = static_cast<int>(std::clamp(round_half_up(box.y2), double(p.y1 + 1), double(height)));
   return p;
 }
 
-PixelBox grow(const PixelBox& box, int margin, int width, int height) {
-  return PixelBox{std::max(box.x1 - margin, 0), std::max(box.y1 - margin, 0), std::min(box.x2 + margin, width),
-                  std::min(box.y2 + margin, height)};
+PixelBox grow(const PixelBox& box, std::int64_t margin, int width, int height) {
+  // In 64 bits, and a margin beyond the image is the image: no sum can overflow.
+  const std::int64_t m = std::clamp<std::int64_t>(margin, 0, std::int64_t(width) + height);
+  const auto lo = [m](int v) { return static_cast<int>(std::max<std::int64_t>(v - m, 0)); };
+  const auto hi = [m](int v, int size) { return static_cast<int>(std::min<std::int64_t>(v + m, size)); };
+  return PixelBox{lo(box.x1), lo(box.y1), hi(box.x2, width), hi(box.y2, height)};
 }
 
 std::vector<Box> hard_positives(const Window& w, const Params& p) {
@@ -171,8 +197,10 @@ std::vector<Box> hard_positives(const Window& w, const Params& p) {
   const ImageView& frame = w.frames[w.center];
   const int n = static_cast<int>(w.frames.size());
   std::vector<Box> found;
+  // Beyond n frames every source and target is outside the window: the loops stop there.
+  const std::int64_t max_gap = std::clamp<std::int64_t>(p.max_gap, 0, n);
   for (int direction : {1, -1}) {  // 1: sources before the center, tracked forward
-    for (int distance = 1; distance <= p.max_gap; ++distance) {
+    for (int distance = 1; distance <= max_gap; ++distance) {
       const int source = w.center - direction * distance;
       if (source < 0 || source >= n || w.boxes[source].empty()) continue;
       for (const Box& detection : w.boxes[source]) {
@@ -180,7 +208,7 @@ std::vector<Box> hard_positives(const Window& w, const Params& p) {
         NccTemplate templ(w.frames[source], templ_box);
         PixelBox previous = templ_box;
         Box at_center;
-        for (int step = 1; step <= p.max_gap + 1; ++step) {
+        for (int step = 1; step <= max_gap + 1; ++step) {
           const int g = source + direction * step;
           if (g < 0 || g >= n) break;
           const NccMatch match = templ.search(w.frames[g], grow(previous, p.margin, frame.width, frame.height));
@@ -193,7 +221,7 @@ std::vector<Box> hard_positives(const Window& w, const Params& p) {
             if (step > distance) found.push_back(at_center);
             break;
           }
-          if (overlap >= p.iou_threshold || step > p.max_gap) break;  // partial overlap, or too many gaps
+          if (overlap >= p.iou_threshold || step > max_gap) break;  // partial overlap, or too many gaps
           if (step == distance) at_center = tracked;
           previous = PixelBox{match.x, match.y, match.x + templ_box.width(), match.y + templ_box.height()};
         }

@@ -29,24 +29,27 @@ enum Reason : std::int8_t {
 
 enum class Rule { kSeed, kTracklet };
 
-// Same fields and defaults as flickermine.params.MiningParams.
+// The fields of flickermine.mining.params.MiningParams that the C++ rules use, same names and
+// defaults. From Python they are filled by name (bindings.cpp, params_from_python), which fails
+// on a MiningParams field not here unless params.PYTHON_ONLY_FIELDS lists it. Integers are 64-bit
+// so that index and pixel sums (center + window, x2 + margin) cannot overflow.
 struct Params {
   double score_threshold = 0.8;
-  int window = 5;
-  int margin = 100;
+  std::int64_t window = 5;
+  std::int64_t margin = 100;
   double ncc_threshold = 0.5;
   double iou_threshold = 0.2;
   double sure_score = 0.98;
   double min_area = 1600.0;
-  int border = 50;
-  int max_gap = 1;
+  std::int64_t border = 50;
+  std::int64_t max_gap = 1;
 };
 
 double iou(const Box& a, const Box& b);
 
 // floor(v + 0.5), x1 into [0, W-1], x2 into [x1+1, W]; same for y. Matches boxes.pixel_boxes.
 PixelBox pixel_box(const Box& box, int width, int height);
-PixelBox grow(const PixelBox& box, int margin, int width, int height);
+PixelBox grow(const PixelBox& box, std::int64_t margin, int width, int height);
 
 // The window of one frame: consecutive frames (all the same size and pixel type), the
 // candidate boxes of each (clipped to the image, score >= score_threshold), the scores of the

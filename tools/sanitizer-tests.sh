@@ -23,6 +23,9 @@ import os, flickermine._core as core
 assert os.path.abspath(core.__file__).startswith(os.environ["PYTHONPATH"]), core.__file__
 print("sanitized core:", core.__file__)
 PYEOF
-# test_ncc_isa runs every vector code path of the kernels (baseline, AVX2, AVX-512) this CPU has.
+# test_ncc_isa runs every vector code path of the kernels (baseline, AVX2, AVX-512) this CPU has;
+# test_params_bounds runs the rules at int32 extremes (window, margin 2**31 - 1), misaligned float32
+# frames and +-1e308 boxes.
 "$PY" -m pytest -q -p no:cacheprovider tests/test_parity.py tests/test_ncc.py tests/test_api_errors.py tests/test_rules.py \
   tests/test_ncc_isa.py -k "cpp or core or ncc_isa" -o addopts="-ra --strict-markers"
+"$PY" -m pytest -q -p no:cacheprovider tests/test_params_bounds.py -o addopts="-ra --strict-markers"

@@ -48,7 +48,14 @@ class Params:
     """px; boxes with an edge closer than this to the image edge are exempt (default 50)."""
     max_gap: int
     """Hard positives: most consecutive missed frames between matched ends (default 1)."""
+    fields: tuple[str, ...]
+    """The names of the fields the C++ rules take (class attribute)."""
     def __init__(self) -> None: ...
+    @staticmethod
+    def from_python(params: Any, python_only: dict[str, str]) -> Params:
+        """Params from a :class:`flickermine.MiningParams` dataclass, field by field by name.
+        Raises RuntimeError naming a field the C++ lacks (unless ``python_only``, name -> reason,
+        lists it) or a C++ field the dataclass lacks; ValueError for a value out of range."""
 
 def ncc_search_batch(
     template_frame: _Frame,

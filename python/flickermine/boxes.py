@@ -142,8 +142,16 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU of every pair: ``(N, 4)`` x ``(M, 4)`` -> ``(N, M)`` float64; 0 where the union is 0."""
-    a, b, inter = _pairs_and_intersections(boxes_a, boxes_b)
-    return _ratio(inter, box_areas(a)[:, None] + box_areas(b)[None, :] - inter)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a, b, inter = _pairs_and_intersections(boxes_a, boxes_b)
+        union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
+    out = _ratio(inter, union)
+    overflow = ~(np.isfinite(union) & np.isfinite(inter))
+    if overflow.any() and np.isfinite(a).all() and np.isfinite(b).all():
+        # Finite coordinates near the double limit (a width, an area or the union overflowed): IoU
+        # is scale-free, so those pairs take the IoU of the boxes scaled by 2^-600 (exact), as the C++.
+        out[overflow] = iou_matrix(np.ldexp(a, -600), np.ldexp(b, -600))[overflow]
+    return out
 
 
 def intersection_over_area(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:

@@ -38,6 +38,21 @@ class Reason(enum.IntEnum):
         return self is Reason.ISOLATED
 
 
+#: largest ``window`` (frames on each side) and ``max_gap``
+MAX_WINDOW = 10_000
+#: largest ``margin`` and ``border`` (px)
+MAX_PIXELS = 100_000
+
+#: The MiningParams fields the C++ core (cpp/verdicts.hpp ``Params``) does not take, each with the
+#: reason. The one list of them: converting params for C++ (``_core.Params.from_python``) fails,
+#: naming the field, on any other field the C++ does not know (and on a C++ field missing here).
+PYTHON_ONLY_FIELDS: dict[str, str] = {
+    "min_tracked": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
+    "max_support": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
+    "support_iou": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
+    "duplicate_iou": "applied after every backend's verdicts, in Python (rules.demote_duplicates)",
+}
+
 HARD_NEGATIVE = "hard_negative"
 PSEUDO_POSITIVE = "pseudo_positive"
 
@@ -77,16 +92,18 @@ class MiningParams:
         for name in ("window", "margin", "border", "max_gap", "min_tracked"):
             value = getattr(self, name)
             check(name, isinstance(value, int) and not isinstance(value, bool), "an integer")
-        check("window", self.window >= 1, ">= 1")
-        check("margin", self.margin >= 0, ">= 0")
-        check("border", self.border >= 0, ">= 0")
+        # Upper bounds keep every value (and the C++ core's index sums like center + window) far
+        # from 2**31; they are far beyond any useful setting.
+        check("window", 1 <= self.window <= MAX_WINDOW, f">= 1 and <= {MAX_WINDOW} (frames)")
+        check("margin", 0 <= self.margin <= MAX_PIXELS, f">= 0 and <= {MAX_PIXELS} (px)")
+        check("border", 0 <= self.border <= MAX_PIXELS, f">= 0 and <= {MAX_PIXELS} (px)")
         check("max_gap", 1 <= self.max_gap <= self.window, f">= 1 and <= window ({self.window})")
         check("min_area", self.min_area >= 0, ">= 0")
         check("ncc_threshold", -1.0 <= self.ncc_threshold <= 1.0, "in [-1, 1]")
         check("iou_threshold", 0.0 <= self.iou_threshold <= 1.0, "in [0, 1]")
         # Not bounded by 2 * window: the default must not make a short --window an error for the
         # other rules; the support rule simply mines nothing when it cannot track that far.
-        check("min_tracked", self.min_tracked >= 1, ">= 1")
+        check("min_tracked", 1 <= self.min_tracked <= 2 * MAX_WINDOW, f">= 1 and <= {2 * MAX_WINDOW} (2 * the largest window)")
         check("max_support", 0.0 <= self.max_support < 1.0, "in [0, 1)")
         check("support_iou", 0.0 < self.support_iou <= 1.0, "in (0, 1]")
         check("duplicate_iou", 0.0 <= self.duplicate_iou <= 1.0, "in [0, 1]")

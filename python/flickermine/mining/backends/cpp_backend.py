@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import rules
-from ..params import MiningParams, Rule
+from ..params import PYTHON_ONLY_FIELDS, MiningParams, Rule
 
 try:
     from ... import _core
@@ -49,11 +49,9 @@ def frame_verdicts(
 
 @functools.lru_cache(maxsize=8)
 def _core_params(params: MiningParams) -> "_core.Params":
-    core = _core.Params()
-    for name, value in params.as_dict().items():
-        if hasattr(core, name):  # the support rule's parameters are not in C++ (it runs in Python)
-            setattr(core, name, value)
-    return core
+    # By field name; raises RuntimeError naming any field of `params` the C++ does not take unless
+    # params.PYTHON_ONLY_FIELDS (the one list of them, with reasons) names it.
+    return _core.Params.from_python(params, PYTHON_ONLY_FIELDS)
 
 
 def frame_hard_positives(
