@@ -12,7 +12,7 @@ An image's ``file_name`` is relative to an *image root*: the folder a trainer is
 file itself. An image with no annotations is a real negative and is always kept.
 
 Nothing here modifies an input file: results are new dictionaries, written with :func:`write`
-(a temporary file in the target folder, then :func:`os.replace`).
+(a temporary file in the target folder, flushed, then renamed over the target).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
-from .._files import replaced_atomically
+from .._files import commit_replacement, replaced_atomically
 from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -476,7 +476,7 @@ def _copy(source: Path, target: Path) -> None:
             shutil.copy2(source, temporary)
         else:
             shutil.copystat(source, temporary)
-        os.replace(temporary, target)
+        commit_replacement(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -514,7 +514,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
             os.link(source, temporary)
         except OSError:  # another filesystem, or links not allowed: a plain copy
             shutil.copy2(source, temporary)
-        os.replace(temporary, target)
+        commit_replacement(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
 
