@@ -105,7 +105,7 @@ def run_audit(args: argparse.Namespace) -> int:
         if len(videos) != 1:
             raise InputError("--by-threshold works on one video; audit a single video's verdicts or folder")
         scores = args.scores or default_score_sweep(dets_file)
-        rows = sweep(video_file, dets_file, gts[videos[0].name], params, rule, scores, args.nccs, args.backend, args.match_iou)
+        rows = sweep(video_file, dets_file, gts[videos[0].name], params, Rule(rule), scores, args.nccs, args.backend, args.match_iou)
         print()
         print(f"threshold sweep (rule {Rule(rule).value}, re-mined from {video_file}):")
         print(format_sweep(rows))

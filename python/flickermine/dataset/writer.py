@@ -26,7 +26,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import cv2
 import numpy as np
@@ -38,7 +38,8 @@ from ..mining.miner import FrameVerdicts
 from ..mining.params import MiningParams, Reason
 
 #: what a frame must hold to be kept, and what labels it gets; see docs/rules.md#which-frames-are-written
-MODES = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
+Mode = Literal["hn", "hp", "hn+hp", "negatives", "flickers-as-positives"]
+MODES: tuple[Mode, ...] = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
 HARD_NEGATIVES_KEY = "hard_negatives"
 DETECTOR_SOURCE = "detector"
 TRACKER_SOURCE = "tracker"
@@ -55,7 +56,7 @@ class RunConfig:
 
     params: MiningParams = MiningParams()
     rule: str = "seed"
-    mode: str = "hn"
+    mode: Mode = "hn"
     category: str = "object"
     detector: dict | None = None  #: detector provenance (name, weights, ...) or None for files
     jpeg_quality: int = 95
@@ -111,7 +112,7 @@ def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
         write_json_atomic(run_file, wanted)
 
 
-def select_frame(verdicts: FrameVerdicts, mode: str) -> tuple[bool, list[dict]]:
+def select_frame(verdicts: FrameVerdicts, mode: Mode) -> tuple[bool, list[dict]]:
     """Whether a decided frame is kept in ``mode``, and its label annotations (without ids)."""
     hard = verdicts.hard_negatives
     positives = ~hard

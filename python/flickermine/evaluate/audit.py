@@ -48,7 +48,8 @@ from ..errors import InputError
 from ..io.formats import open_detections
 from ..mining.miner import Miner
 from ..mining.params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
-from ..mining.rules import UNDECIDED, exemption_reasons
+from ..mining.backends import BackendName
+from ..mining.rules import UNDECIDED, RuleName, exemption_reasons
 from ..runner.loop import mine_stream
 from ..runner.pipeline import VERDICT_COLUMNS
 from ..video import open_video
@@ -508,8 +509,8 @@ def combine(reports: Sequence[dict], worst: int = 20) -> dict:
 def mine_candidates(
     video: str | os.PathLike,
     detections: str | os.PathLike,
-    runs: dict[str, tuple[MiningParams, Rule | str]],
-    backend: str = "auto",
+    runs: dict[str, tuple[MiningParams, Rule | RuleName]],
+    backend: BackendName = "auto",
     hard_positives: Sequence[str] = (),
 ) -> dict[str, MinedVideo]:
     """Mine ``video`` once per entry of ``runs`` (``name -> (params, rule)``) in ONE decoding
@@ -541,10 +542,10 @@ def sweep(
     detections: str | os.PathLike,
     gt: GroundTruth,
     params: MiningParams,
-    rule: Rule | str,
+    rule: Rule | RuleName,
     score_thresholds: Sequence[float],
     ncc_thresholds: Sequence[float] = DEFAULT_NCC_SWEEP,
-    backend: str = "auto",
+    backend: BackendName = "auto",
     match_iou: float = 0.5,
 ) -> list[dict]:
     """Re-mine for every ``score_threshold x ncc_threshold`` (one decoding pass) and audit each:

@@ -68,7 +68,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -79,6 +79,7 @@ from .mot import _MAX_FRAME, DetectionFile, DetectionFileError, DetectionReader,
 
 __all__ = [
     "FORMATS",
+    "DetectionFormat",
     "AuthorsDetectionFile",
     "AuthorsWriter",
     "JsonlDetectionFile",
@@ -94,7 +95,9 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-FORMATS = ("mot", "authors", "jsonl")
+#: A detections file format's name.
+DetectionFormat = Literal["mot", "authors", "jsonl"]
+FORMATS: tuple[DetectionFormat, ...] = ("mot", "authors", "jsonl")
 
 _HEADER = re.compile(r"frame\s+number\s*:\s*(.*)", re.IGNORECASE)
 _HEADER_HINT = "FRAME NUMBER: n"
@@ -109,12 +112,12 @@ def _empty() -> _Empty:
     return np.zeros((0, 4), np.float64), np.zeros(0, np.float64)
 
 
-def _check_format(format: Optional[str], name: str = "format") -> Optional[str]:
+def _check_format(format: Optional[str], name: str = "format") -> Optional[DetectionFormat]:
     if format is None:
         return None
     if format not in FORMATS:
         raise InputError(f"unknown detections {name} {format!r}: choose one of {', '.join(FORMATS)}")
-    return format
+    return format  # narrowed by the membership test
 
 
 class _Reader(DetectionReader):
@@ -852,13 +855,13 @@ def write_jsonl(path: PathLike, rows, frame_count: Optional[int] = None) -> int:
 # -- choosing and converting ------------------------------------------------------------------------
 
 
-def format_from_extension(path: PathLike) -> Optional[str]:
+def format_from_extension(path: PathLike) -> Optional[DetectionFormat]:
     """``"jsonl"`` for ``.jsonl`` / ``.ndjson`` files, else None (text files may be MOT or the
     authors' format)."""
     return "jsonl" if Path(os.fspath(path)).suffix.lower() in _JSON_EXTENSIONS else None
 
 
-def detect_format(path: PathLike) -> str:
+def detect_format(path: PathLike) -> DetectionFormat:
     """The format of a detections file from its first non-blank line: ``FRAME NUMBER:`` ->
     ``"authors"``; ``{`` -> ``"jsonl"``; anything else -> ``"mot"``. A file with no non-blank
     line is ``"jsonl"`` when named ``.jsonl``, else ``"mot"``. A missing or unreadable file
@@ -877,7 +880,7 @@ def detect_format(path: PathLike) -> str:
 _READERS = {"mot": DetectionFile, "authors": AuthorsDetectionFile, "jsonl": JsonlDetectionFile}
 
 
-def open_detections(path: PathLike, format: Optional[str] = None, frame_count: Optional[int] = None,
+def open_detections(path: PathLike, format: Optional[DetectionFormat] = None, frame_count: Optional[int] = None,
                     width: Optional[int] = None, height: Optional[int] = None):
     """A validated reader of ``path``: :class:`~flickermine.io.mot.DetectionFile` (mot),
     :class:`AuthorsDetectionFile` or :class:`JsonlDetectionFile`; ``format`` None sniffs it
@@ -886,7 +889,7 @@ def open_detections(path: PathLike, format: Optional[str] = None, frame_count: O
     return _READERS[format](path, frame_count=frame_count, width=width, height=height)
 
 
-def open_writer(path: PathLike, format: str, first_frame: int = 1, frame_count: Optional[int] = None):
+def open_writer(path: PathLike, format: DetectionFormat, first_frame: int = 1, frame_count: Optional[int] = None):
     """A writer of ``format`` to ``path`` (:class:`~flickermine.io.mot.MotWriter`,
     :class:`AuthorsWriter` or :class:`JsonlWriter`), all used as ``with open_writer(...) as out:
     out.write(index, boxes, scores)``. ``first_frame`` (0 or 1) numbers the authors' frames;
@@ -912,26 +915,26 @@ class ConvertResult:
 
     boxes: int
     frames: int
-    src_format: str
-    dst_format: str
+    src_format: DetectionFormat
+    dst_format: DetectionFormat
 
 
-def convert_file(src: PathLike, dst: PathLike, src_format: Optional[str] = None, dst_format: Optional[str] = None,
+def convert_file(src: PathLike, dst: PathLike, src_format: Optional[DetectionFormat] = None, dst_format: Optional[DetectionFormat] = None,
                  frame_count: Optional[int] = None, first_frame: int = 1) -> ConvertResult:
     """:func:`convert`, returning the formats used and the frame count too."""
-    src_format = _check_format(src_format, "source format") or detect_format(src)
-    dst_format = _check_format(dst_format, "target format") or format_from_extension(dst) or "mot"
-    reader = open_detections(src, src_format, frame_count=frame_count)
+    source: DetectionFormat = _check_format(src_format, "source format") or detect_format(src)
+    target: DetectionFormat = _check_format(dst_format, "target format") or format_from_extension(dst) or "mot"
+    reader = open_detections(src, source, frame_count=frame_count)
     total = frame_count if frame_count is not None else reader.max_frame
-    keep_labels = src_format == "jsonl" and dst_format == "jsonl" and reader.has_labels
+    keep_labels = source == "jsonl" and target == "jsonl" and reader.has_labels
     rows = reader.per_frame_with_labels(total) if keep_labels else reader.per_frame(total)
-    with open_writer(dst, dst_format, first_frame=first_frame, frame_count=total) as writer:
+    with open_writer(dst, target, first_frame=first_frame, frame_count=total) as writer:
         for row in rows:
             writer.write(*row)
-    return ConvertResult(writer.count, total, src_format, dst_format)
+    return ConvertResult(writer.count, total, source, target)
 
 
-def convert(src: PathLike, dst: PathLike, src_format: Optional[str] = None, dst_format: Optional[str] = None,
+def convert(src: PathLike, dst: PathLike, src_format: Optional[DetectionFormat] = None, dst_format: Optional[DetectionFormat] = None,
             frame_count: Optional[int] = None, first_frame: int = 1) -> int:
     """Convert detections file ``src`` to ``dst``, streaming; returns the number of boxes.
 

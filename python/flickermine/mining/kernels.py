@@ -10,10 +10,10 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import BackendName, get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import MiningParams, Reason, Rule
-from .rules import demote_duplicates
+from .rules import RuleName, demote_duplicates
 from ..errors import InputError, InputTypeError
 
 RuleLike = Union[Rule, str]
@@ -51,7 +51,7 @@ def ncc_search_batch(
     template_boxes: np.ndarray,
     search_frame: np.ndarray,
     regions: np.ndarray,
-    backend: str = "auto",
+    backend: BackendName = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Search each template crop of ``template_frame`` inside its region of ``search_frame``.
 
@@ -81,7 +81,7 @@ def ncc_search_batch(
 
 
 def ncc_search(
-    template: np.ndarray, image: np.ndarray, region: Sequence[int] | None = None, backend: str = "auto"
+    template: np.ndarray, image: np.ndarray, region: Sequence[int] | None = None, backend: BackendName = "auto"
 ) -> tuple[float, int, int]:
     """Best match of ``template`` ``(h, w)`` inside ``region`` (x1, y1, x2, y2 half-open pixels;
     default the whole ``image``). Returns ``(score, x, y)``, the top-left corner in image pixels."""
@@ -93,7 +93,7 @@ def ncc_search(
     return float(scores[0]), int(top_left[0, 0]), int(top_left[0, 1])
 
 
-def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, backend: str = "auto") -> np.ndarray:
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray, backend: BackendName = "auto") -> np.ndarray:
     """IoU of ``(N, 4)`` and ``(M, 4)`` x1, y1, x2, y2 boxes (continuous pixels): ``(N, M)`` float64."""
     return get_backend(backend).iou(check_boxes(boxes_a, "boxes_a"), check_boxes(boxes_b, "boxes_b"))
 
@@ -124,7 +124,7 @@ def frame_verdicts(
     center: int,
     params: MiningParams | None = None,
     rule: RuleLike = Rule.SEED,
-    backend: str = "auto",
+    backend: BackendName = "auto",
     iou_first: bool = True,
 ) -> np.ndarray:
     """Verdicts of the detections of ``frames[center]`` given its window.
@@ -152,7 +152,7 @@ def frame_hard_positives(
     boxes: Sequence[np.ndarray],
     center: int,
     params: MiningParams | None = None,
-    backend: str = "auto",
+    backend: BackendName = "auto",
 ) -> np.ndarray:
     """Hard positives of ``frames[center]``: objects detected in frames around it but missed in it.
 

@@ -11,11 +11,11 @@ from typing import Iterable, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import BackendName, get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from ..detect.detections import Detections
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
-from .rules import demote_duplicates
+from .rules import RuleName, demote_duplicates
 from ..errors import InputError
 
 
@@ -93,8 +93,8 @@ class Miner:
     def __init__(
         self,
         params: MiningParams | None = None,
-        rule: Rule | str = Rule.SEED,
-        backend: str = "auto",
+        rule: Rule | RuleName = Rule.SEED,
+        backend: BackendName = "auto",
         iou_first: bool = True,
         hard_positives: bool = False,
     ) -> None:
@@ -207,8 +207,8 @@ def mine_frames(
     frames: Iterable[np.ndarray],
     detections: Iterable[Union[Detections, tuple[np.ndarray, np.ndarray]]],
     params: MiningParams | None = None,
-    rule: Rule | str = Rule.SEED,
-    backend: str = "auto",
+    rule: Rule | RuleName = Rule.SEED,
+    backend: BackendName = "auto",
     iou_first: bool = True,
     hard_positives: bool = False,
 ) -> Iterator[FrameVerdicts]:

@@ -18,7 +18,7 @@ Shared conventions for every function here:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .params import MiningParams, Reason, Rule
 
 #: ``(template_frame, template_boxes (K, 4) int64, search_frame, regions (K, 4) int64)`` ->
 #: ``(best scores (K,) float64, best top-left corners (K, 2) int64 as x, y in image pixels)``.
+#: What a ``rule=`` argument may name besides a :class:`~flickermine.mining.params.Rule` member.
+RuleName = Literal["seed", "tracklet", "support"]
+
 SearchBatch = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 UNDECIDED = -1

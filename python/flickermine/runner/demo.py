@@ -21,7 +21,9 @@ from ..boxes import iou_matrix
 from ..dataset.writer import RunConfig, ShardWriter, check_run_folder, contact_sheet, merge_shards, shard_summary, write_report
 from ..errors import InputError
 from ..mining.miner import FrameVerdicts, mine_frames
+from ..mining.backends import BackendName
 from ..mining.params import MiningParams, Rule
+from ..mining.rules import RuleName
 
 
 @dataclasses.dataclass
@@ -163,8 +165,8 @@ def run_demo(
     seed: int = 0,
     num_frames: int = 150,
     params: MiningParams | None = None,
-    rule: Rule | str = Rule.SEED,
-    backend: str = "auto",
+    rule: Rule | RuleName = Rule.SEED,
+    backend: BackendName = "auto",
 ) -> tuple[SyntheticClip, DemoResult]:
     """Render the clip and mine it; compare the hard negatives with the injected false positives."""
     params = params or MiningParams()

@@ -16,7 +16,7 @@ from .._files import write_json_atomic
 from ..dataset.writer import HARD_NEGATIVES_KEY, xywh
 from ..detect.detections import as_detector
 from ..detect.registry import detector_info
-from ..io.formats import open_writer
+from ..io.formats import DetectionFormat, open_writer
 from ..video import IMAGE_EXTENSIONS, VideoError, open_video
 from .gpu_pipeline import DetectorPipeline, PipelineStats
 from .inputs import expand_inputs, video_keys
@@ -40,7 +40,7 @@ def detect_videos(
     inputs: Sequence[str],
     out: str | Path,
     detector,
-    output_format: str = "mot",
+    output_format: DetectionFormat = "mot",
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[DetectSummary]:

@@ -17,6 +17,7 @@ from ..detect.detections import Detections, as_detector
 from ..errors import InputError
 from ..io.formats import open_detections
 from ..io.mot import DetectionReader
+from ..mining.backends import BackendName
 from ..mining.miner import Miner
 from ..video import Frame, open_video
 from .gpu_pipeline import DetectorPipeline
@@ -45,7 +46,7 @@ def mine_video_job(
     job: VideoJob,
     out: Path,
     config: RunConfig,
-    backend: str = "auto",
+    backend: BackendName = "auto",
     detector=None,
     on_frames: Callable[[str, int], None] | None = None,
     threads: int | None = None,

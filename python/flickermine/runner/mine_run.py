@@ -29,7 +29,7 @@ from ..dataset.writer import (
 from ..errors import InputError
 from ..io.formats import open_detections
 from ..io.mot import DetectionFileError
-from ..mining.backends import get_backend
+from ..mining.backends import BackendName, get_backend
 from ..video import VideoError, open_video
 from .gpu_pipeline import PipelineStats
 from .inputs import expand_inputs, find_detections, video_keys
@@ -137,7 +137,7 @@ def _worker_init(progress_queue, parent_pid: int) -> None:
     threading.Thread(target=watch, name="flickermine-parent-watch", daemon=True).start()
 
 
-def _worker(job: VideoJob, out: Path, config: RunConfig, backend: str, detector_factory, threads: int) -> dict:
+def _worker(job: VideoJob, out: Path, config: RunConfig, backend: BackendName, detector_factory, threads: int) -> dict:
     """Runs in a worker process: one video, progress sent back through the worker's queue."""
     detector = detector_factory() if detector_factory is not None else None
 
@@ -159,7 +159,7 @@ def run_mining(
     config: RunConfig,
     detections: str | os.PathLike | None = None,
     detector_factory: Callable[[], object] | None = None,
-    backend: str = "auto",
+    backend: BackendName = "auto",
     workers: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,

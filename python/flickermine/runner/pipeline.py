@@ -15,7 +15,9 @@ from .._files import locked_output
 from ..errors import InputError
 from ..io.formats import open_detections
 from ..mining.miner import FrameVerdicts, Miner
+from ..mining.backends import BackendName
 from ..mining.params import MiningParams, Rule
+from ..mining.rules import RuleName
 from ..video import open_video
 from .loop import mine_stream
 
@@ -81,8 +83,8 @@ class VideoMiner:
         video: str | os.PathLike,
         detections: str | os.PathLike,
         params: MiningParams | None = None,
-        rule: Rule | str = Rule.SEED,
-        backend: str = "auto",
+        rule: Rule | RuleName = Rule.SEED,
+        backend: BackendName = "auto",
         iou_first: bool = True,
         progress: bool = False,
     ) -> None:
@@ -105,8 +107,8 @@ def mine_video(
     video: str | os.PathLike,
     detections: str | os.PathLike,
     params: MiningParams | None = None,
-    rule: Rule | str = Rule.SEED,
-    backend: str = "auto",
+    rule: Rule | RuleName = Rule.SEED,
+    backend: BackendName = "auto",
     iou_first: bool = True,
     verdicts_csv: str | os.PathLike | None = None,
     progress: bool = False,

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from ..errors import InputError, MissingExtraError
 from ..io.mot import DetectionFileError
+from ..mining.backends import BackendName
 from ..video import VideoError
 from .mine_job import mine_video_job
 
@@ -126,7 +127,7 @@ def _die(sink) -> None:
     os._exit(17)
 
 
-def _mine_task(job, out: Path, config, backend: str, detector_factory, sink, faults: dict, driver_cwd: str,
+def _mine_task(job, out: Path, config, backend: BackendName, detector_factory, sink, faults: dict, driver_cwd: str,
                threads: int) -> dict:
     """One video on a worker: ``{"status": "done", "stats": ...}`` or ``{"status": "failed", "error": ...}``.
 
@@ -310,7 +311,7 @@ def run_videos_on_ray(
     todo: list,
     out: Path,
     config,
-    backend: str,
+    backend: BackendName,
     detector_factory: Callable[[], object] | None,
     report: dict[str, dict],
     frame_totals: dict[str, int | None],

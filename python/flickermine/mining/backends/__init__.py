@@ -8,6 +8,7 @@
 
 Conventions are those of :mod:`flickermine.mining.rules` and :mod:`flickermine.boxes`. Inputs are
 validated by the facade (:mod:`flickermine.mining.kernels`) before they reach a backend.
+:class:`Backend` states the same as a :class:`typing.Protocol`; :func:`get_backend` returns one.
 """
 
 from __future__ import annotations
@@ -15,11 +16,57 @@ from __future__ import annotations
 import importlib
 import warnings
 from types import ModuleType
+from typing import Literal, Protocol, Sequence, cast
+
+import numpy as np
 
 from ...errors import InputError
+from ..params import MiningParams, Rule
+
+__all__ = ["BACKENDS", "Backend", "BackendName", "available_backends", "get_backend", "unavailable_backends"]
+
+#: What a ``backend=`` argument may name: one backend, or ``"auto"`` (the fastest available).
+BackendName = Literal["auto", "cuda", "cpp", "numba", "opencv", "numpy"]
 
 #: Every backend name, in the order ``auto`` prefers them (fastest first).
-BACKENDS = ("cuda", "cpp", "numba", "opencv", "numpy")
+BACKENDS: tuple[BackendName, ...] = ("cuda", "cpp", "numba", "opencv", "numpy")
+
+
+class Backend(Protocol):
+    """What every backend module provides (each is a module, not a class: the members below are
+    its module-level name and functions)."""
+
+    NAME: str
+
+    def ncc_search_batch(
+        self, template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray, regions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best NCC score and top-left position of each template box inside its search region."""
+        ...
+
+    def iou(self, boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+        """``(N, M)`` IoU of every pair."""
+        ...
+
+    def frame_verdicts(
+        self,
+        frames: Sequence[np.ndarray],
+        boxes: Sequence[np.ndarray],
+        scores: np.ndarray,
+        center: int,
+        params: MiningParams,
+        rule: Rule,
+        iou_first: bool = True,
+    ) -> np.ndarray:
+        """``(N,)`` int8 :class:`~flickermine.mining.params.Reason` codes of the center frame's boxes."""
+        ...
+
+    def frame_hard_positives(
+        self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int, params: MiningParams
+    ) -> np.ndarray:
+        """``(M, 4)`` float64 boxes of objects the detector missed in the center frame."""
+        ...
+
 
 _MODULES = {
     "cuda": "cuda_backend",
@@ -57,13 +104,13 @@ def unavailable_backends() -> dict[str, str]:
     return dict(_unavailable)
 
 
-def get_backend(name: str = "auto") -> ModuleType:
+def get_backend(name: BackendName = "auto") -> Backend:
     """The backend module called ``name``, or the fastest available for ``"auto"``."""
     if name == "auto":
         for candidate in BACKENDS:
             module = _load(candidate)
             if module is not None:
-                return module
+                return cast(Backend, module)
     if name not in _MODULES:
         raise InputError(f"unknown backend {name!r}; choose 'auto' or one of {', '.join(BACKENDS)}")
     module = _load(name)
@@ -72,7 +119,7 @@ def get_backend(name: str = "auto") -> ModuleType:
             f"backend {name!r} is not available here ({_unavailable[name]}); "
             f"available: {', '.join(available_backends())}"
         )
-    return module
+    return cast(Backend, module)
 
 
 def warn_unusable(name: str, reason: str) -> None:
