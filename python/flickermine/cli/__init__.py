@@ -8,6 +8,7 @@ status; :mod:`._options` holds the options several commands share.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Sequence
 
@@ -55,9 +56,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: a negative number as argparse would mistake for an option ("-1e9", "-inf", "-.5")
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings of ``parser`` and its subcommands that take exactly one value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _value_options(sub)
+        elif action.option_strings and action.nargs is None and not isinstance(action, argparse._StoreConstAction):
+            found.update(action.option_strings)
+    return found
+
+
+def join_negative_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--score-threshold -1e9`` -> ``--score-threshold=-1e9``: argparse takes "-1e9" for an
+    option and fails with "expected one argument"; joined, every number parses."""
+    options = _value_options(parser)
+    joined: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "--":
+            joined += tokens[i:]
+            break
+        if token in options and token.startswith("--") and i + 1 < len(tokens) and _NEGATIVE_NUMBER.match(tokens[i + 1]):
+            joined.append(f"{token}={tokens[i + 1]}")
+            i += 2
+            continue
+        joined.append(token)
+        i += 1
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(parser, sys.argv[1:] if argv is None else argv))
     try:
         return args.handler(args)
     # FlickermineError: bad input or a missing extra, raised on purpose with a message naming it.

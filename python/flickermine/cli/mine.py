@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..runner.mine_run import run_mining
 from ..runner.pipeline import mine_video
 from ..video.source import STRICT_ENV
+from ..mining.params import MiningParams
 from ._options import _add_detector_options, _add_mining_options, _detector_factory, _params
 
 
@@ -81,6 +82,8 @@ def _mine(args: argparse.Namespace) -> int:
         )
         print(summary.line())
         print(f"verdicts written to {args.verdicts}")
+        if summary.hard_negatives == 0:
+            print(nothing_mined_hint(summary.detections, summary.candidates, summary.reasons, params, args.rule))
     if args.out:
         factory = _detector_factory(args)
         detector_info = None
@@ -99,4 +102,57 @@ def _mine(args: argparse.Namespace) -> int:
             cpus_per_video=args.cpus_per_video, max_retries=args.max_retries,
         )
         code = result.exit_code
+        mined = [v for v in result.videos if v.get("status") != "failed"]
+        hard = sum(v.get("hard_negatives") or 0 for v in mined)
+        kept = sum(v.get("kept_frames") or 0 for v in mined)
+        if mined and (kept == 0 or (hard == 0 and "hn" in args.mode)):
+            reasons: dict[str, int] = {}
+            for v in mined:
+                for label, count in (v.get("reasons") or {}).items():
+                    reasons[label] = reasons.get(label, 0) + int(count)
+            print(
+                nothing_mined_hint(
+                    sum(v.get("detections") or 0 for v in mined), sum(v.get("candidates") or 0 for v in mined),
+                    reasons, params, args.rule, known=all("reasons" in v for v in mined),
+                )
+            )
     return code
+
+
+def nothing_mined_hint(
+    detections: int, candidates: int, reasons: dict[str, int], params: MiningParams, rule: str, known: bool = True
+) -> str:
+    """Why a run mined no hard negative (the candidates' verdict reasons), and what to try."""
+    if candidates == 0:
+        return (
+            f"nothing mined: none of the {detections} detections scored >= --score-threshold {params.score_threshold:g}, "
+            "so none was a candidate; try a lower --score-threshold (detectors without scores, e.g. Haar "
+            "cascades: --score-threshold=-1e9 --sure-score 1e9)"
+        )
+    if not known:  # shards of an older run record no reasons
+        return f"nothing mined: {candidates} candidates, no hard negative; try --rule support, or --min-area 0 --border 0"
+    count = reasons.get
+    parts = [
+        f"{count('sure_score', 0)} exempt by sure_score (score >= {params.sure_score:g})",
+        f"{count('small', 0)} small (area < --min-area {params.min_area:g} px^2)",
+        f"{count('border', 0)} at the border (within --border {params.border} px of the edge)",
+        f"{count('partner', 0)} had partners in neighbour frames",
+    ]
+    others = {label: n for label, n in reasons.items() if label not in ("sure_score", "small", "border", "partner", "isolated")}
+    parts += [f"{n} {label.replace('_', ' ')}" for label, n in sorted(others.items())]
+    tries = []
+    if count("sure_score", 0):
+        tries.append(
+            "a higher --sure-score (1e9: no detection is exempt by its score; detectors without calibrated "
+            "scores, e.g. Haar cascades: --score-threshold=-1e9 --sure-score 1e9)"
+        )
+    if count("small", 0) or count("border", 0):
+        tries.append("--min-area 0 --border 0 (small objects, objects at the image edge)")
+    if rule != "support":
+        tries.append("--rule support")
+    tries.append(f"a lower --score-threshold (now {params.score_threshold:g}: more, weaker candidates)")
+    return (
+        f"nothing mined: {candidates} candidates (of {detections} detections), none isolated: "
+        + ", ".join(parts)
+        + ".\ntry: " + "; ".join(tries)
+    )

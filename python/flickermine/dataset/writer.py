@@ -163,6 +163,8 @@ class ShardWriter:
         self.images: list[dict] = []
         self.all_hard_negatives: list[dict] = []  #: of every frame, kept or not (for the audit)
         self.counts = {"candidates": 0, "hard_negatives": 0, "pseudo_positives": 0, "hard_positives": 0}
+        #: candidates per verdict reason (Reason labels), to explain a run that mines nothing
+        self.reasons: dict[str, int] = {}
         (out / "images" / video_key).mkdir(parents=True, exist_ok=True)
         if config.visualize:
             (out / "visualize" / video_key).mkdir(parents=True, exist_ok=True)
@@ -173,6 +175,9 @@ class ShardWriter:
         self.counts["hard_negatives"] += int(hard.sum())
         self.counts["pseudo_positives"] += int((~hard).sum())
         self.counts["hard_positives"] += len(verdicts.hard_positives)
+        for code, count in zip(*np.unique(verdicts.reasons, return_counts=True)):
+            label = Reason(int(code)).label
+            self.reasons[label] = self.reasons.get(label, 0) + int(count)
         negatives = [
             {"bbox": xywh(b), "score": round(float(s), 6)} for b, s in zip(verdicts.boxes[hard], verdicts.scores[hard])
         ]
@@ -202,7 +207,8 @@ class ShardWriter:
 
     def finish(self, stats: dict) -> dict:
         shard = {
-            "video": self.key, **stats, **self.counts, "kept_frames": len(self.images), "images": self.images,
+            "video": self.key, **stats, **self.counts, "reasons": dict(sorted(self.reasons.items())),
+            "kept_frames": len(self.images), "images": self.images,
             ALL_HARD_NEGATIVES_KEY: self.all_hard_negatives,
         }
         if stats.get("path") and Path(stats["path"]).exists() and VIDEO_FINGERPRINT_KEY not in shard:

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io.formats import open_detections
 from ..mining.miner import FrameVerdicts, Miner
 from ..mining.backends import BackendName
-from ..mining.params import MiningParams, Rule
+from ..mining.params import MiningParams, Reason, Rule
 from ..mining.rules import RuleName
 from ..video import open_video
 from .loop import mine_stream
@@ -36,6 +36,8 @@ class MiningSummary:
     seconds: float
     backend: str
     rule: str
+    #: candidates per verdict reason (``Reason`` labels: isolated, sure_score, small, border, partner, ...)
+    reasons: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def frames_per_second(self) -> float:
@@ -116,6 +118,7 @@ def mine_video(
     """Mine ``video`` with the MOT ``detections`` file; optionally write every verdict to a CSV."""
     job = VideoMiner(video, detections, params, rule, backend, iou_first, progress)
     candidates = hard_negatives = 0
+    reasons: dict[int, int] = {}
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         writer = None
@@ -131,6 +134,8 @@ def mine_video(
         for verdicts in job:
             candidates += len(verdicts.reasons)
             hard_negatives += int(verdicts.hard_negatives.sum())
+            for code in verdicts.reasons.tolist():
+                reasons[code] = reasons.get(code, 0) + 1
             if writer is not None:
                 writer.write(verdicts)
     assert job.source.decoded_frames is not None  # the video was decoded to the end above
@@ -143,4 +148,5 @@ def mine_video(
         seconds=time.perf_counter() - start,
         backend=job.miner.backend_name,
         rule=job.miner.rule.value,
+        reasons={Reason(code).label: count for code, count in sorted(reasons.items())},
     )

@@ -1,0 +1,76 @@
+"""Friction a new user hit on the command line (issue 14): each point, one test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flickermine.cli import build_parser, join_negative_values, main
+
+from .conftest import shared_data
+
+
+def _tud(*parts: str):
+    return shared_data("tud-campus", *parts)
+
+
+# -- 1. a run that mines nothing says why -------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_verdicts_run_that_mines_nothing_says_why(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
+    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(tmp_path / "v.csv"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # faster_rcnn.txt on tud-campus, defaults: 277 candidates, 195 sure, 26 at the border, 56 partnered
+    assert "nothing mined: 277 candidates" in out
+    assert "195 exempt by sure_score" in out
+    assert "0 small" in out
+    assert "26 at the border" in out
+    assert "56 had partners" in out
+    assert "--min-area 0 --border 0" in out and "--rule support" in out and "--score-threshold" in out
+
+
+@pytest.mark.real_data
+def test_dataset_run_that_mines_nothing_says_why(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
+    assert main(["mine", str(video), "--detections", str(dets), "--out", str(tmp_path / "ds"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing mined: 277 candidates" in out and "195 exempt by sure_score" in out and "56 had partners" in out
+    report = json.loads((tmp_path / "ds" / "report.json").read_text())
+    assert report["videos"][0]["reasons"] == {"border": 26, "partner": 56, "sure_score": 195}
+
+
+@pytest.mark.real_data
+def test_run_that_mines_something_gives_no_hint(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
+    args = ["mine", str(video), "--detections", str(dets), "--verdicts", str(tmp_path / "v.csv"), "--quiet"]
+    assert main(args + ["--sure-score", "1e9", "--min-area", "0", "--border", "0", "--rule", "support"]) == 0
+    out = capsys.readouterr().out
+    assert "10 hard negatives" in out and "nothing mined" not in out
+
+
+# -- 2. negative numbers parse -----------------------------------------------------------------
+
+
+def test_negative_values_are_joined_to_their_option():
+    parser = build_parser()
+    argv = ["mine", "v.mp4", "--score-threshold", "-1e9", "--sure-score", "1e9", "--margin", "-3", "--quiet", "--", "-1"]
+    joined = join_negative_values(parser, argv)
+    assert joined == ["mine", "v.mp4", "--score-threshold=-1e9", "--sure-score", "1e9", "--margin=-3", "--quiet", "--", "-1"]
+    for form in (["--score-threshold", "-1e9"], ["--score-threshold=-1e9"], ["--score-threshold", "-.5"]):
+        args = parser.parse_args(join_negative_values(parser, ["mine", "v.mp4", *form]))
+        assert args.score_threshold < 0
+
+
+@pytest.mark.real_data
+def test_haar_settings_parse_and_mine(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "opencv_haar_fullbody.txt")
+    out = tmp_path / "v.csv"
+    args = ["mine", str(video), "--detections", str(dets), "--verdicts", str(out), "--quiet"]
+    assert main(args + ["--score-threshold", "-1e9", "--sure-score", "1e9"]) == 0
+    first = out.read_text()
+    assert main(args + ["--score-threshold=-1e9", "--sure-score", "1e9"]) == 0
+    assert out.read_text() == first
+    assert "19 candidates" in capsys.readouterr().out  # every Haar box, whatever its score
