@@ -74,3 +74,21 @@ def test_haar_settings_parse_and_mine(tmp_path, capsys):
     assert main(args + ["--score-threshold=-1e9", "--sure-score", "1e9"]) == 0
     assert out.read_text() == first
     assert "19 candidates" in capsys.readouterr().out  # every Haar box, whatever its score
+
+
+# -- 4. drawing options are not mining settings ---------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_rerun_without_visualize_resumes(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "opencv_haar_fullbody.txt")
+    out = tmp_path / "ds"
+    args = ["mine", str(video), "--detections", str(dets), "--out", str(out), "--quiet", "--score-threshold=-1e9", "--sure-score", "1e9"]
+    assert main(args + ["--visualize"]) == 0
+    assert main(args) == 0  # no "different settings"
+    assert "skipped (done before)" in capsys.readouterr().out
+    assert main(args + ["--visualize"]) == 0
+    capsys.readouterr()
+    # a mining setting still refuses
+    assert main(args + ["--window", "3"]) == 2
+    assert "different settings" in capsys.readouterr().err

@@ -81,6 +81,10 @@ class RunConfig:
         }
 
 
+#: RunConfig fields that only say what is drawn: left out of the settings a resumed run must match
+DRAWING_OPTIONS = ("visualize",)
+
+
 def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
     """Refuse a folder that holds a run with different settings; else create ``out/run.json``
     (with ``create=False`` only check, writing nothing)."""
@@ -96,7 +100,9 @@ def check_run_folder(out: Path, config: RunConfig, create: bool = True) -> None:
                 f"{run_file}: not a flickermine run file (a JSON {type(held).__name__}, not an object); "
                 "delete the folder or pick another --out"
             )
-        ignore = {"version"}
+        # Not mining settings: drawing (--visualize) changes no verdict, image or label, so a rerun
+        # may add or drop it and resume (videos mined before keep the drawings they had, or none).
+        ignore = {"version", *DRAWING_OPTIONS}
         differences = [
             f"{key}: {held.get(key)!r} there, {value!r} now"
             for key, value in wanted.items()
