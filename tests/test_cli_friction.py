@@ -92,3 +92,35 @@ def test_rerun_without_visualize_resumes(tmp_path, capsys):
     # a mining setting still refuses
     assert main(args + ["--window", "3"]) == 2
     assert "different settings" in capsys.readouterr().err
+
+
+# -- 5. what a run prints ------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_hard_positives_not_looked_for_print_a_dash(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "opencv_haar_fullbody.txt")
+    base = ["mine", str(video), "--detections", str(dets), "--quiet", "--score-threshold=-1e9", "--sure-score", "1e9"]
+    assert main(base + ["--out", str(tmp_path / "hn")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    header, row, total = table[0], table[2], table[4]
+    column = header.index("hard pos.")
+    assert row[column : column + len("hard pos.")].strip() == "-"
+    assert total[column : column + len("hard pos.")].strip() == "-"
+    assert main(base + ["--out", str(tmp_path / "hp"), "--mode", "hn+hp"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2][column : column + len("hard pos.")].strip().isdigit()
+
+
+def test_train_warns_on_the_console_and_records_amp_as_used(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from .test_training import make_squares, tiny_config
+    from flickermine.train.torch import train
+
+    train_json = make_squares(tmp_path / "data", count=2, negatives=0)
+    train(tiny_config(train_json, tmp_path / "run", iterations=1, device="cpu", amp=True))
+    assert "flickermine: warning: no --weights: training from random initialisation" in capsys.readouterr().err
+    log = (tmp_path / "run" / "train.log").read_text()
+    settings = json.loads(log.split(" settings ", 1)[1].splitlines()[0])
+    assert settings["amp"] is False and settings["device"] == "cpu"

@@ -59,15 +59,25 @@ class RunResult:
         return 1 if self.failed else 0
 
 
+#: the --mode values that look for hard positives (the others leave their count at 0, unlooked-for)
+HARD_POSITIVE_MODES = ("hp", "hn+hp")
+
 REPORT_COLUMNS = ("video", "status", *REPORT_COUNTS, "frames_per_second")
 
 
-def format_report(videos: list[dict]) -> str:
+def format_report(videos: list[dict], hard_positives: bool = True) -> str:
+    """The run's table; ``hard_positives=False`` (a ``--mode`` that does not look for them): "-"
+    in their column, not a 0 that reads as "looked, found none"."""
     headers = ["video", "status", "frames", "detections", "hard neg.", "pseudo-pos.", "hard pos.", "kept", "frames/s"]
     rows = []
     for v in videos:
-        rows.append([str(v.get(c, "")) if v.get(c) is not None else "-" for c in REPORT_COLUMNS])
+        rows.append([
+            "-" if (c == "hard_positives" and not hard_positives) or v.get(c) is None else str(v.get(c, ""))
+            for c in REPORT_COLUMNS
+        ])
     totals = ["total", "", *(str(sum(v.get(c) or 0 for v in videos)) for c in REPORT_COLUMNS[2:8]), ""]
+    if not hard_positives:
+        totals[REPORT_COLUMNS.index("hard_positives")] = "-"
     table = [headers] + rows + [totals]
     widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
     lines = []
@@ -315,7 +325,7 @@ def _run_locked(
     write_report(out, rows, config, backend_name)
     if config.visualize:
         contact_sheet(out, coco)
-    log(format_report(rows))
+    log(format_report(rows, hard_positives=config.mode in HARD_POSITIVE_MODES))
     for row in rows:
         if row.get("pipeline"):
             log(f"{row['video']}: detector {PipelineStats.from_dict(row['pipeline']).line()}")

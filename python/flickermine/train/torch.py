@@ -42,6 +42,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -553,6 +554,11 @@ def _open_log(path: Path) -> logging.Logger:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
+    # warnings (training from random initialisation, boxes left out...) also reach the console
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("flickermine: warning: %(message)s"))
+    logger.addHandler(console)
     return logger
 
 
@@ -621,7 +627,9 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         device,
         " with AMP" if use_amp else "",
     )
-    logger.info("settings %s", json.dumps(dataclasses.asdict(config), default=str))
+    # what the run does, not what was asked: AMP is used on CUDA only, and the device is resolved
+    settings = {**dataclasses.asdict(config), "amp": use_amp, "device": str(device)}
+    logger.info("settings %s", json.dumps(settings, default=str))
     logger.info("data %s", json.dumps(data))
     if checkpoint is not None and "data" not in checkpoint:
         logger.warning("the checkpoint predates data fingerprints: the data files were not compared")
