@@ -7,6 +7,7 @@ HOG-SVM detector saves its models with it, as the dataset, COCO and training wri
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -54,12 +55,65 @@ def _fsync_file(path: PathLike) -> None:
         os.close(fd)
 
 
+#: errno values of a full disk, an exhausted quota or a read-only filesystem: their OSError
+#: re-raised with the target path (:func:`naming_target`), which the system's message lacks.
+_OUT_OF_SPACE = frozenset(
+    code for code in (getattr(errno, name, None) for name in ("ENOSPC", "EDQUOT", "EROFS")) if code is not None
+)
+
+
+def naming_target(error: BaseException, path: PathLike) -> BaseException:
+    """``error``, or where it is an :class:`OSError` of a full disk, an exhausted quota or a
+    read-only filesystem (ENOSPC, EDQUOT, EROFS) that does not name ``path``, a new one of the
+    same errno that does ("[Errno 28] No space left on device: 'PATH'"), for ``raise ... from``."""
+    if isinstance(error, OSError) and error.errno in _OUT_OF_SPACE and os.fspath(path) not in str(error):
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
+    return error
+
+
+# --- Test-only fault hook -------------------------------------------------------------------
+# Never set these outside tests; they exist so that tests/test_faults.py can kill a run at each
+# of its renames and check what a rerun makes of what it left.
+#   FLICKERMINE_FAULT_COUNT_FILE=PATH  each atomic rename (commit_replacement, and the keep_as
+#                                      rename of replaced_atomically) first appends a line
+#                                      "<pid> <target path>" to PATH: how many renames a run does.
+#   FLICKERMINE_FAULT_AT_RENAME=N      the process kills itself (SIGKILL; os._exit(137) where
+#                                      there is none) just before its N-th rename (N from 1,
+#                                      counted in this process only).
+_FAULT_COUNT_FILE = "FLICKERMINE_FAULT_COUNT_FILE"
+_FAULT_AT_RENAME = "FLICKERMINE_FAULT_AT_RENAME"
+_renames_done = 0
+
+
+def _before_rename(target: PathLike) -> None:
+    """The test-only fault hook (see above); does nothing unless its variables are set."""
+    count_file, at = os.environ.get(_FAULT_COUNT_FILE), os.environ.get(_FAULT_AT_RENAME)
+    if not count_file and not at:
+        return
+    global _renames_done
+    _renames_done += 1
+    if count_file:
+        with open(count_file, "a", encoding="utf-8") as stream:
+            stream.write(f"{os.getpid()} {os.fspath(target)}\n")
+    if at and _renames_done == int(at):
+        import signal
+
+        if hasattr(signal, "SIGKILL"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(137)
+
+
 def commit_replacement(temporary: PathLike, path: PathLike) -> None:
     """The one way a finished temporary file takes ``path``'s place: flush it to disk, rename it
     over ``path`` (one atomic step), flush the folder's entry. For writers that fill a temporary
-    file themselves (a hard link, a reflink copy) instead of through :func:`replaced_atomically`."""
-    _fsync_file(temporary)
-    os.replace(temporary, path)
+    file themselves (a hard link, a reflink copy) instead of through :func:`replaced_atomically`.
+    A full disk, quota or read-only filesystem is reported naming ``path``."""
+    try:
+        _fsync_file(temporary)
+        _before_rename(path)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise naming_target(error, path) from error
     fsync_dir(Path(os.fspath(path)).parent)
 
 
@@ -115,18 +169,25 @@ def replaced_atomically(path: Path, keep_as: Optional[Path] = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = _temporary_beside(path)
+    try:
+        fd, temporary = _temporary_beside(path)
+    except OSError as error:
+        raise naming_target(error, path) from error
     os.close(fd)
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
         commit_replacement(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if keep_as is not None and os.path.exists(temporary):
             with contextlib.suppress(OSError):
                 os.chmod(temporary, 0o666 & ~_umask())
+                _before_rename(keep_as)
                 os.replace(temporary, keep_as)  # replaces a link of that name, never its target
         Path(temporary).unlink(missing_ok=True)
+        named = naming_target(error, path)  # a full disk while the caller wrote the temporary file
+        if named is not error:
+            raise named from error
         raise
 
 
@@ -263,17 +324,24 @@ class AtomicWriter:
             return
         try:
             self._finish()
-        except BaseException:
+        except BaseException as error:
             self.abort()
+            named = naming_target(error, self.path)
+            if named is not error:
+                raise named from error
             raise
         handle, self._handle = self._handle, None
         try:
             handle.flush()
             handle.close()
             commit_replacement(self._tmp, self.path)
-        except BaseException:
-            handle.close()
+        except BaseException as error:
+            with contextlib.suppress(OSError):
+                handle.close()
             self._remove_tmp()
+            named = naming_target(error, self.path)
+            if named is not error:
+                raise named from error
             raise
 
     def abort(self) -> None:
@@ -281,7 +349,8 @@ class AtomicWriter:
         if self._handle is None:
             return
         handle, self._handle = self._handle, None
-        handle.close()
+        with contextlib.suppress(OSError):  # flushing what is buffered can fail again (a full disk)
+            handle.close()
         self._remove_tmp()
 
     def _remove_tmp(self) -> None:
@@ -298,3 +367,6 @@ class AtomicWriter:
             self.close()
         else:
             self.abort()
+            named = naming_target(exc, self.path)  # a full disk while the caller wrote lines
+            if named is not exc:
+                raise named from exc
