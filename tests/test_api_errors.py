@@ -22,7 +22,7 @@ BOX = np.array([[10.0, 10.0, 30.0, 40.0]])
         ([np.zeros((60, 80, 3), np.uint8)], [BOX], [0.9], ValueError, r"frames\[0\] must be a 2D \(H, W\).*\(60, 80, 3\).*cvtColor"),
         ([np.zeros((60, 160), np.uint8)[:, ::2]], [BOX], [0.9], ValueError, r"frames\[0\] must have contiguous rows"),
         ([FRAME, np.zeros((61, 80), np.uint8)], [BOX, BOX], [0.9], ValueError, r"frames\[1\] has shape \(61, 80\)"),
-        ([FRAME], [np.array([10.0, 10.0, 30.0])], [0.9], ValueError, r"boxes\[0\] must be a 2D array with shape \(N, 4\).*\(3,\)"),
+        ([FRAME], [np.array([10.0, 10.0, 30.0])], [0.9], ValueError, r"boxes\[0\] must have shape \(N, 4\).*\(3,\)"),
         ([FRAME], [np.array([[10.0, np.nan, 30.0, 40.0]])], [0.9], ValueError, r"boxes\[0\]\[0\].*NaN"),
         ([FRAME], [np.array([[30.0, 10.0, 10.0, 40.0]])], [0.9], ValueError, r"boxes\[0\]\[0\].*empty or inverted"),
         ([FRAME], [np.array([[10.0, 10.0, 10.0, 40.0]])], [0.9], ValueError, r"empty or inverted"),

@@ -48,8 +48,8 @@ def test_detections_converts_and_defaults_labels():
 @pytest.mark.parametrize(
     ("boxes", "scores", "labels", "message"),
     [
-        ([1.0, 2.0, 3.0], [0.5], None, r"boxes must have shape \(N, 4\).*got \(3,\)"),
-        ([[1, 2, 3, 4]], [0.5, 0.6], None, r"scores must have shape \(1,\).*got \(2,\)"),
+        ([1.0, 2.0, 3.0], [0.5], None, r"boxes must have shape \(N, 4\).*got shape \(3,\)"),
+        ([[1, 2, 3, 4]], [0.5, 0.6], None, r"scores must have shape \(1,\).*got shape \(2,\)"),
         ([[1, 2, np.nan, 4]], [0.5], None, r"boxes\[0\].*NaN"),
         ([[5, 2, 3, 4]], [0.5], None, r"boxes\[0\].*inverted"),
         ([[1, 2, 3, 4]], [np.inf], None, r"scores\[0\].*not finite"),

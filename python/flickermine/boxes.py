@@ -47,21 +47,49 @@ def check_gray_frame(frame: object, name: str = "frame") -> np.ndarray:
     return frame
 
 
-def check_boxes(boxes: object, name: str = "boxes") -> np.ndarray:
-    """Validate an ``(N, 4)`` x1,y1,x2,y2 array; return it as contiguous float64."""
+def invalid_box_rows(boxes: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: the rows of an ``(N, 4)`` x1, y1, x2, y2 array that are not boxes (NaN or
+    infinity, ``x2 <= x1`` or ``y2 <= y1``). The one definition of a valid box."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+
+
+def check_boxes(
+    boxes: object, name: str = "boxes", *, integer: bool = False, frame_shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Validate an ``(N, 4)`` x1, y1, x2, y2 array; return it as contiguous float64.
+
+    The one box validator: the miner, the kernels, :class:`~flickermine.detect.detections.Detections`
+    and the detection file writers call it. ``integer=True``: integer pixel boxes (half-open, as
+    the NCC kernels take them), returned as int64; a single ``(4,)`` box is one row.
+    ``frame_shape=(H, W)``: every box must lie inside the frame. Raises ValueError/TypeError
+    naming ``name`` and the first bad row.
+    """
     array = np.asarray(boxes)
-    if array.dtype.kind not in "fiu":
+    if integer:
+        if array.ndim == 1 and array.shape == (4,):
+            array = array[None, :]
+        if array.dtype.kind not in "iu":
+            raise InputTypeError(f"{name} must be integer pixel boxes (x1, y1, x2, y2, half-open), but got dtype {array.dtype}")
+    elif array.dtype.kind not in "fiu":
         raise InputTypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
     if array.ndim != 2 or array.shape[1] != 4:
-        if array.size == 0:
+        if array.size == 0 and not integer:
             return np.zeros((0, 4), np.float64)
-        raise InputError(f"{name} must be a 2D array with shape (N, 4) as x1, y1, x2, y2, but got shape {array.shape}")
-    array = np.ascontiguousarray(array, dtype=np.float64)
+        raise InputError(f"{name} must have shape (N, 4) as x1, y1, x2, y2, but got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.int64 if integer else np.float64)
+    if frame_shape is not None:
+        height, width = frame_shape[:2]
+        bad = invalid_box_rows(array) | (array[:, 0] < 0) | (array[:, 1] < 0) | (array[:, 2] > width) | (array[:, 3] > height)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{name}[{row}] = {array[row].tolist()} is empty or outside the {tuple(frame_shape)} frame")
+        return array
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputError(f"{name}[{row}] = {array[row].tolist()} contains NaN or infinity")
-    inverted = (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1])
+    inverted = invalid_box_rows(array)
     if inverted.any():
         row = int(np.flatnonzero(inverted)[0])
         raise InputError(

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkabl
 
 import numpy as np
 
+from ..boxes import check_boxes, check_scores, invalid_box_rows
 from ..errors import InputError, InputTypeError
 
 __all__ = ["CallableDetector", "Detections", "Detector", "as_detector"]
@@ -63,35 +64,12 @@ class Detections:
     labels: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
-        boxes = _as_array(self.boxes)
-        if boxes.dtype.kind not in "fiu":
-            raise InputTypeError(f"boxes must be numeric, got dtype {boxes.dtype}")
-        if boxes.size == 0 and boxes.ndim <= 2:
-            boxes = boxes.reshape(0, 4)
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise InputError(f"boxes must have shape (N, 4) as x1, y1, x2, y2, got {boxes.shape}")
-        boxes = np.array(boxes, dtype=np.float64)
+        boxes = np.array(check_boxes(_as_array(self.boxes), "boxes"))  # a copy: made read-only below
         count = boxes.shape[0]
-        finite = np.isfinite(boxes).all(axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            raise InputError(f"boxes[{row}] = {boxes[row].tolist()} contains NaN or infinity")
-        inverted = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-        if inverted.any():
-            row = int(np.flatnonzero(inverted)[0])
-            raise InputError(f"boxes[{row}] = {boxes[row].tolist()} is empty or inverted: need x2 > x1 and y2 > y1")
-
         scores = _as_array(self.scores)
-        if scores.dtype.kind not in "fiu":
-            raise InputTypeError(f"scores must be numeric, got dtype {scores.dtype}")
         if scores.size == 0 and count == 0:
             scores = scores.reshape(0)
-        if scores.shape != (count,):
-            raise InputError(f"scores must have shape ({count},) to match {count} boxes, got {scores.shape}")
-        scores = np.array(scores, dtype=np.float64)
-        if not np.isfinite(scores).all():
-            row = int(np.flatnonzero(~np.isfinite(scores))[0])
-            raise InputError(f"scores[{row}] = {scores[row]} is not finite")
+        scores = np.array(check_scores(scores, count, "scores"))
 
         if self.labels is None:
             labels = np.ones(count, dtype=np.int64)
@@ -183,7 +161,7 @@ def _clip_to_frame(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, sh
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
     np.clip(boxes[:, 0::2], 0.0, float(width), out=boxes[:, 0::2])
     np.clip(boxes[:, 1::2], 0.0, float(height), out=boxes[:, 1::2])
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    keep = ~invalid_box_rows(boxes)
     return Detections(boxes[keep], np.asarray(scores, dtype=np.float64)[keep], np.asarray(labels)[keep])
 
 

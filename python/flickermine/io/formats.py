@@ -73,7 +73,7 @@ from typing import Iterator, Literal, Optional, Sequence, Union
 import numpy as np
 
 from .._files import AtomicWriter
-from ..boxes import check_boxes, check_scores
+from ..boxes import check_boxes, check_scores, invalid_box_rows
 from ..errors import InputError, InputTypeError
 from .mot import _MAX_FRAME, DetectionFile, DetectionFileError, DetectionReader, MotWriter, _check_optional_int, _quote
 
@@ -700,7 +700,7 @@ class JsonlDetectionFile(_Reader):
             return None
         boxes, values = boxes.astype(np.float64), values.astype(np.float64)
         x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-        if not (np.isfinite(boxes).all() and np.isfinite(values).all() and (x2 > x1).all() and (y2 > y1).all()):
+        if invalid_box_rows(boxes).any() or not np.isfinite(values).all():
             return None
         if self.width is not None and not ((x1 < self.width) & (x2 > 0)).all():
             return None

@@ -26,26 +26,6 @@ def _rule(rule: RuleLike) -> Rule:
         raise InputError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
 
 
-def _check_pixel_boxes(boxes: object, name: str, frame: np.ndarray) -> np.ndarray:
-    array = np.asarray(boxes)
-    if array.ndim == 1 and array.shape == (4,):
-        array = array[None, :]
-    if array.dtype.kind not in "iu":
-        raise InputTypeError(f"{name} must be integer pixel boxes (x1, y1, x2, y2, half-open), but got dtype {array.dtype}")
-    if array.ndim != 2 or array.shape[1] != 4:
-        raise InputError(f"{name} must have shape (K, 4), but got shape {array.shape}")
-    array = np.ascontiguousarray(array, dtype=np.int64)
-    height, width = frame.shape
-    bad = (
-        (array[:, 0] < 0) | (array[:, 1] < 0) | (array[:, 2] > width) | (array[:, 3] > height)
-        | (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1])
-    )
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{name}[{row}] = {array[row].tolist()} is empty or outside the {frame.shape} frame")
-    return array
-
-
 def ncc_search_batch(
     template_frame: np.ndarray,
     template_boxes: np.ndarray,
@@ -68,8 +48,8 @@ def ncc_search_batch(
     search_frame = check_gray_frame(search_frame, "search_frame")
     if template_frame.dtype != search_frame.dtype:
         raise InputTypeError(f"template_frame ({template_frame.dtype}) and search_frame ({search_frame.dtype}) must share a dtype")
-    template_boxes = _check_pixel_boxes(template_boxes, "template_boxes", template_frame)
-    regions = _check_pixel_boxes(regions, "regions", search_frame)
+    template_boxes = check_boxes(template_boxes, "template_boxes", integer=True, frame_shape=template_frame.shape)
+    regions = check_boxes(regions, "regions", integer=True, frame_shape=search_frame.shape)
     if len(template_boxes) != len(regions):
         raise InputError(f"template_boxes has {len(template_boxes)} rows but regions has {len(regions)}")
     sizes = template_boxes[:, 2:] - template_boxes[:, :2]
