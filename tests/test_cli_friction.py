@@ -124,3 +124,29 @@ def test_train_warns_on_the_console_and_records_amp_as_used(tmp_path, capsys):
     log = (tmp_path / "run" / "train.log").read_text()
     settings = json.loads(log.split(" settings ", 1)[1].splitlines()[0])
     assert settings["amp"] is False and settings["device"] == "cpu"
+
+
+@pytest.mark.real_data
+def test_unwritable_verdicts_path_is_named_as_given(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
+    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", "/proc/x.csv", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--verdicts /proc/x.csv: cannot write a file there" in err
+    assert ".partial" not in err and ".lock" not in err
+
+
+def test_offline_named_weights_say_no_network(monkeypatch, capsys):
+    pytest.importorskip("torchvision")
+    import urllib.error
+
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    code = main(["detect", "clip.mp4", "--detector", "fasterrcnn_mobilenet_v3_large_fpn", "--torchvision-weights", "DEFAULT",
+                 "--out", "dets"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "no network" in err and "--weights PATH" in err and "<urlopen error" not in err

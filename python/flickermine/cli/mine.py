@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from pathlib import Path
 
 from ..dataset.writer import MODES, RunConfig
 from ..errors import InputError
@@ -70,6 +72,7 @@ def _mine(args: argparse.Namespace) -> int:
     if args.verdicts:
         if len(args.videos) != 1 or not args.detections:
             raise InputError("--verdicts takes exactly one video and its --detections file")
+        check_writable_file(args.verdicts, "--verdicts")
         summary = mine_video(
             args.videos[0],
             args.detections,
@@ -117,6 +120,22 @@ def _mine(args: argparse.Namespace) -> int:
                 )
             )
     return code
+
+
+def check_writable_file(path: str | os.PathLike, option: str) -> None:
+    """Fail before any work, naming ``path`` as given, when no file can be written where it
+    points (a folder that cannot be made, /proc, no permission): else the error would name the
+    lock or temporary files written beside it, which the user never gave."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{option} {path} is a folder; name the file to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".probe"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise InputError(f"{option} {path}: cannot write a file there ({reason}); pick another path") from None
 
 
 def nothing_mined_hint(

@@ -18,8 +18,11 @@ to install them (``pip install 'flickermine[torch]'``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
+import socket
+import urllib.error
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -306,11 +309,15 @@ class TorchvisionDetector:
         builder = getattr(detection, model)
         if self.named_weights:
             try:
-                net = builder(weights=self.named_weights, weights_backbone=weights_backbone, **options)
+                with offline_download_hint(model, self.named_weights, weights_backbone):
+                    net = builder(weights=self.named_weights, weights_backbone=weights_backbone, **options)
+            except InputError:
+                raise
             except (KeyError, ValueError) as error:  # an unknown name: torchvision lists none
                 raise InputError(f"{model}: no torchvision weights named {self.named_weights!r} ({error})") from None
         else:
-            net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
+            with offline_download_hint(model, None, weights_backbone):
+                net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
         if state is not None:
             try:
                 net.load_state_dict(state, strict=True)
@@ -381,6 +388,42 @@ class TorchvisionDetector:
 # models for training and evaluation: building, checkpoints, images
 
 
+def _weights_url(model: str, name: str | None, backbone: bool) -> str | None:
+    """The URL torchvision downloads ``name`` of ``model`` (or of its backbone) from, if it knows it."""
+    try:
+        from torchvision.models import detection, get_model_weights
+
+        builder = getattr(detection, model)
+        if backbone:
+            import inspect
+
+            enum = inspect.signature(builder).parameters["weights_backbone"].annotation
+            enum = get_model_weights(enum.split("[")[-1].rstrip("]") if isinstance(enum, str) else enum)  # type: ignore[arg-type]
+        else:
+            enum = get_model_weights(builder)
+        return str(enum[name].url) if name else None  # type: ignore[index]
+    except Exception:  # best effort: the message stands without the URL
+        return None
+
+
+@contextlib.contextmanager
+def offline_download_hint(model: str, weights: str | None, backbone_weights: str | None):
+    """Turn a failed download of torchvision's named weights (``<urlopen error ...>``, no network)
+    into a message that says what to do: download the file elsewhere and pass ``--weights PATH``."""
+    try:
+        yield
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror) as error:
+        name = weights or backbone_weights
+        what = f"torchvision weights {name!r} of {model}" + (" (its backbone)" if not weights else "")
+        url = _weights_url(model, name, backbone=not weights)
+        reason = getattr(error, "reason", None) or error
+        raise InputError(
+            f"{what} could not be downloaded: no network ({reason}); download the file elsewhere"
+            + (f" ({url})" if url else "")
+            + " and pass --weights PATH"
+        ) from None
+
+
 def build_model(
     model_name: str,
     num_classes: int,
@@ -410,13 +453,15 @@ def build_model(
     size = {"min_size": min_size, "max_size": max_size, **(model_options or {})}
     named = {"trainable_backbone_layers": trainable_backbone_layers}
     if torchvision_weights is not None:
-        model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
+        with offline_download_hint(model_name, torchvision_weights, None):
+            model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
         if model.roi_heads.box_predictor.cls_score.out_features != num_classes:
             in_features = model.roi_heads.box_predictor.cls_score.in_features
             model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
         return model
     if backbone_weights is not None:
-        return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
+        with offline_download_hint(model_name, None, backbone_weights):
+            return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **size)
     if frozen_batchnorm:
         freeze_like_pretrained(model, model_name, trainable_backbone_layers)
