@@ -150,3 +150,61 @@ def test_offline_named_weights_say_no_network(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2, err
     assert "no network" in err and "--weights PATH" in err and "<urlopen error" not in err
+
+
+# -- 6. --help -----------------------------------------------------------------------------------
+
+
+def _commands(parser, path=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _commands(sub, path + (name,))
+
+
+def _help_problems(coco: bool) -> list[str]:
+    import argparse
+
+    problems = []
+    for path, sub in _commands(build_parser()):
+        if (path[0] == "coco") != coco:
+            continue
+        name = " ".join(path)
+        if not (sub.description or "").strip():
+            problems.append(f"{name}: no description")
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            label = "/".join(action.option_strings) or action.dest
+            if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+                problems.append(f"{name} {label}: no help")
+            if action.option_strings and action.type is float and action.metavar in ("N", None):
+                problems.append(f"{name} {label}: a float option with metavar {action.metavar!r}")
+    return problems
+
+
+def test_every_command_has_a_description_and_every_option_help():
+    problems = _help_problems(coco=False)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(reason="cli/coco.py (coco, coco subset's COCO_JSON) was being reworked in parallel: not yet described", strict=False)
+def test_coco_commands_have_descriptions_and_help():
+    problems = _help_problems(coco=True)
+    assert not problems, "\n".join(problems)
+
+
+def test_detections_help_names_every_format():
+    import argparse
+
+    seen = 0
+    for path, sub in _commands(build_parser()):
+        for action in sub._actions:
+            if "--detections" in action.option_strings and path != ("evaluate",):  # evaluate's is an output
+                seen += 1
+                for name in ("MOT", "authors", "JSON Lines"):
+                    assert name.lower() in action.help.lower(), (path, action.help)
+    assert seen == 2  # mine, audit

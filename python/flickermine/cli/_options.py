@@ -51,7 +51,7 @@ def _add_mining_options(parser: argparse.ArgumentParser) -> None:
             "--" + field.name.replace("_", "-"),
             type=int if field.type in (int, "int") else float,
             default=field.default,
-            metavar="N",
+            metavar="N" if field.type in (int, "int") else "X",
             help=f"{helps[field.name]} (default: {field.default})",
         )
 

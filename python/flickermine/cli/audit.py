@@ -136,7 +136,10 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     audit.add_argument("--json", metavar="OUT.json", help="also write the whole report as JSON")
     audit.add_argument("--by-threshold", action="store_true", help="re-mine over score and NCC thresholds; print precision and yield")
     audit.add_argument("--video", metavar="V", help="--by-threshold: the video (a folder's report.json names it otherwise)")
-    audit.add_argument("--detections", metavar="D", help="the MOT detections file (for --by-threshold, or a folder whose file moved)")
+    audit.add_argument(
+        "--detections", metavar="D",
+        help="the detections file, MOT, the authors' format or JSON Lines (for --by-threshold, or a folder whose file moved)",
+    )
     audit.add_argument("--scores", type=_floats, metavar="LIST", help="--by-threshold: score thresholds (default: 0.5,...,0.9, or score quantiles)")
     audit.add_argument("--nccs", type=_floats, default=list(DEFAULT_NCC_SWEEP), metavar="LIST", help="--by-threshold: NCC thresholds (default: 0.3,...,0.7)")
     _add_mining_options(audit)  # for a verdicts CSV: the rule and settings it was mined with (a folder has run.json)

@@ -11,9 +11,15 @@ from ._options import _add_mining_options, _params
 
 def register(commands) -> None:
     """Add ``demo`` to the main parser's subcommands."""
-    demo = commands.add_parser("demo", help="mine a built-in synthetic clip with known flickers")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--frames", type=int, default=150)
+    demo = commands.add_parser(
+        "demo",
+        help="mine a built-in synthetic clip with known flickers",
+        description="Render a synthetic clip whose detections hold injected one-frame false positives (flickers), "
+        "mine it with the mining options below, and compare the hard negatives found with the injected ones; no "
+        "data or download needed.",
+    )
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed of the clip (default: 0)")
+    demo.add_argument("--frames", type=int, default=150, metavar="N", help="frames in the clip (default: 150)")
     demo.add_argument(
         "--out", default="flickermine-demo", metavar="DIR",
         help="also write the mined frames as a COCO dataset here (default: flickermine-demo; '' to skip)",

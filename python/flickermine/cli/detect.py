@@ -12,7 +12,13 @@ from ._options import _add_detector_options, _make_detector
 
 def register(commands) -> None:
     """Add ``detect`` and ``mine-negatives`` to the main parser's subcommands."""
-    detect = commands.add_parser("detect", help="run a detector over videos; one detections file per video")
+    detect = commands.add_parser(
+        "detect",
+        help="run a detector over videos; one detections file per video",
+        description="Run a detector (--detector NAME, with its weights) over videos (files, image folders, folders "
+        "of videos, globs, or .txt lists of them) and write one detections file per video into --out, in MOT, the "
+        "authors' or JSON Lines format: what `flickermine mine --detections` reads.",
+    )
     detect.add_argument("videos", nargs="+", metavar="VIDEO", help="video file, image folder, folder of videos, glob or list file")
     detect.add_argument("--out", required=True, metavar="DIR", help="write <video>.txt (or .jsonl) here")
     detect.add_argument("--format", choices=("mot", "authors", "jsonl"), default="mot", help="detections file format (default: mot)")
@@ -28,9 +34,9 @@ def register(commands) -> None:
         "negative; writes the images and their hard negatives as a COCO dataset with no annotations.",
     )
     negatives.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or globs")
-    negatives.add_argument("--out", required=True, metavar="DIR")
+    negatives.add_argument("--out", required=True, metavar="DIR", help="write the COCO dataset (images and annotations.json) here")
     negatives.add_argument("--category", default="object", help="the category the images do not contain (COCO categories name)")
-    negatives.add_argument("--min-score", type=float, default=0.5, help="detections at or above are hard negatives (default: 0.5)")
+    negatives.add_argument("--min-score", type=float, default=0.5, metavar="X", help="detections at or above are hard negatives (default: 0.5)")
     negatives.add_argument("--top", type=int, default=None, metavar="N", help="keep only the N most confident hard negatives")
     negatives.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_detector_options(negatives, required=True)

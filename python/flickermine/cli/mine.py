@@ -26,7 +26,11 @@ def register(commands) -> None:
         "into a COCO dataset (--out) and/or one video's verdicts (--verdicts).",
     )
     mine.add_argument("videos", nargs="+", metavar="VIDEO", help="video file, image folder, folder of videos, glob or list file")
-    mine.add_argument("--detections", metavar="PATH", help="MOT det.txt of one video, or a folder with <video>.txt per video")
+    mine.add_argument(
+        "--detections", metavar="PATH",
+        help="detections of one video (MOT det.txt, the authors' per-frame text format, or JSON Lines .jsonl; "
+        "see `flickermine convert`), or a folder with one <video>.txt/.jsonl per video",
+    )
     mine.add_argument("--out", metavar="DIR", help="write the mined COCO dataset here (resumable)")
     mine.add_argument("--verdicts", metavar="OUT.csv", help="one video: write frame,x,y,w,h,score,verdict,reason per candidate")
     mine.add_argument("--mode", choices=MODES, default="hn", help="which frames are written and how they are labelled (default: hn)")
@@ -36,8 +40,8 @@ def register(commands) -> None:
     # -- executor "ray" (flickermine.runner.ray_executor)
     mine.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes (default) or one Ray task per video (pip install 'flickermine[ray]')")
     mine.add_argument("--address", metavar="ADDR", help="ray: the cluster to use (host:port, ray://host:port or auto; default: RAY_ADDRESS, else a local Ray for this run)")
-    mine.add_argument("--gpus-per-video", type=float, default=0, metavar="N", help="ray: GPUs each video's task asks for (fractions share a GPU; default: 0)")
-    mine.add_argument("--cpus-per-video", type=float, default=1, metavar="N", help="ray: CPUs each video's task asks for (default: 1)")
+    mine.add_argument("--gpus-per-video", type=float, default=0, metavar="X", help="ray: GPUs each video's task asks for (fractions share a GPU; default: 0)")
+    mine.add_argument("--cpus-per-video", type=float, default=1, metavar="X", help="ray: CPUs each video's task asks for (default: 1)")
     mine.add_argument("--max-retries", type=int, default=2, metavar="N", help="ray: retries of a video whose worker died (default: 2)")
     mine.add_argument("--no-iou-first", action="store_true", help="seed rule: run NCC before the IoU shortcut (the authors' order; same verdicts)")
     mine.add_argument("--quiet", action="store_true", help="no progress bars")
