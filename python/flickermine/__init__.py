@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .detect.detections import Detections
 from .mining.backends import BACKENDS, available_backends, get_backend
 from .mining.kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
 from .mining.miner import FrameVerdicts, Miner, mine_frames
@@ -19,6 +20,7 @@ from .mining.params import MiningParams, Reason, Rule
 __all__ = [
     "__version__",
     "BACKENDS",
+    "Detections",
     "FrameVerdicts",
     "Miner",
     "MiningParams",

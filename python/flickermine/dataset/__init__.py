@@ -4,3 +4,10 @@
   shards, the merge, the report, the drawings and contact sheet;
 - :mod:`.presets`: the paper's ablations as training presets (base set merged with a mined set).
 """
+
+from __future__ import annotations
+
+from .presets import Preset, prepare_training_set
+from .writer import MODES, Mode, RunConfig, ShardWriter, merge_shards, read_shard
+
+__all__ = ["MODES", "Mode", "Preset", "RunConfig", "ShardWriter", "merge_shards", "prepare_training_set", "read_shard"]

@@ -9,3 +9,28 @@
   hard-negative mining was invented for);
 - :mod:`.registry`: detectors by their command-line names (``make_detector``).
 """
+
+from __future__ import annotations
+
+from .detections import CallableDetector, Detections, Detector, as_detector
+from .hog_svm import HogSvmDetector
+from .opencv import HAAR_CASCADES, OpenCVHaarDetector, OpenCVHOGPeopleDetector
+from .registry import DETECTOR_NAMES, detector_info, make_detector
+from .torchvision import COCO_CATEGORIES, TORCHVISION_MODELS, TorchvisionDetector
+
+__all__ = [
+    "COCO_CATEGORIES",
+    "DETECTOR_NAMES",
+    "HAAR_CASCADES",
+    "TORCHVISION_MODELS",
+    "CallableDetector",
+    "Detections",
+    "Detector",
+    "HogSvmDetector",
+    "OpenCVHOGPeopleDetector",
+    "OpenCVHaarDetector",
+    "TorchvisionDetector",
+    "as_detector",
+    "detector_info",
+    "make_detector",
+]

@@ -10,3 +10,32 @@ backend, and the streaming miner.
 
 The package root (``import flickermine``) re-exports their public names.
 """
+
+from __future__ import annotations
+
+from .backends import BACKENDS, Backend, BackendName, available_backends, get_backend, unavailable_backends
+from .kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
+from .miner import FrameVerdicts, Miner, mine_frames
+from .params import MiningParams, Reason, Rule
+from .rules import RuleName
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendName",
+    "FrameVerdicts",
+    "Miner",
+    "MiningParams",
+    "Reason",
+    "Rule",
+    "RuleName",
+    "available_backends",
+    "frame_hard_positives",
+    "frame_verdicts",
+    "get_backend",
+    "iou",
+    "mine_frames",
+    "ncc_search",
+    "ncc_search_batch",
+    "unavailable_backends",
+]

@@ -9,3 +9,24 @@
 - :mod:`.detect_job`: ``flickermine detect`` and ``mine-negatives``;
 - :mod:`.demo`: the synthetic clip of ``flickermine demo``.
 """
+
+from __future__ import annotations
+
+from .detect_job import detect_videos, mine_negatives
+from .gpu_pipeline import DetectorPipeline
+from .loop import MinedFrame, mine_stream
+from .mine_run import RunResult, run_mining
+from .pipeline import MiningSummary, VideoMiner, mine_video
+
+__all__ = [
+    "DetectorPipeline",
+    "MinedFrame",
+    "MiningSummary",
+    "RunResult",
+    "VideoMiner",
+    "detect_videos",
+    "mine_negatives",
+    "mine_stream",
+    "mine_video",
+    "run_mining",
+]

@@ -1,0 +1,36 @@
+"""The public API: every subpackage lists what users may import in ``__all__``, every listed name
+exists, and README's "Python API" table lists exactly those names."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+import flickermine
+
+SUBPACKAGES = ("video", "detect", "mining", "io", "dataset", "runner", "evaluate", "train")
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_rows() -> dict[str, list[str]]:
+    rows = {}
+    for module, names in re.findall(r"^\| `(flickermine[\w.]*)` \| (.*) \|$", README.read_text(), re.MULTILINE):
+        rows[module] = re.findall(r"`([^`]+)`", names)
+    return rows
+
+
+@pytest.mark.parametrize("name", ["", *SUBPACKAGES])
+def test_all_names_exist_and_readme_lists_them(name):
+    module = importlib.import_module(f"flickermine.{name}" if name else "flickermine")
+    assert module.__all__, f"{module.__name__} has an empty __all__"
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert not missing, f"{module.__name__}.__all__ names what it lacks: {missing}"
+    assert _readme_rows().get(module.__name__) == list(module.__all__), f"README's Python API row for {module.__name__}"
+
+
+def test_the_root_reexports_the_mining_api():
+    for name in ("Miner", "MiningParams", "Detections", "get_backend"):
+        assert name in flickermine.__all__
