@@ -1,4 +1,4 @@
-"""Rule "support" (issue 4, item 4): hand-built windows for every reason, its evidence and
+"""Rule "support": hand-built windows for every reason, its evidence and
 decision, the defaults against the selection in bench/results, and its yield on real data.
 (Backend parity on random windows: tests/test_parity.py.)"""
 
