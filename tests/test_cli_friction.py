@@ -208,3 +208,17 @@ def test_detections_help_names_every_format():
                 for name in ("MOT", "authors", "JSON Lines"):
                     assert name.lower() in action.help.lower(), (path, action.help)
     assert seen == 2  # mine, audit
+
+
+# -- 7. categories agree -------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_mine_negatives_category_agrees_with_its_info(tmp_path, capsys):
+    frames = sorted(shared_data("otb-girl", "img").iterdir())[:3]
+    out = tmp_path / "neg"
+    assert main(["mine-negatives", *map(str, frames), "--detector", "opencv-haar-frontalface", "--min-score", "0",
+                 "--out", str(out), "--quiet"]) == 0
+    coco = json.loads((out / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == [coco["info"]["detector"]["category"]]
+    assert coco["categories"][0]["name"] != "object"

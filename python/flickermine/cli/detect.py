@@ -35,7 +35,11 @@ def register(commands) -> None:
     )
     negatives.add_argument("images", nargs="+", metavar="IMAGES", help="image files, folders or globs")
     negatives.add_argument("--out", required=True, metavar="DIR", help="write the COCO dataset (images and annotations.json) here")
-    negatives.add_argument("--category", default="object", help="the category the images do not contain (COCO categories name)")
+    negatives.add_argument(
+        "--category", default=None,
+        help="the category the images do not contain, the COCO category of the dataset written "
+        "(default: the detector's, e.g. person; else object)",
+    )
     negatives.add_argument("--min-score", type=float, default=0.5, metavar="X", help="detections at or above are hard negatives (default: 0.5)")
     negatives.add_argument("--top", type=int, default=None, metavar="N", help="keep only the N most confident hard negatives")
     negatives.add_argument("--quiet", action="store_true", help="no progress bar")

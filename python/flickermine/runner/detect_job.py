@@ -109,7 +109,7 @@ def mine_negatives(
     inputs: Sequence[str],
     out: str | Path,
     detector,
-    category: str = "object",
+    category: str | None = None,
     min_score: float = 0.5,
     top: int | None = None,
     progress: bool = False,
@@ -121,8 +121,15 @@ def mine_negatives(
     ``source_path``) and ``out/report.json`` (counts, speed, unreadable images), as ``mine --out``
     lays a dataset out. ``top`` keeps only the ``top`` most confident hard negatives overall (and
     their images). An image that cannot be read is logged as ``failed: ...``, listed in the
-    report and skipped; the others are mined. Returns the COCO dict."""
+    report and skipped; the others are mined. Returns the COCO dict.
+
+    ``category`` names the dataset's category; None (or "object"): the detector's category (its
+    ``info()["category"]``, e.g. ``person``), so that the categories and the info agree."""
     detector = as_detector(detector)
+    about = detector_info(detector)
+    if category in (None, "object") and isinstance(about.get("category"), str) and about["category"]:
+        category = about["category"]
+    category = category or "object"
     out = Path(out)
     files = _image_files(inputs)
     found: list[tuple[float, int, list[float]]] = []  # (score, file index, xyxy)
@@ -178,7 +185,6 @@ def mine_negatives(
                 HARD_NEGATIVES_KEY: negatives,
             }
         )
-    about = detector_info(detector)
     coco = {
         "info": {
             "description": "hard negatives mined by flickermine from negative-only images",
