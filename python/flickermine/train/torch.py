@@ -35,6 +35,7 @@ them; :func:`~flickermine.detect.torchvision.require_torch` says how to install 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -45,6 +46,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union, cast
 
@@ -202,15 +204,89 @@ def data_fingerprint(sources: dict[str, PathLike], val: PathLike | None = None) 
     return fingerprint
 
 
+#: what a training checkpoint (``checkpoint.pt``) holds that a resumed run restores
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "rng", "iteration", "config")
+
+
+def _not_a_checkpoint(path: Path, why: str) -> InputError:
+    return InputError(
+        f"--resume: {path}: not a flickermine training checkpoint ({why}); delete the run folder to "
+        "start over, or train into another --out"
+    )
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    text = (str(error).strip().splitlines() or [""])[0].strip() or type(error).__name__
+    sentence = text.split(". ")[0]
+    text = sentence if len(sentence) >= 30 else text  # the first sentence, not the advice after it
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_failure(error: BaseException) -> str:
+    """Why torch.load refused a file, in a few words (its own messages run to paragraphs of advice
+    that does not apply: to load untrusted pickles)."""
+    text = _first_line(error)
+    if text.startswith("Weights only load failed"):
+        return "torch.load refuses it: not a file of tensors (another program's pickle, or no torch file)"
+    if text.startswith("mmap can only be used"):
+        return "torch.load refuses it: not a torch zip file"
+    return f"torch.load refuses it: {type(error).__name__}: {text}"
+
+
+def load_resume_checkpoint(torch, path: PathLike, mmap: bool = False) -> dict:
+    """The ``checkpoint.pt`` of a run to resume (loaded ``weights_only``), checked to hold what a
+    resumed run restores; an empty, corrupt, truncated or foreign file (another program's, a bare
+    state dict, ``final.pt``) is an :class:`InputError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise _not_a_checkpoint(path, "an empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4..." of a foreign pickle
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except MemoryError:
+        raise
+    except OSError as error:
+        if error.filename is not None:
+            raise  # cannot be read (permissions...): the message names the file
+        raise _not_a_checkpoint(path, _load_failure(error)) from error
+    except Exception as error:  # torch.load fails in many ways: zip, pickle, EOF, storage errors
+        raise _not_a_checkpoint(path, _load_failure(error)) from error
+    if not isinstance(checkpoint, dict):
+        raise _not_a_checkpoint(path, f"it holds a {type(checkpoint).__name__}, not a dict")
+    missing = [key for key in RESUME_KEYS if key not in checkpoint]
+    if missing:
+        raise _not_a_checkpoint(path, f"no {', '.join(map(repr, missing))}")
+    for key, kind in (("model", dict), ("optimizer", dict), ("scheduler", dict), ("scaler", dict), ("rng", dict), ("config", dict)):
+        if not isinstance(checkpoint[key], kind):
+            raise _not_a_checkpoint(path, f"its {key!r} is a {type(checkpoint[key]).__name__}, not a dict")
+    iteration = checkpoint["iteration"]
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise _not_a_checkpoint(path, f"its 'iteration' is {iteration!r}, not a count")
+    data = checkpoint.get("data")
+    if data is not None and not (
+        isinstance(data, dict)
+        and all(isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("sha256"), str) for v in data.values())
+    ):
+        raise _not_a_checkpoint(path, "its 'data' is not a record of files and their sha256")
+    return checkpoint
+
+
 def check_resume_data(out: PathLike, fingerprint: dict[str, dict]) -> None:
     """ValueError unless the checkpoint in ``out`` was trained on the files of ``fingerprint``
-    (:func:`data_fingerprint`), compared by content. A checkpoint that predates fingerprints passes."""
+    (:func:`data_fingerprint`), compared by content. A checkpoint that predates fingerprints passes.
+    A checkpoint that is not one (empty, corrupt, foreign) is an :class:`InputError` naming it."""
     torch, _ = require_torch()
     checkpoint_path = Path(out) / "checkpoint.pt"
-    if not checkpoint_path.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
     # mmap: only the small "data" entry is needed, not gigabytes of weights and optimizer state
-    recorded = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True).get("data")
+    # (a file torch.save wrote in its legacy format cannot be mapped: read whole then)
+    try:
+        checkpoint = load_resume_checkpoint(torch, checkpoint_path, mmap=True)
+    except InputError:
+        checkpoint = load_resume_checkpoint(torch, checkpoint_path)
+    recorded = checkpoint.get("data")
     if recorded is None:
         return
     changes = []
@@ -418,6 +494,18 @@ def _rng_states(torch) -> dict:
     return states
 
 
+@contextlib.contextmanager
+def _restoring(torch, path: Path, part: str):
+    """Restoring ``part`` of a resumed checkpoint: an entry that does not fit (another model's
+    weights, a mangled optimizer or RNG state) is an :class:`InputError` naming the file."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise _not_a_checkpoint(path, f"its {part!r} does not fit: {_first_line(error)}") from error
+
+
 def _set_rng_states(torch, states: dict) -> None:
     python_state = states["python"]
     random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
@@ -584,7 +672,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
     best_ap: float | None = None
     checkpoint = None
     if config.resume:
-        checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        checkpoint = load_resume_checkpoint(torch, out / "checkpoint.pt")
         differences = [
             f"{key}: {checkpoint['config'].get(key)!r} then, {value!r} now"
             for key, value in config.fingerprint().items()
@@ -592,7 +680,8 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         ]
         if differences:
             raise InputError(f"--resume: {out} was trained with other settings ({'; '.join(differences)})")
-        model.load_state_dict(checkpoint["model"])
+        with _restoring(torch, out / "checkpoint.pt", "model"):
+            model.load_state_dict(checkpoint["model"])
         start, best_ap = int(checkpoint["iteration"]), checkpoint.get("best_ap")
     elif config.weights is not None:
         loaded_head = load_weights(model, config.weights, new_head=config.new_head, categories=categories)
@@ -605,12 +694,16 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.lr_steps), gamma=config.lr_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler_state = dict(checkpoint["scheduler"])
-        scheduler_state["milestones"] = collections.Counter({int(k): v for k, v in scheduler_state["milestones"].items()})
-        scheduler.load_state_dict(scheduler_state)
-        scaler.load_state_dict(checkpoint["scaler"])
-        _set_rng_states(torch, checkpoint["rng"])
+        with _restoring(torch, out / "checkpoint.pt", "optimizer"):
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        with _restoring(torch, out / "checkpoint.pt", "scheduler"):
+            scheduler_state = dict(checkpoint["scheduler"])
+            scheduler_state["milestones"] = collections.Counter({int(k): v for k, v in scheduler_state["milestones"].items()})
+            scheduler.load_state_dict(scheduler_state)
+        with _restoring(torch, out / "checkpoint.pt", "scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        with _restoring(torch, out / "checkpoint.pt", "rng"):
+            _set_rng_states(torch, checkpoint["rng"])
 
     dataset = CocoDetectionSet(train_coco, images_dir, label_of_category_id, config.seed, config.hflip, str(config.train))
     negatives = sum(1 for rows in dataset.boxes if not rows)
