@@ -133,8 +133,9 @@ class DetectionFile(DetectionReader):
     ``DetectionFile(path, frame_count=None, width=None, height=None)`` reads the whole file once
     and raises :class:`DetectionFileError` (naming the file and line) for: a missing or unreadable
     file; a line with fewer than 7 columns or a non-numeric field among the first 7; NaN or
-    infinity; width or height <= 0; a frame number that is not an integer, is <= 0, or is beyond
-    ``frame_count`` (when given); a box entirely outside the ``width`` x ``height`` image (when
+    infinity; width or height <= 0, or too small to give the box a width or height in float64
+    (``x + w == x``: ``w=1e-300``), or ``x + w`` overflowing; a frame number that is not an
+    integer, is <= 0, or is beyond ``frame_count`` (when given); a box entirely outside the ``width`` x ``height`` image (when
     given; a box partly outside is fine, the miner clips it).
 
     Attributes: ``path``, ``frame_count``, ``width``, ``height`` (as given), ``count`` (boxes),
@@ -245,6 +246,11 @@ class DetectionFile(DetectionReader):
         limit = _MAX_FRAME if self.frame_count is None else self.frame_count
         if not ((frame >= 1) & (frame <= limit) & (frame == np.floor(frame)) & (w > 0) & (h > 0)).all():
             return False
+        with np.errstate(over="ignore"):
+            x2, y2 = x + w, y + h
+        # a width or height too small to move x2 past x1 in float64 (w=1e-300), or an x2 that overflows
+        if not ((x2 > x) & (y2 > y) & np.isfinite(x2) & np.isfinite(y2)).all():
+            return False
         if self.width is not None and not ((x < self.width) & (x + w > 0)).all():
             return False
         if self.height is not None and not ((y < self.height) & (y + h > 0)).all():
@@ -294,6 +300,17 @@ class DetectionFile(DetectionReader):
             raise self._error(line, f"width {w!r} is not positive", text)
         if h <= 0:
             raise self._error(line, f"height {h!r} is not positive", text)
+        # The miner takes x1, y1, x2, y2: a box must still have a width and a height once its far
+        # corner is computed in float64.
+        for start, size, start_name, size_name in ((x, w, "x", "width"), (y, h, "y", "height")):
+            end = start + size
+            if not math.isfinite(end):
+                raise self._error(line, f"{start_name} + {size_name} = {start!r} + {size!r} overflows", text)
+            if end <= start:
+                raise self._error(
+                    line, f"{size_name} {size!r} is too small for {start_name}={start!r}: the box has no {size_name} "
+                    f"in float64 ({start_name} + {size_name} == {start_name})", text,
+                )
         outside_x = self.width is not None and (x >= self.width or x + w <= 0)
         outside_y = self.height is not None and (y >= self.height or y + h <= 0)
         if outside_x or outside_y:
