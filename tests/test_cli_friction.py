@@ -222,3 +222,26 @@ def test_mine_negatives_category_agrees_with_its_info(tmp_path, capsys):
     coco = json.loads((out / "annotations.json").read_text())
     assert [c["name"] for c in coco["categories"]] == [coco["info"]["detector"]["category"]]
     assert coco["categories"][0]["name"] != "object"
+
+
+# -- 8. audit output -----------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_audit_prints_a_legend_and_a_sweep_progress_bar(tmp_path, capsys):
+    video, dets, gt = _tud("video.mp4"), _tud("det", "faster_rcnn.txt"), _tud("gt", "gt.txt")
+    verdicts = tmp_path / "v.csv"
+    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(verdicts), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(verdicts), "--gt", str(gt), "--by-threshold", "--video", str(video),
+                 "--detections", str(dets), "--scores", "0.8", "--nccs", "0.5"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("video  cand."))
+    legend = "\n".join(lines[header + 3 : header + 12])
+    for term in ("cand.:", "FP rate:", "enrich.:", "base HN:", "base nonex HN:", "PP:", "HP:"):
+        assert term in legend, term
+    assert "re-mining 1 setting" in captured.err  # the --by-threshold progress bar
+    assert main(["audit", str(verdicts), "--gt", str(gt), "--by-threshold", "--video", str(video),
+                 "--detections", str(dets), "--scores", "0.8", "--nccs", "0.5", "--quiet"]) == 0
+    assert "re-mining" not in capsys.readouterr().err

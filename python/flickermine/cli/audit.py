@@ -10,6 +10,7 @@ from typing import Sequence
 from ..errors import InputError
 from ..evaluate.audit import (
     DEFAULT_NCC_SWEEP,
+    TABLE_LEGEND,
     GroundTruth,
     audit_video,
     combine,
@@ -83,6 +84,7 @@ def run_audit(args: argparse.Namespace) -> int:
     overall = combine(reports, args.worst)
     print(f"audit of {mined_path} (match IoU {args.match_iou:g}" + (f", frames {args.frames}" if frames else "") + ")")
     print(format_table(reports + ([overall] if len(reports) > 1 else [])))
+    print(TABLE_LEGEND)
     if any(not v.complete and v.population is None for v in videos):
         print("(candidates and baseline unknown: the dataset keeps only some frames and its detections file is gone; pass --detections)")
     if any(v.hard_positives is None for v in videos):
@@ -105,7 +107,10 @@ def run_audit(args: argparse.Namespace) -> int:
         if len(videos) != 1:
             raise InputError("--by-threshold works on one video; audit a single video's verdicts or folder")
         scores = args.scores or default_score_sweep(dets_file)
-        rows = sweep(video_file, dets_file, gts[videos[0].name], params, Rule(rule), scores, args.nccs, args.backend, args.match_iou)
+        rows = sweep(
+            video_file, dets_file, gts[videos[0].name], params, Rule(rule), scores, args.nccs, args.backend, args.match_iou,
+            progress=not args.quiet,
+        )
         print()
         print(f"threshold sweep (rule {Rule(rule).value}, re-mined from {video_file}):")
         print(format_sweep(rows))
@@ -135,6 +140,7 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     audit.add_argument("--worst", type=int, default=20, metavar="N", help="worst cases listed (default: 20)")
     audit.add_argument("--json", metavar="OUT.json", help="also write the whole report as JSON")
     audit.add_argument("--by-threshold", action="store_true", help="re-mine over score and NCC thresholds; print precision and yield")
+    audit.add_argument("--quiet", action="store_true", help="--by-threshold: no progress bar")
     audit.add_argument("--video", metavar="V", help="--by-threshold: the video (a folder's report.json names it otherwise)")
     audit.add_argument(
         "--detections", metavar="D",

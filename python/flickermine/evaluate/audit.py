@@ -512,16 +512,29 @@ def mine_candidates(
     runs: dict[str, tuple[MiningParams, Rule | RuleName]],
     backend: BackendName = "auto",
     hard_positives: Sequence[str] = (),
+    progress: bool = False,
 ) -> dict[str, MinedVideo]:
     """Mine ``video`` once per entry of ``runs`` (``name -> (params, rule)``) in ONE decoding
-    pass; the runs named in ``hard_positives`` also look for hard positives."""
+    pass; the runs named in ``hard_positives`` also look for hard positives. ``progress``: a
+    progress bar over the frames (on stderr)."""
     source = open_video(video)
     dets = open_detections(detections, frame_count=source.frame_count, width=source.width, height=source.height)
     miners = {name: Miner(params, rule, backend, hard_positives=name in hard_positives) for name, (params, rule) in runs.items()}
     decided: dict[str, list] = {name: [] for name in runs}
-    for step in mine_stream(source, dets, list(miners.values())):
-        for name, verdicts in zip(miners, step.verdicts):
-            decided[name] += verdicts
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=source.frame_count, desc=f"re-mining {len(runs)} setting" + ("s" if len(runs) != 1 else ""), unit="frame", dynamic_ncols=True, leave=False)
+    try:
+        for step in mine_stream(source, dets, list(miners.values())):
+            for name, verdicts in zip(miners, step.verdicts):
+                decided[name] += verdicts
+            if bar is not None and step.frame is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     label = Path(video).stem if Path(video).is_file() else Path(video).name
     result = {}
     for name in miners:
@@ -547,16 +560,17 @@ def sweep(
     ncc_thresholds: Sequence[float] = DEFAULT_NCC_SWEEP,
     backend: BackendName = "auto",
     match_iou: float = 0.5,
+    progress: bool = False,
 ) -> list[dict]:
     """Re-mine for every ``score_threshold x ncc_threshold`` (one decoding pass) and audit each:
     one row per setting with candidates, hard negatives, their precision and yield, the
-    false-positive rate and the baseline."""
+    false-positive rate and the baseline. ``progress``: a progress bar over the frames."""
     runs = {
         f"{s}|{t}": (dataclasses.replace(params, score_threshold=float(s), ncc_threshold=float(t)), rule)
         for s in score_thresholds
         for t in ncc_thresholds
     }
-    mined = mine_candidates(video, detections, runs, backend)
+    mined = mine_candidates(video, detections, runs, backend, progress=progress)
     rows = []
     for key, video_mined in mined.items():
         s, t = (float(v) for v in key.split("|"))
@@ -592,6 +606,17 @@ def format_table(reports: Sequence[dict]) -> str:
             + _group_cells(r["pseudo_positives"]) + _group_cells(r["hard_positives"])
         )
     return _render(table, separator_after=(0, len(table) - 2) if len(table) > 2 else (0,))
+
+
+#: what the columns of :func:`format_table` mean, printed under it (each count is followed by its precision)
+TABLE_LEGEND = """\
+cand.: candidates (score >= score_threshold); FP rate: share of them that is false (picking at random)
+HN: hard negatives; HN prec.: share false; enrich.: HN prec. / FP rate (what the rule adds over chance)
+base HN: baseline, candidates with no IoU >= 0.5 partner in the frame before nor after; base prec.: share false
+base nonex HN: the baseline among non-exempt candidates (not sure_score, small or border); base nonex prec.: share false
+PP: pseudo-positives (candidates not mined); PP prec.: share true
+HP: hard positives (tracked boxes where the detector missed); HP prec.: share true
+-: not known from this input"""
 
 
 def format_cases(cases: Sequence[dict], title: str) -> str:
