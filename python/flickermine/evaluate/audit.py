@@ -525,7 +525,8 @@ def mine_candidates(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=source.frame_count, desc=f"re-mining {len(runs)} setting" + ("s" if len(runs) != 1 else ""), unit="frame", dynamic_ncols=True, leave=False)
+        desc = f"re-mining {len(runs)} setting" + ("s" if len(runs) != 1 else "")
+        bar = tqdm(total=source.frame_count, desc=desc, unit="frame", dynamic_ncols=True, leave=False)
     try:
         for step in mine_stream(source, dets, list(miners.values())):
             for name, verdicts in zip(miners, step.verdicts):
