@@ -119,3 +119,17 @@ def test_a_real_checkpoint_with_a_mangled_entry_is_an_input_error_naming_the_fil
         assert "\n" not in message and str(out / "checkpoint.pt") in message and f"its {part!r} does not fit" in message
     torch.save(good, out / "checkpoint.pt")
     assert train(tiny_config(train_json, out, iterations=2, resume=True, device="cpu")).iteration == 2
+
+
+def test_a_checkpoint_the_disk_refuses_names_the_file(tmp_path, monkeypatch):
+    from flickermine.train import torch as train_torch
+
+    def full(payload, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    target = tmp_path / "checkpoint.pt"
+    with pytest.raises(OSError) as caught:
+        train_torch._save_atomic(torch, {"model": {}}, target)
+    assert str(target) in str(caught.value) and "file write failed" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left

@@ -217,6 +217,8 @@ def _not_a_checkpoint(path: Path, why: str) -> InputError:
 
 def _first_line(error: BaseException, limit: int = 160) -> str:
     text = (str(error).strip().splitlines() or [""])[0].strip() or type(error).__name__
+    if text.startswith("[enforce fail at ") and "] " in text:  # torch's C++ source location
+        text = text.split("] ", 1)[1].lstrip(". ") or text
     sentence = text.split(". ")[0]
     text = sentence if len(sentence) >= 30 else text  # the first sentence, not the advice after it
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -518,7 +520,14 @@ def _set_rng_states(torch, states: dict) -> None:
 
 def _save_atomic(torch, payload: dict, path: Path) -> None:
     with replaced_atomically(path) as temporary:
-        torch.save(payload, temporary)
+        try:
+            torch.save(payload, temporary)
+        except RuntimeError as error:
+            # torch's own zip writer reports a full disk as "PytorchStreamWriter failed writing
+            # file data/0: file write failed", naming neither the file nor the cause
+            if "write" not in str(error).lower():
+                raise
+            raise OSError(f"{path}: cannot write the checkpoint (a full disk, a quota?): {_first_line(error)}") from error
 
 
 def _model_payload(model, config: TrainConfig, categories: list[dict], iteration: int) -> dict:
