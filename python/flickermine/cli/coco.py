@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from ..io import coco as coco_files
 
 
 def register(commands) -> None:
     """Add ``coco`` (``merge``, ``subset``) to the main parser's subcommands."""
-    coco = commands.add_parser("coco", help="COCO file tools: merge mined sets into a base set, one-category subsets")
+    coco = commands.add_parser(
+        "coco",
+        help="COCO file tools: merge mined sets into a base set, one-category subsets",
+        description="COCO file tools: `coco merge` adds mined sets to a base training set, `coco subset` makes "
+        "one-category sets with train/val/test splits.",
+    )
     actions = coco.add_subparsers(dest="coco_command", metavar="ACTION", required=True)
 
     merge = actions.add_parser(
@@ -28,6 +34,14 @@ def register(commands) -> None:
         help="like --copy-images, but hard-link the images (no space used; the two folders then share the files: "
         "editing one edits the other)",
     )
+    merge.add_argument(
+        "--category-map", action="append", default=[], metavar="MINED=BASE",
+        help="rename a mined category to the base's before merging, e.g. object=person (repeatable)",
+    )
+    merge.add_argument(
+        "--new-categories", action="store_true",
+        help="keep mined categories the base lacks as new categories (default: refuse them)",
+    )
     merge.set_defaults(handler=_cmd_coco_merge)
 
     subset = actions.add_parser(
@@ -36,7 +50,7 @@ def register(commands) -> None:
         description="Keep the images with the category (and images with no annotations at all), only that "
         "category's annotations; optionally split them deterministically. Writes DIR/<part>.json.",
     )
-    subset.add_argument("coco_json", metavar="COCO.json")
+    subset.add_argument("coco_json", metavar="COCO.json", help="the COCO file to take the subset from")
     subset.add_argument("--category", required=True, help="category name, e.g. dog")
     subset.add_argument("--split", metavar="TRAIN/VAL/TEST", help="image counts (3041/177/1521) or fractions (0.8/0.1/0.1)")
     subset.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
@@ -45,10 +59,21 @@ def register(commands) -> None:
     subset.set_defaults(handler=_cmd_coco_subset)
 
 
+def _category_map(pairs: list[str]) -> dict[str, str]:
+    renames = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"--category-map {pair!r}: expected MINED=BASE, e.g. object=person")
+        renames[old.strip()] = new.strip()
+    return renames
+
+
 def _cmd_coco_merge(args: argparse.Namespace) -> int:
     merged = coco_files.merge(
         args.base, *args.mined, out=args.out, image_root=args.image_root, copy_images=args.copy_images,
-        link_images=args.link_images,
+        link_images=args.link_images, rename_categories=_category_map(args.category_map),
+        new_categories=args.new_categories,
     )
     annotated = {a["image_id"] for a in merged["annotations"]}
     empty = sum(1 for image in merged["images"] if image["id"] not in annotated)

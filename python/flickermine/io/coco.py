@@ -25,7 +25,7 @@ import random
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 from .._files import commit_replacement, replaced_atomically
 from ..errors import InputError
@@ -237,6 +237,8 @@ def merge(
     image_root: PathLike | None = None,
     copy_images: bool = False,
     link_images: bool = False,
+    rename_categories: Mapping[str, str] | None = None,
+    new_categories: bool = True,
 ) -> dict:
     """Merge a base COCO file with mined ones into a new file ``out``; returns the merged dict.
 
@@ -262,6 +264,11 @@ def merge(
 
     Refused, before anything is written: an ``out`` that is one of the inputs, and the same image
     file twice (within one input or across inputs).
+
+    ``rename_categories`` (``{mined name: base name}``, ``--category-map mined=base``) renames the
+    mined files' categories first (e.g. ``object`` -> ``person``). With ``new_categories=False``
+    a mined category whose name the base lacks (when the base has any) is refused when annotations
+    use it, and left out when none do, rather than silently becoming a second category.
     """
     copy_images = copy_images or link_images
     inputs = [Path(base), *(Path(p) for p in mined)]
@@ -276,6 +283,35 @@ def merge(
 
     sources = [load(path) for path in inputs]
     roots = [Path(image_root) if image_root is not None else inputs[0].parent] + [p.parent for p in inputs[1:]]
+
+    renames = dict(rename_categories or {})
+    base_names = [c["name"] for c in sources[0]["categories"]]
+    mined_names = {c["name"] for coco in sources[1:] for c in coco["categories"]}
+    for old, new in renames.items():
+        if old not in mined_names:
+            raise InputError(
+                f"--category-map {old}={new}: no mined file has a category {old!r} "
+                f"(theirs: {', '.join(repr(n) for n in sorted(mined_names)) or 'none'})"
+            )
+        if new not in base_names:
+            raise InputError(
+                f"--category-map {old}={new}: {inputs[0]} has no category {new!r} "
+                f"(its categories: {', '.join(repr(n) for n in base_names) or 'none'})"
+            )
+    for coco in sources[1:]:  # renamed in (private copies of) the mined files
+        coco["categories"] = [{**c, "name": renames.get(c["name"], c["name"])} for c in coco["categories"]]
+    if not new_categories and base_names:
+        for path, coco in zip(inputs[1:], sources[1:]):
+            used = {a["category_id"] for a in coco["annotations"]}
+            strangers = [c["name"] for c in coco["categories"] if c["name"] not in base_names and c["id"] in used]
+            if strangers:
+                names = ", ".join(repr(n) for n in strangers)
+                raise InputError(
+                    f"{path}: category {names} is not one of {inputs[0]}'s ({', '.join(repr(n) for n in base_names)}): "
+                    f"merged, it would be a second category; map it with --category-map {strangers[0]}={base_names[0]}, "
+                    "or keep it as a new category with --new-categories"
+                )
+            coco["categories"] = [c for c in coco["categories"] if c["name"] in base_names]
 
     categories: list[dict] = []
     category_id_of_name: dict = {}
