@@ -389,19 +389,14 @@ class TorchvisionDetector:
 
 
 def _weights_url(model: str, name: str | None, backbone: bool) -> str | None:
-    """The URL torchvision downloads ``name`` of ``model`` (or of its backbone) from, if it knows it."""
+    """The URL torchvision downloads the detector weights ``name`` of ``model`` from, if it knows
+    it (None for backbone weights, and where torchvision cannot say)."""
+    if backbone or not name:
+        return None
     try:
         from torchvision.models import detection, get_model_weights
 
-        builder = getattr(detection, model)
-        if backbone:
-            import inspect
-
-            enum = inspect.signature(builder).parameters["weights_backbone"].annotation
-            enum = get_model_weights(enum.split("[")[-1].rstrip("]") if isinstance(enum, str) else enum)  # type: ignore[arg-type]
-        else:
-            enum = get_model_weights(builder)
-        return str(enum[name].url) if name else None  # type: ignore[index]
+        return str(get_model_weights(getattr(detection, model))[name].url)
     except Exception:  # best effort: the message stands without the URL
         return None
 
