@@ -1,4 +1,4 @@
-"""MOT boxes that would have no width or height once their far corner is computed (``w=1e-300``,
+"""MOT (and authors' format) boxes that would have no width or height once their far corner is computed (``w=1e-300``,
 ``x + w == x`` for a large ``x``) or whose ``x + w`` overflows are refused when the file is read,
 naming the file and line, not part-way through mining."""
 
@@ -36,6 +36,22 @@ def test_a_box_without_width_or_height_in_float64_is_refused_at_read_time(tmp_pa
     message = str(caught.value)
     assert message.startswith(f"{path} line {where}: {expected}"), message
     assert caught.value.line == where and "\n" not in message
+
+
+@pytest.mark.parametrize("kind", ["tiny width", "width under x's precision", "x + width overflows", "y + height overflows"])
+def test_the_authors_format_refuses_them_too(tmp_path, kind):
+    from flickermine.io.formats import AuthorsDetectionFile
+
+    fields = BAD[kind][0].split(",")
+    box = " ".join(fields[2:7])
+    path = tmp_path / "det_authors.txt"
+    good = "FRAME NUMBER: 1\n1\n10.0 20.0 30.0 60.0 0.9\n"
+    path.write_text(good + f"FRAME NUMBER: 2\n2\n10.0 20.0 30.0 60.0 0.9\n{box}\n")
+    with pytest.raises(DetectionFileError) as caught:
+        AuthorsDetectionFile(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} line 7: {BAD[kind][1]}"), message
+    assert "\n" not in message
 
 
 def test_small_but_real_boxes_are_kept(tmp_path):

@@ -75,7 +75,10 @@ import numpy as np
 from .._files import AtomicWriter
 from ..boxes import check_boxes, check_scores, invalid_box_rows
 from ..errors import InputError, InputTypeError
-from .mot import _MAX_FRAME, DetectionFile, DetectionFileError, DetectionReader, MotWriter, _check_optional_int, _quote
+from .mot import (
+    _MAX_FRAME, DetectionFile, DetectionFileError, DetectionReader, MotWriter, _check_optional_int,
+    _far_corner_problem, _far_corners_valid, _quote,
+)
 
 __all__ = [
     "FORMATS",
@@ -193,7 +196,8 @@ class AuthorsDetectionFile(_Reader):
     frame numbered other than 0 or 1; a frame number that is not the previous one plus 1
     (frames out of order or missing); a count line that is not a non-negative integer; a count
     that does not match the box lines that follow; a box line without exactly 5 numbers, with
-    NaN or infinity, or with width or height <= 0; more frames than ``frame_count``, or fewer
+    NaN or infinity, or with width or height <= 0 (or too small to give ``x + w > x`` in float64,
+    or overflowing); more frames than ``frame_count``, or fewer
     (when given); a box entirely outside the ``width`` x ``height`` image (when given).
 
     Attributes: ``path``, ``frame_count``, ``width``, ``height`` (as given), ``count`` (boxes),
@@ -380,6 +384,8 @@ class AuthorsDetectionFile(_Reader):
         x, y, w, h = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
         if not (np.isfinite(data).all() and (w > 0).all() and (h > 0).all()):
             return False
+        if not _far_corners_valid(x, y, w, h):
+            return False
         if self.width is not None and not ((x < self.width) & (x + w > 0)).all():
             return False
         if self.height is not None and not ((y < self.height) & (y + h > 0)).all():
@@ -404,6 +410,9 @@ class AuthorsDetectionFile(_Reader):
             raise self._error(line, f"width {w!r} is not positive", text, _BOX_HINT)
         if h <= 0:
             raise self._error(line, f"height {h!r} is not positive", text, _BOX_HINT)
+        problem = _far_corner_problem(x, y, w, h)  # w=1e-300: x + w == x, no box in float64
+        if problem is not None:
+            raise self._error(line, problem, text, _BOX_HINT)
         self._check_box(line, x, y, x + w, y + h, text, _BOX_HINT)
         return values
 

@@ -61,6 +61,29 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _far_corners_valid(x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> bool:
+    """Whether every ``x + w`` and ``y + h`` is finite and past ``x`` and ``y`` in float64 (a
+    positive ``w=1e-300``, or one under ``x``'s precision, leaves ``x2 == x1``: no box at all)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x2, y2 = x + w, y + h
+        return bool(((x2 > x) & (y2 > y) & np.isfinite(x2) & np.isfinite(y2)).all())
+
+
+def _far_corner_problem(x: float, y: float, w: float, h: float) -> Optional[str]:
+    """Why the box ``x, y, w, h`` (finite, ``w, h > 0``) has no x2, y2 beyond x1, y1 in float64;
+    None when it has."""
+    for start, size, start_name, size_name in ((x, w, "x", "width"), (y, h, "y", "height")):
+        end = start + size
+        if not math.isfinite(end):
+            return f"{start_name} + {size_name} = {start!r} + {size!r} overflows"
+        if end <= start:
+            return (
+                f"{size_name} {size!r} is too small for {start_name}={start!r}: the box has no {size_name} "
+                f"in float64 ({start_name} + {size_name} == {start_name})"
+            )
+    return None
+
+
 def _check_optional_int(value: object, name: str, minimum: int) -> Optional[int]:
     if value is None:
         return None
@@ -246,10 +269,7 @@ class DetectionFile(DetectionReader):
         limit = _MAX_FRAME if self.frame_count is None else self.frame_count
         if not ((frame >= 1) & (frame <= limit) & (frame == np.floor(frame)) & (w > 0) & (h > 0)).all():
             return False
-        with np.errstate(over="ignore"):
-            x2, y2 = x + w, y + h
-        # a width or height too small to move x2 past x1 in float64 (w=1e-300), or an x2 that overflows
-        if not ((x2 > x) & (y2 > y) & np.isfinite(x2) & np.isfinite(y2)).all():
+        if not _far_corners_valid(x, y, w, h):
             return False
         if self.width is not None and not ((x < self.width) & (x + w > 0)).all():
             return False
@@ -302,15 +322,9 @@ class DetectionFile(DetectionReader):
             raise self._error(line, f"height {h!r} is not positive", text)
         # The miner takes x1, y1, x2, y2: a box must still have a width and a height once its far
         # corner is computed in float64.
-        for start, size, start_name, size_name in ((x, w, "x", "width"), (y, h, "y", "height")):
-            end = start + size
-            if not math.isfinite(end):
-                raise self._error(line, f"{start_name} + {size_name} = {start!r} + {size!r} overflows", text)
-            if end <= start:
-                raise self._error(
-                    line, f"{size_name} {size!r} is too small for {start_name}={start!r}: the box has no {size_name} "
-                    f"in float64 ({start_name} + {size_name} == {start_name})", text,
-                )
+        problem = _far_corner_problem(x, y, w, h)
+        if problem is not None:
+            raise self._error(line, problem, text)
         outside_x = self.width is not None and (x >= self.width or x + w <= 0)
         outside_y = self.height is not None and (y >= self.height or y + h <= 0)
         if outside_x or outside_y:
