@@ -59,6 +59,9 @@ def test_negative_values_are_joined_to_their_option():
     argv = ["mine", "v.mp4", "--score-threshold", "-1e9", "--sure-score", "1e9", "--margin", "-3", "--quiet", "--", "-1"]
     joined = join_negative_values(parser, argv)
     assert joined == ["mine", "v.mp4", "--score-threshold=-1e9", "--sure-score", "1e9", "--margin=-3", "--quiet", "--", "-1"]
+    audit = parser.parse_args(join_negative_values(parser, ["audit", "v.csv", "--scores", "-1,0.5", "--border", "-0"]))
+    assert audit.scores == [-1.0, 0.5]
+    assert join_negative_values(parser, ["mine", "v.mp4", "--out", "-x"]) == ["mine", "v.mp4", "--out", "-x"]
     for form in (["--score-threshold", "-1e9"], ["--score-threshold=-1e9"], ["--score-threshold", "-.5"]):
         args = parser.parse_args(join_negative_values(parser, ["mine", "v.mp4", *form]))
         assert args.score_threshold < 0

@@ -56,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: a negative number as argparse would mistake for an option ("-1e9", "-inf", "-.5")
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+_NUMBER = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan"
+#: a negative number, or a comma-separated list starting with one ("-1e9", "-inf", "-.5", "-1,0.5"),
+#: as argparse would mistake for an option
+_NEGATIVE_NUMBER = re.compile(rf"^-({_NUMBER})(,\s*[-+]?({_NUMBER}))*$", re.IGNORECASE)
 
 
 def _value_options(parser: argparse.ArgumentParser) -> set[str]:
