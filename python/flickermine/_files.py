@@ -66,8 +66,9 @@ def naming_target(error: BaseException, path: PathLike) -> BaseException:
     """``error``, or where it is an :class:`OSError` of a full disk, an exhausted quota or a
     read-only filesystem (ENOSPC, EDQUOT, EROFS) that does not name ``path``, a new one of the
     same errno that does ("[Errno 28] No space left on device: 'PATH'"), for ``raise ... from``."""
-    if isinstance(error, OSError) and error.errno in _OUT_OF_SPACE and os.fspath(path) not in str(error):
-        return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
+    code = error.errno if isinstance(error, OSError) else None
+    if code is not None and code in _OUT_OF_SPACE and os.fspath(path) not in str(error):
+        return OSError(code, getattr(error, "strerror", None) or os.strerror(code), os.fspath(path))
     return error
 
 

@@ -410,9 +410,9 @@ class AuthorsDetectionFile(_Reader):
             raise self._error(line, f"width {w!r} is not positive", text, _BOX_HINT)
         if h <= 0:
             raise self._error(line, f"height {h!r} is not positive", text, _BOX_HINT)
-        problem = _far_corner_problem(x, y, w, h)  # w=1e-300: x + w == x, no box in float64
-        if problem is not None:
-            raise self._error(line, problem, text, _BOX_HINT)
+        corner_problem = _far_corner_problem(x, y, w, h)  # w=1e-300: x + w == x, no box in float64
+        if corner_problem is not None:
+            raise self._error(line, corner_problem, text, _BOX_HINT)
         self._check_box(line, x, y, x + w, y + h, text, _BOX_HINT)
         return values
 

@@ -322,9 +322,9 @@ class DetectionFile(DetectionReader):
             raise self._error(line, f"height {h!r} is not positive", text)
         # The miner takes x1, y1, x2, y2: a box must still have a width and a height once its far
         # corner is computed in float64.
-        problem = _far_corner_problem(x, y, w, h)
-        if problem is not None:
-            raise self._error(line, problem, text)
+        corner_problem = _far_corner_problem(x, y, w, h)
+        if corner_problem is not None:
+            raise self._error(line, corner_problem, text)
         outside_x = self.width is not None and (x >= self.width or x + w <= 0)
         outside_y = self.height is not None and (y >= self.height or y + h <= 0)
         if outside_x or outside_y:
