@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Sequence
 
+from .._files import write_json_atomic
 from ..errors import InputError
 from ..evaluate.audit import (
     DEFAULT_NCC_SWEEP,
@@ -118,7 +118,7 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json_atomic(out, result)
         print(f"\nwritten to {out}")
     return 0
 

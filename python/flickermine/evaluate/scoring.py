@@ -42,7 +42,9 @@ def labelled_as_coco(images: Sequence[LabelledImage], category: str = "object") 
     """A COCO ground-truth dict of ``images`` (ids from 1 in order; ignore regions as crowd boxes)."""
     coco: dict = {"images": [], "annotations": [], "categories": [{"id": 1, "name": category}]}
     for image_id, image in enumerate(images, start=1):
-        coco["images"].append({"id": image_id, "file_name": image.name, "width": 0, "height": 0})
+        # The size is unknown without decoding the image and pycocotools' evaluation never reads
+        # it; the COCO reader only asks for a positive one.
+        coco["images"].append({"id": image_id, "file_name": image.name, "width": 1, "height": 1})
         for crowd, boxes in ((0, image.boxes), (1, image.ignore)):
             for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist():
                 coco["annotations"].append(
