@@ -162,7 +162,7 @@ def pipeline_fps(path: Path, detector, frames: int) -> tuple[float, dict]:
     start, count = time.perf_counter(), 0
     for frame, detections in pipeline:
         keep = np.argsort(-detections.scores)[:20]  # at most 20 candidates a frame
-        for _ in miner.push(frame.gray, detections.boxes[keep], detections.scores[keep]):
+        for _ in miner.push(frame.gray, detections.select(keep)):
             pass
         count += 1
         if count >= frames:

@@ -36,9 +36,9 @@ frames = hard = 0
 start = time.perf_counter()
 for _ in range(loops):  # the video looped: decoded again from the start, in order, each time
     source = open_video(video)
-    per_frame = DetectionFile(dets, frame_count=source.frame_count).per_frame(source.frame_count)
-    for frame, (_, boxes, scores) in zip(source.frames(gray=True), per_frame):
-        for v in miner.push(frame.gray, boxes, scores):
+    per_frame = DetectionFile(dets, frame_count=source.frame_count).detections(source.frame_count)
+    for frame, found in zip(source.frames(gray=True), per_frame):
+        for v in miner.push(frame.gray, found):
             hard += int(v.hard_negatives.sum())
         frames += 1
 for v in miner.finish():

@@ -314,7 +314,7 @@ def mine_task(job: tuple) -> list:
         verdicts = []
         for key in frame_keys:
             found = baseline.pool[key]
-            verdicts += miner.push(STATE["frames"][key], found.boxes, found.scores)
+            verdicts += miner.push(STATE["frames"][key], found)
         verdicts += miner.finish()
         decided += [(frame_keys[v.frame_index], v) for v in verdicts]
     return decided

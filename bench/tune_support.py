@@ -52,6 +52,7 @@ from flickermine.mining.backends import get_backend
 from flickermine.boxes import iou_matrix
 from flickermine.io.mot import DetectionFile
 from flickermine.mining.miner import Miner
+from flickermine.runner.loop import mine_stream
 from flickermine.video import open_video
 
 GRID = {
@@ -104,12 +105,10 @@ def measure(sequence, video, detector, params, gt_name, frame_range, backend) ->
                          width=source.width, height=source.height)
     miner = Miner(params, Rule.SEED, backend)  # thresholds and clips the boxes as mining does
     grays, decided = [], []
-    per_frame = dets.per_frame(source.frame_count)
-    for frame in source.frames(gray=True):
-        _, boxes, scores = next(per_frame, (None, np.zeros((0, 4)), np.zeros(0)))
-        grays.append(frame.gray)
-        decided += miner.push(frame.gray, boxes, scores)
-    decided += miner.finish()
+    for step in mine_stream(source, dets, [miner]):
+        if step.frame is not None:
+            grays.append(step.frame.gray)
+        decided += step.verdicts[0]
     boxes = [v.boxes for v in decided]
     search = get_backend(backend).ncc_search_batch
     width, window = 2 * params.window, params.window
