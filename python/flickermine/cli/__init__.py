@@ -15,7 +15,7 @@ from typing import Sequence
 from .. import __version__
 from ..errors import FlickermineError
 from ..mining.backends import available_backends, unavailable_backends
-from . import audit, coco, demo, detect, evaluate, formats, mine, train
+from . import audit, coco, demo, detect, evaluate, export, formats, mine, review, train
 
 EXIT_BAD_INPUT = 2
 
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     formats.register(commands)  # convert
     audit.register(commands)  # audit
     coco.register(commands)  # coco merge/subset
+    review.register(commands)  # review
+    export.register(commands)  # export --to yolo
     train.register(commands)  # train
     evaluate.register(commands)  # evaluate
     demo.register(commands)  # demo
