@@ -7,11 +7,14 @@
   inference (torch is imported only when used);
 - :mod:`.hog_svm`: the trainable HOG + linear SVM detector (the classic recipe whose training set
   hard-negative mining was invented for);
-- :mod:`.registry`: detectors by their command-line names (``make_detector``).
+- :mod:`.registry`: detectors by their command-line names (``make_detector``);
+- :mod:`.adapters`: torchvision's, Ultralytics' and supervision's results as ``Detections``
+  (also ``Detections.from_torchvision`` and the others).
 """
 
 from __future__ import annotations
 
+from .adapters import from_supervision, from_torchvision, from_ultralytics
 from .detections import CallableDetector, Detections, Detector, as_detector
 from .hog_svm import HogSvmDetector
 from .opencv import HAAR_CASCADES, OpenCVHaarDetector, OpenCVHOGPeopleDetector
@@ -32,5 +35,8 @@ __all__ = [
     "TorchvisionDetector",
     "as_detector",
     "detector_info",
+    "from_supervision",
+    "from_torchvision",
+    "from_ultralytics",
     "make_detector",
 ]
