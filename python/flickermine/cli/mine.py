@@ -111,8 +111,7 @@ def _mine(args: argparse.Namespace) -> int:
         code = result.exit_code
         mined = [v for v in result.videos if v.get("status") != "failed"]
         hard = sum(v.get("hard_negatives") or 0 for v in mined)
-        kept = sum(v.get("kept_frames") or 0 for v in mined)
-        if mined and (kept == 0 or (hard == 0 and "hn" in args.mode)):
+        if mined and hard == 0 and args.mode != "hp":  # every other mode keeps frames for their hard negatives
             reasons: dict[str, int] = {}
             for v in mined:
                 for label, count in (v.get("reasons") or {}).items():
