@@ -17,6 +17,10 @@ ASAN_LIB=$(gcc -print-file-name=libasan.so)
 STDCXX_LIB=$(gcc -print-file-name=libstdc++.so)
 export LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$SITE"
+# An editable install (pip install -e .) puts an import hook before sys.path that maps flickermine
+# to the tree and its own _core; it stands aside for the build folders named in this variable.
+SKBUILD_EDITABLE_SKIP=$(env -u PYTHONPATH "$PY" -c "import sys; print(':'.join(str(f.path) for f in sys.meta_path if type(f).__name__.startswith('ScikitBuild') and getattr(f, 'path', None)))")
+export SKBUILD_EDITABLE_SKIP
 # Make sure the instrumented module is the one under test.
 "$PY" - <<'PYEOF'
 import os, flickermine._core as core
