@@ -42,6 +42,12 @@ def register(commands) -> None:
         "--new-categories", action="store_true",
         help="keep mined categories the base lacks as new categories (default: refuse them)",
     )
+    merge.add_argument(
+        "--reject", action="append", default=[], metavar="MARKS.json",
+        help="items marked wrong in `flickermine review` (its Export marks file): rejected hard-positive labels "
+        "are dropped, and images with a rejected hard negative (an object left unlabelled there) are left out "
+        "(repeatable, one file per mined folder)",
+    )
     merge.set_defaults(handler=_cmd_coco_merge)
 
     subset = actions.add_parser(
@@ -73,7 +79,7 @@ def _cmd_coco_merge(args: argparse.Namespace) -> int:
     merged = coco_files.merge(
         args.base, *args.mined, out=args.out, image_root=args.image_root, copy_images=args.copy_images,
         link_images=args.link_images, rename_categories=_category_map(args.category_map),
-        new_categories=args.new_categories,
+        new_categories=args.new_categories, reject=args.reject,
     )
     annotated = {a["image_id"] for a in merged["annotations"]}
     empty = sum(1 for image in merged["images"] if image["id"] not in annotated)

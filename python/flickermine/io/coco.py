@@ -239,6 +239,7 @@ def merge(
     link_images: bool = False,
     rename_categories: Mapping[str, str] | None = None,
     new_categories: bool = True,
+    reject: Sequence[PathLike] = (),
 ) -> dict:
     """Merge a base COCO file with mined ones into a new file ``out``; returns the merged dict.
 
@@ -269,6 +270,9 @@ def merge(
     mined files' categories first (e.g. ``object`` -> ``person``). With ``new_categories=False``
     a mined category whose name the base lacks (when the base has any) is refused when annotations
     use it, and left out when none do, rather than silently becoming a second category.
+
+    ``reject`` (``--reject marks.json``, the "Export marks" file of ``flickermine review``) takes
+    the items a reviewer marked wrong out of the mined files first; see :func:`reject_marked`.
     """
     copy_images = copy_images or link_images
     inputs = [Path(base), *(Path(p) for p in mined)]
@@ -283,6 +287,10 @@ def merge(
 
     sources = [load(path) for path in inputs]
     roots = [Path(image_root) if image_root is not None else inputs[0].parent] + [p.parent for p in inputs[1:]]
+    for marks_path in reject:
+        marks = load_marks(marks_path)
+        target = _marked_input(marks, inputs[1:], marks_path)
+        reject_marked(sources[1 + target], marks, f"--reject {marks_path}", inputs[1 + target])
 
     renames = dict(rename_categories or {})
     base_names = [c["name"] for c in sources[0]["categories"]]
@@ -417,6 +425,112 @@ def merge(
             _copy(source_file, target)
     write(merged, out)
     return merged
+
+
+# --------------------------------------------------------------------------------------------------
+# review marks (flickermine review's "Export marks")
+
+#: kinds of a marked item: a record of an image's ``hard_negatives``, or a tracker label
+MARK_KINDS = ("hard_negative", "hard_positive")
+_BOX_TOLERANCE = 0.01  # pixels: boxes are written rounded to 1/1000
+
+
+def load_marks(path: PathLike) -> dict:
+    """A marks file of ``flickermine review``: ``{"dataset": DIR, "rejected": [{"image_id", "box", "kind"}...]}``."""
+    path = Path(path)
+    try:
+        marks = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--reject {path}: no such file") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"--reject {path}: not a JSON file ({error})") from None
+    if not isinstance(marks, dict) or not isinstance(marks.get("rejected"), list):
+        raise InputError(f"--reject {path}: expected {{\"dataset\": ..., \"rejected\": [...]}} (review.html's Export marks)")
+    for index, item in enumerate(marks["rejected"]):
+        box = item.get("box") if isinstance(item, dict) else None
+        if (
+            not isinstance(item, dict) or item.get("kind") not in MARK_KINDS or "image_id" not in item
+            or not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box)
+        ):
+            raise InputError(
+                f"--reject {path}: rejected[{index}] must be {{\"image_id\": id, \"box\": [x, y, w, h], "
+                f"\"kind\": \"hard_negative\" | \"hard_positive\"}}, got {_short(item)}"
+            )
+    return marks
+
+
+def _marked_input(marks: dict, mined: Sequence[Path], marks_path: PathLike) -> int:
+    """Which mined file (position in ``mined``) a marks file is about: its ``dataset`` folder (or file)."""
+    dataset = marks.get("dataset")
+    if isinstance(dataset, str) and dataset:
+        wanted = Path(dataset).resolve()
+        for position, path in enumerate(mined):
+            if wanted in (path.resolve(), path.resolve().parent):
+                return position
+    if len(mined) == 1:  # a moved folder: the marks are checked item by item against it
+        return 0
+    raise InputError(
+        f"--reject {marks_path}: its dataset {dataset!r} is none of the mined files "
+        f"({', '.join(str(p) for p in mined)}); review and mark each mined folder separately"
+    )
+
+
+def _same_box(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == 4 and len(b) == 4 and all(abs(float(x) - float(y)) <= _BOX_TOLERANCE for x, y in zip(a, b))
+
+
+def reject_marked(coco: dict, marks: dict, source: str = "marks", dataset: PathLike | None = None) -> dict:
+    """Take a reviewer's rejected items out of a mined COCO dict (in place); returns counts.
+
+    A rejected hard positive (``kind: "hard_positive"``) is the tracker's label with that box on
+    that image: the label is removed. A rejected hard negative (``kind: "hard_negative"``) is the
+    image's ``hard_negatives`` record with that box: the record is removed, and so is the image
+    with all its annotations, since the box marked wrong is an object the image leaves unlabelled
+    (kept, it would teach the object as background). Every mark must be found (same image id,
+    ``file_name`` when the mark has one, box within 0.01 px), or nothing is changed and an
+    :class:`InputError` says which mark is not in ``dataset``.
+    """
+    images = {image["id"]: image for image in coco["images"]}
+    negatives: list[tuple[Any, int]] = []
+    positives: set[int] = set()
+    where = f" of {dataset}" if dataset is not None else ""
+    for index, mark in enumerate(marks.get("rejected", [])):
+        image = images.get(mark["image_id"])
+        if image is None or ("file_name" in mark and mark["file_name"] != image.get("file_name")):
+            raise InputError(
+                f"{source}: rejected[{index}] names image {mark['image_id']!r} ({mark.get('file_name', '?')}), "
+                f"not an image{where}; were the marks made on another mined set?"
+            )
+        if mark["kind"] == "hard_negative":
+            records = image.get("hard_negatives") or []
+            found = [k for k, record in enumerate(records) if _same_box(record.get("bbox", ()), mark["box"])]
+            if not found:
+                raise InputError(f"{source}: rejected[{index}]: image {mark['image_id']!r}{where} has no hard negative at {mark['box']}")
+            negatives.append((image["id"], found[0]))
+        else:
+            found = [
+                k for k, annotation in enumerate(coco["annotations"])
+                if annotation["image_id"] == image["id"] and annotation.get("source") == "tracker"
+                and _same_box(annotation.get("bbox", ()), mark["box"])
+            ]
+            if not found:
+                raise InputError(f"{source}: rejected[{index}]: image {mark['image_id']!r}{where} has no hard positive at {mark['box']}")
+            positives.add(found[0])
+    dropped_images = {image_id for image_id, _ in negatives}
+    for image_id, record_index in sorted(negatives, key=lambda n: -n[1]):
+        records = images[image_id]["hard_negatives"]
+        if record_index < len(records):
+            del records[record_index]
+    coco["images"] = [image for image in coco["images"] if image["id"] not in dropped_images]
+    before = len(coco["annotations"])
+    coco["annotations"] = [
+        annotation for k, annotation in enumerate(coco["annotations"])
+        if k not in positives and annotation["image_id"] not in dropped_images
+    ]
+    return {
+        "hard_negatives": len(negatives), "hard_positives": len(positives), "images": len(dropped_images),
+        "annotations": before - len(coco["annotations"]),
+    }
 
 
 def _deepcopy(value: Any, where: str) -> Any:
