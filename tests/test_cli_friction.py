@@ -280,3 +280,41 @@ def test_coco_merge_refuses_a_second_category_or_maps_it(tmp_path, capsys):
     assert "has no category 'dog'" in capsys.readouterr().err
     assert main(["coco", "merge", *inputs, "--out", str(out), "--new-categories"]) == 0
     assert [c["name"] for c in json.loads(out.read_text())["categories"]] == ["person", "object"]
+
+
+# -- 9. every combination the synopsis promises works ----------------------------------------------
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_detector_with_verdicts(tmp_path, capsys):
+    video = _tud("video.mp4")  # opencv-hog on tud-campus's 71 frames: about 12 s on 2 cores
+    out = tmp_path / "v.csv"
+    assert main(["mine", str(video), "--detector", "opencv-hog", "--verdicts", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "71 frames, 218 detections" in printed and f"verdicts written to {out}" in printed
+    rows = out.read_text().splitlines()
+    assert rows[0] == "frame,x,y,w,h,score,verdict,reason" and len(rows) > 1
+
+
+@pytest.mark.real_data
+def test_list_file_of_one_video_with_verdicts(tmp_path, capsys):
+    video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
+    listed = tmp_path / "videos.txt"
+    listed.write_text(f"# one video\n{video}\n")
+    direct, via_list = tmp_path / "direct.csv", tmp_path / "list.csv"
+    flags = ["--detections", str(dets), "--quiet", "--sure-score", "1e9", "--min-area", "0", "--border", "0"]
+    assert main(["mine", str(video), "--verdicts", str(direct), *flags]) == 0
+    assert main(["mine", str(listed), "--verdicts", str(via_list), *flags]) == 0
+    assert via_list.read_text() == direct.read_text()
+    # a detections folder works too: the video's file is found in it by name
+    folder = tmp_path / "dets"
+    folder.mkdir()
+    (folder / "video.txt").write_text(dets.read_text())
+    assert main(["mine", str(listed), "--detections", str(folder), "--verdicts", str(tmp_path / "f.csv"), *flags[2:]]) == 0
+    assert (tmp_path / "f.csv").read_text() == direct.read_text()
+    capsys.readouterr()
+    two = tmp_path / "two.txt"
+    two.write_text(f"{video}\n{tmp_path / 'other.mp4'}\n")
+    assert main(["mine", str(two), "--verdicts", str(tmp_path / "x.csv"), *flags]) == 2
+    assert "--verdicts takes exactly one video" in capsys.readouterr().err

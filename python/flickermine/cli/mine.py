@@ -11,6 +11,8 @@ from pathlib import Path
 from ..dataset.writer import MODES, RunConfig
 from ..errors import InputError
 from ..runner.mine_run import run_mining
+from ..runner.inputs import expand_inputs, find_detections, video_keys
+from ..runner.mine_job import check_one_category
 from ..runner.pipeline import mine_video
 from ..video.source import STRICT_ENV
 from ..mining.params import MiningParams
@@ -74,12 +76,28 @@ def _mine(args: argparse.Namespace) -> int:
     params = _params(args)
     code = 0
     if args.verdicts:
-        if len(args.videos) != 1 or not args.detections:
-            raise InputError("--verdicts takes exactly one video and its --detections file")
+        videos = expand_inputs(args.videos)  # a list file or folder naming one video is one video
+        if len(videos) != 1:
+            raise InputError(
+                f"--verdicts takes exactly one video; {' '.join(args.videos)} names {len(videos)}: "
+                "mine several into a dataset with --out DIR"
+            )
+        if not args.detections and not args.detector:
+            raise InputError("--verdicts needs the video's --detections file, or a --detector to run")
         check_writable_file(args.verdicts, "--verdicts")
+        detector = None
+        detections = None
+        if args.detector:
+            factory = _detector_factory(args)
+            assert factory is not None
+            detector = factory()
+            check_one_category(detector)
+        else:
+            detections = find_detections(videos[0], video_keys(videos)[0], args.detections, single=True)
         summary = mine_video(
-            args.videos[0],
-            args.detections,
+            videos[0],
+            detections,
+            detector=detector,
             params=params,
             rule=args.rule,
             backend=args.backend,

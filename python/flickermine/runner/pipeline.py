@@ -73,7 +73,8 @@ def _progress(total: int | None, enabled: bool, desc: str):
 
 
 class VideoMiner:
-    """Mining of one video against one MOT detections file.
+    """Mining of one video against one MOT detections file, or a detector run in the same
+    decoding pass (``detections=None, detector=...``).
 
     Opening checks the video and the whole detections file, so bad input fails before any
     frame is mined or any output is touched. Iterating decodes the video once, in order, and
@@ -83,40 +84,62 @@ class VideoMiner:
     def __init__(
         self,
         video: str | os.PathLike,
-        detections: str | os.PathLike,
+        detections: str | os.PathLike | None,
         params: MiningParams | None = None,
         rule: Rule | RuleName = Rule.SEED,
         backend: BackendName = "auto",
         iou_first: bool = True,
         progress: bool = False,
+        detector=None,
     ) -> None:
+        if (detections is None) == (detector is None):
+            raise InputError("give a detections file or a detector (exactly one)")
         self.miner = Miner(params, rule, backend, iou_first)
         self.source = open_video(video)
-        self.detections = open_detections(
-            detections, frame_count=self.source.frame_count, width=self.source.width, height=self.source.height
-        )
+        self.detector = None
+        self.detections = None
+        self.count = 0  #: detections seen so far (all of them, with a detector)
+        if detector is not None:
+            from ..detect.detections import as_detector
+
+            self.detector = as_detector(detector)
+        else:
+            self.detections = open_detections(
+                detections, frame_count=self.source.frame_count, width=self.source.width, height=self.source.height
+            )
         self.progress = progress
 
     def __iter__(self) -> Iterator[FrameVerdicts]:
+        if self.detector is not None:
+            from .gpu_pipeline import DetectorPipeline
+
+            pairs = DetectorPipeline(self.source, self.detector, gray=True, log=lambda message: None)
+        else:
+            pairs = self.detections
         with _progress(self.source.frame_count, self.progress, self.source.name) as bar:
-            for step in mine_stream(self.source, self.detections, [self.miner]):
+            for step in mine_stream(self.source, pairs, [self.miner]):
                 yield from step.verdicts[0]
-                if bar is not None and step.frame is not None:
-                    bar.update(1)
+                if step.frame is not None:
+                    assert step.detections is not None
+                    self.count += len(step.detections)
+                    if bar is not None:
+                        bar.update(1)
 
 
 def mine_video(
     video: str | os.PathLike,
-    detections: str | os.PathLike,
+    detections: str | os.PathLike | None,
     params: MiningParams | None = None,
     rule: Rule | RuleName = Rule.SEED,
     backend: BackendName = "auto",
     iou_first: bool = True,
     verdicts_csv: str | os.PathLike | None = None,
     progress: bool = False,
+    detector=None,
 ) -> MiningSummary:
-    """Mine ``video`` with the MOT ``detections`` file; optionally write every verdict to a CSV."""
-    job = VideoMiner(video, detections, params, rule, backend, iou_first, progress)
+    """Mine ``video`` with the MOT ``detections`` file (or ``detector``, run in the same decoding
+    pass, with ``detections=None``); optionally write every verdict to a CSV."""
+    job = VideoMiner(video, detections, params, rule, backend, iou_first, progress, detector=detector)
     candidates = hard_negatives = 0
     reasons: dict[int, int] = {}
     start = time.perf_counter()
@@ -142,7 +165,7 @@ def mine_video(
     return MiningSummary(
         video=str(video),
         frames=job.source.decoded_frames,
-        detections=job.detections.count,
+        detections=job.detections.count if job.detections is not None else job.count,
         candidates=candidates,
         hard_negatives=hard_negatives,
         seconds=time.perf_counter() - start,
