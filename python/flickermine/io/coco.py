@@ -289,8 +289,8 @@ def merge(
     roots = [Path(image_root) if image_root is not None else inputs[0].parent] + [p.parent for p in inputs[1:]]
     for marks_path in reject:
         marks = load_marks(marks_path)
-        target = _marked_input(marks, inputs[1:], marks_path)
-        reject_marked(sources[1 + target], marks, f"--reject {marks_path}", inputs[1 + target])
+        marked = 1 + _marked_input(marks, inputs[1:], marks_path)
+        reject_marked(sources[marked], marks, f"--reject {marks_path}", inputs[marked])
 
     renames = dict(rename_categories or {})
     base_names = [c["name"] for c in sources[0]["categories"]]
