@@ -27,11 +27,12 @@ marks with ``x``, builds the export and writes the result as JSON into ``<pre id
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import cv2
 import numpy as np
@@ -138,11 +139,15 @@ def _crop(frame: np.ndarray, box: list[float]) -> str:
     return _jpeg_b64(crop)
 
 
-def _decode_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    """The ``wanted`` frames (0-based) of a video, decoded front to back; {} when it cannot be read."""
+def _decode_frames(path: Path, wanted: set[int], visit: Callable[[int, np.ndarray], None]) -> int:
+    """Hand the ``wanted`` frames (0-based) of a video to ``visit``, decoded front to back; how many were found.
+
+    A missing, moved or unreadable video finds none (or those before the fault): the page shows
+    what it has.
+    """
     from ..video import open_video
 
-    found: dict[int, np.ndarray] = {}
+    found = 0
     if not wanted:
         return found
     last = max(wanted)
@@ -152,21 +157,38 @@ def _decode_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
         try:
             for frame in frames:
                 if frame.index in wanted and frame.color is not None:
-                    found[frame.index] = frame.color
+                    visit(frame.index, frame.color)
+                    found += 1
                 if frame.index >= last:
                     break
         finally:
             close = getattr(frames, "close", None)
             if close is not None:
                 close()
-    except Exception:  # a missing, moved or unreadable video: the page shows what it has
+    except Exception:  # noqa: BLE001 - whatever the decoder raises, the page is still written
         return found
     return found
 
 
-def _collect_frames(folder: Path, coco: dict, items: list[dict], decode: bool) -> tuple[dict[str, np.ndarray], dict]:
-    """Frames the page needs, keyed ``"<video>#<frame index>"``, and what could not be found."""
-    by_key: dict[str, np.ndarray] = {}
+def _take_decoded(take: Callable[[str, np.ndarray], None], video: str, index: int, frame: np.ndarray) -> None:
+    take(f"{video}#{index}", frame)
+
+
+def _collect_frames(
+    folder: Path, coco: dict, items: list[dict], decode: bool, visit: Callable[[str, np.ndarray], None]
+) -> tuple[set[str], list[str]]:
+    """Hand every frame the page needs to ``visit`` (key ``"<video>#<frame index>"``, BGR image), one at a time.
+
+    Returns the keys found and the videos whose source could not be decoded. Frames come from the
+    dataset's images where the frame was mined, else from the source video; none is kept here, so
+    memory holds one frame at a time whatever the length of the video.
+    """
+    found: set[str] = set()
+
+    def take(key: str, frame: np.ndarray) -> None:
+        found.add(key)
+        visit(key, frame)
+
     dataset_file: dict[tuple[str, int], str] = {}
     for image in coco["images"]:
         if image.get("frame_index") is not None:
@@ -180,31 +202,29 @@ def _collect_frames(folder: Path, coco: dict, items: list[dict], decode: bool) -
             if neighbour >= 0:
                 wanted.setdefault(item["video"], set()).add(neighbour)
     undecoded: dict[str, set[int]] = {}
-    for video, indices in wanted.items():
-        for index in indices:
+    for video, indices in sorted(wanted.items()):
+        for index in sorted(indices):
             file_name = dataset_file.get((video, index))
             image = cv2.imread(str(folder / file_name)) if file_name else None
             if image is not None:
-                by_key[f"{video}#{index}"] = image
+                take(f"{video}#{index}", image)
             else:
                 undecoded.setdefault(video, set()).add(index)
-    # frames by file name too: items whose image has no frame index
-    for item in items:
-        if item["frame_index"] is None:
+    for item in items:  # items whose image has no frame index: their own image only
+        key = f"file#{item['file_name']}"
+        if item["frame_index"] is None and key not in found:
             image = cv2.imread(str(folder / item["file_name"]))
             if image is not None:
-                by_key[f"file#{item['file_name']}"] = image
+                take(key, image)
     missing_videos: list[str] = []
     if decode and undecoded:
         paths = _video_paths(folder)
         for video, indices in sorted(undecoded.items()):
             path = paths.get(video)
-            decoded = _decode_frames(path, indices) if path is not None else {}
-            if path is None or not decoded:
+            decoded = _decode_frames(path, indices, functools.partial(_take_decoded, take, video)) if path else 0
+            if not decoded:
                 missing_videos.append(video)
-            for index, frame in decoded.items():
-                by_key[f"{video}#{index}"] = frame
-    return by_key, {"videos_not_decoded": missing_videos}
+    return found, missing_videos
 
 
 def _context_keys(item: dict, available: Iterable[str]) -> list[Optional[str]]:
@@ -232,19 +252,23 @@ def build_review(folder: PathLike, out: Optional[PathLike] = None, *, decode_vid
         raise InputError(f"{folder}: no annotations.json here; give the folder `flickermine mine --out` wrote")
     coco = coco_files.load(annotations)
     items = review_items(coco)
-    frames, missing = _collect_frames(folder, coco, items, decode_video)
-
-    used: set[str] = set()
+    by_current: dict[str, list[dict]] = {}
     for item in items:
-        keys = _context_keys(item, frames)
-        item["context"] = keys
-        used.update(k for k in keys if k)
-        current = keys[1]
-        item["crop"] = _crop(frames[current], item["box"]) if current else None
-        if current:
-            h, w = frames[current].shape[:2]
-            item["width"], item["height"] = w, h
-    thumbs = {key: _thumbnail(frames[key]) for key in sorted(used)}
+        key = f"file#{item['file_name']}" if item["frame_index"] is None else f"{item['video']}#{int(item['frame_index'])}"
+        by_current.setdefault(key, []).append(item)
+        item["crop"] = None
+    thumbs: dict[str, str] = {}
+
+    def visit(key: str, frame: np.ndarray) -> None:
+        thumbs[key] = _thumbnail(frame)
+        for item in by_current.get(key, []):
+            item["crop"] = _crop(frame, item["box"])
+            item["height"], item["width"] = frame.shape[:2]
+
+    found, missing_videos = _collect_frames(folder, coco, items, decode_video, visit)
+    for item in items:
+        item["context"] = _context_keys(item, found)
+    thumbs = {key: thumbs[key] for key in sorted(thumbs)}
 
     out_path = Path(out) if out is not None else folder / "review.html"
     page = render_page(items, thumbs, dataset=str(folder.resolve()), title=f"flickermine review: {folder.resolve().name}")
@@ -258,7 +282,7 @@ def build_review(folder: PathLike, out: Optional[PathLike] = None, *, decode_vid
         "hard_negatives": sum(1 for i in items if i["kind"] == HARD_NEGATIVE),
         "hard_positives": sum(1 for i in items if i["kind"] == HARD_POSITIVE),
         "with_context": sum(1 for i in items if i["context"][0] or i["context"][2]),
-        **missing,
+        "videos_not_decoded": missing_videos,
     }
 
 
