@@ -15,6 +15,11 @@ The stages, bottom to top (a module may import its own stage and those below, ne
 Imports are read from the source with :mod:`ast`: module-level and function-level ones alike
 (``import flickermine.x``, ``from flickermine.x import y``, ``from .x import y``, ``from .. import
 x``), so an import moved into a function to dodge a cycle is still seen.
+
+One exception: the package root's module-level ``__getattr__`` (PEP 562) may load a higher stage's
+name on first use (``flickermine.mine``, from :mod:`flickermine.runner.api`). It runs only after
+the whole package is imported, so it adds no import-time dependency; those lazy exports are listed
+in :data:`ROOT_LAZY_EXPORTS` and checked to be exactly what the root's ``__getattr__`` imports.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ STAGES = {
     "train": 6,
     "cli": 7,
 }
+#: the modules the package root's ``__getattr__`` loads lazily (not dependencies of the root)
+ROOT_LAZY_EXPORTS = {"flickermine.runner.api"}
 STAGE_NAMES = {0: "floor", 1: "video", 2: "detect", 3: "mining", 4: "io/dataset", 5: "runner", 6: "evaluate/train", 7: "cli"}
 
 
@@ -66,13 +73,28 @@ def package_modules(package_dir: Path) -> dict[str, Path]:
     return modules
 
 
-def imported_modules(name: str, path: Path, known: dict[str, Path], unresolved: list[str] | None = None) -> set[str]:
-    """The modules of ``known`` that module ``name`` (source ``path``) imports, anywhere in it.
-    Imports of package modules that do not exist are appended to ``unresolved``."""
+def _lazy_getattr(tree: ast.Module) -> ast.FunctionDef | None:
+    """The module-level ``def __getattr__`` of a module (PEP 562), or None."""
+    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"), None)
+
+
+def imported_modules(
+    name: str, path: Path, known: dict[str, Path], unresolved: list[str] | None = None, lazy: bool = False
+) -> set[str]:
+    """The modules of ``known`` that module ``name`` (source ``path``) imports, anywhere in it but,
+    for the package root, its ``__getattr__`` (with ``lazy=True``: only there). Imports of package
+    modules that do not exist are appended to ``unresolved``."""
     root = name.split(".")[0]
     package = name if path.stem == "__init__" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    getattr_function = _lazy_getattr(tree) if name == root else None
+    skipped = {id(n) for n in ast.walk(getattr_function)} if getattr_function is not None else set()
+    if lazy:
+        nodes = [n for n in ast.walk(getattr_function)] if getattr_function is not None else []
+    else:
+        nodes = [n for n in ast.walk(tree) if id(n) not in skipped]
+    for node in nodes:
         if isinstance(node, ast.Import):
             modules = [(alias.name, None) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -173,6 +195,24 @@ def test_every_import_names_a_module_of_the_package():
     unresolved: list[str] = []
     import_graph(PACKAGE_DIR, unresolved)
     assert not unresolved, "imports of modules that do not exist:\n" + "\n".join(unresolved)
+
+
+def test_the_root_lazy_exports_are_the_listed_ones():
+    known = package_modules(PACKAGE_DIR)
+    assert imported_modules("flickermine", known["flickermine"], known, lazy=True) == ROOT_LAZY_EXPORTS
+
+
+def test_only_the_root_getattr_is_lazy(tmp_path):
+    """A ``__getattr__`` elsewhere, or another function of the root, still counts."""
+    package = _write_package(tmp_path, {
+        "__init__.py": "def __getattr__(name):\n    from .cli import main\n\ndef f():\n    from .video import a\n",
+        "video/__init__.py": "def __getattr__(name):\n    from ..cli import main\n",
+        "video/a.py": "",
+        "cli/__init__.py": "def main():\n    pass\n",
+    })
+    planted = import_graph(package)
+    assert planted["flickermine"] == {"flickermine.video.a"}
+    assert planted["flickermine.video"] == {"flickermine.cli"}
 
 
 def test_no_import_cycle_between_modules(graph):

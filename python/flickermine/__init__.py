@@ -3,6 +3,10 @@
 Detections isolated in time ("flickers") are hard negatives (Jin et al., ECCV 2018). See
 :mod:`flickermine.mining.rules` for the rules and :class:`MiningParams` for their defaults.
 
+:func:`flickermine.mine` (``flickermine.mine(video, detector=fn, out=DIR)``) mines videos into a COCO
+dataset in one call, as ``flickermine mine`` does; it lives in :mod:`flickermine.runner.api` and is
+loaded on first use.
+
 Boxes everywhere are ``x1, y1, x2, y2`` float pixels, continuous coordinates; frames are
 ``(H, W)`` uint8 or float32 grayscale arrays; frame indices are 0-based (MOT files add 1).
 """
@@ -31,7 +35,18 @@ __all__ = [
     "frame_verdicts",
     "get_backend",
     "iou",
+    "mine",
     "mine_frames",
     "ncc_search",
     "ncc_search_batch",
 ]
+
+
+def __getattr__(name: str):
+    """``flickermine.mine``, loaded on first use: it runs whole jobs (:mod:`flickermine.runner`, a
+    stage above this package's mining API), so ``import flickermine`` does not load them."""
+    if name == "mine":
+        from .runner.api import mine
+
+        return mine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

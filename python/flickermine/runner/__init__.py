@@ -7,11 +7,13 @@
 - :mod:`.pipeline`: one video's verdicts (``flickermine mine --verdicts``);
 - :mod:`.gpu_pipeline`: decoding, batching and inference side by side;
 - :mod:`.detect_job`: ``flickermine detect`` and ``mine-negatives``;
-- :mod:`.demo`: the synthetic clip of ``flickermine demo``.
+- :mod:`.demo`: the synthetic clip of ``flickermine demo``;
+- :mod:`.api`: :func:`~.api.mine`, one call for embedding (``flickermine.mine``).
 """
 
 from __future__ import annotations
 
+from .api import MineSummary, mine
 from .detect_job import detect_videos, mine_negatives
 from .gpu_pipeline import DetectorPipeline
 from .loop import MinedFrame, mine_stream
@@ -20,11 +22,13 @@ from .pipeline import MiningSummary, VideoMiner, mine_video
 
 __all__ = [
     "DetectorPipeline",
+    "MineSummary",
     "MinedFrame",
     "MiningSummary",
     "RunResult",
     "VideoMiner",
     "detect_videos",
+    "mine",
     "mine_negatives",
     "mine_stream",
     "mine_video",
