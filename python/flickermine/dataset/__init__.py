@@ -2,7 +2,9 @@
 
 - :mod:`.writer`: mined frames as a COCO dataset folder (``flickermine mine --out``): per-video
   shards, the merge, the report, the drawings and contact sheet;
-- :mod:`.presets`: the paper's ablations as training presets (base set merged with a mined set).
+- :mod:`.presets`: the paper's ablations as training presets (base set merged with a mined set);
+- :mod:`.review`: the self-contained review page of a mined set (``flickermine review``), whose
+  marks ``coco merge --reject`` honours.
 """
 
 from __future__ import annotations
