@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -198,7 +199,7 @@ def test_page_in_headless_chromium(tmp_path):
     run = subprocess.run(
         [browser, "--headless", "--disable-gpu", "--no-sandbox", "--virtual-time-budget=5000",
          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)},
     )
     found = re.search(r'<pre id="selftest">(.*?)</pre>', run.stdout, re.S)
     assert found, f"the page wrote no self-test result; chromium said: {run.stderr[-2000:]}"
@@ -210,6 +211,10 @@ def test_page_in_headless_chromium(tmp_path):
     export = result["export"]
     assert export["dataset"] == str(mined.resolve())
     assert [(m["image_id"], m["kind"], m["box"]) for m in export["rejected"]] == [(1, "hard_negative", [60.0, 20.0, 20.0, 30.0])]
+    assert result["button_export"] == export  # what "Export marks" downloads
+    downloaded = tmp_path / "Downloads" / "marks.json"  # headless Chromium saves it under $HOME
+    if downloaded.exists():
+        assert json.loads(downloaded.read_text()) == export
     assert result["visible_at_max_score"] == 1  # only the hard positive (no score) passes min score 1
     # the export is what coco merge --reject reads
     marks = tmp_path / "marks.json"

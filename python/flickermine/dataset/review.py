@@ -418,8 +418,10 @@ _SCRIPT = r"""
               video: it.getAttribute('data-video'), reason: it.getAttribute('data-reason')};
     })};
   }
+  var lastExport = null;
   function download(){
-    var blob = new Blob([JSON.stringify(exportData(), null, 1)], {type: 'application/json'});
+    lastExport = JSON.stringify(exportData(), null, 1);
+    var blob = new Blob([lastExport], {type: 'application/json'});
     var a = document.createElement('a'); a.href = URL.createObjectURL(blob); a.download = 'marks.json';
     document.body.appendChild(a); a.click(); a.remove();
   }
@@ -446,6 +448,8 @@ _SCRIPT = r"""
     key('j'); key('x');  // the second item (the first when there is one) marked by keyboard
     result.focused = focus;
     result.export = exportData();
+    document.getElementById('export').click();  // the button's download holds the same marks
+    result.button_export = lastExport === null ? null : JSON.parse(lastExport);
     minScore.value = minScore.max; update();
     result.visible_at_max_score = visible().length;
     minScore.value = minScore.min; update();
