@@ -114,3 +114,16 @@ def test_invalid_results_name_the_adapter():
         from_torchvision({"boxes": BOXES})
     with pytest.raises(TypeError, match="from_supervision"):
         from_supervision(object())
+
+
+def test_from_ultralytics_with_ultralytics_installed():
+    pytest.importorskip("ultralytics")
+    torch = pytest.importorskip("torch")
+    from ultralytics.engine.results import Results
+
+    frame = np.zeros((100, 200, 3), np.uint8)
+    rows = torch.tensor([[*BOXES[0], SCORES[0], 0], [*BOXES[1], SCORES[1], 2]])  # x1 y1 x2 y2 conf cls
+    results = Results(frame, path="frame.jpg", names={0: "person", 1: "bicycle", 2: "car"}, boxes=rows)
+    _check(from_ultralytics([results]), [0, 2])
+    empty = Results(frame, path="frame.jpg", names={0: "person"}, boxes=torch.zeros((0, 6)))
+    assert len(from_ultralytics(empty)) == 0
