@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flickermine.cli import main
+from flickermine.errors import InputError
 from flickermine.io.yolo import data_yaml, export_yolo, yolo_line
 
 from .conftest import shared_data
@@ -166,3 +167,52 @@ def test_data_yaml_quotes_names(tmp_path):
     for data in (_parse_yaml(text), _parse_yaml_subset(text)):
         assert data["names"] == {0: "person", 1: 'a: "b" # c'}
         assert data["path"] == str(tmp_path) and data["nc"] == 2 and data["val"] == "images"
+
+
+def test_many_categories_crowd_and_boxes_outside(tmp_path):
+    """Classes in order of category id from 0; crowd labels skipped; a box outside its image
+    dropped, one partly outside clipped; colliding flat names kept apart."""
+    import cv2
+    import numpy as np
+
+    dataset = tmp_path / "DIR"
+    for name in ("images/a/x.jpg", "images/a_x.jpg", "images/b/y.png"):
+        (dataset / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(dataset / name), np.zeros((50, 100, 3), np.uint8))
+    images = [
+        {"id": 1, "file_name": "images/a/x.jpg", "width": 100, "height": 50},
+        {"id": 2, "file_name": "images/a_x.jpg", "width": 100, "height": 50},
+        {"id": 3, "file_name": "images/b/y.png", "width": 100, "height": 50},
+    ]
+    box = {"area": 1, "iscrowd": 0}
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20], **box},
+        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [90, 40, 20, 20], **box},  # clipped
+        {"id": 3, "image_id": 2, "category_id": 3, "bbox": [200, 10, 5, 5], **box},  # outside: dropped
+        {"id": 4, "image_id": 3, "category_id": 7, "bbox": [0, 0, 10, 10], "area": 1, "iscrowd": 1},
+    ]
+    categories = [{"id": 7, "name": "car"}, {"id": 3, "name": "person"}]
+    (dataset / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+
+    result = export_yolo(dataset, tmp_path / "yolo")
+    assert result.names == {0: "person", 1: "car"}
+    assert (result.images, result.boxes, result.backgrounds, result.dropped, result.crowd) == (3, 2, 2, 1, 1)
+    labels = {p.name: p.read_text() for p in (tmp_path / "yolo" / "labels").iterdir()}
+    assert sorted(labels) == ["a_x.txt", "a_x_2.txt", "b_y.txt"]
+    assert labels["a_x.txt"] == "1 0.200000 0.400000 0.200000 0.400000\n0 0.950000 0.900000 0.100000 0.200000\n"
+    assert labels["a_x_2.txt"] == labels["b_y.txt"] == ""
+    assert sorted(p.name for p in (tmp_path / "yolo" / "images").iterdir()) == ["a_x.jpg", "a_x_2.jpg", "b_y.png"]
+    assert _parse_yaml((tmp_path / "yolo" / "data.yaml").read_text())["names"] == {0: "person", 1: "car"}
+    assert "1 boxes outside their image dropped" in result.line()
+
+
+def test_a_missing_image_fails_before_anything_is_written(mined, tmp_path):
+    import shutil
+
+    copy = tmp_path / "DIR"
+    shutil.copytree(mined, copy)
+    first = json.loads((copy / "annotations.json").read_text())["images"][0]["file_name"]
+    (copy / first).unlink()
+    with pytest.raises(InputError, match="missing"):
+        export_yolo(copy, tmp_path / "yolo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR"]
