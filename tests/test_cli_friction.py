@@ -345,3 +345,44 @@ def test_threshold_sweep_decodes_the_video_once(tmp_path, monkeypatch, capsys):
                  str(dets), "--scores", "0.5,0.7,0.9", "--nccs", "0.3,0.5,0.7", "--quiet", "--json", str(tmp_path / "a.json")]) == 0
     assert len(decoded) == 1
     assert len(json.loads((tmp_path / "a.json").read_text())["sweep"]) == 9
+
+
+# -- 11. detect: one summary line, the device named, one frames/s figure ---------------------------
+
+
+@pytest.mark.real_data
+def test_detect_prints_one_line_naming_the_device(tmp_path, capsys, monkeypatch):
+    import re
+
+    from flickermine.detect.detections import CallableDetector
+    from flickermine.io.mot import DetectionFile
+    from flickermine.runner.detect_job import detect_videos
+
+    video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
+    frames = DetectionFile(dets, frame_count=71).per_frame(71)
+
+    def replay(frame):
+        _, boxes, scores = next(frames)
+        return boxes, scores
+
+    import tqdm
+
+    bars: list[dict] = []
+    real_tqdm = tqdm.tqdm
+
+    def recording(*args, **kwargs):
+        bars.append(kwargs)
+        return real_tqdm(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm, "tqdm", recording)
+    logged: list[str] = []
+    summaries = detect_videos([video], tmp_path / "out", CallableDetector(replay, name="replay"), progress=True, log=logged.append)
+    assert len(logged) == 1, logged  # one summary line per video
+    line = logged[0]
+    assert line.startswith("video: ") and "71 frames" in line and "-> " in line
+    assert "[device cpu, batch 1, cpu decode]" in line and "GPU" not in line and "AMP" not in line and "pinned" not in line
+    figures = re.findall(r"([\d.]+) frames/s", line)
+    assert figures == [f"{summaries[0].frames_per_second:.1f}"]  # one figure, the summary's
+    assert summaries[0].seconds == summaries[0].pipeline.seconds
+    # the progress bar shows the average rate (smoothing=0), the figure the line prints, not a moving one
+    assert bars and bars[0]["smoothing"] == 0

@@ -66,11 +66,13 @@ def detect_videos(
         start = time.perf_counter()
         count = 0
         bar = None
+        pipeline = DetectorPipeline(source, detector, gray=False, log=log)
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=source.frame_count, desc=key, unit="frame", dynamic_ncols=True, leave=False)
-        pipeline = DetectorPipeline(source, detector, gray=False, log=log)
+            # smoothing=0: the bar shows the average rate since it started, the figure the
+            # summary line prints at the end (not a moving average that disagrees with it)
+            bar = tqdm(total=source.frame_count, desc=key, unit="frame", dynamic_ncols=True, leave=False, smoothing=0)
         with open_writer(target, output_format) as writer:
             for frame, result in pipeline:
                 writer.write(frame.index, result.boxes, result.scores)
@@ -79,9 +81,11 @@ def detect_videos(
                     bar.update(1)
         if bar is not None:
             bar.close()
-        summary = DetectSummary(key, source.decoded_frames or 0, count, time.perf_counter() - start, str(target), pipeline.stats)
-        log(f"{key}: {summary.frames} frames, {count} detections, {summary.frames_per_second:.1f} frames/s -> {target}")
-        log(f"{key}: {pipeline.stats.line()}")
+        # One line, one frames/s figure: the pipeline's (from the first frame asked for to the last
+        # written), which the summary's seconds are too.
+        seconds = pipeline.stats.seconds if pipeline.stats.seconds > 0 else time.perf_counter() - start
+        summary = DetectSummary(key, source.decoded_frames or 0, count, seconds, str(target), pipeline.stats)
+        log(f"{key}: {count} detections -> {target}; {pipeline.stats.line()}")
         summaries.append(summary)
     return summaries
 

@@ -23,7 +23,7 @@ Example::
     for frame, detections in pipeline:
         for verdicts in miner.push(frame.gray, detections):
             ...
-    print(pipeline.stats.line())   # frames/s and GPU utilisation
+    print(pipeline.stats.line())   # frames/s (and GPU utilisation on CUDA)
 """
 
 from __future__ import annotations
@@ -285,13 +285,19 @@ class PipelineStats:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
     def line(self) -> str:
+        """One line: frames, seconds, frames/s, where the time went, and the device. GPU wording
+        (utilisation, AMP, pinned batches) only for a CUDA device."""
+        head = (
+            f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_second:.1f} frames/s "
+            f"(detector {self.inference_seconds:.1f} s, consumer {self.consumer_seconds:.1f} s)"
+        )
+        if not self.device.startswith("cuda"):
+            return f"{head} [device {self.device}, batch {self.batch_size}, {self.decode} decode]"
         utilisation = f"{self.gpu_utilization:.0f}%" if self.gpu_utilization is not None else "n/a"
         if self.gpu_utilization is None and self.gpu_utilization_note:
             utilisation += f" ({self.gpu_utilization_note})"
         return (
-            f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_second:.1f} frames/s "
-            f"(detector {self.inference_seconds:.1f} s, consumer {self.consumer_seconds:.1f} s), "
-            f"GPU utilisation {utilisation} [device {self.device}, batch {self.batch_size}, "
+            f"{head}, GPU utilisation {utilisation} [device {self.device}, batch {self.batch_size}, "
             f"AMP {'on' if self.amp else 'off'}, {'pinned' if self.pinned else 'pageable'} batches, {self.decode} decode]"
         )
 
