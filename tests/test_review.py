@@ -221,3 +221,21 @@ def test_page_in_headless_chromium(tmp_path):
     marks.write_text(json.dumps(export))
     merged = coco_files.merge(_base(tmp_path), mined / "annotations.json", out=tmp_path / "m.json", reject=[marks])
     assert len(merged["images"]) == 2 and not any(i["file_name"].endswith("000002.jpg") for i in merged["images"])
+
+
+def test_label_flickers_and_classes(tmp_path):
+    """Per-class mining's label flickers are items too (with their class), and --reject drops them."""
+    mined = _mined_folder(tmp_path)
+    coco = json.loads((mined / "annotations.json").read_text())
+    coco["categories"].append({"id": 2, "name": "dog"})
+    coco["images"][1]["label_flickers"] = [{"bbox": [70.0, 10.0, 20.0, 20.0], "score": 0.7, "category_id": 2}]
+    (mined / "annotations.json").write_text(json.dumps(coco))
+    build_review(mined)
+    page = (mined / "review.html").read_text()
+    assert _count_items(page) == 5 and page.count('data-kind="label_flicker"') == 1
+    assert "class <b>dog</b>" in page and "1 label flickers" in page
+    marks = tmp_path / "marks.json"
+    marks.write_text(json.dumps(_marks(mined, {"image_id": 2, "box": [70, 10, 20, 20], "kind": "label_flicker"})))
+    merged = coco_files.merge(_base(tmp_path), mined / "annotations.json", out=tmp_path / "m.json", reject=[marks])
+    image = next(i for i in merged["images"] if i["file_name"].endswith("000004.jpg"))
+    assert image["label_flickers"] == [] and len(image["hard_negatives"]) == 1

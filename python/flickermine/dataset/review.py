@@ -45,6 +45,9 @@ PathLike = str | os.PathLike
 
 HARD_NEGATIVE = "hard_negative"
 HARD_POSITIVE = "hard_positive"
+#: per-class mining: a box consistent over time whose label flips (an image's ``label_flickers``)
+LABEL_FLICKER = "label_flicker"
+LABEL_FLICKERS_KEY = "label_flickers"
 #: what a hard negative is when its record names no reason (the miner's isolated detections)
 DEFAULT_NEGATIVE_REASON = "isolated"
 #: the reason shown for the tracker's hard positives
@@ -56,9 +59,21 @@ CROP_MAX_WIDTH = 220
 JPEG_QUALITY = 80
 
 
+def _category_name(record: dict, names: dict) -> str:
+    """A record's category: its ``category_id`` named by the file's categories (else its ``label``), or ''."""
+    if record.get("category_id") in names:
+        return str(names[record["category_id"]])
+    return str(record["category"]) if record.get("category") is not None else ""
+
+
 def review_items(coco: dict) -> list[dict]:
-    """The page's items of a mined COCO dict: hard negatives then hard positives, per image in order."""
+    """The page's items of a mined COCO dict, per image in order: hard negatives, label flickers
+    (per-class mining's ``label_flickers`` records), then hard positives. ``category`` is the
+    record's class name where the file has several categories."""
     items: list[dict] = []
+    names = {c.get("id"): c.get("name") for c in coco.get("categories", []) if isinstance(c, dict)}
+    if len(names) < 2:  # one category: no class to show
+        names = {}
     tracked: dict[Any, list[dict]] = {}
     for annotation in coco.get("annotations", []):
         if annotation.get("source") == TRACKER_SOURCE:
@@ -68,17 +83,14 @@ def review_items(coco: dict) -> list[dict]:
             "image_id": image["id"], "file_name": image["file_name"], "video": str(image.get("video", "")),
             "frame_index": image.get("frame_index"), "width": image.get("width"), "height": image.get("height"),
         }
-        for record in image.get(HARD_NEGATIVES_KEY) or []:
+        records = [(HARD_NEGATIVE, r, DEFAULT_NEGATIVE_REASON) for r in image.get(HARD_NEGATIVES_KEY) or []]
+        records += [(LABEL_FLICKER, r, LABEL_FLICKER) for r in image.get(LABEL_FLICKERS_KEY) or []]
+        records += [(HARD_POSITIVE, a, HARD_POSITIVE_REASON) for a in tracked.get(image["id"], [])]
+        for kind, record, reason in records:
             items.append({
-                **common, "kind": HARD_NEGATIVE, "box": [float(v) for v in record["bbox"]],
+                **common, "kind": kind, "box": [float(v) for v in record["bbox"]],
                 "score": None if record.get("score") is None else float(record["score"]),
-                "reason": str(record.get("reason", DEFAULT_NEGATIVE_REASON)),
-            })
-        for annotation in tracked.get(image["id"], []):
-            items.append({
-                **common, "kind": HARD_POSITIVE, "box": [float(v) for v in annotation["bbox"]],
-                "score": None if annotation.get("score") is None else float(annotation["score"]),
-                "reason": HARD_POSITIVE_REASON,
+                "reason": str(record.get("reason", reason)), "category": _category_name(record, names),
             })
     for number, item in enumerate(items):
         item["n"] = number
@@ -293,7 +305,8 @@ def _fmt_score(score: Optional[float]) -> str:
 def _item_html(item: dict) -> str:
     e = html.escape
     x, y, w, h = item["box"]
-    kind_label = "hard negative" if item["kind"] == HARD_NEGATIVE else "hard positive"
+    kind_label = {HARD_NEGATIVE: "hard negative", HARD_POSITIVE: "hard positive", LABEL_FLICKER: "label flicker"}.get(
+        item["kind"], item["kind"])
     width, height = item.get("width") or 1, item.get("height") or 1
     box_style = (
         f"left:{100 * x / width:.3f}%;top:{100 * y / height:.3f}%;"
@@ -325,7 +338,8 @@ def _item_html(item: dict) -> str:
         f'<div class="meta"><div class="kind">{kind_label}</div>'
         f'<div>score <b>{_fmt_score(item["score"])}</b></div>'
         f'<div>reason <b>{e(item["reason"])}</b></div>'
-        f'<div>video <b>{e(item["video"])}</b>{frame_text}</div>'
+        + (f'<div>class <b>{e(item["category"])}</b></div>' if item.get("category") else "")
+        + f'<div>video <b>{e(item["video"])}</b>{frame_text}</div>'
         f'<div class="small">image {e(str(item["image_id"]))} · box [{box_text}]</div>'
         f'<button class="mark" type="button">wrong (x)</button></div></article>'
     )
@@ -343,6 +357,7 @@ main{padding:10px 14px}
 .item{display:flex;gap:14px;align-items:flex-start;background:#fff;border:2px solid #ddd;border-radius:6px;padding:8px;margin:0 0 10px;outline:none}
 .item.hard_negative{border-left:8px solid #d32f2f}
 .item.hard_positive{border-left:8px solid #388e3c}
+.item.label_flicker{border-left:8px solid #f57c00}
 .item.focused{border-color:#1976d2;box-shadow:0 0 0 3px #90caf9}
 .item.rejected{background:#ffebee;opacity:.75}
 .item.rejected .kind::after{content:" — marked wrong";color:#b71c1c;font-weight:bold}
@@ -469,6 +484,8 @@ def render_page(items: list[dict], thumbs: dict[str, str], *, dataset: str, titl
     """The review page's HTML (items as :func:`build_review` prepares them)."""
     e = html.escape
     negatives = sum(1 for i in items if i["kind"] == HARD_NEGATIVE)
+    positives = sum(1 for i in items if i["kind"] == HARD_POSITIVE)
+    flickers = len(items) - negatives - positives
     body = "\n".join(_item_html(item) for item in items) or '<p class="empty">This dataset holds no hard negative and no hard positive.</p>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -483,7 +500,7 @@ def render_page(items: list[dict], thumbs: dict[str, str], *, dataset: str, titl
 <button id="export" type="button">Export marks</button>
 <span id="count"></span></header>
 <main>
-<p class="help">{negatives} hard negatives (red), {len(items) - negatives} hard positives (green), each beside its previous /
+<p class="help">{negatives} hard negatives (red), {positives} hard positives (green){f", {flickers} label flickers (orange)" if flickers else ""}, each beside its previous /
 current / next frame. Keys: <b>j</b>/<b>k</b> or arrows move, <b>x</b> marks the focused item wrong (again: unmarks).
 "Export marks" downloads marks.json for <code>flickermine coco merge … --reject marks.json</code>.</p>
 {body}

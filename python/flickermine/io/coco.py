@@ -430,8 +430,8 @@ def merge(
 # --------------------------------------------------------------------------------------------------
 # review marks (flickermine review's "Export marks")
 
-#: kinds of a marked item: a record of an image's ``hard_negatives``, or a tracker label
-MARK_KINDS = ("hard_negative", "hard_positive")
+#: kinds of a marked item: a record of an image's ``hard_negatives`` or ``label_flickers``, or a tracker label
+MARK_KINDS = ("hard_negative", "hard_positive", "label_flicker")
 _BOX_TOLERANCE = 0.01  # pixels: boxes are written rounded to 1/1000
 
 
@@ -454,7 +454,7 @@ def load_marks(path: PathLike) -> dict:
         ):
             raise InputError(
                 f"--reject {path}: rejected[{index}] must be {{\"image_id\": id, \"box\": [x, y, w, h], "
-                f"\"kind\": \"hard_negative\" | \"hard_positive\"}}, got {_short(item)}"
+                f"\"kind\": \"hard_negative\" | \"hard_positive\" | \"label_flicker\"}}, got {_short(item)}"
             )
     return marks
 
@@ -488,10 +488,12 @@ def reject_marked(coco: dict, marks: dict, source: str = "marks", dataset: PathL
     with all its annotations, since the box marked wrong is an object the image leaves unlabelled
     (kept, it would teach the object as background). Every mark must be found (same image id,
     ``file_name`` when the mark has one, box within 0.01 px), or nothing is changed and an
-    :class:`InputError` says which mark is not in ``dataset``.
+    :class:`InputError` says which mark is not in ``dataset``. A rejected label flicker
+    (``kind: "label_flicker"``, per-class mining) removes that record of the image's ``label_flickers``.
     """
     images = {image["id"]: image for image in coco["images"]}
     negatives: list[tuple[Any, int]] = []
+    flickers: list[tuple[Any, int]] = []
     positives: set[int] = set()
     where = f" of {dataset}" if dataset is not None else ""
     for index, mark in enumerate(marks.get("rejected", [])):
@@ -507,6 +509,12 @@ def reject_marked(coco: dict, marks: dict, source: str = "marks", dataset: PathL
             if not found:
                 raise InputError(f"{source}: rejected[{index}]: image {mark['image_id']!r}{where} has no hard negative at {mark['box']}")
             negatives.append((image["id"], found[0]))
+        elif mark["kind"] == "label_flicker":
+            records = image.get("label_flickers") or []
+            found = [k for k, record in enumerate(records) if _same_box(record.get("bbox", ()), mark["box"])]
+            if not found:
+                raise InputError(f"{source}: rejected[{index}]: image {mark['image_id']!r}{where} has no label flicker at {mark['box']}")
+            flickers.append((image["id"], found[0]))
         else:
             found = [
                 k for k, annotation in enumerate(coco["annotations"])
@@ -517,10 +525,9 @@ def reject_marked(coco: dict, marks: dict, source: str = "marks", dataset: PathL
                 raise InputError(f"{source}: rejected[{index}]: image {mark['image_id']!r}{where} has no hard positive at {mark['box']}")
             positives.add(found[0])
     dropped_images = {image_id for image_id, _ in negatives}
-    for image_id, record_index in sorted(negatives, key=lambda n: -n[1]):
-        records = images[image_id]["hard_negatives"]
-        if record_index < len(records):
-            del records[record_index]
+    for key, marked in (("hard_negatives", negatives), ("label_flickers", flickers)):
+        for image_id, record_index in sorted(set(marked), key=lambda n: -n[1]):
+            del images[image_id][key][record_index]
     coco["images"] = [image for image in coco["images"] if image["id"] not in dropped_images]
     before = len(coco["annotations"])
     coco["annotations"] = [
@@ -528,7 +535,8 @@ def reject_marked(coco: dict, marks: dict, source: str = "marks", dataset: PathL
         if k not in positives and annotation["image_id"] not in dropped_images
     ]
     return {
-        "hard_negatives": len(negatives), "hard_positives": len(positives), "images": len(dropped_images),
+        "hard_negatives": len(negatives), "hard_positives": len(positives), "label_flickers": len(flickers),
+        "images": len(dropped_images),
         "annotations": before - len(coco["annotations"]),
     }
 
