@@ -386,3 +386,84 @@ def test_detect_prints_one_line_naming_the_device(tmp_path, capsys, monkeypatch)
     assert summaries[0].seconds == summaries[0].pipeline.seconds
     # the progress bar shows the average rate (smoothing=0), the figure the line prints, not a moving one
     assert bars and bars[0]["smoothing"] == 0
+
+
+# -- 12. drawings: a tag per box (kind, score), a legend; a contact sheet sized to its frames -----
+
+
+def _drawn():
+    import numpy as np
+
+    from flickermine.dataset.writer import draw_frame
+    from flickermine.mining.miner import FrameVerdicts
+    from flickermine.mining.params import Reason
+
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    verdicts = FrameVerdicts(
+        frame_index=0, boxes=np.array([[100.0, 80, 160, 200], [200, 90, 260, 220]]), scores=np.array([0.62, 0.95]),
+        reasons=np.array([Reason.ISOLATED, Reason.PARTNER], dtype=np.int64), hard_positives=np.array([[20.0, 150, 70, 230]]),
+    )
+    return frame, verdicts, draw_frame
+
+
+def _is(pixels, bgr):
+    import numpy as np
+
+    return np.all(pixels == np.array(bgr, np.uint8), axis=-1)
+
+
+def test_drawing_tags_each_box_and_has_a_legend():
+    import numpy as np
+
+    from flickermine.dataset.writer import HARD_NEGATIVE_BGR, HARD_POSITIVE_BGR, PSEUDO_POSITIVE_BGR
+
+    frame, verdicts, draw_frame = _drawn()
+    drawn = draw_frame(frame, verdicts)
+    assert drawn.shape == frame.shape  # a copy: the frame itself is untouched
+    assert (frame == 128).all()
+    # boxes in their colours
+    assert _is(drawn[80:200, 100], HARD_NEGATIVE_BGR).all() and _is(drawn[90:220, 200], PSEUDO_POSITIVE_BGR).all()
+    assert _is(drawn[150:230, 20], HARD_POSITIVE_BGR).all()
+    # a tag plate above each box, holding text (ink of another colour on the plate)
+    for (x1, y1), bgr in (((100, 80), HARD_NEGATIVE_BGR), ((200, 90), PSEUDO_POSITIVE_BGR), ((20, 150), HARD_POSITIVE_BGR)):
+        plate = drawn[y1 - 16 : y1, x1 : x1 + 40]
+        assert _is(plate, bgr).mean() > 0.4, (x1, y1)
+        assert (~_is(plate, bgr)).sum() > 20, (x1, y1)  # the text
+    # the score is drawn: a wider tag for "HN 0.62" than for "HP" (no score: tracked)
+    def plate_width(y, x, bgr):
+        return int(_is(drawn[y, x : x + 120], bgr).sum())
+
+    assert plate_width(70, 100, HARD_NEGATIVE_BGR) > plate_width(140, 20, HARD_POSITIVE_BGR) + 20
+    # the legend: a darkened plate top left with a swatch of each colour
+    legend = drawn[0:60, 0:140]
+    for bgr in (HARD_NEGATIVE_BGR, PSEUDO_POSITIVE_BGR, HARD_POSITIVE_BGR):
+        assert _is(legend, bgr).sum() >= 60, bgr
+    assert (legend.max(axis=-1) < 60).mean() > 0.3  # dark plate
+    assert not _is(draw_frame(frame, verdicts, legend=False)[0:60, 0:140], HARD_NEGATIVE_BGR).any()
+    # a category name, where known, is part of the tag
+    named = draw_frame(frame, verdicts, names={1: "person"})
+    assert plate_width(70, 100, HARD_NEGATIVE_BGR) < int(_is(named[70, 100:220], HARD_NEGATIVE_BGR).sum())
+
+
+def test_contact_sheet_of_one_frame_is_one_thumbnail_wide(tmp_path):
+    import cv2
+    import numpy as np
+
+    from flickermine.dataset.writer import HARD_NEGATIVE_BGR, contact_sheet
+
+    frame, verdicts, draw_frame = _drawn()
+    (tmp_path / "visualize" / "v").mkdir(parents=True)
+    images = []
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / "visualize" / "v" / f"{i + 1:06d}.png"), draw_frame(frame, verdicts))
+        images.append({"video": "v", "file_name": f"images/v/{i + 1:06d}.png", "frame_index": i})
+    for count, width, rows in ((1, 320, 1), (3, 960, 1), (6, 1280, 2)):
+        path = contact_sheet(tmp_path, {"images": images[:count]}, thumb_width=320)
+        sheet = cv2.imread(str(path))
+        assert sheet.shape[1] == width, count
+        strip = sheet.shape[0] - rows * 240
+        assert 20 <= strip <= 50, (count, sheet.shape)  # the legend strip under the grid
+        black = (sheet.max(axis=-1) == 0).mean()
+        if count in (1, 3):
+            assert black < 0.1, (count, black)  # no black padding columns
+        assert _is(sheet[-strip:], HARD_NEGATIVE_BGR).sum() >= 60  # the strip's legend swatches

@@ -146,16 +146,67 @@ def select_frame(verdicts: FrameVerdicts, mode: Mode) -> tuple[bool, list[dict]]
     return True, labels
 
 
-def draw_frame(color: np.ndarray, verdicts: FrameVerdicts) -> np.ndarray:
-    """The authors' figure: hard negatives red, other candidates green, hard positives yellow."""
+#: BGR colours of the drawings, and the legend's words for them
+HARD_NEGATIVE_BGR = (0, 0, 255)  # red
+PSEUDO_POSITIVE_BGR = (0, 200, 0)  # green
+HARD_POSITIVE_BGR = (0, 220, 255)  # yellow
+LEGEND = (("hard negative", HARD_NEGATIVE_BGR), ("pseudo-positive", PSEUDO_POSITIVE_BGR), ("hard positive", HARD_POSITIVE_BGR))
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _tag(canvas: np.ndarray, text: str, x1: int, y1: int, y2: int, bgr: tuple[int, int, int]) -> None:
+    """``text`` on a filled ``bgr`` plate just above the box (below its top edge when the box
+    touches the top of the image), kept inside the image."""
+    (width, height), base = cv2.getTextSize(text, _FONT, 0.45, 1)
+    plate_h = height + base + 4
+    top = y1 - plate_h if y1 - plate_h >= 0 else min(y1, max(0, canvas.shape[0] - plate_h))
+    left = min(max(0, x1), max(0, canvas.shape[1] - width - 4))
+    cv2.rectangle(canvas, (left, top), (left + width + 3, top + plate_h - 1), bgr, -1)
+    ink = (0, 0, 0) if sum(bgr) > 300 or bgr[1] > 150 else (255, 255, 255)
+    cv2.putText(canvas, text, (left + 2, top + height + 2), _FONT, 0.45, ink, 1, cv2.LINE_AA)
+
+
+def draw_legend(canvas: np.ndarray, x: int = 4, y: int = 4) -> np.ndarray:
+    """The legend (a swatch and a word per colour) on a dark plate at ``(x, y)`` of ``canvas``, in place."""
+    rows = [(text, bgr) for text, bgr in LEGEND]
+    sizes = [cv2.getTextSize(text, _FONT, 0.4, 1)[0] for text, _ in rows]
+    line = max(h for _, h in sizes) + 6
+    width = 10 + 8 + max(w for w, _ in sizes) + 8
+    height = line * len(rows) + 4
+    x2, y2 = min(canvas.shape[1], x + width), min(canvas.shape[0], y + height)
+    region = canvas[y:y2, x:x2]
+    region[:] = (region.astype(np.float32) * 0.35).astype(canvas.dtype)  # darkened, not hidden
+    for i, (text, bgr) in enumerate(rows):
+        top = y + 4 + i * line
+        cv2.rectangle(canvas, (x + 4, top), (x + 13, top + line - 7), bgr, -1)
+        cv2.putText(canvas, text, (x + 18, top + line - 7), _FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def draw_frame(
+    color: np.ndarray, verdicts: FrameVerdicts, names: dict[int, str] | None = None, legend: bool = True
+) -> np.ndarray:
+    """The authors' figure: hard negatives red, other candidates (pseudo-positives) green, hard
+    positives yellow; each box tagged with what it is (``HN``, ``PP``, ``HP``), its category
+    (``names``: label id -> name, where known) and its detector score; a legend in the top-left
+    corner (``legend=False``: none)."""
     canvas = color.copy()
-    for box, reason in zip(verdicts.boxes, verdicts.reasons):
-        red = reason == Reason.ISOLATED
+    labels = verdicts.labels if verdicts.labels is not None else np.ones(len(verdicts.scores), np.int64)
+    for box, score, reason, label in zip(verdicts.boxes, verdicts.scores, verdicts.reasons, labels):
+        hard = reason == Reason.ISOLATED
+        bgr = HARD_NEGATIVE_BGR if hard else PSEUDO_POSITIVE_BGR
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 0, 255) if red else (0, 200, 0), 2)
-    for box in verdicts.hard_positives:
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), bgr, 2)
+        name = (names or {}).get(int(label))
+        _tag(canvas, f"{'HN' if hard else 'PP'}{' ' + name if name else ''} {float(score):.2f}", x1, y1, y2, bgr)
+    hp_labels = verdicts.hard_positive_labels if verdicts.hard_positive_labels is not None else [1] * len(verdicts.hard_positives)
+    for box, label in zip(verdicts.hard_positives, hp_labels):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 220, 255), 2)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), HARD_POSITIVE_BGR, 2)
+        name = (names or {}).get(int(label))
+        _tag(canvas, "HP" + (f" {name}" if name else ""), x1, y1, y2, HARD_POSITIVE_BGR)  # tracked: no score
+    if legend:
+        draw_legend(canvas)
     return canvas
 
 
@@ -358,7 +409,8 @@ def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: s
 
 
 def contact_sheet(out: Path, coco: dict, count: int = 16, thumb_width: int = 320) -> Path | None:
-    """A grid of the first ``count`` visualized kept frames, as ``out/contact_sheet.png``."""
+    """A grid of the first ``count`` visualized kept frames, as ``out/contact_sheet.png``: as many
+    columns as frames up to 4, each ``thumb_width`` px wide, a legend strip under it."""
     thumbs = []
     for image in coco["images"][:count]:
         drawn = cv2.imread(str(out / "visualize" / image["video"] / Path(image["file_name"]).name))
@@ -366,19 +418,39 @@ def contact_sheet(out: Path, coco: dict, count: int = 16, thumb_width: int = 320
             continue
         scale = thumb_width / drawn.shape[1]
         thumb = cv2.resize(drawn, (thumb_width, max(1, int(round(drawn.shape[0] * scale)))), interpolation=cv2.INTER_AREA)
-        cv2.putText(thumb, f"{image['video']} #{image['frame_index'] + 1}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        caption = f"{image['video']} #{image['frame_index'] + 1}"  # bottom left: the legend is top left
+        (width, height), _ = cv2.getTextSize(caption, _FONT, 0.45, 1)
+        bottom = thumb.shape[0] - 1
+        cv2.rectangle(thumb, (0, bottom - height - 8), (width + 8, bottom), (0, 0, 0), -1)
+        cv2.putText(thumb, caption, (4, bottom - 4), _FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         thumbs.append(thumb)
     if not thumbs:
         return None
     height = max(t.shape[0] for t in thumbs)
-    columns = 4
+    # The grid fits the frames: one frame is one thumbnail wide, not one of four black-padded
+    # columns; at most 4 columns, as square as the count allows.
+    columns = min(4, len(thumbs))
     rows = []
     for start in range(0, len(thumbs), columns):
         row = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in thumbs[start : start + columns]]
         row += [np.zeros_like(row[0])] * (columns - len(row))
         rows.append(np.concatenate(row, axis=1))
+    grid = np.concatenate(rows, axis=0)
+    # a legend strip under the grid (the thumbnails' own legends are too small to read)
+    places, x, line = [], 6, 0  # items flow onto a second line where the sheet is narrow
+    for text, bgr in LEGEND:
+        width = 15 + cv2.getTextSize(text, _FONT, 0.42, 1)[0][0]
+        if x > 6 and x + width > grid.shape[1] - 6:
+            x, line = 6, line + 1
+        places.append((text, bgr, x, line))
+        x += width + 14
+    strip = np.full((8 + 18 * (line + 1), grid.shape[1], 3), 40, np.uint8)
+    for text, bgr, x, line in places:
+        top = 6 + 18 * line
+        cv2.rectangle(strip, (x, top + 2), (x + 10, top + 12), bgr, -1)
+        cv2.putText(strip, text, (x + 15, top + 12), _FONT, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
     path = out / "contact_sheet.png"
-    ok, encoded = cv2.imencode(".png", np.concatenate(rows, axis=0))
+    ok, encoded = cv2.imencode(".png", np.concatenate([grid, strip], axis=0))
     if ok:
         with replaced_atomically(path) as temporary:
             temporary.write_bytes(encoded.tobytes())
