@@ -24,7 +24,7 @@ and :func:`~flickermine.detect.registry.detector_info` describes one for provena
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -62,6 +62,11 @@ class Detections:
     boxes: np.ndarray
     scores: np.ndarray
     labels: Optional[np.ndarray] = None
+
+    #: other libraries' results as Detections; set by :mod:`flickermine.detect.adapters`
+    from_torchvision: ClassVar[Callable[[Any], "Detections"]]
+    from_ultralytics: ClassVar[Callable[[Any], "Detections"]]
+    from_supervision: ClassVar[Callable[..., "Detections"]]
 
     def __post_init__(self) -> None:
         boxes = np.array(check_boxes(_as_array(self.boxes), "boxes"))  # a copy: made read-only below
