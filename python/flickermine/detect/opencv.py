@@ -148,8 +148,14 @@ class OpenCVHOGPeopleDetector:
         return [self._detect(frame) for frame in _check_frames(frames, self.name)]
 
     def _detect(self, frame: np.ndarray) -> Detections:
+        resized = _resize(frame, self.scale)
+        window_width, window_height = self._hog.winSize
+        if resized.shape[0] < window_height or resized.shape[1] < window_width:
+            # No window fits, so nothing can be found; OpenCV 4's detectMultiScale can crash the
+            # process (SIGSEGV) on such images instead of returning nothing.
+            return _clip_to_frame(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), frame.shape)
         rects, margins = self._hog.detectMultiScale(
-            _resize(frame, self.scale),
+            resized,
             hitThreshold=self.hit_threshold,
             winStride=self.win_stride,
             padding=self.padding,
