@@ -64,8 +64,9 @@ def test_ncc_search_rejects_bad_arrays(backend):
         fm.ncc_search_batch(image, [[0, 0, 5, 5]], image.astype(np.float32), [[0, 0, 10, 10]], backend=backend)
     with pytest.raises(TypeError, match="template_boxes must be integer pixel boxes.*float64"):
         fm.ncc_search_batch(image, np.array([[0.0, 0, 5, 5]]), image, [[0, 0, 10, 10]], backend=backend)
-    with pytest.raises(ValueError, match=r"regions\[0\] = \[0, 0, 60, 10\] is empty or outside the \(50, 50\) frame"):
-        fm.ncc_search_batch(image, [[0, 0, 5, 5]], image, [[0, 0, 60, 10]], backend=backend)
+    # one rule for boxes (docs/conventions.md): partly outside is clipped, entirely outside refused
+    with pytest.raises(ValueError, match=r"regions\[0\] = \[60, 0, 70, 10\] lies entirely outside the 50x50 image"):
+        fm.ncc_search_batch(image, [[0, 0, 5, 5]], image, [[60, 0, 70, 10]], backend=backend)
     with pytest.raises(ValueError, match=r"regions\[0\] = \[0, 0, 4, 10\] is smaller than template_boxes\[0\]"):
         fm.ncc_search_batch(image, [[0, 0, 5, 5]], image, [[0, 0, 4, 10]], backend=backend)
     with pytest.raises(ValueError, match="template_boxes has 2 rows but regions has 1"):

@@ -467,3 +467,42 @@ def test_contact_sheet_of_one_frame_is_one_thumbnail_wide(tmp_path):
         if count in (1, 3):
             assert black < 0.1, (count, black)  # no black padding columns
         assert _is(sheet[-strip:], HARD_NEGATIVE_BGR).sum() >= 60  # the strip's legend swatches
+
+
+# -- 13. the Python API: clear errors, one rule for boxes partly outside ----------------------------
+
+
+def test_frame_verdicts_per_frame_scores_name_the_argument_and_frame():
+    import numpy as np
+
+    import flickermine as fm
+    from flickermine.errors import InputError
+
+    frames = [np.zeros((40, 40), np.uint8)] * 3
+    boxes = [np.array([[1.0, 1, 9, 9]]), np.array([[1.0, 1, 9, 9], [20, 20, 30, 30]]), np.zeros((0, 4))]
+    with pytest.raises(InputError, match=r"^scores must be one \(N,\) array of numbers, the scores of the 2 boxes of "
+                       r"frame 1, but got a ragged sequence of 3 entries of lengths \[1, 2, 0\] \(one per frame\?\)$"):
+        fm.frame_verdicts(frames, boxes, [np.array([0.9]), np.array([0.9, 0.8]), np.zeros(0)], center=1)
+    with pytest.raises(InputError, match=r"scores must have shape \(2,\) to match the 2 boxes of frame 1, but got shape \(3,\)"):
+        fm.frame_verdicts(frames, boxes, [0.9, 0.8, 0.7], center=1)
+    assert len(fm.frame_verdicts(frames, boxes, [0.9, 0.8], center=1)) == 2
+
+
+def test_ncc_search_clips_boxes_partly_outside_as_the_miner_does():
+    import numpy as np
+
+    import flickermine as fm
+    from flickermine.errors import InputError
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((50, 50)) * 255).astype(np.uint8)
+    template = [[40, 40, 48, 48]]
+    scores, top_left = fm.ncc_search_batch(image, template, image, [[30, 30, 70, 70]])  # partly outside: clipped
+    clipped = fm.ncc_search_batch(image, template, image, [[30, 30, 50, 50]])
+    assert scores.tolist() == clipped[0].tolist() and top_left.tolist() == clipped[1].tolist() == [[40, 40]]
+    # a template partly outside: clipped to [45, 45, 50, 50], found where it is
+    assert fm.ncc_search_batch(image, [[45, 45, 53, 53]], image, [[40, 40, 50, 50]])[1].tolist() == [[45, 45]]
+    with pytest.raises(InputError, match=r"template_boxes\[0\] = \[50, 0, 58, 8\] lies entirely outside the 50x50 image"):
+        fm.ncc_search_batch(image, [[50, 0, 58, 8]], image, [[0, 0, 50, 50]])
+    with pytest.raises(TypeError, match="template_boxes must be integer pixel boxes"):
+        fm.ncc_search_batch(image, np.array([[40.0, 40, 48, 48]]), image, [[30, 30, 50, 50]])

@@ -98,13 +98,23 @@ def check_boxes(
     return array
 
 
-def check_scores(scores: object, count: int, name: str = "scores") -> np.ndarray:
-    """Validate an ``(N,)`` score array matching ``count`` boxes; return float64."""
-    array = np.asarray(scores)
+def check_scores(scores: object, count: int, name: str = "scores", frame: int | None = None) -> np.ndarray:
+    """Validate an ``(N,)`` score array matching ``count`` boxes; return float64. ``frame``: the
+    index of the frame whose boxes they score, named in the errors (e.g. a window's center)."""
+    whose = f"the {count} boxes of frame {frame}" if frame is not None else "the boxes"
+    try:
+        array = np.asarray(scores)
+    except ValueError:  # NumPy: "inhomogeneous shape", a ragged sequence such as one array per frame
+        lengths = [len(s) if hasattr(s, "__len__") else 1 for s in scores]  # type: ignore[union-attr]
+        raise InputError(
+            f"{name} must be one (N,) array of numbers, the scores of {whose}, but got a ragged sequence of "
+            f"{len(lengths)} entries of lengths {lengths}"
+            + (" (one per frame?)" if frame is not None else "")
+        ) from None
     if array.dtype.kind not in "fiu":
         raise InputTypeError(f"{name} must be a numeric array, but got dtype {array.dtype}")
     if array.ndim != 1 or array.shape[0] != count:
-        raise InputError(f"{name} must have shape ({count},) to match the boxes, but got shape {array.shape}")
+        raise InputError(f"{name} must have shape ({count},) to match {whose}, but got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float64)
     if not np.isfinite(array).all():
         row = int(np.flatnonzero(~np.isfinite(array))[0])
@@ -115,11 +125,13 @@ def check_scores(scores: object, count: int, name: str = "scores") -> np.ndarray
 def clip_boxes(boxes: np.ndarray, width: int, height: int, name: str = "boxes") -> np.ndarray:
     """Clip ``(N, 4)`` boxes to the image ``[0, width] x [0, height]``.
 
-    Boxes partly outside are clipped; a box entirely outside the image is an error.
+    Boxes partly outside are clipped; a box entirely outside the image is an error. Integer
+    boxes (the NCC kernels' pixel boxes) stay integer.
     """
     clipped = boxes.copy()
-    np.clip(clipped[:, 0::2], 0.0, float(width), out=clipped[:, 0::2])
-    np.clip(clipped[:, 1::2], 0.0, float(height), out=clipped[:, 1::2])
+    integer = clipped.dtype.kind in "iu"
+    np.clip(clipped[:, 0::2], 0, width if integer else float(width), out=clipped[:, 0::2])
+    np.clip(clipped[:, 1::2], 0, height if integer else float(height), out=clipped[:, 1::2])
     outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
     if outside.any():
         row = int(np.flatnonzero(outside)[0])

@@ -37,8 +37,10 @@ def ncc_search_batch(
 
     Args:
         template_frame, search_frame: ``(H, W)`` uint8 or float32 grayscale, same dtype.
-        template_boxes, regions: ``(K, 4)`` integer half-open pixel boxes; each region at least as
-            large as its template.
+        template_boxes, regions: ``(K, 4)`` integer half-open pixel boxes (float boxes are refused),
+            each clipped to its frame as every box is (docs/conventions.md: one partly outside is
+            clipped, one entirely outside is an error); each region, clipped, at least as large as
+            its template.
     Returns:
         ``scores`` ``(K,)`` float64, OpenCV ``TM_CCOEFF_NORMED`` (a flat window scores 0), and
         ``top_left`` ``(K, 2)`` int64 ``x, y`` of the best match in ``search_frame`` pixels
@@ -48,8 +50,12 @@ def ncc_search_batch(
     search_frame = check_gray_frame(search_frame, "search_frame")
     if template_frame.dtype != search_frame.dtype:
         raise InputTypeError(f"template_frame ({template_frame.dtype}) and search_frame ({search_frame.dtype}) must share a dtype")
-    template_boxes = check_boxes(template_boxes, "template_boxes", integer=True, frame_shape=template_frame.shape)
-    regions = check_boxes(regions, "regions", integer=True, frame_shape=search_frame.shape)
+    # Boxes partly outside their frame are clipped to it, as everywhere (docs/conventions.md);
+    # a box with nothing left inside is an error.
+    height, width = template_frame.shape
+    template_boxes = clip_boxes(check_boxes(template_boxes, "template_boxes", integer=True), width, height, "template_boxes")
+    height, width = search_frame.shape
+    regions = clip_boxes(check_boxes(regions, "regions", integer=True), width, height, "regions")
     if len(template_boxes) != len(regions):
         raise InputError(f"template_boxes has {len(template_boxes)} rows but regions has {len(regions)}")
     sizes = template_boxes[:, 2:] - template_boxes[:, :2]
@@ -122,7 +128,7 @@ def frame_verdicts(
     params = params or MiningParams()
     rule = _rule(rule)
     checked_frames, checked_boxes = _check_window(frames, boxes, center)
-    scores = check_scores(scores, len(checked_boxes[center]), "scores")
+    scores = check_scores(scores, len(checked_boxes[center]), "scores", frame=center)
     reasons = get_backend(backend).frame_verdicts(checked_frames, checked_boxes, scores, center, params, rule, iou_first)
     return demote_duplicates(checked_boxes[center], np.asarray(reasons, dtype=np.int8), params)
 
