@@ -216,8 +216,11 @@ def test_every_reader_yields_detections_per_frame(tmp_path, fmt):
 def test_jsonl_integer_labels_reach_detections(tmp_path):
     path = write(tmp_path, '{"frame": 1, "xyxy": [[1, 2, 3, 4]], "scores": [1], "labels": [3]}\n'
                            '{"frame": 2, "xyxy": [[1, 2, 3, 4]], "scores": [1], "labels": ["person"]}\n', "l.jsonl")
-    got = list(JsonlDetectionFile(path).detections())
-    assert [d.labels.tolist() for d in got] == [[3], [1]]  # names are not ids: all 1
+    reader = JsonlDetectionFile(path)
+    got = list(reader.detections())
+    # a name gets an id past the largest integer label: the categories of a mined COCO name it
+    assert [d.labels.tolist() for d in got] == [[3], [4]]
+    assert reader.category_names == {4: "person"}
 
 
 def test_jsonl_unsorted_is_sorted_on_read(tmp_path):

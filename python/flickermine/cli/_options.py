@@ -45,8 +45,13 @@ def _add_mining_options(parser: argparse.ArgumentParser) -> None:
         "max_support": "support rule: hard negative when at most this share of those frames has a matching detection",
         "support_iou": "support rule: IoU of a detection with the tracked box that counts as a match",
         "duplicate_iou": "every rule: an isolated detection overlapping a pseudo-positive of its frame above this IoU is a duplicate, not a hard negative (1: off)",
+        "class_agnostic": "pair detections whatever their labels (default: only with detections of the same label; "
+        "a box partnered only by another label is a label_flicker)",
     }
     for field in dataclasses.fields(MiningParams):
+        if field.type in (bool, "bool"):
+            parser.add_argument("--" + field.name.replace("_", "-"), action="store_true", help=helps[field.name])
+            continue
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=int if field.type in (int, "int") else float,

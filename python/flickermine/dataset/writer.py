@@ -41,6 +41,14 @@ from ..mining.params import MiningParams, Reason
 Mode = Literal["hn", "hp", "hn+hp", "negatives", "flickers-as-positives"]
 MODES: tuple[Mode, ...] = ("hn", "hp", "hn+hp", "negatives", "flickers-as-positives")
 HARD_NEGATIVES_KEY = "hard_negatives"
+#: In a shard, on each label and hard negative: the detector's label id (category id of the
+#: video's own ``categories``); merge_shards maps it to the COCO ``category_id``
+LABEL_KEY = "label"
+#: In a shard: ``{label id (as a string): category name}`` where the detections file or detector names them
+CATEGORIES_KEY = "categories"
+#: On an image, per-class mining only: the frame's label flickers (a box consistent over time
+#: whose label flips), ``{"bbox", "score", "category_id"}``: hard examples of class confusion
+LABEL_FLICKERS_KEY = "label_flickers"
 DETECTOR_SOURCE = "detector"
 TRACKER_SOURCE = "tracker"
 
@@ -137,12 +145,16 @@ def select_frame(verdicts: FrameVerdicts, mode: Mode) -> tuple[bool, list[dict]]
     if not keep:
         return False, []
     label_mask = np.ones(len(hard), bool) if mode == "flickers-as-positives" else positives
+    assert verdicts.labels is not None and verdicts.hard_positive_labels is not None  # filled in by FrameVerdicts
     labels = [
-        {"bbox": xywh(box), "score": round(float(score), 6), "source": DETECTOR_SOURCE}
-        for box, score in zip(verdicts.boxes[label_mask], verdicts.scores[label_mask])
+        {"bbox": xywh(box), "score": round(float(score), 6), "source": DETECTOR_SOURCE, LABEL_KEY: int(label)}
+        for box, score, label in zip(verdicts.boxes[label_mask], verdicts.scores[label_mask], verdicts.labels[label_mask])
     ]
     if mode in ("hp", "hn+hp"):
-        labels += [{"bbox": xywh(box), "score": None, "source": TRACKER_SOURCE} for box in hard_positive_boxes]
+        labels += [
+            {"bbox": xywh(box), "score": None, "source": TRACKER_SOURCE, LABEL_KEY: int(label)}
+            for box, label in zip(hard_positive_boxes, verdicts.hard_positive_labels)
+        ]
     return True, labels
 
 
@@ -217,6 +229,8 @@ class ShardWriter:
         self.out = out
         self.key = video_key
         self.config = config
+        #: ``{label id: category name}`` known for this video (its detections file's or detector's)
+        self.category_names: dict[int, str] = {}
         self.images: list[dict] = []
         self.all_hard_negatives: list[dict] = []  #: of every frame, kept or not (for the audit)
         self.counts = {"candidates": 0, "hard_negatives": 0, "pseudo_positives": 0, "hard_positives": 0}
@@ -235,9 +249,12 @@ class ShardWriter:
         for code, count in zip(*np.unique(verdicts.reasons, return_counts=True)):
             label = Reason(int(code)).label
             self.reasons[label] = self.reasons.get(label, 0) + int(count)
+        assert verdicts.labels is not None  # filled in by FrameVerdicts
         negatives = [
-            {"bbox": xywh(b), "score": round(float(s), 6)} for b, s in zip(verdicts.boxes[hard], verdicts.scores[hard])
+            {"bbox": xywh(b), "score": round(float(s), 6), LABEL_KEY: int(label)}
+            for b, s, label in zip(verdicts.boxes[hard], verdicts.scores[hard], verdicts.labels[hard])
         ]
+        flickers = verdicts.reasons == Reason.LABEL_FLICKER
         self.all_hard_negatives += [{"frame": verdicts.frame_index + 1, **n} for n in negatives]
         keep, labels = select_frame(verdicts, self.config.mode)
         if not keep:
@@ -261,12 +278,18 @@ class ShardWriter:
                 "annotations": labels,
             }
         )
+        if flickers.any():
+            self.images[-1][LABEL_FLICKERS_KEY] = [
+                {"bbox": xywh(b), "score": round(float(s), 6), LABEL_KEY: int(label)}
+                for b, s, label in zip(verdicts.boxes[flickers], verdicts.scores[flickers], verdicts.labels[flickers])
+            ]
 
     def finish(self, stats: dict) -> dict:
         shard = {
             "video": self.key, **stats, **self.counts, "reasons": dict(sorted(self.reasons.items())),
             "kept_frames": len(self.images), "images": self.images,
             ALL_HARD_NEGATIVES_KEY: self.all_hard_negatives,
+            CATEGORIES_KEY: {str(k): v for k, v in sorted(self.category_names.items())},
         }
         if stats.get("path") and Path(stats["path"]).exists() and VIDEO_FINGERPRINT_KEY not in shard:
             shard[VIDEO_FINGERPRINT_KEY] = video_fingerprint(stats["path"])
@@ -281,7 +304,7 @@ ALL_HARD_NEGATIVES_KEY = "all_hard_negatives"
 
 def shard_summary(shard: dict) -> dict:
     """A shard without its per-frame lists: the row report.json keeps of a video."""
-    return {k: v for k, v in shard.items() if k not in ("images", ALL_HARD_NEGATIVES_KEY)}
+    return {k: v for k, v in shard.items() if k not in ("images", ALL_HARD_NEGATIVES_KEY, CATEGORIES_KEY)}
 
 
 #: The per-video counts of report.json, summed into its ``totals``.
@@ -359,16 +382,17 @@ def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: s
     same folder mined are never dropped); return the COCO."""
     images: list[dict] = []
     annotations: list[dict] = []
-    category = {"id": 1, "name": config.category, "supercategory": config.category}
     ordered = list(video_keys) + [k for k in finished_keys(out) if k not in set(video_keys)]
-    for key in ordered:
-        path = shard_path(out, key)
-        if not path.exists():
-            continue
-        shard = read_shard(path)
+    shards = [read_shard(shard_path(out, key)) for key in ordered if shard_path(out, key).exists()]
+    categories, category_of = merged_categories(shards, config.category)
+    for shard in shards:
+        local = category_of[shard["video"]]
         for image in shard["images"]:
             image_id = len(images) + 1
             labels = image.pop("annotations")
+            for key in (HARD_NEGATIVES_KEY, LABEL_FLICKERS_KEY):
+                for box in image.get(key) or []:
+                    box["category_id"] = local(box.pop(LABEL_KEY, 1))
             images.append({"id": image_id, **image})
             for label in labels:
                 x, y, w, h = label["bbox"]
@@ -376,7 +400,7 @@ def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: s
                     {
                         "id": len(annotations) + 1,
                         "image_id": image_id,
-                        "category_id": category["id"],
+                        "category_id": local(label.get(LABEL_KEY, 1)),
                         "bbox": [x, y, w, h],
                         "area": round(w * h, 3),
                         "iscrowd": 0,
@@ -402,10 +426,64 @@ def merge_shards(out: Path, video_keys: list[str], config: RunConfig, backend: s
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [category],
+        "categories": categories,
     }
     write_json_atomic(out / "annotations.json", coco)
     return coco
+
+
+def merged_categories(shards: list[dict], category: str) -> tuple[list[dict], dict]:
+    """The COCO ``categories`` of a run and, per video, its label id -> ``category_id`` function.
+
+    One label in the whole run (every single-class detector and file): one category, id 1, named
+    ``category`` (``--category``), as without labels. Several: one category per name, where the
+    videos' detections files or detector name their labels (every category they name is listed),
+    else ``category`` for label 1 and ``label_<id>`` for the others. Label ids are kept as category
+    ids unless two videos give one name two ids (or one id two names): then ids are renumbered
+    1, 2, ... by first appearance.
+    """
+    seen_by_video: dict[str, set[int]] = {}
+    for shard in shards:
+        seen = seen_by_video.setdefault(shard["video"], set())
+        for image in shard["images"]:
+            for key in ("annotations", HARD_NEGATIVES_KEY, LABEL_FLICKERS_KEY):
+                seen.update(int(box.get(LABEL_KEY, 1)) for box in image.get(key) or [])
+        seen.update(int(box.get(LABEL_KEY, 1)) for box in shard.get(ALL_HARD_NEGATIVES_KEY) or [])
+    if len(set().union(*seen_by_video.values())) <= 1:
+        single = {"id": 1, "name": category, "supercategory": category}
+        return [single], {shard["video"]: (lambda label: 1) for shard in shards}
+
+    given: dict[int, set[str]] = {}  # the names the videos give each label id
+    for shard in shards:
+        for key, name in (shard.get(CATEGORIES_KEY) or {}).items():
+            given.setdefault(int(key), set()).add(str(name))
+
+    def name_of(names: dict, label: int) -> str:
+        if str(label) in names:
+            return str(names[str(label)])
+        if len(given.get(label, ())) == 1:
+            return next(iter(given[label]))
+        return category if label == 1 else f"label_{label}"
+
+    pairs: list[tuple[int, str]] = []  # (label id, name) in order of first appearance
+    per_video: dict[str, dict[int, str]] = {}
+    for shard in shards:
+        names = shard.get(CATEGORIES_KEY) or {}
+        ids = sorted(seen_by_video[shard["video"]] | ({int(k) for k in names} if len(names) > 1 else set()))
+        per_video[shard["video"]] = {label: name_of(names, label) for label in ids}
+        pairs += [pair for pair in per_video[shard["video"]].items() if pair not in pairs]
+    numbers: dict[str, int] = {}
+    if len({label for label, _ in pairs}) == len(pairs) and len({name for _, name in pairs}) == len(pairs):
+        numbers = {name: label for label, name in pairs}
+    else:  # ids clash between videos: renumber by name
+        for _, name in pairs:
+            numbers.setdefault(name, len(numbers) + 1)
+    categories = [{"id": number, "name": name, "supercategory": name} for name, number in sorted(numbers.items(), key=lambda item: item[1])]
+
+    def mapper(table: dict[int, str]):
+        return lambda label: numbers[table[int(label)]]
+
+    return categories, {video: mapper(table) for video, table in per_video.items()}
 
 
 def contact_sheet(out: Path, coco: dict, count: int = 16, thumb_width: int = 320) -> Path | None:

@@ -616,10 +616,18 @@ class JsonlDetectionFile(_Reader):
         self.is_sorted = True
         self.has_labels = False
         last = 0
+        names: list[str] = []  # category names given as labels, in order of first appearance
+        largest = 0  # the largest integer label
         for record in self._records():
             self.frames += 1
             self.count += len(record.boxes)
             self.has_labels = self.has_labels or record.labels is not None
+            for label in record.labels or ():
+                if isinstance(label, str):
+                    if label not in names:
+                        names.append(label)
+                else:
+                    largest = max(largest, label)
             if record.frame == last and self.is_sorted:
                 raise self._error(record.line, f"frame {record.frame} is listed twice (one line per frame)",
                                   self._line_text(record.line))
@@ -629,6 +637,7 @@ class JsonlDetectionFile(_Reader):
             self.max_frame = max(self.max_frame, record.frame)
         if not self.is_sorted:
             self._check_duplicates()
+        self._category_names = {largest + 1 + i: name for i, name in enumerate(names)}
 
     def __repr__(self) -> str:
         return (f"JsonlDetectionFile({str(self.path)!r}, count={self.count}, max_frame={self.max_frame}, "

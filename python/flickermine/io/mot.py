@@ -118,12 +118,21 @@ class DetectionReader:
 
     def detections(self, num_frames: Optional[int] = None) -> Iterator[Detections]:
         """One :class:`~flickermine.detect.detections.Detections` per frame index ``0 .. N-1``, in
-        order (``N`` as in :meth:`per_frame`); labels where the file gives integer category ids,
-        else all 1."""
+        order (``N`` as in :meth:`per_frame`); labels where the file gives them (category names
+        become the ids of :attr:`category_names`), else all 1."""
+        ids = {name: label for label, name in self.category_names.items()}
         for boxes, scores, labels in self._labels_per_frame(num_frames):
+            if labels is not None:
+                labels = [ids.get(v, v) if isinstance(v, str) else v for v in labels]
             if labels is not None and not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
-                labels = None  # category names: Detections holds ids
+                labels = None  # a name not in category_names (the file changed): Detections holds ids
             yield Detections(boxes, scores, None if labels is None else np.asarray(labels, np.int64))
+
+    @property
+    def category_names(self) -> dict[int, str]:
+        """``{label id: name}`` of the category names the file gives as labels (JSONL), numbered by
+        first appearance after its largest integer label; empty for files without names."""
+        return dict(getattr(self, "_category_names", None) or {})
 
     def check_frames_decoded(self, decoded: int) -> None:
         """Raise DetectionFileError when the file does not fit a video of ``decoded`` frames

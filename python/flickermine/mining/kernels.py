@@ -13,7 +13,7 @@ import numpy as np
 from .backends import BackendName, get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from .params import MiningParams, Reason, Rule
-from .rules import RuleName, demote_duplicates
+from .rules import RuleName, class_verdicts
 from ..errors import InputError, InputTypeError
 
 RuleLike = Union[Rule, str]
@@ -112,6 +112,7 @@ def frame_verdicts(
     rule: RuleLike = Rule.SEED,
     backend: BackendName = "auto",
     iou_first: bool = True,
+    labels: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Verdicts of the detections of ``frames[center]`` given its window.
 
@@ -122,6 +123,9 @@ def frame_verdicts(
         scores: ``(N,)`` scores of ``boxes[center]``.
         center: index in ``frames`` of the judged frame.
         iou_first: seed rule only; decide by ``IoU(e, d)`` before any NCC (same verdicts, less work).
+        labels: optional ``(N_i,)`` integer category ids per frame, like ``boxes``: a detection then
+            pairs only with detections of its own label (unless ``params.class_agnostic``) and one
+            partnered only by another label is ``Reason.LABEL_FLICKER``; None: one class.
     Returns:
         ``(N,)`` int8 :class:`Reason` codes; ``Reason.ISOLATED`` marks a hard negative.
     """
@@ -129,8 +133,29 @@ def frame_verdicts(
     rule = _rule(rule)
     checked_frames, checked_boxes = _check_window(frames, boxes, center)
     scores = check_scores(scores, len(checked_boxes[center]), "scores", frame=center)
-    reasons = get_backend(backend).frame_verdicts(checked_frames, checked_boxes, scores, center, params, rule, iou_first)
-    return demote_duplicates(checked_boxes[center], np.asarray(reasons, dtype=np.int8), params)
+    checked_labels = None if labels is None else _check_labels(labels, checked_boxes)
+    chosen = get_backend(backend)
+
+    def decide(window_boxes, window_scores):
+        return chosen.frame_verdicts(checked_frames, window_boxes, window_scores, center, params, rule, iou_first)
+
+    return class_verdicts(checked_boxes, checked_labels, scores, center, params, decide)
+
+
+def _check_labels(labels: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(labels) != len(boxes):
+        raise InputError(f"labels has {len(labels)} entries but frames has {len(boxes)}; give one (N_i,) array per frame")
+    checked = []
+    for i, (found, frame_boxes) in enumerate(zip(labels, boxes)):
+        array = np.asarray(found)
+        if array.size == 0 and len(frame_boxes) == 0:
+            array = array.reshape(0)
+        if array.shape != (len(frame_boxes),):
+            raise InputError(f"labels[{i}] must have shape ({len(frame_boxes)},) to match boxes[{i}], got {array.shape}")
+        if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise InputTypeError(f"labels[{i}] must be integer category ids, got dtype {array.dtype}")
+        checked.append(array.astype(np.int64))
+    return checked
 
 
 def frame_hard_positives(

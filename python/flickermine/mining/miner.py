@@ -15,7 +15,7 @@ from .backends import BackendName, get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from ..detect.detections import Detections
 from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
-from .rules import RuleName, demote_duplicates
+from .rules import RuleName, class_verdicts
 from ..errors import InputError
 
 
@@ -37,6 +37,8 @@ class FrameVerdicts:
             missed in this frame (empty unless the miner looks for hard positives).
         labels: ``(N,)`` int64 category ids of the candidates, from the pushed
             :class:`~flickermine.detect.detections.Detections` (all 1 when none were given).
+        hard_positive_labels: ``(M,)`` int64 category ids of ``hard_positives``: the label of the
+            detections they were tracked from (per class unless ``class_agnostic``; all 1 else).
     """
 
     frame_index: int
@@ -45,10 +47,13 @@ class FrameVerdicts:
     reasons: np.ndarray
     hard_positives: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
     labels: Optional[np.ndarray] = None
+    hard_positive_labels: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         if self.labels is None:
             object.__setattr__(self, "labels", np.ones(len(self.scores), dtype=np.int64))
+        if self.hard_positive_labels is None or len(self.hard_positive_labels) != len(self.hard_positives):
+            object.__setattr__(self, "hard_positive_labels", np.ones(len(self.hard_positives), dtype=np.int64))
 
     @property
     def hard_negatives(self) -> np.ndarray:
@@ -178,16 +183,13 @@ class Miner:
         window = list(self._buffer)[lo : center + self.params.window + 1]
         entry = self._buffer[center]
         if len(entry.boxes):
-            reasons = self.backend.frame_verdicts(
-                [e.frame for e in window],
-                [e.boxes for e in window],
-                entry.scores,
-                center - lo,
-                self.params,
-                self.rule,
-                self.iou_first,
-            )
-            reasons = demote_duplicates(entry.boxes, np.asarray(reasons, dtype=np.int8), self.params)
+            frames = [e.frame for e in window]
+
+            def decide(boxes, scores):
+                return self.backend.frame_verdicts(frames, boxes, scores, center - lo, self.params, self.rule, self.iou_first)
+
+            # per class unless params.class_agnostic; then LABEL_FLICKER and DUPLICATE (rules.class_verdicts)
+            reasons = class_verdicts([e.boxes for e in window], [e.labels for e in window], entry.scores, center - lo, self.params, decide)
         else:
             reasons = np.zeros(0, dtype=np.int8)
         verdicts = FrameVerdicts(
@@ -195,10 +197,23 @@ class Miner:
         )
         if self.find_hard_positives:
             # A frame without any detection may be exactly the one where an object was missed.
-            found = self.backend.frame_hard_positives(
-                [e.frame for e in window], [e.boxes for e in window], center - lo, self.params
-            )
-            verdicts = dataclasses.replace(verdicts, hard_positives=np.asarray(found, dtype=np.float64).reshape(-1, 4))
+            frames = [e.frame for e in window]
+            present = np.unique(np.concatenate([e.labels for e in window]))
+            if self.params.class_agnostic or len(present) <= 1:
+                found = np.asarray(
+                    self.backend.frame_hard_positives(frames, [e.boxes for e in window], center - lo, self.params),
+                    dtype=np.float64,
+                ).reshape(-1, 4)
+                found_labels = np.full(len(found), present[0] if len(present) == 1 and not self.params.class_agnostic else 1, dtype=np.int64)
+            else:  # per class: an object of one class missed where another class was detected is still missed
+                parts, part_labels = [], []
+                for label in present:
+                    boxes = [e.boxes[e.labels == label] for e in window]
+                    part = np.asarray(self.backend.frame_hard_positives(frames, boxes, center - lo, self.params), dtype=np.float64).reshape(-1, 4)
+                    parts.append(part)
+                    part_labels.append(np.full(len(part), label, dtype=np.int64))
+                found, found_labels = np.concatenate(parts), np.concatenate(part_labels)
+            verdicts = dataclasses.replace(verdicts, hard_positives=found, hard_positive_labels=found_labels)
         self._decided = frame_index + 1
         return verdicts
 

@@ -28,6 +28,9 @@ class Reason(enum.IntEnum):
     APPEARANCE_CHANGED = 5  #: NCC fell below ncc_threshold before any evidence of isolation
     NO_NEIGHBOURS = 6  #: tracklet rule: the video has no neighbour frame to track into
     DUPLICATE = 7  #: isolated, but overlaps a pseudo-positive of its own frame above duplicate_iou
+    #: isolated among its own class, but a detection of another class partners it: the box is
+    #: consistent, its label flips (per-class mining only; a hard example of class confusion)
+    LABEL_FLICKER = 8
 
     @property
     def label(self) -> str:
@@ -51,6 +54,7 @@ PYTHON_ONLY_FIELDS: dict[str, str] = {
     "max_support": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
     "support_iou": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
     "duplicate_iou": "applied after every backend's verdicts, in Python (rules.demote_duplicates)",
+    "class_agnostic": "per-class pairing runs the backend once per class, in Python (rules.class_verdicts)",
 }
 
 HARD_NEGATIVE = "hard_negative"
@@ -79,6 +83,9 @@ class MiningParams:
     #: every rule: an isolated detection overlapping a pseudo-positive of its own frame at IoU above
     #: this is a shifted second box of an object the detector found, not a hard negative (1: off)
     duplicate_iou: float = 1.0
+    #: pair a detection with neighbour detections of any label (False: of its own label only, and
+    #: a box partnered only by another label is a LABEL_FLICKER); detections without labels are one class
+    class_agnostic: bool = False
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -89,6 +96,7 @@ class MiningParams:
         for name in ("score_threshold", "ncc_threshold", "iou_threshold", "sure_score", "min_area", "max_support", "support_iou", "duplicate_iou"):
             value = getattr(self, name)
             check(name, isinstance(value, (int, float)) and math.isfinite(value), "a finite number")
+        check("class_agnostic", isinstance(self.class_agnostic, bool), "True or False")
         for name in ("window", "margin", "border", "max_gap", "min_tracked"):
             value = getattr(self, name)
             check(name, isinstance(value, int) and not isinstance(value, bool), "an integer")

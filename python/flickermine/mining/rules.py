@@ -262,6 +262,55 @@ def demote_duplicates(boxes: np.ndarray, reasons: np.ndarray, params: MiningPara
     return demoted
 
 
+#: ``(boxes per frame of the window, scores of boxes[center]) -> (N,) reasons of boxes[center]``:
+#: a backend's ``frame_verdicts`` with everything else of the window fixed.
+Decide = Callable[[Sequence[np.ndarray], np.ndarray], np.ndarray]
+
+
+def class_verdicts(
+    boxes: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray] | None,
+    scores: np.ndarray,
+    center: int,
+    params: MiningParams,
+    decide: Decide,
+) -> np.ndarray:
+    """Every rule's verdicts with labels: what :class:`~flickermine.mining.miner.Miner` and
+    :func:`flickermine.mining.kernels.frame_verdicts` run around a backend's ``frame_verdicts``.
+
+    Per class (the default): ``decide`` runs once per label of the center frame, on that label's
+    detections of every frame of the window, so a detection pairs only with detections of its own
+    label; the reasons are merged back in the original order. Then a detection isolated within its
+    label but with a partner among all the window's detections (``decide`` on every label gives
+    ``PARTNER``) becomes ``LABEL_FLICKER``: its box is consistent, its label flips. Last,
+    :func:`demote_duplicates`, within each label. With ``labels`` None, ``params.class_agnostic``
+    or a window of one label, this is ``demote_duplicates(boxes[center], decide(boxes, scores))``:
+    the backend's verdicts as without labels. ``labels``: ``(N_i,)`` int per frame of the window.
+    Backends stay unchanged: every call of ``decide`` is an ordinary window of boxes.
+    """
+    center_boxes = boxes[center]
+    per_frame = None if labels is None or params.class_agnostic else [np.asarray(l, dtype=np.int64).reshape(-1) for l in labels]
+    if per_frame is None or len(np.unique(np.concatenate(per_frame))) <= 1:
+        reasons = np.asarray(decide(boxes, scores), dtype=np.int8)
+        return demote_duplicates(center_boxes, reasons, params)
+    own = per_frame[center]
+    reasons = np.full(len(own), UNDECIDED, dtype=np.int8)
+    for label in np.unique(own):
+        mine = own == label
+        subset = [b[l == label] for b, l in zip(boxes, per_frame)]
+        reasons[mine] = np.asarray(decide(subset, scores[mine]), dtype=np.int8)
+    isolated = np.flatnonzero(reasons == Reason.ISOLATED)
+    if len(isolated):
+        window = list(boxes)
+        window[center] = center_boxes[isolated]
+        agnostic = np.asarray(decide(window, scores[isolated]), dtype=np.int8)
+        reasons[isolated[agnostic == Reason.PARTNER]] = Reason.LABEL_FLICKER
+    for label in np.unique(own):
+        mine = np.flatnonzero(own == label)
+        reasons[mine] = demote_duplicates(center_boxes[mine], reasons[mine], params)
+    return reasons
+
+
 def verdicts(
     frames: Sequence[np.ndarray],
     boxes: Sequence[np.ndarray],

@@ -78,7 +78,11 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
     detections = 0
     pending = 0
     pipelines: list = []
-    for step in mine_stream(source, _detections_for(job, source, detector, pipelines), [miner], color=True):
+    found = _detections_for(job, source, detector, pipelines)
+    # names of the labels, for the COCO categories: the JSONL file's label names, or the detector's
+    names = getattr(found, "category_names", None) if detector is None else getattr(detector, "category_names", None)
+    writer.category_names = {int(k): str(v) for k, v in (names or {}).items()}
+    for step in mine_stream(source, found, [miner], color=True):
         if step.frame is not None:
             assert step.detections is not None
             colors.append(step.frame.color)
@@ -118,16 +122,11 @@ def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> 
 
 
 def check_one_category(detector) -> None:
-    """The rules pair detections without looking at labels, and the dataset has one category: a
-    detector that outputs many (a COCO model) must be told which one to mine."""
-    detector = as_detector(detector)
-    names = dict(getattr(detector, "category_names", None) or {})
-    if getattr(detector, "category", None) is None and len(names) > 1:
-        shown = ", ".join(list(names.values())[:6]) + (", ..." if len(names) > 6 else "")
-        raise InputError(
-            f"detector {detector.name!r} outputs {len(names)} categories ({shown}); mining treats every detection "
-            "as one category: name the one to mine with --category (e.g. --category person)"
-        )
+    """Formerly refused a detector of many categories (mining paired detections whatever their
+    labels, into a one-category dataset). Mining is per class now (a detection pairs only with
+    detections of its own label; ``--class-agnostic`` for the old pairing) and the COCO output
+    lists every category of the detector, so every detector is accepted; only checked to be one."""
+    as_detector(detector)
 
 
 def check_shard_inputs(shard: dict, job: VideoJob, where: Path) -> None:
