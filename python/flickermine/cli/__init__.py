@@ -35,7 +35,33 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(_version_text())
+        print(_version_text(), flush=True)
+        _warm_numba(report=False)  # a cold numba cache: compile it now, visibly, not in a mining run
+        parser.exit()
+
+
+def _warm_numba(report: bool) -> None:
+    """Compile the numba backend's on-disk cache if it is cold (the message and the time go to
+    stderr); with ``report``, say on stdout when there was nothing to do."""
+    if "numba" not in available_backends():
+        if report:
+            print(f"numba backend unavailable ({unavailable_backends().get('numba', 'not installed')}): nothing to compile")
+        return
+    from ..mining.backends import numba_backend
+
+    seconds = numba_backend.warm_up()
+    if report and seconds is None:
+        print(f"numba backend already compiled (cache in {numba_backend.cache_dir()})")
+
+
+class _WarmupAction(argparse.Action):
+    """``--warmup``: compile the numba backend's cache now (about 30 s, once) and exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _warm_numba(report=True)
         parser.exit()
 
 
@@ -43,7 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flickermine", description="Mine hard training examples for object detectors from unlabelled video."
     )
-    parser.add_argument("--version", action=_VersionAction, help="print the version and the backends available here")
+    parser.add_argument(
+        "--version", action=_VersionAction,
+        help="print the version and the backends available here (and compile the numba backend if its cache is cold)",
+    )
+    parser.add_argument(
+        "--warmup", action=_WarmupAction,
+        help="compile the numba backend's on-disk cache now (about 30 s, once) so no mining run waits for it",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     mine.register(commands)  # mine
     detect.register(commands)  # detect, mine-negatives

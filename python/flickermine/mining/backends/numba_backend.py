@@ -25,15 +25,25 @@ One search (template ``T`` h x w, region ``R`` H x W):
 
 Small searches (few placements, or a template as large as the region) skip the FFT and score
 every placement directly. Everything is compiled on first use and cached on disk where the
-install is writable.
+install is writable (numba's cache: ``__pycache__`` next to this file, or ``NUMBA_CACHE_DIR``).
+
+Compiling takes about 30 s (35-40 s on a busy 2-core machine), once: the first search of a
+process whose cache is cold compiles every specialisation the backend uses (uint8 and float32
+frames, direct and FFT searches; :func:`warm_up`) and says so on stderr, so no mining run stalls
+silently; a marker file next to numba's cache records it (:func:`cache_is_cold`). ``flickermine
+--warmup`` does it ahead of time, and ``flickermine --version`` does it when the cache is cold.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 import threading
+import time
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -1356,9 +1366,25 @@ def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox
     return best, x, y, rescored
 
 
+def _compiled_form(frame: np.ndarray) -> np.ndarray:
+    """``frame`` itself when it is C-contiguous and writable (the arrays :func:`warm_up` compiles
+    for), else a copy that is: another layout or a read-only array would make numba compile a
+    new specialisation (about 30 s) in the middle of a run."""
+    if frame.flags.c_contiguous and frame.flags.writeable:
+        return frame
+    return np.array(frame, order="C")
+
+
 def ncc_search_batch(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray,
                      regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Best TM_CCOEFF_NORMED score and top-left corner (x, y, image pixels) per template box."""
+    if not _compiled:
+        ensure_compiled()
+    return _search(_compiled_form(template_frame), template_boxes, _compiled_form(search_frame), regions)
+
+
+def _search(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray,
+            regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = len(template_boxes)
     scores = np.empty(count, dtype=np.float64)
     top_left = np.empty((count, 2), dtype=np.int64)
@@ -1379,3 +1405,109 @@ def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 
 frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)
+
+
+# --------------------------------------------------------------------------------------------
+# Compiling the cache once, visibly.
+# --------------------------------------------------------------------------------------------
+
+#: What the first search of a process with a cold cache prints on stderr before compiling.
+COMPILE_MESSAGE = "flickermine: compiling the numba backend once (about 30 s); cached afterwards"
+
+#: Jitted functions called from Python: every specialisation of the backend is one of theirs
+#: (the rest are compiled into them).
+_ENTRY_POINTS = ("_template_stats", "_same_pixels", "_search_direct", "_forward_y", "_transform_x", "_search_fft")
+
+_MARKER = "numba_backend.flickermine-warm"
+_compiled = False
+_compile_lock = threading.Lock()
+
+
+def cache_dir() -> Path | None:
+    """The folder numba caches this module's compiled code in; None when it has none (no
+    writable location: then every process compiles again)."""
+    cache = getattr(_search_fft, "_cache", None)
+    path = getattr(cache, "cache_path", None)
+    return Path(path) if path else None
+
+
+def _stamp() -> str:
+    """What a warm cache was compiled for: numba's cache is invalidated by another numba or Python
+    and by any change to this file (its modification time and size, as numba checks them)."""
+    source = os.stat(__file__)
+    return f"numba {numba.__version__}; python {sys.version_info[0]}.{sys.version_info[1]}; {source.st_mtime!r} {source.st_size}\n"
+
+
+def cache_is_cold() -> bool:
+    """True when the next search will compile (about 30 s): no on-disk cache, no marker written
+    by :func:`warm_up` for this numba, Python and source file, or an index file of numba's
+    missing. Cheap: a few ``stat`` calls and one small read."""
+    folder = cache_dir()
+    if folder is None:
+        return True
+    try:
+        if (folder / _MARKER).read_text() != _stamp():
+            return True
+    except OSError:
+        return True
+    for name in _ENTRY_POINTS:
+        cache = getattr(globals()[name], "_cache", None)
+        index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+        if index is None or not os.path.exists(index):
+            return True
+    return False
+
+
+def _compile_everything() -> None:
+    """Run every specialisation once on tiny inputs: uint8 and float32 frames (C-contiguous,
+    writable: :func:`_compiled_form`), a direct and an FFT search, and a template cache hit."""
+    rng = np.random.default_rng(0)
+    texture = (rng.random((96, 96)) * 255).astype(np.uint8)
+    direct = (np.array([[40, 40, 48, 48]]), np.array([[36, 36, 52, 52]]))
+    fft = (np.array([[32, 32, 56, 56]]), np.array([[8, 8, 88, 88]]))
+    for dtype in (np.uint8, np.float32):
+        frame = texture.astype(dtype)
+        shifted = np.roll(frame, 1, axis=1)
+        for boxes, regions in (direct, fft, fft):  # fft twice: the second is a cache hit
+            _search(frame, boxes, shifted, regions)
+    clear_cache()
+
+
+def warm_up(force: bool = False, quiet: bool = False) -> float | None:
+    """Compile the backend now (every specialisation it uses) when the cache is cold, or always
+    with ``force`` (from the cache when it is warm: about a second), printing
+    :data:`COMPILE_MESSAGE` and the time taken on stderr unless ``quiet``. Writes the marker
+    :func:`cache_is_cold` looks for. Returns the seconds spent, or None when the cache was
+    already warm (nothing printed)."""
+    global _compiled
+    stream = None if quiet else sys.stderr
+    with _compile_lock:
+        if not force and not cache_is_cold():
+            _compiled = True
+            return None
+        if stream:
+            print(COMPILE_MESSAGE, file=stream, flush=True)
+        start = time.perf_counter()
+        _compile_everything()
+        seconds = time.perf_counter() - start
+        folder = cache_dir()
+        if folder is not None:
+            try:  # atomic: processes warming up side by side each write a whole marker
+                temporary = folder / f"{_MARKER}.{os.getpid()}.{threading.get_ident()}"
+                temporary.write_text(_stamp())
+                os.replace(temporary, folder / _MARKER)
+            except OSError:
+                pass  # a read-only cache folder: numba then compiles in memory only, every process
+        if stream:
+            where = f"cached in {folder}" if folder is not None else "no writable cache: every process compiles again"
+            print(f"flickermine: numba backend compiled in {seconds:.1f} s ({where})", file=stream, flush=True)
+        _compiled = True
+        return seconds
+
+
+def ensure_compiled() -> None:
+    """Called by the first search of a process: compiles (visibly) when the cache is cold."""
+    global _compiled
+    if not _compiled:
+        warm_up()
+        _compiled = True
