@@ -8,14 +8,21 @@ detection); the figure is time per search. Templates (h x w) 32x32, 64x64, 128x1
 200x300, region = template + 200 px in each dimension. Frames are real (pets09) when
 ../shared/data is present, else a synthetic texture.
 
-    python bench/bench_ncc.py [--backends cpp,numba,numpy] [--json PATH]
+Also, with numba among the backends: numba's cold compile (a child process with an empty
+NUMBA_CACHE_DIR runs ``numba_backend.warm_up()``: wall and CPU seconds), then a second child
+loading the same cache (``--no-cold-compile`` skips it).
+
+    python bench/bench_ncc.py [--backends cpp,numba,numpy] [--no-cold-compile] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -47,9 +54,33 @@ def load_frames() -> list[np.ndarray]:
     return [np.ascontiguousarray(base[i : i + 576, i : i + 768]) for i in range(NEIGHBOURS + 1)]
 
 
+COMPILE_CHILD = r"""
+import json, os, resource, time
+start = time.perf_counter()
+from flickermine.mining.backends import numba_backend
+cold = numba_backend.cache_is_cold()
+numba_backend.warm_up(force=True, quiet=True)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"cold": cold, "wall_s": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime}))
+"""
+
+
+def numba_cold_compile() -> dict:
+    """Seconds to compile the numba backend from an empty cache, and to load it afterwards."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        runs = {}
+        for name in ("cold", "warm"):
+            load = [round(x, 2) for x in os.getloadavg()]
+            out = subprocess.run([sys.executable, "-c", COMPILE_CHILD], capture_output=True, text=True, env=env, check=True)
+            runs[name] = {**json.loads(out.stdout.strip().splitlines()[-1]), "load_average_before": load}
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="cpp,numba,numpy")
+    parser.add_argument("--no-cold-compile", action="store_true", help="skip timing numba's compile from an empty cache")
     parser.add_argument("--json", help="output path (default bench/results/ncc.json)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -134,11 +165,18 @@ def main() -> int:
         if "numba" in backends:
             ok_numba = all(r[f"numba_over_cpp_{tag}"] <= 2 for r in results for tag in ("u8", "f32"))
             print(f"target numba within 2x of cpp on both dtypes: {'met' if ok_numba else 'NOT met'}")
+    compile_times = None
+    if "numba" in backends and not args.no_cold_compile:
+        compile_times = numba_cold_compile()
+        cold, warm = compile_times["cold"], compile_times["warm"]
+        print(f"\nnumba backend from an empty NUMBA_CACHE_DIR: {cold['wall_s']:.1f} s wall, {cold['cpu_s']:.1f} s CPU "
+              f"(load average {cold['load_average_before']}); a second process loading that cache: {warm['wall_s']:.1f} s")
     write_json(
         "ncc",
         {"neighbours": NEIGHBOURS, "cpp_kernels": isa, "timing": "best of repeats, one thread",
          "comparison": "each backend against cv2.matchTemplate on frames of the same dtype (uint8 vs uint8, float32 vs float32)",
-         "load_average": {"start": load_start, "end": load, "cpus": os.cpu_count()}, "results": results},
+         "load_average": {"start": load_start, "end": load, "cpus": os.cpu_count()}, "results": results,
+         "numba_compile": compile_times},
         args.json,
     )
     return 0
