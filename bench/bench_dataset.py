@@ -69,7 +69,7 @@ def main() -> int:
     from flickermine.dataset.writer import RunConfig
 
     configs = {
-        "seed, hn (defaults)": RunConfig(),
+        "seed, hn (defaults)": RunConfig(rule="seed"),  # the recorded results are seed's (default rule now: support)
         "support, hn+hp": RunConfig(rule="support", mode="hn+hp"),
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,7 +58,7 @@ def timed_run(videos, dets, out: Path, **options) -> tuple[float, str]:
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    result = run_mining(videos, out, RunConfig(), detections=dets, progress=False, log=lambda _: None, **options)
+    result = run_mining(videos, out, RunConfig(rule="seed"), detections=dets, progress=False, log=lambda _: None, **options)
     seconds = time.perf_counter() - start
     assert result.exit_code == 0, result.failed
     return seconds, fingerprint(out)

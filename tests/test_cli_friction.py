@@ -21,9 +21,10 @@ def _tud(*parts: str):
 @pytest.mark.real_data
 def test_verdicts_run_that_mines_nothing_says_why(tmp_path, capsys):
     video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
-    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(tmp_path / "v.csv"), "--quiet"]) == 0
+    # --rule seed: it mines nothing here (the default, support, mines 7)
+    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(tmp_path / "v.csv"), "--quiet", "--rule", "seed"]) == 0
     out = capsys.readouterr().out
-    # faster_rcnn.txt on tud-campus, defaults: 277 candidates, 195 sure, 26 at the border, 56 partnered
+    # faster_rcnn.txt on tud-campus, default settings: 277 candidates, 195 sure, 26 at the border, 56 partnered
     assert "nothing mined: 277 candidates" in out
     assert "195 exempt by sure_score" in out
     assert "0 small" in out
@@ -35,7 +36,7 @@ def test_verdicts_run_that_mines_nothing_says_why(tmp_path, capsys):
 @pytest.mark.real_data
 def test_dataset_run_that_mines_nothing_says_why(tmp_path, capsys):
     video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
-    assert main(["mine", str(video), "--detections", str(dets), "--out", str(tmp_path / "ds"), "--quiet"]) == 0
+    assert main(["mine", str(video), "--detections", str(dets), "--out", str(tmp_path / "ds"), "--quiet", "--rule", "seed"]) == 0
     out = capsys.readouterr().out
     assert "nothing mined: 277 candidates" in out and "195 exempt by sure_score" in out and "56 had partners" in out
     report = json.loads((tmp_path / "ds" / "report.json").read_text())
@@ -506,3 +507,32 @@ def test_ncc_search_clips_boxes_partly_outside_as_the_miner_does():
         fm.ncc_search_batch(image, [[50, 0, 58, 8]], image, [[0, 0, 50, 50]])
     with pytest.raises(TypeError, match="template_boxes must be integer pixel boxes"):
         fm.ncc_search_batch(image, np.array([[40.0, 40, 48, 48]]), image, [[30, 30, 50, 50]])
+
+
+# -- 14. the default rule is the one that mines best on validation data -----------------------------
+
+
+def test_default_rule_is_support_everywhere():
+    import inspect
+
+    import flickermine as fm
+    from flickermine.dataset.writer import RunConfig
+    from flickermine.mining.params import DEFAULT_RULE, Rule
+    from flickermine.runner.pipeline import mine_video
+
+    assert DEFAULT_RULE is Rule.SUPPORT
+    assert fm.Miner(fm.MiningParams()).rule is Rule.SUPPORT
+    assert inspect.signature(fm.frame_verdicts).parameters["rule"].default is Rule.SUPPORT
+    assert inspect.signature(mine_video).parameters["rule"].default is Rule.SUPPORT
+    assert RunConfig(params=fm.MiningParams()).rule == "support"
+    assert build_parser().parse_args(["mine", "v.mp4", "--verdicts", "v.csv"]).rule == "support"
+
+
+@pytest.mark.real_data
+def test_flagship_example_mines_with_defaults(tmp_path, capsys):
+    # bench/results/audit.json: pets09 + Faster R-CNN, defaults: seed 1 hard negative (a real
+    # person), support 46 at 65% precision
+    video, dets = shared_data("pets09-s2l1", "video.avi"), shared_data("pets09-s2l1", "det", "faster_rcnn.txt")
+    assert main(["mine", str(video), "--detections", str(dets), "--verdicts", str(tmp_path / "v.csv"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "4150 candidates, 46 hard negatives" in out and "rule support" in out and "nothing mined" not in out

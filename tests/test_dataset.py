@@ -85,7 +85,8 @@ def test_end_to_end_on_three_real_sequences(tmp_path):
         },
     )
     out = tmp_path / "out"
-    result = run_mining(videos, out, RunConfig(params=LOOSE, category="person", visualize=True), detections=dets, progress=False, log=lambda _: None)
+    config = RunConfig(params=LOOSE, rule="seed", category="person", visualize=True)  # the counts below are seed's
+    result = run_mining(videos, out, config, detections=dets, progress=False, log=lambda _: None)
     assert result.exit_code == 0
     data = check_coco(out)
     assert len(data["images"]) > 0 and len(data["annotations"]) > 0

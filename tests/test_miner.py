@@ -92,10 +92,11 @@ def test_below_threshold_detections_take_no_part(rng):
     box = np.array([[60.0, 60.0, 120.0, 130.0]])
     strong, weak = np.array([0.9]), np.array([0.79])
     # The same box in the neighbours would be a partner, but there it scores below 0.8.
-    verdicts = list(mine_frames(frames, [(box, weak), (box, strong), (box, weak)], MiningParams(window=1)))
+    # the seed rule (the default, support, needs min_tracked=3 trackable frames: a window of 1 has 2)
+    verdicts = list(mine_frames(frames, [(box, weak), (box, strong), (box, weak)], MiningParams(window=1), rule="seed"))
     assert len(verdicts[0].reasons) == 0 and len(verdicts[2].reasons) == 0
     assert verdicts[1].reasons.tolist() == [Reason.ISOLATED]
-    verdicts = list(mine_frames(frames, [(box, strong)] * 3, MiningParams(window=1)))
+    verdicts = list(mine_frames(frames, [(box, strong)] * 3, MiningParams(window=1), rule="seed"))
     assert verdicts[1].reasons.tolist() == [Reason.PARTNER]
 
 

@@ -25,7 +25,7 @@ from ..evaluate.audit import (
     read_verdicts_csv,
     sweep,
 )
-from ..mining.params import Rule
+from ..mining.params import DEFAULT_RULE, Rule
 from ._options import _add_mining_options, _params
 
 
@@ -78,7 +78,7 @@ def run_audit(args: argparse.Namespace) -> int:
         videos = [read_verdicts_csv(mined_path)]
         # A CSV records neither its rule nor its settings: they are what --rule and the
         # parameters say (used by --by-threshold; the rule is recorded only when given).
-        params, rule = _params(args), args.rule or Rule.SEED.value
+        params, rule = _params(args), args.rule or DEFAULT_RULE.value
     gts = _gt_by_video(args.gt, [v.name for v in videos], frames)
     reports = [audit_video(v, gts[v.name], args.match_iou, args.worst) for v in videos]
     overall = combine(reports, args.worst)

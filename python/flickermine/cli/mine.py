@@ -92,8 +92,10 @@ def _mine(args: argparse.Namespace) -> int:
             assert factory is not None
             detector = factory()
             check_one_category(detector)
-        else:
+        elif Path(args.detections).is_dir():  # the video's file in a folder of detections files
             detections = find_detections(videos[0], video_keys(videos)[0], args.detections, single=True)
+        else:  # a file, or a missing one: reported after the video, when opened
+            detections = args.detections
         summary = mine_video(
             videos[0],
             detections,

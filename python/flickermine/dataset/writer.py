@@ -35,7 +35,7 @@ from .. import __version__
 from .._files import remove_stale_temporaries, replaced_atomically, video_fingerprint, write_json_atomic
 from ..errors import InputError
 from ..mining.miner import FrameVerdicts
-from ..mining.params import MiningParams, Reason
+from ..mining.params import DEFAULT_RULE, MiningParams, Reason
 
 #: what a frame must hold to be kept, and what labels it gets; see docs/rules.md#which-frames-are-written
 Mode = Literal["hn", "hp", "hn+hp", "negatives", "flickers-as-positives"]
@@ -63,7 +63,7 @@ class RunConfig:
     """Everything that decides a mined dataset's content; stored in ``run.json``."""
 
     params: MiningParams = MiningParams()
-    rule: str = "seed"
+    rule: str = DEFAULT_RULE.value
     mode: Mode = "hn"
     category: str = "object"
     detector: dict | None = None  #: detector provenance (name, weights, ...) or None for files

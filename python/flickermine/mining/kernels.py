@@ -12,7 +12,7 @@ import numpy as np
 
 from .backends import BackendName, get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
-from .params import MiningParams, Reason, Rule
+from .params import DEFAULT_RULE, MiningParams, Reason, Rule
 from .rules import RuleName, class_verdicts
 from ..errors import InputError, InputTypeError
 
@@ -109,7 +109,7 @@ def frame_verdicts(
     scores: np.ndarray,
     center: int,
     params: MiningParams | None = None,
-    rule: RuleLike = Rule.SEED,
+    rule: RuleLike = DEFAULT_RULE,
     backend: BackendName = "auto",
     iou_first: bool = True,
     labels: Sequence[np.ndarray] | None = None,

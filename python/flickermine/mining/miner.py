@@ -14,7 +14,7 @@ import numpy as np
 from .backends import BackendName, get_backend
 from ..boxes import check_boxes, check_gray_frame, check_scores, clip_boxes
 from ..detect.detections import Detections
-from .params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
+from .params import DEFAULT_RULE, HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from .rules import RuleName, class_verdicts
 from ..errors import InputError
 
@@ -98,7 +98,7 @@ class Miner:
     def __init__(
         self,
         params: MiningParams | None = None,
-        rule: Rule | RuleName = Rule.SEED,
+        rule: Rule | RuleName = DEFAULT_RULE,
         backend: BackendName = "auto",
         iou_first: bool = True,
         hard_positives: bool = False,
@@ -222,7 +222,7 @@ def mine_frames(
     frames: Iterable[np.ndarray],
     detections: Iterable[Union[Detections, tuple[np.ndarray, np.ndarray]]],
     params: MiningParams | None = None,
-    rule: Rule | RuleName = Rule.SEED,
+    rule: Rule | RuleName = DEFAULT_RULE,
     backend: BackendName = "auto",
     iou_first: bool = True,
     hard_positives: bool = False,

@@ -17,6 +17,13 @@ class Rule(str, enum.Enum):
     SUPPORT = "support"  #: isolation as a share: few trackable neighbour frames hold a matching detection
 
 
+#: The rule used where none is named (CLI ``--rule``, :class:`Miner`, ``frame_verdicts``, runs):
+#: the one that mines best on the validation pairs (bench/results/support_selection.json,
+#: audit.json): pets09 + Faster R-CNN, 46 hard negatives at 65% precision where seed mines 1 (a
+#: real person); over all ten pairs 411 at 78% against seed's 34 at 79%. See docs/rules.md.
+DEFAULT_RULE = Rule.SUPPORT
+
+
 class Reason(enum.IntEnum):
     """Why a candidate detection got its verdict. Only ISOLATED means hard negative."""
 

@@ -26,7 +26,7 @@ from ..detect.registry import detector_info, make_detector
 from ..detect.torchvision import TORCHVISION_MODELS
 from ..errors import InputError, InputTypeError
 from ..mining.backends import BackendName
-from ..mining.params import MiningParams, Rule
+from ..mining.params import DEFAULT_RULE, MiningParams, Rule
 from .mine_run import RunResult, run_mining
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -139,7 +139,7 @@ def mine(
     *,
     out: PathLike,
     detections: Optional[PathLike] = None,
-    rule: Union[Rule, str] = Rule.SEED,
+    rule: Union[Rule, str] = DEFAULT_RULE,
     mode: Mode = "hn",
     category: str = "object",
     params: Optional[MiningParams] = None,

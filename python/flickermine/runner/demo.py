@@ -22,7 +22,7 @@ from ..dataset.writer import RunConfig, ShardWriter, check_run_folder, contact_s
 from ..errors import InputError
 from ..mining.miner import FrameVerdicts, mine_frames
 from ..mining.backends import BackendName
-from ..mining.params import MiningParams, Rule
+from ..mining.params import DEFAULT_RULE, MiningParams, Rule
 from ..mining.rules import RuleName
 
 
@@ -165,7 +165,7 @@ def run_demo(
     seed: int = 0,
     num_frames: int = 150,
     params: MiningParams | None = None,
-    rule: Rule | RuleName = Rule.SEED,
+    rule: Rule | RuleName = DEFAULT_RULE,
     backend: BackendName = "auto",
 ) -> tuple[SyntheticClip, DemoResult]:
     """Render the clip and mine it; compare the hard negatives with the injected false positives."""

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..io.formats import open_detections
 from ..mining.miner import FrameVerdicts, Miner
 from ..mining.backends import BackendName
-from ..mining.params import MiningParams, Reason, Rule
+from ..mining.params import DEFAULT_RULE, MiningParams, Reason, Rule
 from ..mining.rules import RuleName
 from ..video import open_video
 from .loop import mine_stream
@@ -86,7 +86,7 @@ class VideoMiner:
         video: str | os.PathLike,
         detections: str | os.PathLike | None,
         params: MiningParams | None = None,
-        rule: Rule | RuleName = Rule.SEED,
+        rule: Rule | RuleName = DEFAULT_RULE,
         backend: BackendName = "auto",
         iou_first: bool = True,
         progress: bool = False,
@@ -130,7 +130,7 @@ def mine_video(
     video: str | os.PathLike,
     detections: str | os.PathLike | None,
     params: MiningParams | None = None,
-    rule: Rule | RuleName = Rule.SEED,
+    rule: Rule | RuleName = DEFAULT_RULE,
     backend: BackendName = "auto",
     iou_first: bool = True,
     verdicts_csv: str | os.PathLike | None = None,
