@@ -66,10 +66,12 @@ struct IntField {
 constexpr DoubleField kDoubleFields[] = {
     {"score_threshold", &Params::score_threshold}, {"ncc_threshold", &Params::ncc_threshold},
     {"iou_threshold", &Params::iou_threshold},     {"sure_score", &Params::sure_score},
-    {"min_area", &Params::min_area},
+    {"min_area", &Params::min_area},               {"max_support", &Params::max_support},
+    {"support_iou", &Params::support_iou},
 };
 constexpr IntField kIntFields[] = {
-    {"window", &Params::window}, {"margin", &Params::margin}, {"border", &Params::border}, {"max_gap", &Params::max_gap}};
+    {"window", &Params::window}, {"margin", &Params::margin}, {"border", &Params::border}, {"max_gap", &Params::max_gap},
+    {"min_tracked", &Params::min_tracked}};
 
 py::tuple params_field_names() {
   py::list names;
@@ -309,8 +311,10 @@ py::array_t<std::int8_t> frame_verdicts_py(const py::list& frames, const py::lis
     r = Rule::kSeed;
   } else if (rule == "tracklet") {
     r = Rule::kTracklet;
+  } else if (rule == "support") {
+    r = Rule::kSupport;
   } else {
-    throw std::invalid_argument("rule must be 'seed' or 'tracklet', got '" + rule + "'");
+    throw std::invalid_argument("rule must be 'seed', 'tracklet' or 'support', got '" + rule + "'");
   }
   std::vector<py::array> keep;  // keeps the frames alive while the GIL is released
   Window w = window_arg(frames, boxes, center, keep);
@@ -343,6 +347,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("min_area", &Params::min_area)
       .def_readwrite("border", &Params::border)
       .def_readwrite("max_gap", &Params::max_gap)
+      .def_readwrite("min_tracked", &Params::min_tracked)
+      .def_readwrite("max_support", &Params::max_support)
+      .def_readwrite("support_iou", &Params::support_iou)
       .def_static("from_python", &params_from_python, py::arg("params"), py::arg("python_only"),
                   "Params from a MiningParams dataclass, field by field by name. Raises RuntimeError naming a "
                   "field the C++ lacks (unless python_only, name -> reason, lists it) or a C++ field the "

@@ -150,6 +150,63 @@ std::vector<std::int8_t> tracklet(const Window& w, const Params& p) {
   return reasons;
 }
 
+// Rule "support" (rules.support_verdicts: support_evidence, then support_decision). A neighbour
+// frame is tracked when the best NCC >= ncc_threshold (NaN never is) and supports when, moreover,
+// a detection of it overlaps the tracked box at IoU >= support_iou. ISOLATED: at least
+// min_tracked tracked frames and supporting <= max_support * tracked; too few tracked:
+// APPEARANCE_CHANGED (NO_NEIGHBOURS without neighbour frames); else PARTNER. The searches of one
+// detection stop as soon as the verdict cannot change (same verdicts as searching every frame):
+// min_tracked frames tracked and more support than max_support of every neighbour frame is
+// PARTNER whatever the rest gives (max_support * n is monotone in n), and too few frames left to
+// reach min_tracked is APPEARANCE_CHANGED.
+std::vector<std::int8_t> support(const Window& w, const Params& p) {
+  const ImageView& frame = w.frames[w.center];
+  const std::vector<Box>& detections = w.boxes[w.center];
+  std::vector<std::int8_t> reasons = exemption_reasons(w, p);
+  const auto [lo, hi] = window_bounds(w, p);
+  std::vector<int> neighbours;
+  for (int g = lo; g <= hi; ++g) {
+    if (g != w.center) neighbours.push_back(g);
+  }
+  const std::int64_t num_neighbours = static_cast<std::int64_t>(neighbours.size());
+  const double partner_above = p.max_support * double(num_neighbours);
+
+  for (size_t i = 0; i < detections.size(); ++i) {
+    if (reasons[i] != kUndecided) continue;
+    if (num_neighbours < p.min_tracked) {
+      // Never enough frames to track into: no search can change the verdict.
+      reasons[i] = num_neighbours > 0 ? kAppearanceChanged : kNoNeighbours;
+      continue;
+    }
+    const PixelBox templ_box = pixel_box(detections[i], frame.width, frame.height);
+    const PixelBox region = grow(templ_box, p.margin, frame.width, frame.height);
+    NccTemplate templ(frame, templ_box);
+    std::int64_t tracked = 0, supporting = 0, searched = 0;
+    for (int g : neighbours) {
+      // PARTNER whatever comes: enough frames tracked, and more support than max_support of all.
+      if (p.max_support >= 0 && tracked >= p.min_tracked && double(supporting) > partner_above) break;
+      if (tracked + (num_neighbours - searched) < p.min_tracked) break;  // APPEARANCE_CHANGED
+      ++searched;
+      const NccMatch match = templ.search(w.frames[g], region);
+      if (!(match.score >= p.ncc_threshold)) continue;
+      ++tracked;
+      const Box box = tracked_box(match, templ_box);
+      double overlap = 0.0;
+      for (const Box& other : w.boxes[g]) overlap = std::max(overlap, iou(box, other));
+      if (overlap >= p.support_iou) ++supporting;
+    }
+    const bool enough = tracked >= p.min_tracked;
+    if (!enough) {
+      reasons[i] = kAppearanceChanged;  // tracked < min_tracked <= num_neighbours: there are neighbours
+    } else if (double(supporting) <= p.max_support * double(tracked)) {
+      reasons[i] = kIsolated;
+    } else {
+      reasons[i] = kPartner;
+    }
+  }
+  return reasons;
+}
+
 void check_window(const Window& w) {
   const int n = static_cast<int>(w.frames.size());
   if (n == 0) throw std::invalid_argument("frames must not be empty");
@@ -244,7 +301,15 @@ std::vector<std::int8_t> frame_verdicts(const Window& window, const Params& para
                                 " entries but the center frame has " +
                                 std::to_string(window.boxes[window.center].size()) + " boxes");
   }
-  return rule == Rule::kSeed ? seed(window, params, iou_first) : tracklet(window, params);
+  switch (rule) {
+    case Rule::kSeed:
+      return seed(window, params, iou_first);
+    case Rule::kSupport:
+      return support(window, params);
+    case Rule::kTracklet:
+      break;
+  }
+  return tracklet(window, params);
 }
 
 }  // namespace flickermine

@@ -27,7 +27,7 @@ enum Reason : std::int8_t {
   kNoNeighbours = 6,
 };
 
-enum class Rule { kSeed, kTracklet };
+enum class Rule { kSeed, kTracklet, kSupport };
 
 // The fields of flickermine.mining.params.MiningParams that the C++ rules use, same names and
 // defaults. From Python they are filled by name (bindings.cpp, params_from_python), which fails
@@ -43,6 +43,10 @@ struct Params {
   double min_area = 1600.0;
   std::int64_t border = 50;
   std::int64_t max_gap = 1;
+  // Support rule (rules.support_verdicts).
+  std::int64_t min_tracked = 3;
+  double max_support = 0.2;
+  double support_iou = 0.5;
 };
 
 double iou(const Box& a, const Box& b);

@@ -97,7 +97,7 @@ def test_core_validates_its_own_arguments():
         _core.frame_verdicts([image], [np.zeros((0, 4))], np.zeros(0), 1, _core.Params(), "seed")
     with pytest.raises(ValueError, match="scores has 2 entries but the center frame has 0 boxes"):
         _core.frame_verdicts([image], [np.zeros((0, 4))], np.zeros(2), 0, _core.Params(), "seed")
-    with pytest.raises(ValueError, match="rule must be 'seed' or 'tracklet'"):
+    with pytest.raises(ValueError, match="rule must be 'seed', 'tracklet' or 'support'"):
         _core.frame_verdicts([image], [np.zeros((0, 4))], np.zeros(0), 0, _core.Params(), "other")
 
 

@@ -57,9 +57,6 @@ MAX_PIXELS = 100_000
 #: reason. The one list of them: converting params for C++ (``_core.Params.from_python``) fails,
 #: naming the field, on any other field the C++ does not know (and on a C++ field missing here).
 PYTHON_ONLY_FIELDS: dict[str, str] = {
-    "min_tracked": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
-    "max_support": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
-    "support_iou": "support rule: runs in Python (rules.verdicts) with the C++ NCC kernel",
     "duplicate_iou": "applied after every backend's verdicts, in Python (rules.demote_duplicates)",
     "class_agnostic": "per-class pairing runs the backend once per class, in Python (rules.class_verdicts)",
 }

@@ -8,7 +8,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import rules
 from ..params import PYTHON_ONLY_FIELDS, MiningParams, Rule
 
 try:
@@ -41,9 +40,6 @@ def frame_verdicts(
     rule: Rule,
     iou_first: bool = True,
 ) -> np.ndarray:
-    if rule is Rule.SUPPORT:
-        # Not ported to C++ yet: the NumPy rule with the C++ NCC kernel (same verdicts).
-        return rules.verdicts(frames, boxes, scores, center, params, rule, ncc_search_batch, iou_first)
     return _core.frame_verdicts(list(frames), list(boxes), scores, center, _core_params(params), rule.value, iou_first)
 
 
