@@ -105,7 +105,8 @@ def check_scores(scores: object, count: int, name: str = "scores", frame: int | 
     try:
         array = np.asarray(scores)
     except ValueError:  # NumPy: "inhomogeneous shape", a ragged sequence such as one array per frame
-        lengths = [len(s) if hasattr(s, "__len__") else 1 for s in scores]  # type: ignore[union-attr]
+        entries = list(scores)  # type: ignore[call-overload]  # asarray failed: a sequence
+        lengths = [len(s) if hasattr(s, "__len__") else 1 for s in entries]
         raise InputError(
             f"{name} must be one (N,) array of numbers, the scores of {whose}, but got a ragged sequence of "
             f"{len(lengths)} entries of lengths {lengths}"

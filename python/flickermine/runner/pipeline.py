@@ -8,7 +8,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Any, Iterator, TextIO
 
 
 from .._files import locked_output
@@ -104,12 +104,14 @@ class VideoMiner:
 
             self.detector = as_detector(detector)
         else:
+            assert detections is not None  # checked above: exactly one of the two
             self.detections = open_detections(
                 detections, frame_count=self.source.frame_count, width=self.source.width, height=self.source.height
             )
         self.progress = progress
 
     def __iter__(self) -> Iterator[FrameVerdicts]:
+        pairs: Any
         if self.detector is not None:
             from .gpu_pipeline import DetectorPipeline
 
