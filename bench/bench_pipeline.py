@@ -1,5 +1,5 @@
 """Mining speed relative to decoding, on real video (pets09-s2l1, 795 frames 768x576, MP43 AVI),
-for every rule at the real Faster R-CNN detections (5.2 a frame) and at denser detection files.
+for every rule at the real Faster R-CNN detections (5.2 candidates a frame) and at denser files.
 
 Each setting (rule x detections) runs ``--pairs`` interleaved pairs: a decode-only run, then a
 mining run over the same frames, then the next pair. The figure is mine frames/s / decode frames/s
@@ -13,8 +13,9 @@ decoder (background thread, grayscale):
     (``--backend``, default cpp; IoU-first shortcut on), every verdict row written to a CSV by
     ``runner.pipeline.VerdictWriter`` (``mine_video``'s loop, stopped after ``--frames`` frames).
 
-Denser detections (10, 20, 50 a frame on average) are made from the real ones: each extra "layer"
-is the whole real detection file shifted in time (frame f gets the boxes of frame f + t, t drawn
+The real file has 5.2 candidates (detections with score >= 0.8, the only ones the miner uses) a
+frame, 5.5 detections. Denser files (10, 20, 50 candidates a frame on average) are made from the
+real candidates: each extra "layer" is all of them shifted in time (frame f gets the boxes of frame f + t, t drawn
 per layer, wrapping at the end), moved by one offset per layer (up to +-150 px in x and y) plus a
 per-box jitter (normal, sigma 2 px), clamped inside the image, scores unchanged; the last layer
 is thinned at random to the exact mean. So extra boxes have real sizes, scores and motion (they
@@ -96,15 +97,18 @@ def read_mot(path: Path) -> np.ndarray:
     return np.array([[float(v) for v in line.split(",")] for line in path.read_text().splitlines() if line.strip()])
 
 
-def densify(rows: np.ndarray, per_frame: float, num_frames: int, width: int, height: int, seed: int) -> np.ndarray:
-    """``rows`` plus extra layers (see the module docstring) up to ``per_frame`` a frame on average."""
+def densify(rows: np.ndarray, per_frame: float, num_frames: int, width: int, height: int, seed: int,
+            threshold: float = 0.8) -> np.ndarray:
+    """``rows`` plus extra layers (see the module docstring) of its candidates (score >=
+    ``threshold``: the boxes the miner uses) up to ``per_frame`` candidates a frame on average."""
     rng = np.random.default_rng(seed)
-    wanted = int(round(per_frame * num_frames)) - len(rows)
+    candidates = rows[rows[:, 6] >= threshold]
+    wanted = int(round(per_frame * num_frames)) - len(candidates)
     layers = [rows]
     while wanted > 0:
         shift = int(rng.integers(1, num_frames))
         dx, dy = rng.uniform(-150, 150, size=2)
-        layer = rows.copy()
+        layer = candidates.copy()
         layer[:, 0] = (layer[:, 0] - 1 + shift) % num_frames + 1
         layer[:, 2] = np.clip(layer[:, 2] + dx + rng.normal(0, 2, len(layer)), 0, width - layer[:, 4])
         layer[:, 3] = np.clip(layer[:, 3] + dy + rng.normal(0, 2, len(layer)), 0, height - layer[:, 5])
@@ -222,7 +226,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, help="mine the first N frames in every setting (default: all)")
     parser.add_argument("--pairs", type=int, default=5, help="interleaved decode/mine pairs per setting (default 5)")
     parser.add_argument("--rules", default=",".join(RULES))
-    parser.add_argument("--densities", default="real,10,20,50", help="'real' and/or mean detections a frame")
+    parser.add_argument("--densities", default="real,10,20,50", help="'real' and/or mean candidates (score >= 0.8) a frame")
     parser.add_argument("--backend", default="cpp")
     parser.add_argument("--authors-frames", type=int, default=100, help="frames for the authors' algorithm (0: skip)")
     parser.add_argument("--loops", type=int, default=10, help="how many times the video is looped for the memory test (0: skip)")
@@ -313,12 +317,12 @@ def main() -> int:
     table = [
         [
             "real (faster_rcnn)" if r["detections"] == "real" else f"{r['detections']} a frame (synthetic)",
-            f"{r['detections_per_frame']:.1f}", f"{r['candidates_per_frame']:.1f}", r["frames"], r["rule"], fmt(r["mine_over_decode"], 3),
+            f"{r['candidates_per_frame']:.1f}", r["frames"], r["rule"], fmt(r["mine_over_decode"], 3),
             f"{r['mine_fps']['median']:.0f}", f"{r['decode_fps']['median']:.0f}", "/".join(map(str, r["hard_negatives"])),
         ]
         for r in results
     ]
-    print_table(["detections", "a frame", "candidates", "frames", "rule", "mine/decode", "mine fps", "decode fps", "hard neg."], table)
+    print_table(["detections", "candidates a frame", "frames", "rule", "mine/decode", "mine fps", "decode fps", "hard neg."], table)
     if authors:
         print(f"\nauthors' algorithm (seek + re-read 2*window+1 frames per frame with a candidate, cv2.matchTemplate), "
               f"seed rule, real detections, first {authors['frames']} frames, {args.pairs} interleaved triples")
@@ -358,7 +362,7 @@ def main() -> int:
             "command": "python bench/bench_pipeline.py " + " ".join(sys.argv[1:]),
             "method": "interleaved pairs (decode only, then mine --verdicts over the same first N frames); "
                       "ratio = decode seconds / mine seconds per pair; median, min, max over the pairs",
-            "synthetic_detections": "extra layers of the real faster_rcnn detections, each shifted in time (one offset "
+            "synthetic_detections": "densities are candidates (score >= 0.8) a frame; extra layers of the real faster_rcnn candidates, each shifted in time (one offset "
                                     "per layer, wrapping), moved by one offset per layer (uniform +-150 px) plus "
                                     f"per-box jitter (normal, sigma 2 px), clamped in the image; last layer thinned "
                                     f"at random to the exact mean; numpy default_rng({args.seed})",

@@ -25,13 +25,14 @@ def bench_module():
         sys.path.remove(str(ROOT / "bench"))
 
 
-def test_densify_reaches_the_mean_exactly_inside_the_image_and_is_seeded():
+def test_densify_reaches_the_mean_of_candidates_exactly_inside_the_image_and_is_seeded():
     bench = bench_module()
     rng = np.random.default_rng(3)
     frames, width, height = 40, 320, 240
     rows = np.array([[f, -1, rng.uniform(0, 250), rng.uniform(0, 170), 30, 60, rng.uniform(0.5, 1)] for f in range(1, frames + 1) for _ in range(3)])
     dense = bench.densify(rows, 10.0, frames, width, height, seed=7)
-    assert len(dense) == 10 * frames
+    assert (dense[:, 6] >= 0.8).sum() == 10 * frames  # the mean counts candidates (score >= 0.8)
+    assert (dense[:, 6] < 0.8).sum() == (rows[:, 6] < 0.8).sum()  # extra boxes are copies of candidates
     assert (np.diff(dense[:, 0]) >= 0).all() and dense[:, 0].min() >= 1 and dense[:, 0].max() <= frames
     assert (dense[:, 2] >= 0).all() and (dense[:, 2] + dense[:, 4] <= width + 1e-9).all()
     assert (dense[:, 3] >= 0).all() and (dense[:, 3] + dense[:, 5] <= height + 1e-9).all()
