@@ -8,7 +8,10 @@ Everything torch-related that detection, evaluation and training share lives her
   (downloads; only when asked), or random (tests);
 - :func:`build_model`, :func:`load_detector` (a checkpoint of ``flickermine train`` or a plain
   state dict), :func:`read_image`, :func:`resolve_device`: the model stack of training and
-  evaluation on COCO files.
+  evaluation on COCO files;
+- ``_infer_batch``: the one torch inference (preprocess a batch, forward pass with autocast on
+  CUDA, outputs to numpy, labels filtered) that the detector, the GPU pipeline's pinned batches
+  and the COCO evaluation (with training's validation) all run.
 
 torch and torchvision are imported inside the functions, so the rest of flickermine works without
 them: :func:`require_torch` (an ImportError) and the detectors' :class:`MissingExtraError` say how
@@ -65,6 +68,9 @@ COCO_CATEGORIES: dict[int, str] = dict(
 COCO_CATEGORIES = {i: name.replace("_", " ") for i, name in COCO_CATEGORIES.items() if name != "-"}
 #: torchvision's COCO detectors: background 0 and the COCO category ids 1..90 (10 of them unused)
 _COCO_CLASS_COUNT = max(COCO_CATEGORIES) + 1
+
+#: the 80 used COCO ids, what a COCO model's detections are filtered to
+_COCO_IDS = np.array(sorted(COCO_CATEGORIES), dtype=np.int64)
 
 #: the torchvision Faster R-CNN builders this module knows
 TORCHVISION_MODELS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn")
@@ -197,6 +203,58 @@ def load_state_dict(path: PathLike) -> dict:
     return loaded
 
 
+def _infer_batch(
+    net: Any,
+    images: Any,
+    device: Any,
+    *,
+    amp: bool = False,
+    keep_labels: Optional[np.ndarray] = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """THE torch inference of flickermine: one batched forward pass of a torchvision detector.
+
+    Every place that runs a detection model for its boxes goes through here:
+    :class:`TorchvisionDetector` (and with it ``flickermine detect`` / ``mine``),
+    :mod:`flickermine.runner.gpu_pipeline`'s pinned batches, and the COCO evaluation of
+    :mod:`flickermine.evaluate.on_coco` (also run by training's validation).
+
+    ``images``: ``(H, W, 3)`` uint8 BGR frames (numpy arrays or tensors, sizes may differ) or a
+    ``(B, H, W, 3)`` uint8 BGR tensor. Each goes to ``device`` (asynchronously from pinned memory),
+    BGR -> RGB, uint8 -> float ``[0, 1]``; one forward pass under ``torch.inference_mode()``, under
+    float16 autocast when ``amp`` (the caller decides; only CUDA callers set it). Returns per image
+    ``(boxes, scores, labels)`` as numpy on the CPU: boxes ``(N, 4)`` float32 ``x1, y1, x2, y2``
+    pixels, scores float32, labels int64, keeping only the labels in ``keep_labels`` (None: all).
+    Scores are filtered by the model itself (its ``box_score_thresh``); boxes are not clipped.
+    """
+    import torch
+
+    with torch.inference_mode():
+        if isinstance(images, torch.Tensor) and images.dim() == 4:
+            on_device = images.to(device, non_blocking=True)
+            tensors = list(on_device.permute(0, 3, 1, 2).flip(1).float().div_(255.0).unbind(0))  # BHWC BGR -> BCHW RGB
+        else:
+            tensors = []
+            for image in images:
+                tensor = image if isinstance(image, torch.Tensor) else torch.from_numpy(image)
+                tensor = tensor.to(device, non_blocking=True)
+                tensors.append(tensor.permute(2, 0, 1).flip(0).float().div_(255.0))  # HWC BGR -> CHW RGB
+        if amp:
+            with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16):
+                outputs = net(tensors)
+        else:
+            outputs = net(tensors)
+        results = []
+        for output in outputs:
+            boxes = output["boxes"].float().cpu().numpy()
+            scores = output["scores"].float().cpu().numpy()
+            labels = output["labels"].cpu().numpy().astype(np.int64)
+            if keep_labels is not None:
+                keep = np.isin(labels, keep_labels)
+                boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            results.append((boxes, scores, labels))
+    return results
+
+
 class TorchvisionDetector:
     """A torchvision Faster R-CNN (``model``: one of :data:`TORCHVISION_MODELS`).
 
@@ -271,16 +329,16 @@ class TorchvisionDetector:
             raise InputError(f"{weights}: these weights are for {guess}, not {model}; pick --detector {guess}")
         if classes == _COCO_CLASS_COUNT:
             self.category_names = dict(COCO_CATEGORIES)
-            self._keep_label = coco_id
+            keep_label = coco_id
             self.category = COCO_CATEGORIES[coco_id] if coco_id is not None else None
         elif classes == 2:
             name = COCO_CATEGORIES[coco_id] if coco_id is not None else "object"
             self.category_names = {1: name}
-            self._keep_label = None  # one class: nothing to filter
+            keep_label = None  # one class: nothing to filter
             self.category = COCO_CATEGORIES[coco_id] if coco_id is not None else None
         elif coco_id is None:
             self.category_names = {i: f"class {i}" for i in range(1, classes)}
-            self._keep_label = None
+            keep_label = None
             self.category = None
         else:
             raise InputError(
@@ -325,7 +383,13 @@ class TorchvisionDetector:
                 detail = " ".join(line.strip() for line in str(error).splitlines()[:2])
                 raise InputError(f"{weights}: the weights do not fit {model} ({detail[:300]})") from None
         self._net = net.eval().to(self.device)
-        self._coco_ids = np.array(sorted(COCO_CATEGORIES), dtype=np.int64)
+        #: labels kept (None: all): the category asked for, else a COCO model's 80 used ids (the 10
+        #: unused ones are never trained)
+        self._keep_labels: Optional[np.ndarray] = (
+            np.array([keep_label], dtype=np.int64)
+            if keep_label is not None
+            else _COCO_IDS if classes == _COCO_CLASS_COUNT else None
+        )
         self._torch = torch
 
     def __repr__(self) -> str:
@@ -338,31 +402,15 @@ class TorchvisionDetector:
         frames = _check_frames(frames, self.name)
         if not frames:
             return []
-        torch = self._torch
-        with torch.inference_mode():
-            images = []
-            for frame in frames:
-                tensor = torch.from_numpy(frame).to(self.device, non_blocking=True)
-                images.append(tensor.permute(2, 0, 1).flip(0).float().div_(255.0))  # HWC BGR -> CHW RGB
-            if self.amp:
-                with torch.autocast(device_type=self.device.type, dtype=torch.float16):
-                    outputs = self._net(images)
-            else:
-                outputs = self._net(images)
-            results = []
-            for frame, output in zip(frames, outputs):
-                boxes = output["boxes"].float().cpu().numpy()
-                scores = output["scores"].float().cpu().numpy()
-                labels = output["labels"].cpu().numpy().astype(np.int64)
-                if self._keep_label is not None:
-                    keep = labels == self._keep_label
-                elif self.num_classes == _COCO_CLASS_COUNT:  # the 10 unused COCO ids are never trained
-                    keep = np.isin(labels, self._coco_ids)
-                else:
-                    keep = slice(None)
-                boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-                results.append(_clip_to_frame(boxes, scores, labels, frame.shape))
-        return results
+        return self._detect(frames)
+
+    def _detect(self, images: Any) -> list[Detections]:
+        """:class:`Detections` of a batch: a list of ``(H, W, 3)`` uint8 BGR arrays (checked by the
+        caller), or a ``(B, H, W, 3)`` uint8 BGR tensor (:mod:`flickermine.runner.gpu_pipeline`'s
+        pinned batches); boxes clipped to each frame."""
+        shapes = [tuple(image.shape) for image in images]
+        found = _infer_batch(self._net, images, self.device, amp=self.amp, keep_labels=self._keep_labels)
+        return [_clip_to_frame(boxes, scores, labels, shape) for (boxes, scores, labels), shape in zip(found, shapes)]
 
     def info(self) -> dict:
         weights = self.weights if self.weights is not None else (f"torchvision {self.named_weights}" if self.named_weights else None)

@@ -18,7 +18,7 @@ import cv2
 from .._files import write_json_atomic
 from ..detect.detections import as_detector
 from ..detect.registry import detector_info
-from ..detect.torchvision import load_detector, read_image, resolve_device
+from ..detect.torchvision import _infer_batch, load_detector, resolve_device
 from ..errors import InputError
 from ..io import coco as coco_files
 from .curves import plot_curves
@@ -39,30 +39,32 @@ def detect_coco_images(
     """Run a torchvision detector on every image of ``coco``; COCO results (bbox xywh pixels).
 
     ``category_id_of_label`` maps the model's labels to the file's category ids; detections of
-    other labels are dropped. The model is put in eval mode and left there.
+    other labels are dropped. The model is put in eval mode and left there. The inference is
+    :func:`flickermine.detect.torchvision._infer_batch` (float32, no autocast), on the images
+    read as BGR like a video's frames.
     """
-    import torch
-
     images_dir = Path(images_dir)
     model.eval()
     results: list[dict] = []
     images = coco["images"]
     bar = _bar(len(images), progress)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            tensors = [read_image(images_dir / image["file_name"]).to(device) for image in batch]
-            outputs = model(tensors)
-            for image, output in zip(batch, outputs):
-                boxes = output["boxes"].float().cpu().numpy()  # (N, 4) xyxy pixels
-                scores = output["scores"].float().cpu().numpy()
-                labels = output["labels"].cpu().numpy()
-                results += _results(image["id"], boxes, scores, labels, category_id_of_label)
-            if bar is not None:
-                bar.update(len(batch))
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        frames = [_read_bgr(images_dir / image["file_name"]) for image in batch]
+        for image, (boxes, scores, labels) in zip(batch, _infer_batch(model, frames, device)):
+            results += _results(image["id"], boxes, scores, labels, category_id_of_label)
+        if bar is not None:
+            bar.update(len(batch))
     if bar is not None:
         bar.close()
     return results
+
+
+def _read_bgr(path: Path):
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise FileNotFoundError(f"{path}: missing or not an image OpenCV can read")
+    return frame
 
 
 def detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, category_id_of_label: dict[int, int], progress: bool = False) -> list[dict]:

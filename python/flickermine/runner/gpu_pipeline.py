@@ -37,8 +37,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from ..detect.detections import _clip_to_frame
-from ..detect.torchvision import _COCO_CLASS_COUNT, TorchvisionDetector
+from ..detect.torchvision import TorchvisionDetector
 from ..errors import InputError
 from ..video import Frame, VideoSource
 
@@ -315,40 +314,12 @@ def infer_batch(detector: Any, batch: FrameBatch) -> list:
     """Detections of every frame of ``batch``: one forward pass.
 
     A :class:`~flickermine.detect.torchvision.TorchvisionDetector` gets the stacked tensor (one
-    asynchronous host-to-device copy from pinned memory, BGR -> RGB and uint8 -> ``[0, 1]`` on the
-    device, autocast when the detector has ``amp`` on); its outputs go through the same filtering
-    as ``TorchvisionDetector.__call__``, so the detections are those of calling it frame by frame.
-    Any other detector is called with the frames' BGR arrays."""
+    asynchronous host-to-device copy from pinned memory, then the inference every torchvision
+    detector runs, :func:`flickermine.detect.torchvision._infer_batch`), so the detections are those
+    of calling it frame by frame. Any other detector is called with the frames' BGR arrays."""
     if not isinstance(detector, TorchvisionDetector) or batch.images is None:
         return detector([frame.color for frame in batch.frames])
-    return _torchvision_batch(detector, batch.images)
-
-
-def _torchvision_batch(detector: Any, images: Any) -> list:
-    # Mirrors TorchvisionDetector.__call__ from the tensor on (keep the two in step).
-    torch = detector._torch
-    shape = tuple(images.shape[1:])
-    with torch.inference_mode():
-        on_device = images.to(detector.device, non_blocking=True)
-        tensors = on_device.permute(0, 3, 1, 2).flip(1).float().div_(255.0)  # BHWC BGR -> BCHW RGB
-        if detector.amp:
-            with torch.autocast(device_type=detector.device.type, dtype=torch.float16):
-                outputs = detector._net(list(tensors.unbind(0)))
-        else:
-            outputs = detector._net(list(tensors.unbind(0)))
-        results = []
-        for output in outputs:
-            boxes = output["boxes"].float().cpu().numpy()
-            scores = output["scores"].float().cpu().numpy()
-            labels = output["labels"].cpu().numpy().astype(np.int64)
-            if detector._keep_label is not None:
-                keep = labels == detector._keep_label
-            elif detector.num_classes == _COCO_CLASS_COUNT:
-                keep = np.isin(labels, detector._coco_ids)
-            else:
-                keep = slice(None)
-            results.append(_clip_to_frame(boxes[keep], scores[keep], labels[keep], shape))
-    return results
+    return detector._detect(batch.images)
 
 
 def _gpu_decoder(source: VideoSource, device: str, log: Callable[[str], None]):
