@@ -137,13 +137,15 @@ def test_cuda_backend_is_listed_with_a_reason_when_unavailable():
 # -- compile-only check of the CUDA sources (needs nvcc) ---------------------------------------
 
 CUDA_SOURCES = ROOT / "cpp" / "cuda"
+BINDINGS = ROOT / "cpp" / "python"
+INCLUDES = [f"-I{ROOT / 'cpp' / 'include'}", f"-I{CUDA_SOURCES}"]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 def test_cuda_sources_compile(tmp_path):
     command = [
-        "nvcc", "-std=c++17", "-c", "-O1", "-arch=sm_80", f"-I{ROOT / 'cpp'}", "-Xcompiler", "-Wall",
+        "nvcc", "-std=c++17", "-c", "-O1", "-arch=sm_80", *INCLUDES, "-Xcompiler", "-Wall",
         str(CUDA_SOURCES / "ncc_cuda.cu"), "-o", str(tmp_path / "ncc_cuda.o"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -156,7 +158,7 @@ def test_cuda_sources_compile(tmp_path):
         return
     command = [
         compiler, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", f"-I{pybind11.get_include()}",
-        f"-I{sysconfig.get_paths()['include']}", f"-I{ROOT / 'cpp'}", str(CUDA_SOURCES / "bindings_cuda.cpp"),
+        f"-I{sysconfig.get_paths()['include']}", *INCLUDES, str(BINDINGS / "bindings_cuda.cpp"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

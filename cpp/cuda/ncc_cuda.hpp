@@ -1,6 +1,6 @@
 // CUDA kernels of flickermine: batched NCC template search and IoU.
 //
-// Same semantics as cpp/ncc.hpp (OpenCV TM_CCOEFF_NORMED: zero-mean template and window;
+// Same semantics as cpp/include/ncc.hpp (OpenCV TM_CCOEFF_NORMED: zero-mean template and window;
 // a template or window whose sum of squared deviations is <= n * kFlatVariance scores exactly
 // 0; scores clamped to [-1, 1]; the first maximum in row-major order wins ties; the returned
 // score is accurate to 1e-6 of a float64 computation).
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "../ncc.hpp"
+#include "ncc.hpp"
 
 namespace flickermine::cuda {
 

@@ -1,4 +1,4 @@
-"""Type stubs of ``flickermine._core``, the pybind11 module built from ``cpp/bindings.cpp``.
+"""Type stubs of ``flickermine._core``, the pybind11 module built from ``cpp/python/bindings.cpp``.
 
 Private: use :mod:`flickermine` (its ``cpp`` backend calls this module). Conventions:
 

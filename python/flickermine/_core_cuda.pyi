@@ -1,5 +1,5 @@
 """Type stubs of ``flickermine._core_cuda``, the pybind11 module built from
-``cpp/cuda/bindings_cuda.cpp`` when a CUDA compiler is found at install time.
+``cpp/python/bindings_cuda.cpp`` when a CUDA compiler is found at install time.
 
 Private: use :mod:`flickermine`'s ``cuda`` backend. Same argument conventions and checks as
 ``flickermine._core``: frames are 2D ``(H, W)`` uint8 or float32 arrays with contiguous rows;

@@ -53,9 +53,9 @@ MAX_WINDOW = 10_000
 #: largest ``margin`` and ``border`` (px)
 MAX_PIXELS = 100_000
 
-#: The MiningParams fields the C++ core (cpp/verdicts.hpp ``Params``) does not take, each with the
-#: reason. The one list of them: converting params for C++ (``_core.Params.from_python``) fails,
-#: naming the field, on any other field the C++ does not know (and on a C++ field missing here).
+#: The MiningParams fields the C++ core (cpp/include/verdicts.hpp ``Params``) does not take, each
+#: with the reason. The one list of them: converting params for C++ (``_core.Params.from_python``)
+#: fails, naming the field, on any other field the C++ does not know (and on a C++ field missing here).
 PYTHON_ONLY_FIELDS: dict[str, str] = {
     "duplicate_iou": "applied after every backend's verdicts, in Python (rules.demote_duplicates)",
     "class_agnostic": "per-class pairing runs the backend once per class, in Python (rules.class_verdicts)",

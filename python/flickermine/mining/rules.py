@@ -2,7 +2,7 @@
 
 A backend that does not reimplement the rules (``numpy``, ``numba``, ``opencv``) calls these
 functions with its own batched NCC search; the ``cpp`` backend runs the same logic in
-``cpp/verdicts.cpp`` and is tested against this file.
+``cpp/src/verdicts.cpp`` and is tested against this file.
 
 Shared conventions for every function here:
 

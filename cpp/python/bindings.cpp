@@ -120,7 +120,7 @@ Params params_from_python(const py::object& obj, const py::dict& python_only) {
       seen.push_back(name);
     } else if (!python_only.contains(name)) {
       throw std::runtime_error(type_name + " field '" + name +
-                               "' is not a field of the C++ core's Params (cpp/verdicts.hpp, cpp/bindings.cpp) nor "
+                               "' is not a field of the C++ core's Params (cpp/include/verdicts.hpp, cpp/python/bindings.cpp) nor "
                                "listed in flickermine.mining.params.PYTHON_ONLY_FIELDS; add it to the C++ or list it "
                                "there with the reason the C++ may ignore it");
     }

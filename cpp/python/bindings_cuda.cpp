@@ -1,5 +1,5 @@
 // pybind11 bindings of flickermine._core_cuda: the CUDA kernels of ncc_cuda.cu, with the same
-// signatures and argument checks as flickermine._core (cpp/bindings.cpp). A separate module so
+// signatures and argument checks as flickermine._core (cpp/python/bindings.cpp). A separate module so
 // that _core never depends on the CUDA runtime. Work runs with the GIL released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -13,7 +13,7 @@
 
 #include "ncc_cuda.hpp"
 
-#include "../array_args.hpp"
+#include "array_args.hpp"
 
 namespace py = pybind11;
 using flickermine::ImageView;

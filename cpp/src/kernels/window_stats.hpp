@@ -1,0 +1,277 @@
+// Part of one NCC kernel set (see kernel_set.hpp): window statistics. Sums
+// and sums of squares of the region and of every h x w window (running column
+// sums in float64, or modulo 2^32 for uint8), and the one- and two-pass
+// float64 statistics of a single window. No include guard on purpose.
+#ifndef FM_KNS
+#error "window_stats.hpp is private to ncc.cpp (included through kernels/kernel_set.hpp)"
+#endif
+
+namespace flickermine {
+namespace detail {
+namespace FM_KNS {
+
+// Explicit 4 x float64 vectors (GCC/Clang vector extensions): float64
+// reductions are not vectorised by compilers without -ffast-math.
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_VEC 1
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef unsigned char v4b __attribute__((vector_size(4)));
+static inline v4d load4(const double* p) {
+  v4d v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline v4d load4(const float* p) {
+  v4f v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, v4d);
+}
+static inline v4d load4(const std::uint8_t* p) {
+  v4b v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, v4d);
+}
+static inline double hsum(const v4d& v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+#endif
+
+// Sum and sum of squares of the H x W region (float64; exact for uint8).
+template <class P>
+static void region_sums(const P* img, std::ptrdiff_t stride, int H, int W,
+                        double* sum, double* sum2) {
+  if (sizeof(P) == 1) {
+    std::int64_t a = 0, b = 0;
+    if (W <= 60000) {
+      for (int y = 0; y < H; ++y) {
+        const P* FM_R r = img + y * stride;
+        std::uint32_t ra = 0, rb = 0;
+        for (int x = 0; x < W; ++x) {
+          const std::uint32_t v = static_cast<std::uint32_t>(r[x]);
+          ra += v;
+          rb += v * v;
+        }
+        a += ra;
+        b += rb;
+      }
+      *sum = static_cast<double>(a);
+      *sum2 = static_cast<double>(b);
+      return;
+    }
+    for (int y = 0; y < H; ++y) {
+      const P* FM_R r = img + y * stride;
+      std::uint32_t ra = 0, rb = 0;  // W * 65025 < 2^32 for W < 66051
+      int x0 = 0;
+      while (x0 < W) {
+        const int x1 = std::min(W, x0 + 60000);
+        for (int x = x0; x < x1; ++x) {
+          const std::uint32_t v = r[x];
+          ra += v;
+          rb += v * v;
+        }
+        a += ra;
+        b += rb;
+        ra = rb = 0;
+        x0 = x1;
+      }
+    }
+    *sum = static_cast<double>(a);
+    *sum2 = static_cast<double>(b);
+    return;
+  }
+  double a = 0.0, b = 0.0;
+  for (int y = 0; y < H; ++y) {
+    const P* FM_R r = img + y * stride;
+    int x = 0;
+#ifdef FM_VEC
+    v4d va = {0, 0, 0, 0}, vb = va, vc = va, vd = va;
+    for (; x + 8 <= W; x += 8) {
+      const v4d v = load4(r + x), w = load4(r + x + 4);
+      va += v;
+      vb += v * v;
+      vc += w;
+      vd += w * w;
+    }
+    a += hsum(va + vc);
+    b += hsum(vb + vd);
+#endif
+    for (; x < W; ++x) {
+      const double v = static_cast<double>(r[x]);
+      a += v;
+      b += v * v;
+    }
+  }
+  *sum = a;
+  *sum2 = b;
+}
+
+// Window sums over h x w windows of v = pixel - off, one output row at a
+// time: c1/c2 hold the column sums of rows y..y+h-1. S is std::int64_t for
+// uint8 pixels (exact), double for float32.
+template <class P, class S>
+static void sums_init(const P* img, std::ptrdiff_t stride, int W, int h,
+                      double off, S* FM_R c1, S* FM_R c2) {
+  for (int x = 0; x < W; ++x) c1[x] = c2[x] = 0;
+  for (int i = 0; i < h; ++i) {
+    const P* FM_R r = img + i * stride;
+    for (int x = 0; x < W; ++x) {
+      const S v = static_cast<S>(r[x]) - static_cast<S>(off);
+      c1[x] += v;
+      c2[x] += v * v;
+    }
+  }
+}
+
+// Moves the column sums from rows y..y+h-1 to rows y+1..y+h.
+template <class P, class S>
+static void sums_advance(const P* img, std::ptrdiff_t stride, int W, int h,
+                         int y, double off, S* FM_R c1, S* FM_R c2) {
+  const P* FM_R rin = img + (y + h) * stride;
+  const P* FM_R rout = img + y * stride;
+  for (int x = 0; x < W; ++x) {
+    const S vi = static_cast<S>(rin[x]) - static_cast<S>(off);
+    const S vo = static_cast<S>(rout[x]) - static_cast<S>(off);
+    c1[x] += vi - vo;
+    c2[x] += vi * vi - vo * vo;
+  }
+}
+
+template <class S>
+static void sums_row(const S* FM_R c1, const S* FM_R c2, int w, int wout,
+                     S* FM_R s1, S* FM_R s2) {
+  S a1 = 0, a2 = 0;
+  for (int x = 0; x < w; ++x) {
+    a1 += c1[x];
+    a2 += c2[x];
+  }
+  s1[0] = a1;
+  s2[0] = a2;
+  for (int x = 1; x < wout; ++x) {
+    a1 += c1[x + w - 1] - c1[x - 1];
+    a2 += c2[x + w - 1] - c2[x - 1];
+    s1[x] = a1;
+    s2[x] = a2;
+  }
+}
+
+// One pass over an h x w window: sum(t * p), sum(p), sum(p^2) in float64.
+template <class P>
+static void window_dot(const double* tz, int h, int w, const P* p,
+                       std::ptrdiff_t stride, double* dot, double* s1,
+                       double* s2) {
+  double d = 0.0, a = 0.0, b = 0.0;
+#ifdef FM_VEC
+  v4d vd0 = {0, 0, 0, 0}, vd1 = vd0, va = vd0, vb = vd0;
+#endif
+  for (int i = 0; i < h; ++i) {
+    const double* FM_R t = tz + static_cast<std::size_t>(i) * w;
+    const P* FM_R r = p + i * stride;
+    int j = 0;
+#ifdef FM_VEC
+    for (; j + 8 <= w; j += 8) {
+      const v4d x0 = load4(r + j), x1 = load4(r + j + 4);
+      vd0 += load4(t + j) * x0;
+      vd1 += load4(t + j + 4) * x1;
+      va += x0 + x1;
+      vb += x0 * x0 + x1 * x1;
+    }
+#endif
+    for (; j < w; ++j) {
+      const double v = static_cast<double>(r[j]);
+      d += t[j] * v;
+      a += v;
+      b += v * v;
+    }
+  }
+#ifdef FM_VEC
+  d += hsum(vd0 + vd1);
+  a += hsum(va);
+  b += hsum(vb);
+#endif
+  *dot = d;
+  *s1 = a;
+  *s2 = b;
+}
+
+// Exact window statistics as the float64 reference computes them (two
+// passes): sum of squared deviations and numerator.
+template <class P>
+static void window_exact(const double* tz, int h, int w, const P* p,
+                         std::ptrdiff_t stride, double* ss_out,
+                         double* num_out) {
+  double sum = 0.0;
+#ifdef FM_VEC
+  v4d vs = {0, 0, 0, 0};
+#endif
+  for (int i = 0; i < h; ++i) {
+    const P* FM_R r = p + i * stride;
+    int j = 0;
+#ifdef FM_VEC
+    for (; j + 4 <= w; j += 4) vs += load4(r + j);
+#endif
+    for (; j < w; ++j) sum += static_cast<double>(r[j]);
+  }
+#ifdef FM_VEC
+  sum += hsum(vs);
+#endif
+  const double mean = sum / (static_cast<double>(h) * w);
+  double ss = 0.0, num = 0.0;
+#ifdef FM_VEC
+  v4d va = {0, 0, 0, 0}, vn = va;
+  const v4d vm = {mean, mean, mean, mean};
+#endif
+  for (int i = 0; i < h; ++i) {
+    const double* FM_R t = tz + static_cast<std::size_t>(i) * w;
+    const P* FM_R r = p + i * stride;
+    int j = 0;
+#ifdef FM_VEC
+    for (; j + 4 <= w; j += 4) {
+      const v4d d = load4(r + j) - vm;
+      va += d * d;
+      vn += d * load4(t + j);
+    }
+#endif
+    for (; j < w; ++j) {
+      const double d = static_cast<double>(r[j]) - mean;
+      ss += d * d;
+      num += d * t[j];
+    }
+  }
+#ifdef FM_VEC
+  ss += hsum(va);
+  num += hsum(vn);
+#endif
+  *ss_out = ss;
+  *num_out = num;
+}
+
+// uint8 pixels with h * w <= 66051: every window sum and sum of squares is
+// < 2^32, so column sums and row prefix sums kept modulo 2^32 give them
+// exactly (integer adds: no float64 latency chains).
+static void usums_init(const std::uint8_t* img, std::ptrdiff_t stride, int W,
+                       int h, std::uint32_t* FM_R c1, std::uint32_t* FM_R c2) {
+  for (int x = 0; x < W; ++x) c1[x] = c2[x] = 0;
+  for (int i = 0; i < h; ++i) {
+    const std::uint8_t* FM_R r = img + i * stride;
+    for (int x = 0; x < W; ++x) {
+      const std::uint32_t v = r[x];
+      c1[x] += v;
+      c2[x] += v * v;
+    }
+  }
+}
+
+static void usums_advance(const std::uint8_t* img, std::ptrdiff_t stride,
+                          int W, int h, int y, std::uint32_t* FM_R c1,
+                          std::uint32_t* FM_R c2) {
+  const std::uint8_t* FM_R rin = img + (y + h) * stride;
+  const std::uint8_t* FM_R rout = img + y * stride;
+  for (int x = 0; x < W; ++x) {
+    const std::uint32_t vi = rin[x], vo = rout[x];
+    c1[x] += vi - vo;
+    c2[x] += vi * vi - vo * vo;
+  }
+}
+
+}  // namespace FM_KNS
+}  // namespace detail
+}  // namespace flickermine
