@@ -34,3 +34,22 @@ def test_all_names_exist_and_readme_lists_them(name):
 def test_the_root_reexports_the_mining_api():
     for name in ("Miner", "MiningParams", "Detections", "get_backend"):
         assert name in flickermine.__all__
+
+
+@pytest.mark.parametrize("name", ["", *SUBPACKAGES])
+def test_every_public_name_of_an_init_is_listed(name):
+    """The rule: what a package's ``__init__`` defines or imports without an underscore is public,
+    so it is in ``__all__`` (submodules and ``from __future__`` features are not names of the API)."""
+    import __future__
+    import types
+
+    module = importlib.import_module(f"flickermine.{name}" if name else "flickermine")
+    unlisted = [
+        n
+        for n, value in vars(module).items()
+        if not n.startswith("_")
+        and n not in module.__all__
+        and not isinstance(value, types.ModuleType)
+        and not isinstance(value, __future__._Feature)
+    ]
+    assert not unlisted, f"{module.__name__} has public names missing from __all__ (list them or prefix _): {unlisted}"

@@ -60,7 +60,7 @@ def get(name: str) -> Preset:
     return PRESETS[name]
 
 
-def mined_mode_of(mined: PathLike) -> str | None:
+def _mined_mode_of(mined: PathLike) -> str | None:
     """The mode a mined dataset was written in, from the ``run.json`` beside it (None if absent)."""
     run_file = Path(mined).parent / "run.json"
     if not run_file.is_file():
@@ -93,7 +93,7 @@ def prepare_training_set(
         raise InputError(
             f"--preset {preset.name} needs --mined: a dataset from `flickermine mine --mode {preset.mined_mode}`"
         )
-    mode = mined_mode_of(mined)
+    mode = _mined_mode_of(mined)
     if mode is not None and mode != preset.mined_mode:
         raise InputError(
             f"--mined {mined} was mined with --mode {mode}; --preset {preset.name} needs --mode {preset.mined_mode}"

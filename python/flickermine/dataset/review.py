@@ -283,7 +283,7 @@ def build_review(folder: PathLike, out: Optional[PathLike] = None, *, decode_vid
     thumbs = {key: thumbs[key] for key in sorted(thumbs)}
 
     out_path = Path(out) if out is not None else folder / "review.html"
-    page = render_page(items, thumbs, dataset=str(folder.resolve()), title=f"flickermine review: {folder.resolve().name}")
+    page = _render_page(items, thumbs, dataset=str(folder.resolve()), title=f"flickermine review: {folder.resolve().name}")
     from .._files import replaced_atomically
 
     with replaced_atomically(out_path) as temporary:
@@ -480,7 +480,7 @@ def _script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
 
 
-def render_page(items: list[dict], thumbs: dict[str, str], *, dataset: str, title: str) -> str:
+def _render_page(items: list[dict], thumbs: dict[str, str], *, dataset: str, title: str) -> str:
     """The review page's HTML (items as :func:`build_review` prepares them)."""
     e = html.escape
     negatives = sum(1 for i in items if i["kind"] == HARD_NEGATIVE)

@@ -178,7 +178,7 @@ def _tag(canvas: np.ndarray, text: str, x1: int, y1: int, y2: int, bgr: tuple[in
     cv2.putText(canvas, text, (left + 2, top + height + 2), _FONT, 0.45, ink, 1, cv2.LINE_AA)
 
 
-def draw_legend(canvas: np.ndarray, x: int = 4, y: int = 4) -> np.ndarray:
+def _draw_legend(canvas: np.ndarray, x: int = 4, y: int = 4) -> np.ndarray:
     """The legend (a swatch and a word per colour) on a dark plate at ``(x, y)`` of ``canvas``, in place."""
     rows = [(text, bgr) for text, bgr in LEGEND]
     sizes = [cv2.getTextSize(text, _FONT, 0.4, 1)[0] for text, _ in rows]
@@ -218,7 +218,7 @@ def draw_frame(
         name = (names or {}).get(int(label))
         _tag(canvas, "HP" + (f" {name}" if name else ""), x1, y1, y2, HARD_POSITIVE_BGR)  # tracked: no score
     if legend:
-        draw_legend(canvas)
+        _draw_legend(canvas)
     return canvas
 
 

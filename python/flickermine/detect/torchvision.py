@@ -367,14 +367,14 @@ class TorchvisionDetector:
         builder = getattr(detection, model)
         if self.named_weights:
             try:
-                with offline_download_hint(model, self.named_weights, weights_backbone):
+                with _offline_download_hint(model, self.named_weights, weights_backbone):
                     net = builder(weights=self.named_weights, weights_backbone=weights_backbone, **options)
             except InputError:
                 raise
             except (KeyError, ValueError) as error:  # an unknown name: torchvision lists none
                 raise InputError(f"{model}: no torchvision weights named {self.named_weights!r} ({error})") from None
         else:
-            with offline_download_hint(model, None, weights_backbone):
+            with _offline_download_hint(model, None, weights_backbone):
                 net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
         if state is not None:
             try:
@@ -450,7 +450,7 @@ def _weights_url(model: str, name: str | None, backbone: bool) -> str | None:
 
 
 @contextlib.contextmanager
-def offline_download_hint(model: str, weights: str | None, backbone_weights: str | None):
+def _offline_download_hint(model: str, weights: str | None, backbone_weights: str | None):
     """Turn a failed download of torchvision's named weights (``<urlopen error ...>``, no network)
     into a message that says what to do: download the file elsewhere and pass ``--weights PATH``."""
     try:
@@ -496,14 +496,14 @@ def build_model(
     size = {"min_size": min_size, "max_size": max_size, **(model_options or {})}
     named = {"trainable_backbone_layers": trainable_backbone_layers}
     if torchvision_weights is not None:
-        with offline_download_hint(model_name, torchvision_weights, None):
+        with _offline_download_hint(model_name, torchvision_weights, None):
             model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
         if model.roi_heads.box_predictor.cls_score.out_features != num_classes:
             in_features = model.roi_heads.box_predictor.cls_score.in_features
             model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
         return model
     if backbone_weights is not None:
-        with offline_download_hint(model_name, None, backbone_weights):
+        with _offline_download_hint(model_name, None, backbone_weights):
             return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **size)
     if frozen_batchnorm:

@@ -67,7 +67,7 @@ def _read_bgr(path: Path):
     return frame
 
 
-def detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, category_id_of_label: dict[int, int], progress: bool = False) -> list[dict]:
+def _detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, category_id_of_label: dict[int, int], progress: bool = False) -> list[dict]:
     """Run any :class:`~flickermine.detect.detections.Detector` on every image of ``coco`` (read as BGR,
     ``detector.batch_size`` at a time); COCO results of the labels in ``category_id_of_label``."""
     images_dir = Path(images_dir)
@@ -177,7 +177,7 @@ def evaluate(
         )
     started = time.perf_counter()
     if detector is not None:
-        detections = detect_coco_images_with(detector, gt, images_dir, category_id_of_label, progress)
+        detections = _detect_coco_images_with(detector, gt, images_dir, category_id_of_label, progress)
     else:
         detections = detect_coco_images(model, gt, images_dir, category_id_of_label, torch_device, batch_size, progress)
     seconds = time.perf_counter() - started

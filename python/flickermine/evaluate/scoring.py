@@ -38,7 +38,7 @@ def score_results(
     return summary, curves
 
 
-def labelled_as_coco(images: Sequence[LabelledImage], category: str = "object") -> dict:
+def _labelled_as_coco(images: Sequence[LabelledImage], category: str = "object") -> dict:
     """A COCO ground-truth dict of ``images`` (ids from 1 in order; ignore regions as crowd boxes)."""
     coco: dict = {"images": [], "annotations": [], "categories": [{"id": 1, "name": category}]}
     for image_id, image in enumerate(images, start=1):
@@ -56,7 +56,7 @@ def labelled_as_coco(images: Sequence[LabelledImage], category: str = "object") 
     return coco
 
 
-def detections_as_results(detections: Sequence[Detections], image_ids: Sequence[int], category_id: int = 1) -> list[dict]:
+def _detections_as_results(detections: Sequence[Detections], image_ids: Sequence[int], category_id: int = 1) -> list[dict]:
     """COCO results of one :class:`Detections` per image (every box as ``category_id``)."""
     results = []
     for image_id, found in zip(image_ids, detections):
@@ -71,7 +71,7 @@ def score_labelled(
     """:func:`score_results` of one :class:`Detections` per labelled image (one category)."""
     if len(images) != len(detections):
         raise InputError(f"{len(detections)} detection sets for {len(images)} images")
-    ground_truth = labelled_as_coco(images, category)
-    results = detections_as_results(detections, range(1, len(images) + 1))
+    ground_truth = _labelled_as_coco(images, category)
+    results = _detections_as_results(detections, range(1, len(images) + 1))
     summary, curves = score_results(ground_truth, results, source="<labelled images>")
     return summary, curves[category]

@@ -190,7 +190,7 @@ def write(coco: dict, path: PathLike) -> Path:
     return path
 
 
-def missing_images(coco: dict, image_root: PathLike) -> list[Path]:
+def _missing_images(coco: dict, image_root: PathLike) -> list[Path]:
     """The image files of ``coco`` that are not readable files under ``image_root``, in file order.
 
     A trainer reads an image only when it draws it; checking them all first turns a run that would
@@ -202,9 +202,9 @@ def missing_images(coco: dict, image_root: PathLike) -> list[Path]:
 
 
 def require_images(coco: dict, image_root: PathLike, source: PathLike, option: str) -> None:
-    """FileNotFoundError naming the first :func:`missing_images` of ``source`` (found under the
+    """FileNotFoundError naming the first :func:`_missing_images` of ``source`` (found under the
     folder that command-line ``option`` names), or nothing when every image is there."""
-    missing = missing_images(coco, image_root)
+    missing = _missing_images(coco, image_root)
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} image(s) of {source} not found under {option} {image_root}:{_first_few(missing)}"
@@ -288,7 +288,7 @@ def merge(
     sources = [load(path) for path in inputs]
     roots = [Path(image_root) if image_root is not None else inputs[0].parent] + [p.parent for p in inputs[1:]]
     for marks_path in reject:
-        marks = load_marks(marks_path)
+        marks = _load_marks(marks_path)
         marked = 1 + _marked_input(marks, inputs[1:], marks_path)
         reject_marked(sources[marked], marks, f"--reject {marks_path}", inputs[marked])
 
@@ -435,7 +435,7 @@ MARK_KINDS = ("hard_negative", "hard_positive", "label_flicker")
 _BOX_TOLERANCE = 0.01  # pixels: boxes are written rounded to 1/1000
 
 
-def load_marks(path: PathLike) -> dict:
+def _load_marks(path: PathLike) -> dict:
     """A marks file of ``flickermine review``: ``{"dataset": DIR, "rejected": [{"image_id", "box", "kind"}...]}``."""
     path = Path(path)
     try:
@@ -693,7 +693,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def split_counts(split: Sequence[float], total: int) -> tuple[int, int, int]:
+def _split_counts(split: Sequence[float], total: int) -> tuple[int, int, int]:
     """Image counts of the train, val and test parts among ``total`` images.
 
     Fractions (every part <= 1, summing to at most 1) are rounded down; when they sum to 1 the images
@@ -734,7 +734,7 @@ def subset(
     and extra keys are kept.
 
     ``split``: ``None`` for one part called ``"all"``, else train/val/test counts or fractions (see
-    :func:`split_counts`). Images are ordered by ``file_name`` and shuffled with ``random.Random(seed)``,
+    :func:`_split_counts`). Images are ordered by ``file_name`` and shuffled with ``random.Random(seed)``,
     so a split depends only on the image names, the category and the seed. Empty parts are omitted.
     Returns ``{part name: COCO dict}``.
     """
@@ -755,7 +755,7 @@ def subset(
     if split is None:
         parts = {"all": kept}
     else:
-        counts = split_counts(split, len(kept))
+        counts = _split_counts(split, len(kept))
         order = list(kept)
         random.Random(seed).shuffle(order)
         parts, start = {}, 0

@@ -65,7 +65,7 @@ HARD_POSITIVE_MODES = ("hp", "hn+hp")
 REPORT_COLUMNS = ("video", "status", *REPORT_COUNTS, "frames_per_second")
 
 
-def format_report(videos: list[dict], hard_positives: bool = True) -> str:
+def _format_report(videos: list[dict], hard_positives: bool = True) -> str:
     """The run's table; ``hard_positives=False`` (a ``--mode`` that does not look for them): "-"
     in their column, not a 0 that reads as "looked, found none"."""
     headers = ["video", "status", "frames", "detections", "hard neg.", "pseudo-pos.", "hard pos.", "kept", "frames/s"]
@@ -158,7 +158,7 @@ def _worker(job: VideoJob, out: Path, config: RunConfig, backend: BackendName, d
     return mine_video_job(job, out, config, backend, detector, on_frames, threads=threads)
 
 
-def threads_per_video(parallel_videos: int) -> int:
+def _threads_per_video(parallel_videos: int) -> int:
     """Cores each of ``parallel_videos`` videos mined at once gets: a fair share, at least one."""
     return max(1, (os.cpu_count() or 1) // parallel_videos)
 
@@ -264,14 +264,14 @@ def _plan(out: Path, jobs: list[VideoJob], report: dict[str, dict]) -> list[Vide
         if where.exists():
             shard = read_shard(where)
             check_shard_inputs(shard, job, where)
-            check_video_unchanged(shard, job, where)
+            _check_video_unchanged(shard, job, where)
             report[job.key].update(shard_summary(shard), status="skipped (done before)")
         else:
             todo.append(job)
     return todo
 
 
-def check_video_unchanged(shard: dict, job: VideoJob, where: Path) -> None:
+def _check_video_unchanged(shard: dict, job: VideoJob, where: Path) -> None:
     """Refuse to resume from a shard whose video has changed since (size, modification time, or
     the hash of its first and last MiB): it would be skipped as done."""
     recorded = shard.get(VIDEO_FINGERPRINT_KEY)
@@ -325,7 +325,7 @@ def _run_locked(
     write_report(out, rows, config, backend_name)
     if config.visualize:
         contact_sheet(out, coco)
-    log(format_report(rows, hard_positives=config.mode in HARD_POSITIVE_MODES))
+    log(_format_report(rows, hard_positives=config.mode in HARD_POSITIVE_MODES))
     for row in rows:
         if row.get("pipeline"):
             log(f"{row['video']}: detector {PipelineStats.from_dict(row['pipeline']).line()}")
@@ -359,7 +359,7 @@ def _run_parallel(todo, out, config, backend, detector_factory, workers, bars, r
         ) as pool:
             futures = {
                 pool.submit(_worker, job, out, config, backend, detector_factory,
-                            threads_per_video(min(workers, len(todo)))): job
+                            _threads_per_video(min(workers, len(todo)))): job
                 for job in todo
             }
             for future in concurrent.futures.as_completed(futures):

@@ -67,7 +67,7 @@ class RayNotInstalledError(MissingExtraError):
     """``--executor ray`` without Ray installed."""
 
 
-def import_ray():
+def _import_ray():
     """The ``ray`` module, or :class:`RayNotInstalledError` saying how to install it."""
     try:
         import ray
@@ -275,12 +275,12 @@ def check_options(gpus_per_video: float, cpus_per_video: float, max_retries: int
         raise InputError(f"--cpus-per-video/--gpus-per-video must be >= 0 and not both 0, got {cpus_per_video}/{gpus_per_video}")
     if max_retries < 0:
         raise InputError(f"--max-retries must be >= 0, got {max_retries}")
-    ray = import_ray()
-    check_reachable(address or os.environ.get("RAY_ADDRESS"))
+    ray = _import_ray()
+    _check_reachable(address or os.environ.get("RAY_ADDRESS"))
     return ray
 
 
-def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+def _check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
     """Refuse a ``host:port`` (or ``ray://host:port``) nothing listens on: ``ray.init`` would
     retry it for many minutes, printing only "Failed to connect to GCS". ``auto``, ``local`` and
     None are Ray's to resolve."""

@@ -148,7 +148,7 @@ class ExampleSet:
         return svm.coef_.reshape(-1).astype(np.float32), float(svm.intercept_[0]), converged
 
 
-def positive_descriptors(image: np.ndarray, boxes: np.ndarray, params: HogParams, flip: bool) -> np.ndarray:
+def _positive_descriptors(image: np.ndarray, boxes: np.ndarray, params: HogParams, flip: bool) -> np.ndarray:
     """Descriptors of the windows around ``boxes``, then of their mirror images when ``flip``."""
     parts = [descriptors_for_boxes(image, boxes, params)]
     if flip:
@@ -198,7 +198,7 @@ def _progress(items: Sequence, description: str, enabled: bool) -> Iterable:
     return tqdm(items, desc=description, unit="image", leave=False)
 
 
-def object_sizes(images: Sequence[LabelledImage]) -> tuple[float, float, float]:
+def _object_sizes(images: Sequence[LabelledImage]) -> tuple[float, float, float]:
     """``(median width/height, smallest height, largest height)`` of the object boxes."""
     boxes = np.concatenate([image.boxes for image in images]) if images else np.zeros((0, 4))
     if not len(boxes):
@@ -207,7 +207,7 @@ def object_sizes(images: Sequence[LabelledImage]) -> tuple[float, float, float]:
     return float(np.median(widths / heights)), float(heights.min()), float(heights.max())
 
 
-def build_examples(
+def _build_examples(
     images: Sequence[LabelledImage],
     settings: HogSvmSettings,
     negatives: Sequence[BoxCrops] = (),
@@ -216,14 +216,14 @@ def build_examples(
     progress: bool = False,
 ) -> tuple[ExampleSet, tuple[float, float]]:
     """The examples before bootstrapping, and the ``(smallest, largest)`` object height."""
-    aspect, smallest, largest = object_sizes(images)
+    aspect, smallest, largest = _object_sizes(images)
     params = settings.hog_params(aspect)
     examples = ExampleSet(params)
     rng = np.random.default_rng(settings.seed)
     for labelled in _progress([*images, *negative_images], "examples", progress):
         image = labelled.load()
         if len(labelled.boxes):
-            examples.add("positive", positive_descriptors(image, labelled.boxes, params, settings.flip), "object boxes" + (" and mirrors" if settings.flip else ""))
+            examples.add("positive", _positive_descriptors(image, labelled.boxes, params, settings.flip), "object boxes" + (" and mirrors" if settings.flip else ""))
         avoid = np.concatenate([labelled.boxes, labelled.ignore])
         windows = background_windows(rng, image.shape[:2], avoid, settings.background_windows, params, (smallest, largest))
         examples.add("negative", window_descriptors(image, windows, params), "random background windows")
@@ -231,7 +231,7 @@ def build_examples(
         for item in crops:
             if len(item.boxes):
                 image = item.load()
-                described = positive_descriptors(image, item.boxes, params, settings.flip) if kind == "positive" else descriptors_for_boxes(image, item.boxes, params)
+                described = _positive_descriptors(image, item.boxes, params, settings.flip) if kind == "positive" else descriptors_for_boxes(image, item.boxes, params)
                 examples.add(kind, described, source)
     return examples, (smallest, largest)
 
@@ -242,7 +242,7 @@ def fit_model(examples: ExampleSet, settings: HogSvmSettings, heights: tuple[flo
     return HogSvmModel(examples.params, weights, bias, category, None, heights[0], heights[1], record)
 
 
-def without_small_boxes(images: Sequence[LabelledImage], params: HogParams) -> tuple[list[LabelledImage], int]:
+def _without_small_boxes(images: Sequence[LabelledImage], params: HogParams) -> tuple[list[LabelledImage], int]:
     """``images`` with the boxes too small to learn from (needing more than
     :data:`MAX_UPSAMPLING` x upsampling to fill the window's object region) moved to their
     ignore regions, and how many were moved. An :class:`InputError` when no box is left."""
@@ -281,10 +281,10 @@ def train_hog_svm(
     if not images:
         raise InputError("the training set is empty: no images of the category")
     started = time.perf_counter()
-    images, small = without_small_boxes(images, settings.hog_params(1.0))
+    images, small = _without_small_boxes(images, settings.hog_params(1.0))
     if small:
         log(f"hog-svm: {small} boxes too small for the {settings.window[0]}x{settings.window[1]} window are left out (not taken as background either)")
-    examples, heights = build_examples(images, settings, negatives, positives, negative_images, progress)
+    examples, heights = _build_examples(images, settings, negatives, positives, negative_images, progress)
     record = {"settings": settings.as_dict(), "small_boxes_left_out": small, **(training or {})}
     model = fit_model(examples, settings, heights, category, record)
     log(f"hog-svm: {len(examples.stacked('positive'))} positive, {len(examples.stacked('negative'))} negative examples")
@@ -306,12 +306,12 @@ def train_hog_svm(
     if calibration_images is None:
         calibration_images = images
     if calibration_images:
-        model = calibrate(model, calibration_images, settings.scale_step, progress)
+        model = _calibrate(model, calibration_images, settings.scale_step, progress)
     model = model.replace(training={**model.training, "seconds": round(time.perf_counter() - started, 1)})
     return model, examples
 
 
-def calibrate(model: HogSvmModel, images: Sequence[LabelledImage], scale_step: float = 1.05, progress: bool = False) -> HogSvmModel:
+def _calibrate(model: HogSvmModel, images: Sequence[LabelledImage], scale_step: float = 1.05, progress: bool = False) -> HogSvmModel:
     """``model`` with a Platt calibration fitted on its detections in ``images`` (margin ≥ −2):
     the chance that a detection matches an object at IoU ≥ 0.5. Left uncalibrated (with a note
     in its training record) when the detections are all right or all wrong."""
@@ -360,7 +360,7 @@ class HogSvmFiles:
     category: Optional[str] = None
 
 
-def folder_images(folder: Path, option: str) -> list[Path]:
+def _folder_images(folder: Path, option: str) -> list[Path]:
     """The image files directly in ``folder``, sorted by name; an :class:`InputError` if none."""
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not paths:
@@ -368,7 +368,7 @@ def folder_images(folder: Path, option: str) -> list[Path]:
     return paths
 
 
-def folder_fingerprint(folder: Path, paths: Sequence[Path]) -> dict:
+def _folder_fingerprint(folder: Path, paths: Sequence[Path]) -> dict:
     """Names, sizes and modification times of a folder's images, hashed: a cheap content check."""
     digest = hashlib.sha256()
     for path in paths:
@@ -377,7 +377,7 @@ def folder_fingerprint(folder: Path, paths: Sequence[Path]) -> dict:
     return {"path": str(folder.resolve()), "images": len(paths), "sha256": digest.hexdigest()}
 
 
-def mined_boxes(path: Path, option: str, category: str, hard_positives: bool) -> list[BoxCrops]:
+def _mined_boxes(path: Path, option: str, category: str, hard_positives: bool) -> list[BoxCrops]:
     """From a mined dataset (images relative to its folder): per image, its ``hard_negatives``
     records, or with ``hard_positives`` its annotations of ``category`` found by the tracker
     (the file's one category when it has only one, whatever its name)."""
@@ -425,18 +425,18 @@ def train_hog_svm_files(files: HogSvmFiles, settings: HogSvmSettings = HogSvmSet
     data["--negatives"] = []
     for source in map(Path, files.negatives):
         if source.is_dir():
-            paths = folder_images(source, "--negatives")
+            paths = _folder_images(source, "--negatives")
             negative_images += [LabelledImage(str(p), functools.partial(read_gray, p), np.zeros((0, 4))) for p in paths]
-            data["--negatives"].append(folder_fingerprint(source, paths))
+            data["--negatives"].append(_folder_fingerprint(source, paths))
         elif source.is_file():
-            negatives += mined_boxes(source, "--negatives", category, hard_positives=False)
+            negatives += _mined_boxes(source, "--negatives", category, hard_positives=False)
             data["--negatives"].append({"path": str(source.resolve()), "sha256": file_sha256(source)})
         else:
             raise InputError(f"--negatives {source}: no such file or folder")
     positives: list[BoxCrops] = []
     data["--hard-positives"] = []
     for source in map(Path, files.hard_positives):
-        positives += mined_boxes(source, "--hard-positives", category, hard_positives=True)
+        positives += _mined_boxes(source, "--hard-positives", category, hard_positives=True)
         data["--hard-positives"].append({"path": str(source.resolve()), "sha256": file_sha256(source)})
 
     val_images = None

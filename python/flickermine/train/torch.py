@@ -398,7 +398,7 @@ def _predictor_rows(state: dict, rows: list[int]) -> dict:
 # data
 
 
-def epoch_order(seed: int, epoch: int, count: int) -> list[int]:
+def _epoch_order(seed: int, epoch: int, count: int) -> list[int]:
     """The image order of pass ``epoch`` over ``count`` images: a function of seed and epoch only."""
     return random.Random(f"{seed}/{epoch}").sample(range(count), count)
 
@@ -408,7 +408,7 @@ def flips(seed: int, sample: int) -> bool:
     return random.Random(f"{seed}/flip/{sample}").random() < 0.5
 
 
-class CocoDetectionSet:
+class _CocoDetectionSet:
     """Training samples by global sample number: ``sample = iteration * batch_size + slot``.
 
     ``labels`` maps category ids of the file to model labels (1..K); annotations of other categories
@@ -443,7 +443,7 @@ class CocoDetectionSet:
     def image_index(self, sample: int) -> int:
         epoch, position = divmod(sample, len(self.images))
         if self._order_cache is None or self._order_cache[0] != epoch:
-            self._order_cache = (epoch, epoch_order(self.seed, epoch, len(self.images)))
+            self._order_cache = (epoch, _epoch_order(self.seed, epoch, len(self.images)))
         return self._order_cache[1][position]
 
     def __getitem__(self, sample: int):
@@ -714,7 +714,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         with _restoring(torch, out / "checkpoint.pt", "rng"):
             _set_rng_states(torch, checkpoint["rng"])
 
-    dataset = CocoDetectionSet(train_coco, images_dir, label_of_category_id, config.seed, config.hflip, str(config.train))
+    dataset = _CocoDetectionSet(train_coco, images_dir, label_of_category_id, config.seed, config.hflip, str(config.train))
     negatives = sum(1 for rows in dataset.boxes if not rows)
     logger.info(
         "%s %s: %d images (%d without boxes: negatives), %d boxes, categories %s; iterations %d..%d on %s%s",
