@@ -28,7 +28,7 @@ has_cuda: bool
 
 class Params:
     """The rules' knobs; same fields and defaults as :class:`flickermine.MiningParams` (less the
-    support rule's, which runs in Python). Pixels are image pixels."""
+    steps applied in Python: ``duplicate_iou``, ``class_agnostic``). Pixels are image pixels."""
 
     score_threshold: float
     """Detections scoring below it take no part (default 0.8)."""
@@ -48,6 +48,12 @@ class Params:
     """px; boxes with an edge closer than this to the image edge are exempt (default 50)."""
     max_gap: int
     """Hard positives: most consecutive missed frames between matched ends (default 1)."""
+    min_tracked: int
+    """Support rule: neighbour frames the detection must be tracked into (default 3)."""
+    max_support: float
+    """Support rule: largest share of tracked frames holding a matching detection (default 0.2)."""
+    support_iou: float
+    """Support rule: IoU of a detection with the tracked box that matches it (default 0.5)."""
     fields: tuple[str, ...]
     """The names of the fields the C++ rules take (class attribute)."""
     def __init__(self) -> None: ...
