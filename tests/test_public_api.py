@@ -53,3 +53,18 @@ def test_every_public_name_of_an_init_is_listed(name):
         and not isinstance(value, __future__._Feature)
     ]
     assert not unlisted, f"{module.__name__} has public names missing from __all__ (list them or prefix _): {unlisted}"
+
+
+def test_the_version_is_written_once_in_pyproject():
+    """flickermine.__version__ is the installed distribution's, which pyproject.toml sets."""
+    import re
+
+    import flickermine
+
+    from .conftest import ROOT
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (declared,) = re.findall(r'(?m)^version = "([^"]+)"$', pyproject)
+    assert flickermine.__version__ == declared
+    sources = [p for p in (ROOT / "python" / "flickermine").rglob("*.py") if re.search(r'(?m)^__version__ = "', p.read_text())]
+    assert sources == []

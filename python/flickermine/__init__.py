@@ -13,7 +13,13 @@ Boxes everywhere are ``x1, y1, x2, y2`` float pixels, continuous coordinates; fr
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib.metadata as _metadata
+
+# The one version source is pyproject.toml; an installed package (wheel or editable) carries it.
+try:
+    __version__ = _metadata.version("flickermine")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 from .detect.detections import Detections
 from .mining.backends import BACKENDS, available_backends, get_backend
