@@ -295,3 +295,92 @@ def test_folder_mined_from_jsonl_detections_audits(tmp_path, capsys):
     report = json.loads(out.read_text())["overall"]
     assert report["candidates"]["count"] == 277  # the same candidates as from the MOT file
     assert report["baseline"]["count"] == 9
+
+
+# -- issue 14: what the audit's output says it cannot know --------------------------------------
+
+
+def test_folder_audit_says_which_frames_its_counts_cover(tmp_path, capsys):
+    """A folder keeps some frames: its pseudo-positives are those of kept frames only, said in the
+    printed output and in the JSON (``scope``); the hard negatives are all of them where the shard
+    lists them."""
+    from flickermine.dataset.writer import ALL_HARD_NEGATIVES_KEY, shard_path
+
+    gt = write_gt(tmp_path / "gt.txt")
+    folder = write_dataset(tmp_path / "mined")
+    out = tmp_path / "a.json"
+    args = parse(str(folder), "--gt", str(gt), "--json", str(out))
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out
+    assert "PP: pseudo-positives of the frames the dataset kept (mode hn+hp); hard negatives: those of the frames the dataset kept" in printed
+    scope = json.loads(out.read_text())["scope"]
+    assert scope == {"hard_negatives": "those of the frames the dataset kept",
+                     "pseudo_positives": "those of the frames the dataset kept (mode hn+hp)"}
+    shard = shard_path(folder, "v")
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    every = [{"frame": 1, "bbox": [100, 100, 40, 80], "score": 0.9}, {"frame": 2, "bbox": [100, 100, 40, 80], "score": 0.9},
+             {"frame": 3, "bbox": [200, 10, 40, 80], "score": 0.85}]
+    shard.write_text(json.dumps({ALL_HARD_NEGATIVES_KEY: every}))
+    assert args.handler(args) == 0
+    assert "(mode hn+hp); hard negatives: all, from the shards" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["scope"]["hard_negatives"] == "all, from the shards"
+    assert result["videos"][0]["hard_negatives"]["count"] == 3
+    # a verdicts CSV has every candidate
+    args = parse(str(write_verdicts(tmp_path / "v.csv", CASE)), "--gt", str(gt), "--json", str(out))
+    assert args.handler(args) == 0
+    assert "pseudo-positives of the frames" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["scope"]["pseudo_positives"] == "all (a verdicts CSV)"
+
+
+def test_csv_audit_records_unknown_settings_as_null(tmp_path, capsys):
+    """A verdicts CSV records neither rule nor settings: null in the JSON and said so when printed,
+    unless given on the command line."""
+    gt = write_gt(tmp_path / "gt.txt")
+    verdicts = write_verdicts(tmp_path / "v.csv", CASE)
+    out = tmp_path / "a.json"
+    args = parse(str(verdicts), "--gt", str(gt), "--json", str(out))
+    assert args.handler(args) == 0
+    assert "rule and settings: not recorded in a verdicts CSV; unknown unless given (none given)" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["rule"] is None
+    assert result["params"] and all(v is None for v in result["params"].values())
+    assert "not recorded in a verdicts CSV" in result["params_note"]
+    args = parse(str(verdicts), "--gt", str(gt), "--json", str(out), "--score-threshold", "0.6", "--rule", "seed")
+    assert args.handler(args) == 0
+    assert "(given: rule=seed, score_threshold=0.6)" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["rule"] == "seed" and result["params"]["score_threshold"] == 0.6
+    assert [k for k, v in result["params"].items() if v is not None] == ["score_threshold"]
+    # a folder records its settings (run.json)
+    args = parse(str(write_dataset(tmp_path / "mined")), "--gt", str(gt), "--json", str(out))
+    assert args.handler(args) == 0
+    result = json.loads(out.read_text())
+    assert result["params"]["score_threshold"] == 0.8 and result["params"]["window"] is not None
+    assert "params_note" not in result
+
+
+def test_folder_mined_with_a_detector_says_how_to_get_a_detections_file(tmp_path, capsys):
+    """A folder mined with --detector never had a detections file: the hint says how to write one
+    (``flickermine detect``) and pass it, not that it "is gone"."""
+    gt = write_gt(tmp_path / "gt.txt")
+    folder = write_dataset(tmp_path / "mined")
+    args = parse(str(folder), "--gt", str(gt))
+    assert args.handler(args) == 0
+    assert "its detections file is gone; pass --detections" in capsys.readouterr().out  # a file was used, now gone
+    run = json.loads((folder / "run.json").read_text())
+    run["detector"] = {"name": "opencv-hog", "weights": None, "category": "object"}
+    (folder / "run.json").write_text(json.dumps(run))
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out
+    assert "is gone" not in printed
+    assert "this dataset was mined with --detector opencv-hog" in printed
+    assert "flickermine detect v.mp4 --detector opencv-hog --out DETS" in printed
+    assert f"flickermine audit {folder} --gt GT.txt --detections DETS/v.txt" in printed
+    run["detector"] = {"name": "fasterrcnn_resnet50_fpn", "weights": "torchvision DEFAULT", "category": "person"}
+    (folder / "run.json").write_text(json.dumps(run))
+    assert args.handler(args) == 0
+    assert "--detector fasterrcnn_resnet50_fpn --torchvision-weights DEFAULT --category person --out DETS" in capsys.readouterr().out
+    args = parse(str(folder), "--gt", str(gt), "--by-threshold")
+    with pytest.raises(ValueError, match=r"mined with a detector(.|\n)*flickermine detect(.|\n)*DETS/v.txt --by-threshold"):
+        args.handler(args)

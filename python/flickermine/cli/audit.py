@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +13,7 @@ from ..evaluate.audit import (
     DEFAULT_NCC_SWEEP,
     TABLE_LEGEND,
     GroundTruth,
+    MinedDataset,
     audit_video,
     combine,
     default_score_sweep,
@@ -25,8 +27,8 @@ from ..evaluate.audit import (
     read_verdicts_csv,
     sweep,
 )
-from ..mining.params import DEFAULT_RULE, Rule
-from ._options import _add_mining_options, _params
+from ..mining.params import DEFAULT_RULE, MiningParams, Rule
+from ._options import _add_mining_options
 
 
 def _gt_by_video(gt_args: Sequence[str], names: Sequence[str], frames) -> dict[str, GroundTruth]:
@@ -60,6 +62,50 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+#: what a verdicts CSV leaves unknown: its rule and mining settings
+NOT_RECORDED = "not recorded in a verdicts CSV"
+
+
+def _given_params(args: argparse.Namespace) -> dict:
+    """The mining settings given on the command line (the audit's defaults are None)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(MiningParams) if getattr(args, f.name) is not None}
+
+
+def _scope(dataset: MinedDataset | None) -> dict:
+    """What the counts cover: a verdicts CSV has every candidate; a folder keeps some frames."""
+    if dataset is None:
+        return {"hard_negatives": "all (a verdicts CSV)", "pseudo_positives": "all (a verdicts CSV)"}
+    return {
+        "hard_negatives": "all, from the shards" if dataset.all_hard_negatives else "those of the frames the dataset kept",
+        "pseudo_positives": f"those of the frames the dataset kept (mode {dataset.mode})",
+    }
+
+
+def _detect_hint(dataset: MinedDataset, mined_path: Path, audit_options: str = "") -> str:
+    """How to get the detections file a folder mined with ``--detector`` never had."""
+    detector = dataset.detector or {}
+    name = str(detector.get("name") or "NAME")
+    options = f"--detector {name}"
+    weights = detector.get("weights")
+    if isinstance(weights, str) and weights:
+        if weights == "random":
+            options += " --random-weights"
+        elif weights.startswith("torchvision "):
+            options += " --torchvision-weights " + weights.split(" ", 1)[1]
+        else:
+            options += f" --weights {weights}"
+    if detector.get("category") not in (None, "object"):
+        options += f" --category {detector['category']}"
+    video = dataset.videos[0].name if len(dataset.videos) == 1 else "VIDEO"
+    source = str(dataset.sources.get(video, {}).get("path") or "VIDEO")
+    return (
+        f"(candidates and baseline unknown: this dataset was mined with --detector {name}, so no detections file "
+        "lists all its candidates; write one with\n"
+        f"   flickermine detect {source} {options} --out DETS\n"
+        f" then: flickermine audit {mined_path} --gt GT.txt --detections DETS/{video}.txt{audit_options})"
+    )
+
+
 def run_audit(args: argparse.Namespace) -> int:
     """The ``audit`` subcommand."""
     frames = parse_frame_range(args.frames)
@@ -68,25 +114,41 @@ def run_audit(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{mined_path}: no such verdicts CSV or dataset folder")
     if not 0 < args.match_iou <= 1:
         raise InputError(f"--match-iou must be in (0, 1], got {args.match_iou}")
+    dataset: MinedDataset | None = None
     if mined_path.is_dir():
         dataset = read_dataset(mined_path)
         videos, params, rule = dataset.videos, dataset.params, dataset.rule
+        recorded_params: dict = params.as_dict()
         if args.detections and len(videos) == 1:
             source = dataset.sources.get(videos[0].name, {})
             videos[0].population = read_candidates(args.detections, params, source.get("width"), source.get("height"))
     else:
         videos = [read_verdicts_csv(mined_path)]
-        # A CSV records neither its rule nor its settings: they are what --rule and the
-        # parameters say (used by --by-threshold; the rule is recorded only when given).
-        params, rule = _params(args), args.rule or DEFAULT_RULE.value
+        # A CSV records neither its rule nor its settings: unknown (None) unless given on the
+        # command line; --by-threshold re-mines with the defaults where not given.
+        given = _given_params(args)
+        params, rule = MiningParams(**given), args.rule or DEFAULT_RULE.value
+        recorded_params = {f.name: given.get(f.name) for f in dataclasses.fields(MiningParams)}
     gts = _gt_by_video(args.gt, [v.name for v in videos], frames)
     reports = [audit_video(v, gts[v.name], args.match_iou, args.worst) for v in videos]
     overall = combine(reports, args.worst)
     print(f"audit of {mined_path} (match IoU {args.match_iou:g}" + (f", frames {args.frames}" if frames else "") + ")")
     print(format_table(reports + ([overall] if len(reports) > 1 else [])))
     print(TABLE_LEGEND)
+    scope = _scope(dataset)
+    if dataset is not None:
+        print(f"PP: pseudo-positives of the frames the dataset kept (mode {dataset.mode}); "
+              f"hard negatives: {scope['hard_negatives']}")
+    else:
+        given_here = {"rule": args.rule, **recorded_params}
+        known = ", ".join(f"{k}={v}" for k, v in given_here.items() if v is not None)
+        print(f"rule and settings: {NOT_RECORDED}; unknown unless given (" + (f"given: {known})" if known else "none given)"))
     if any(not v.complete and v.population is None for v in videos):
-        print("(candidates and baseline unknown: the dataset keeps only some frames and its detections file is gone; pass --detections)")
+        assert dataset is not None
+        if dataset.detector and not any(s.get("detections_file") for s in dataset.sources.values()):
+            print(_detect_hint(dataset, mined_path))
+        else:
+            print("(candidates and baseline unknown: the dataset keeps only some frames and its detections file is gone; pass --detections)")
     if any(v.hard_positives is None for v in videos):
         print("(hard positives: not audited; a verdicts CSV has none, nor a folder mined without --mode hp or hn+hp)")
     print()
@@ -95,14 +157,19 @@ def run_audit(args: argparse.Namespace) -> int:
         print(format_cases(overall["worst_hard_positives"], "worst hard positives (matching no object)"))
     result = {"input": str(mined_path), "match_iou": args.match_iou, "frames": list(frames) if frames else None,
               "rule": str(Rule(rule).value) if mined_path.is_dir() or args.rule else None,
-              "params": params.as_dict(), "videos": reports, "overall": overall}
+              "params": recorded_params, "scope": scope, "videos": reports, "overall": overall}
+    if dataset is None:
+        result["params_note"] = f"{NOT_RECORDED}: null unless given on the command line"
     if args.by_threshold:
         video_file, dets_file = args.video, args.detections
-        if mined_path.is_dir() and len(videos) == 1:
+        if dataset is not None and len(videos) == 1:
             source = dataset.sources.get(videos[0].name, {})
             video_file = video_file or source.get("path")
             dets_file = dets_file or source.get("detections_file")
         if not video_file or not dets_file:
+            if dataset is not None and dataset.detector and not dets_file:
+                raise InputError("--by-threshold re-mines from a detections file; this dataset was mined with a detector:\n"
+                                 + _detect_hint(dataset, mined_path, " --by-threshold").strip("()").split("; ", 1)[1])
             raise InputError("--by-threshold re-mines: give --video V and --detections D (one video)")
         if len(videos) != 1:
             raise InputError("--by-threshold works on one video; audit a single video's verdicts or folder")
@@ -112,9 +179,13 @@ def run_audit(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
         print()
-        print(f"threshold sweep (rule {Rule(rule).value}, re-mined from {video_file}):")
+        assumed = ""
+        if dataset is None:  # the CSV's rule and settings are unknown: the defaults stand in where not given
+            assumed = ("" if args.rule else ", the default") + "; settings not given: the defaults"
+        print(f"threshold sweep (rule {Rule(rule).value}{assumed}, re-mined from {video_file}):")
         print(format_sweep(rows))
         result["sweep"] = rows
+        result["sweep_settings"] = {"rule": Rule(rule).value, "params": params.as_dict()}
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +220,7 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     audit.add_argument("--scores", type=_floats, metavar="LIST", help="--by-threshold: score thresholds (default: 0.5,...,0.9, or score quantiles)")
     audit.add_argument("--nccs", type=_floats, default=list(DEFAULT_NCC_SWEEP), metavar="LIST", help="--by-threshold: NCC thresholds (default: 0.3,...,0.7)")
     _add_mining_options(audit)  # for a verdicts CSV: the rule and settings it was mined with (a folder has run.json)
-    audit.set_defaults(rule=None)  # a CSV does not say which rule made it: None unless --rule is given
+    # A CSV does not say which rule and settings made it: None unless given on the command line.
+    audit.set_defaults(rule=None, **{f.name: None for f in dataclasses.fields(MiningParams)})
     audit.set_defaults(handler=run_audit)
     return audit

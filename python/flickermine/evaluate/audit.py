@@ -245,6 +245,10 @@ class MinedDataset:
     params: MiningParams
     rule: str
     sources: dict[str, dict]  #: per video: ``path``, ``detections_file``, ``width``, ``height``
+    mode: str = "hn"  #: which frames the dataset kept (``run.json``'s mode)
+    detector: dict | None = None  #: the detector it was mined with (``run.json``), or None: a detections file
+    #: True where every video's shard lists all its hard negatives (not only those of kept frames)
+    all_hard_negatives: bool = False
 
 
 def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> MinedDataset:
@@ -284,10 +288,12 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
         raise InputError(f"{coco_path}: not a flickermine COCO file ({type(error).__name__}: {error})") from None
     for name, row in sources.items():
         per_video.setdefault(name, {"rows": [], "hp": [], "size": (row.get("width"), row.get("height"))})
+    all_hard_negatives = bool(per_video)
     for name, entry in per_video.items():
         # annotations.json holds the hard negatives of kept frames only; the shard holds them all.
         shard_file = shard_path(folder, name)
         shard = _read_json(shard_file) if shard_file.is_file() else {}
+        all_hard_negatives = all_hard_negatives and ALL_HARD_NEGATIVES_KEY in shard
         if ALL_HARD_NEGATIVES_KEY in shard:
             try:
                 every = [(int(n["frame"]), _xyxy(n["bbox"]), n.get("score") or 0.0, True) for n in shard[ALL_HARD_NEGATIVES_KEY]]
@@ -317,7 +323,11 @@ def read_dataset(folder: str | os.PathLike, with_population: bool = True) -> Min
             width, height = entry["size"]
             video.population = read_candidates(dets, params, width, height)
         videos.append(video)
-    return MinedDataset(folder, videos, params, str(run.get("rule", coco.get("info", {}).get("rule", "seed"))), sources)
+    detector = run.get("detector") or coco.get("info", {}).get("detector")
+    return MinedDataset(
+        folder, videos, params, str(run.get("rule", coco.get("info", {}).get("rule", "seed"))), sources, str(mode),
+        detector if isinstance(detector, dict) else None, all_hard_negatives,
+    )
 
 
 def _read_json(path: Path) -> dict:
