@@ -36,8 +36,8 @@ Then peak memory (max RSS of a fresh process) mining the video once and looped `
     python bench/bench_pipeline.py [--frames N] [--pairs K] [--rules seed,tracklet,support]
         [--densities real,10,20,50] [--authors-frames 100] [--backend cpp] [--json PATH]
 
-By default every setting mines the whole video (795 frames); the whole run takes about 7 minutes
-on a 2-core machine under load 4-7 (less when idle). ``--frames N`` mines the first N frames of every setting, ``--pairs K``
+By default every setting mines the whole video (795 frames); the whole run takes 4-7 minutes
+on 2 cores (4.3 at load average 2-4, 7.2 at 4-7). ``--frames N`` mines the first N frames of every setting, ``--pairs K``
 runs K pairs: ``--frames 100 --pairs 2`` is a quick look.
 """
 
