@@ -1412,7 +1412,7 @@ frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)
 # --------------------------------------------------------------------------------------------
 
 #: What the first search of a process with a cold cache prints on stderr before compiling.
-COMPILE_MESSAGE = "flickermine: compiling the numba backend once (about 30 s); cached afterwards"
+COMPILE_MESSAGE = "flickermine: compiling the numba backend once (30-60 s); cached afterwards"
 
 #: Jitted functions called from Python: every specialisation of the backend is one of theirs
 #: (the rest are compiled into them).
