@@ -7,7 +7,7 @@ are unbounded. Both are mapped to ``0..1`` with the same fixed standard logistic
 ``score = 1 / (1 + exp(-raw))`` (:func:`raw_to_score`; :func:`score_to_raw` is its inverse), so a
 threshold means the same on both and on files written from raw values: raw 0 (the decision
 boundary) is 0.5, raw 1.39 is 0.8 (the mining default ``score_threshold``), raw 3.89 is 0.98 (the
-default ``sure_score``). The raw values are what the MOTChallenge files in ``../shared/data``
+default ``sure_score``). The raw values are what the MOTChallenge files of the project's test data
 (``det/opencv_*.txt``) hold.
 """
 
@@ -92,7 +92,7 @@ class OpenCVHOGPeopleDetector:
     scale=scale_step)``, run on the BGR frame resized by ``scale`` first (``scale=1.5`` finds people
     down to about 70 px tall instead of about 100 px, at 2.25x the cost); boxes are mapped back to
     the original frame and clipped to it. The defaults reproduce ``det/opencv_hog.txt`` of
-    ``../shared/data`` (and ``scale=1.5`` ``det/opencv_hog_x1.5.txt``). Boxes are the detection
+    the project's test data (and ``scale=1.5`` ``det/opencv_hog_x1.5.txt``). Boxes are the detection
     window, about twice the area of a tight person box. Scores: the SVM margin through
     :func:`raw_to_score`. Label 1, ``"person"``.
     """
@@ -209,7 +209,7 @@ class OpenCVHaarDetector:
     ``equalize`` (the classic OpenCV sample's preprocessing), and searched with
     ``detectMultiScale3(gray, scaleFactor=scale_factor, minNeighbors=min_neighbors,
     minSize=min_size, outputRejectLevels=True)``; boxes are mapped back to the original frame and
-    clipped. The defaults reproduce ``det/opencv_haar_*.txt`` of ``../shared/data``. Scores: the
+    clipped. The defaults reproduce ``det/opencv_haar_*.txt`` of the project's test data. Scores: the
     level weight (the last stage's sum of weak-classifier outputs; larger is surer, may be
     negative) through :func:`raw_to_score`. Label 1, named ``"person"``, ``"face"`` or
     ``"cat face"``.
