@@ -145,14 +145,7 @@ class _Reader(DetectionReader):
 
     def _lines(self) -> Iterator[tuple[int, str]]:
         """``(line number, text)`` for every non-blank line, with open/read errors as DetectionFileError."""
-        try:
-            handle = open(self.path, encoding="utf-8-sig", errors="surrogateescape")
-        except FileNotFoundError:
-            raise self._error(None, "no such file") from None
-        except IsADirectoryError:
-            raise self._error(None, "is a folder, not a detection file") from None
-        except OSError as exc:
-            raise self._error(None, f"cannot open it: {exc.strerror or exc}") from exc
+        handle = self._open_text()
         with handle:
             number = 0
             while True:

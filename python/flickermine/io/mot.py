@@ -21,7 +21,7 @@ import math
 import os
 import re
 import warnings
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -158,6 +158,18 @@ class DetectionReader:
     def _error(self, line: Optional[int], problem: str, text: Optional[str] = None) -> DetectionFileError:
         raise NotImplementedError
 
+    def _open_text(self) -> TextIO:
+        """The file opened for reading text (a BOM skipped, undecodable bytes kept as surrogates so
+        the line checks can name them); open errors as a :class:`DetectionFileError`."""
+        try:
+            return open(self.path, encoding="utf-8-sig", errors="surrogateescape")
+        except FileNotFoundError:
+            raise self._error(None, "no such file") from None
+        except IsADirectoryError:
+            raise self._error(None, "is a folder, not a detection file") from None
+        except OSError as exc:
+            raise self._error(None, f"cannot open it: {exc.strerror or exc}") from exc
+
 
 class DetectionFile(DetectionReader):
     """A validated MOTChallenge detection file.
@@ -222,14 +234,7 @@ class DetectionFile(DetectionReader):
 
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(line_numbers (K,) int64, data (K, 7) float64)`` for every ~1 MiB of lines."""
-        try:
-            handle = open(self.path, encoding="utf-8-sig", errors="surrogateescape")
-        except FileNotFoundError:
-            raise self._error(None, "no such file") from None
-        except IsADirectoryError:
-            raise self._error(None, "is a folder, not a detection file") from None
-        except OSError as exc:
-            raise self._error(None, f"cannot open it: {exc.strerror or exc}") from exc
+        handle = self._open_text()
         first_line = 1
         with handle:
             while True:
