@@ -2,7 +2,7 @@
 
 Mines pets09-s2l1 and tud-campus (faster_rcnn, opencv_haar_fullbody) and otb-girl frames
 1-405 (six face detectors) with the seed, tracklet and support rules in one decoding pass per
-sequence, audits them against the MOT ground truth (flickermine.evaluate.audit, match IoU 0.5) and
+sequence, audits them against the MOT ground truth (flickermine.evaluate._audit, match IoU 0.5) and
 prints hard-negative precision, yield, the simplest-rule baseline and hard-positive purity.
 Writes bench/results/audit.json.
 
@@ -26,7 +26,7 @@ import time
 from _common import RESULTS, SHARED_DATA, print_table, write_json
 
 from flickermine import MiningParams
-from flickermine.evaluate import audit
+from flickermine.evaluate import _audit as audit
 
 RULES = ("seed", "tracklet", "support")
 #: Jin et al., ECCV 2018: hard-negative precision and hard-positive purity

@@ -39,7 +39,7 @@ def decode_only() -> tuple[int, float]:
 
 
 def mine(videos, dets_dir, out: Path, config, workers: int) -> tuple[dict, float]:
-    from flickermine.runner.mine_run import run_mining
+    from flickermine.runner._mine_run import run_mining
 
     shutil.rmtree(out, ignore_errors=True)
     cpu_before = _cpu_seconds()
@@ -66,7 +66,7 @@ def main() -> int:
     if not VIDEO.exists():
         print(f"needs {VIDEO} (../shared/data)", file=sys.stderr)
         return 1
-    from flickermine.dataset.writer import RunConfig
+    from flickermine.dataset._writer import RunConfig
 
     configs = {
         "seed, hn (defaults)": RunConfig(rule="seed"),  # the recorded results are seed's (default rule now: support)

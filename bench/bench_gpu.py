@@ -32,7 +32,7 @@ import numpy as np
 import flickermine
 from flickermine.video import open_video
 from flickermine import _core
-from flickermine.mining.backends import unavailable_backends
+from flickermine.mining._backends import unavailable_backends
 
 from _common import SHARED_DATA, best_time, print_table, write_json
 
@@ -111,7 +111,7 @@ def ncc_rows(frames: list[np.ndarray], cuda) -> list[dict]:
 
 
 def make_detector(model: str, batch: int, amp: bool, device: str, small: bool):
-    from flickermine.detect.torchvision import TorchvisionDetector
+    from flickermine.detect._torchvision import TorchvisionDetector
 
     sizes = {"min_size": 256, "max_size": 352} if small else {}
     return TorchvisionDetector(model, weights=None, weights_backbone=None, device=device, batch_size=batch, amp=amp, **sizes)
@@ -121,7 +121,7 @@ def detector_fps(detector, color: np.ndarray, batch: int, frames: int, pinned: b
     """Frames/s of the bare detector on one pinned batch repeated (no decoding): its ceiling."""
     import torch
 
-    from flickermine.runner.gpu_pipeline import FrameBatch, infer_batch
+    from flickermine.runner._gpu_pipeline import FrameBatch, infer_batch
     from flickermine.video import Frame
 
     images = torch.from_numpy(np.repeat(color[None], batch, axis=0))
@@ -141,7 +141,7 @@ def detector_fps(detector, color: np.ndarray, batch: int, frames: int, pinned: b
 
 
 def decode_fps(path: Path, batch: int, frames: int) -> float:
-    from flickermine.runner.gpu_pipeline import FramePrefetcher
+    from flickermine.runner._gpu_pipeline import FramePrefetcher
 
     start, count = time.perf_counter(), 0
     for item in FramePrefetcher(open_video(path), batch):
@@ -152,9 +152,9 @@ def decode_fps(path: Path, batch: int, frames: int) -> float:
 
 
 def pipeline_fps(path: Path, detector, frames: int) -> tuple[float, dict]:
-    from flickermine.runner.gpu_pipeline import DetectorPipeline
-    from flickermine.mining.miner import Miner
-    from flickermine.mining.params import MiningParams
+    from flickermine.runner._gpu_pipeline import DetectorPipeline
+    from flickermine.mining._miner import Miner
+    from flickermine.mining._params import MiningParams
 
     # Random weights score low: take every detection as a candidate so the miner does real work.
     miner = Miner(MiningParams(score_threshold=0.0), "seed", "auto")

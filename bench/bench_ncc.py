@@ -57,7 +57,7 @@ def load_frames() -> list[np.ndarray]:
 COMPILE_CHILD = r"""
 import json, os, resource, time
 start = time.perf_counter()
-from flickermine.mining.backends import numba_backend
+from flickermine.mining._backends import numba_backend
 cold = numba_backend.cache_is_cold()
 numba_backend.warm_up(force=True, quiet=True)
 usage = resource.getrusage(resource.RUSAGE_SELF)

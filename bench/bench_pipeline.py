@@ -9,9 +9,9 @@ decoder (background thread, grayscale):
 
   * decode only: ``open_video(...).frames(gray=True)``, nothing else;
   * mine: what ``flickermine mine VIDEO --detections DETS --verdicts CSV --rule R`` runs (no images
-    written): the detections file read along, ``runner.loop.mine_stream`` with one ``Miner``
+    written): the detections file read along, ``runner._loop.mine_stream`` with one ``Miner``
     (``--backend``, default cpp; IoU-first shortcut on), every verdict row written to a CSV by
-    ``runner.pipeline.VerdictWriter`` (``mine_video``'s loop, stopped after ``--frames`` frames).
+    ``runner._pipeline.VerdictWriter`` (``mine_video``'s loop, stopped after ``--frames`` frames).
 
 The real file has 5.2 candidates (detections with score >= 0.8, the only ones the miner uses) a
 frame, 5.5 detections. Denser files (10, 20, 50 candidates a frame on average) are made from the
@@ -67,7 +67,7 @@ RULES = ("seed", "tracklet", "support")
 MEMORY_CHILD = r"""
 import json, resource, sys, time
 from flickermine import Miner, MiningParams
-from flickermine.io.mot import DetectionFile
+from flickermine.io._mot import DetectionFile
 from flickermine.video import open_video
 video, dets, loops, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 miner = Miner(MiningParams(), "seed", backend)
@@ -145,10 +145,10 @@ def decode_only(frames: int) -> tuple[int, float]:
 def mine(dets: Path, rule: str, backend: str, frames: int, csv_path: Path) -> tuple[int, int, float]:
     """``mine --verdicts`` on the first ``frames`` frames: (frames, hard negatives, seconds)."""
     from flickermine import Miner, MiningParams
-    from flickermine.detect.detections import Detections
-    from flickermine.io.formats import open_detections
-    from flickermine.runner.loop import mine_stream
-    from flickermine.runner.pipeline import VerdictWriter
+    from flickermine.detect._detections import Detections
+    from flickermine.io._formats import open_detections
+    from flickermine.runner._loop import mine_stream
+    from flickermine.runner._pipeline import VerdictWriter
     from flickermine.video import open_video
 
     start = time.perf_counter()
@@ -174,8 +174,8 @@ def authors_mine(dets: Path, frames: int) -> tuple[int, int, float, float]:
     import cv2
 
     from flickermine import MiningParams
-    from flickermine.mining import rules
-    from flickermine.mining.backends import opencv_backend
+    from flickermine.mining import _rules as rules
+    from flickermine.mining._backends import opencv_backend
 
     params = MiningParams()
     start = time.perf_counter()

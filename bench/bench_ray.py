@@ -53,8 +53,8 @@ def fingerprint(out: Path) -> str:
 
 
 def timed_run(videos, dets, out: Path, **options) -> tuple[float, str]:
-    from flickermine.dataset.writer import RunConfig
-    from flickermine.runner.mine_run import run_mining
+    from flickermine.dataset._writer import RunConfig
+    from flickermine.runner._mine_run import run_mining
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()

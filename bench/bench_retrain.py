@@ -57,7 +57,7 @@ import numpy as np
 
 from _common import RESULTS, SHARED_DATA, print_table, write_json
 
-from flickermine.evaluate.audit import FALSE  # ground truth status of a verified false positive
+from flickermine.evaluate._audit import FALSE  # ground truth status of a verified false positive
 
 PETS = SHARED_DATA / "pets09-s2l1"
 DEFAULT_SEQUENCES = [f"pets={PETS / 'video.avi'},{PETS / 'gt' / 'gt.txt'}"]
@@ -138,7 +138,7 @@ def load_frames(sequences: dict, wanted: dict[str, set[int]], images: Path | Non
 
 
 def labelled_images(ranges: list[FrameRange]):
-    from flickermine.io.ground_truth import LabelledImage
+    from flickermine.io._ground_truth import LabelledImage
 
     images = []
     for frame_range in ranges:
@@ -176,8 +176,8 @@ def baseline_task(seed: int) -> Baseline:
 
 def hog_svm_baseline(seed: int) -> Baseline:
     """The HOG-SVM, its scores calibrated on the val frames."""
-    from flickermine.detect.hog_svm import HogSvmDetector
-    from flickermine.train.hog_svm import train_hog_svm
+    from flickermine.detect._hog_svm import HogSvmDetector
+    from flickermine.train._hog_svm import train_hog_svm
 
     settings = dataclasses.replace(STATE["settings"], seed=seed)
     model, examples = train_hog_svm(
@@ -218,8 +218,8 @@ def role_coco(role: str) -> dict:
 
 def torch_train(coco: dict, out: Path, seed: int, iterations: int, weights) -> Path:
     """Train (or fine-tune from ``weights``) on ``coco``; the final checkpoint."""
-    from flickermine.io import coco as coco_files
-    from flickermine.train.torch import TrainConfig, train
+    from flickermine.io import _coco as coco_files
+    from flickermine.train._torch import TrainConfig, train
 
     options = STATE["torch"]
     out.mkdir(parents=True, exist_ok=True)
@@ -234,9 +234,9 @@ def torch_train(coco: dict, out: Path, seed: int, iterations: int, weights) -> P
 
 def torch_detect(checkpoint: Path, frame_keys: list) -> list:
     """The checkpoint's person detections in each frame, as Detections."""
-    from flickermine.detect.detections import Detections
-    from flickermine.evaluate.on_coco import detect_coco_images
-    from flickermine.detect.torchvision import load_detector, resolve_device
+    from flickermine.detect._detections import Detections
+    from flickermine.evaluate._on_coco import detect_coco_images
+    from flickermine.detect._torchvision import load_detector, resolve_device
 
     device = resolve_device(STATE["torch"]["device"])
     model, _ = load_detector(checkpoint, device)
@@ -265,7 +265,7 @@ def torch_detections(baseline: Baseline, extra: Extra, role: str) -> list:
     """Fine-tune the baseline for the same number of iterations on the train frames plus the
     pool frames the arm adds (labels: the pool's detections at ``extra.threshold`` less the
     negatives, plus the positives); its detections on ``role``."""
-    from flickermine.boxes import iou_matrix
+    from flickermine._boxes import iou_matrix
 
     added: dict = {}
     for key, boxes in extra.negatives:
@@ -324,7 +324,7 @@ def hard_examples(decided: list, duplicate_iou: float) -> tuple[list, list]:
     """The hard negatives (after the duplicate step at ``duplicate_iou``) and the hard positives
     of mined verdicts: ``[(key, (N, 4) boxes)]`` each."""
     from flickermine import MiningParams, Reason
-    from flickermine.mining.rules import demote_duplicates
+    from flickermine.mining._rules import demote_duplicates
 
     params = MiningParams(duplicate_iou=duplicate_iou)
     negatives, positives = [], []
@@ -344,7 +344,7 @@ def judge(key: tuple[str, int], boxes: np.ndarray) -> np.ndarray:
 
 
 def descriptors(model, items: list, flip: bool = False) -> np.ndarray:
-    from flickermine.train.hog_svm import descriptors_for_boxes
+    from flickermine.train._hog_svm import descriptors_for_boxes
 
     parts = [descriptors_for_boxes(STATE["frames"][key], boxes, model.params, flip) for key, boxes in items if len(boxes)]
     return np.concatenate(parts) if parts else np.zeros((0, model.params.descriptor_size), np.float32)
@@ -373,7 +373,7 @@ def score_task(job: tuple) -> dict:
         found = hog_svm_detections(baseline, extra, role)
     else:
         found = torch_detections(baseline, extra, role)
-    from flickermine.evaluate.scoring import score_labelled
+    from flickermine.evaluate._scoring import score_labelled
 
     summary, curve = score_labelled(labelled_images(STATE["ranges"][role]), found, "person")
     return {"ap": summary["AP50"], "coco_ap": summary["AP"], "lamr": summary["lamr"], "curve": curve}
@@ -381,8 +381,8 @@ def score_task(job: tuple) -> dict:
 
 def hog_svm_detections(baseline: Baseline, extra: Extra, role: str) -> list:
     """Refit the baseline's SVM on its examples plus the extra windows; its detections on ``role``."""
-    from flickermine.detect.hog_svm import HogSvmDetector
-    from flickermine.train.hog_svm import fit_model
+    from flickermine.detect._hog_svm import HogSvmDetector
+    from flickermine.train._hog_svm import fit_model
 
     settings, model, examples = baseline.settings, baseline.model, baseline.examples
     if extra.negatives:
@@ -572,8 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="the plot (default: the JSON's path with .png)")
     args = parser.parse_args(argv)
 
-    from flickermine.evaluate.audit import read_ground_truth
-    from flickermine.train.hog_svm import HogSvmSettings
+    from flickermine.evaluate._audit import read_ground_truth
+    from flickermine.train._hog_svm import HogSvmSettings
 
     started = time.perf_counter()
     specs = args.sequences or DEFAULT_SEQUENCES

@@ -34,8 +34,8 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from flickermine.evaluate.on_coco import evaluate
-    from flickermine.train.torch import train
+    from flickermine.evaluate._on_coco import evaluate
+    from flickermine.train._torch import train
     from tests.test_training import make_squares, tiny_config
 
     torch.set_num_threads(1)

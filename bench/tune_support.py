@@ -7,7 +7,7 @@ For each configuration of audit_table.py (same sequences, detectors and settings
 pass measures the support rule's evidence for every candidate it does not exempt
 (``rules.support_evidence``: best NCC and tracked-box overlap in each neighbour frame, plus the
 unmoved box's overlap for the variants), mines the seed rule, and judges every candidate against
-the ground truth (``flickermine.evaluate.audit``, match IoU 0.5). Then, without more NCC:
+the ground truth (``flickermine.evaluate._audit``, match IoU 0.5). Then, without more NCC:
 
 1. **grid**: every ``min_tracked x max_support x support_iou`` of GRID, decided by the rule's own
    ``rules.support_decision``;
@@ -46,13 +46,13 @@ from _common import RESULTS, SHARED_DATA, print_table, write_json
 from audit_table import configs, five_times_seed, pct
 
 from flickermine import MiningParams, Rule
-from flickermine.evaluate import audit
-from flickermine.mining import rules
-from flickermine.mining.backends import get_backend
-from flickermine.boxes import iou_matrix
-from flickermine.io.mot import DetectionFile
-from flickermine.mining.miner import Miner
-from flickermine.runner.loop import mine_stream
+from flickermine.evaluate import _audit as audit
+from flickermine.mining import _rules as rules
+from flickermine.mining._backends import get_backend
+from flickermine._boxes import iou_matrix
+from flickermine.io._mot import DetectionFile
+from flickermine.mining._miner import Miner
+from flickermine.runner._loop import mine_stream
 from flickermine.video import open_video
 
 GRID = {

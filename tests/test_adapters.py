@@ -1,5 +1,5 @@
 """Detector adapters: torchvision's, Ultralytics' and supervision's results as Detections
-(flickermine.detect.adapters), tested with objects of their shape (none of the three is a dependency)."""
+(flickermine.detect._adapters), tested with objects of their shape (none of the three is a dependency)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from flickermine.cli import audit as cli_audit
-from flickermine.evaluate import audit
-from flickermine.evaluate.audit import FALSE, IGNORED, TRUE, GroundTruth, read_ground_truth
+from flickermine.cli import _audit as cli_audit
+from flickermine.evaluate import _audit as audit
+from flickermine.evaluate._audit import FALSE, IGNORED, TRUE, GroundTruth, read_ground_truth
 
 from .conftest import shared_data
 
@@ -208,7 +208,7 @@ def test_cli_on_verdicts_and_several_videos(tmp_path, capsys):
 @pytest.mark.real_data
 @pytest.mark.parametrize("rule", ["seed", "tracklet"])
 def test_real_data_tud_campus(tmp_path, rule, capsys):
-    from flickermine.runner.pipeline import mine_video
+    from flickermine.runner._pipeline import mine_video
 
     video = shared_data("tud-campus", "video.mp4")
     dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
@@ -230,9 +230,9 @@ def test_real_data_tud_campus(tmp_path, rule, capsys):
 def test_folder_audit_judges_the_hard_negatives_of_frames_not_kept(tmp_path):
     """--mode hp keeps only hard-positive frames, yet every hard negative is judged: the shard
     records them all, so the folder's audit agrees with the verdicts CSV of the same run."""
-    from flickermine.dataset.writer import RunConfig
-    from flickermine.runner.pipeline import mine_video
-    from flickermine.runner.mine_run import run_mining
+    from flickermine.dataset._writer import RunConfig
+    from flickermine.runner._pipeline import mine_video
+    from flickermine.runner._mine_run import run_mining
 
     video = shared_data("tud-campus", "video.mp4")
     dets = shared_data("tud-campus", "det", "faster_rcnn.txt")
@@ -281,7 +281,7 @@ def test_folder_mined_from_jsonl_detections_audits(tmp_path, capsys):
     """The audit reads the detections file in the format mining read it (sniffed the same way),
     not as MOT text: a JSON Lines file used to fail with "line 1: 6 columns, need at least 7"."""
     from flickermine.cli import main
-    from flickermine.io.formats import convert
+    from flickermine.io._formats import convert
 
     video = shared_data("tud-campus", "video.mp4")
     gt = shared_data("tud-campus", "gt", "gt.txt")
@@ -304,7 +304,7 @@ def test_folder_audit_says_which_frames_its_counts_cover(tmp_path, capsys):
     """A folder keeps some frames: its pseudo-positives are those of kept frames only, said in the
     printed output and in the JSON (``scope``); the hard negatives are all of them where the shard
     lists them."""
-    from flickermine.dataset.writer import ALL_HARD_NEGATIVES_KEY, shard_path
+    from flickermine.dataset._writer import ALL_HARD_NEGATIVES_KEY, shard_path
 
     gt = write_gt(tmp_path / "gt.txt")
     folder = write_dataset(tmp_path / "mined")

@@ -1,4 +1,4 @@
-"""Every backend module satisfies the Backend protocol of flickermine.mining.backends: the same
+"""Every backend module satisfies the Backend protocol of flickermine.mining._backends: the same
 members, callable with the same parameter names (in order, with the same defaults)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import typing
 
 import pytest
 
-from flickermine.mining import backends
-from flickermine.mining.backends import BACKENDS, Backend, BackendName, get_backend
+from flickermine.mining import _backends as backends
+from flickermine.mining._backends import BACKENDS, Backend, BackendName, get_backend
 
 
 def _members() -> dict[str, object]:

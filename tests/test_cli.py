@@ -193,7 +193,7 @@ def test_readme_worked_example_parses_and_its_subset_holds_only_dog_images(tmp_p
     import json
     import re
 
-    from flickermine.io import coco
+    from flickermine.io import _coco as coco
     from flickermine.cli import build_parser
 
     section = _readme_section("### Training on what was mined")

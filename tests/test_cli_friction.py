@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from flickermine.cli import build_parser, join_negative_values, main
+from flickermine.cli import build_parser, main
+from flickermine.cli._main import join_negative_values
 
 from .conftest import shared_data
 
@@ -120,7 +121,7 @@ def test_train_warns_on_the_console_and_records_amp_as_used(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("torchvision")
     from .test_training import make_squares, tiny_config
-    from flickermine.train.torch import train
+    from flickermine.train._torch import train
 
     train_json = make_squares(tmp_path / "data", count=2, negatives=0)
     train(tiny_config(train_json, tmp_path / "run", iterations=1, device="cpu", amp=True))
@@ -326,10 +327,10 @@ def test_list_file_of_one_video_with_verdicts(tmp_path, capsys):
 
 @pytest.mark.real_data
 def test_threshold_sweep_decodes_the_video_once(tmp_path, monkeypatch, capsys):
-    # Every setting's Miner runs in the one decoding pass (evaluate.audit.mine_candidates).
+    # Every setting's Miner runs in the one decoding pass (evaluate._audit.mine_candidates).
     # tud-campus, 25 settings, 2 cores: 0.99 s in one pass against 2.96 s with a decode per
     # setting; pets09 (795 frames): 7.2 s against 35.5 s.
-    from flickermine.video.source import VideoSource
+    from flickermine.video._source import VideoSource
 
     video, dets, gt = _tud("video.mp4"), _tud("det", "faster_rcnn.txt"), _tud("gt", "gt.txt")
     verdicts = tmp_path / "v.csv"
@@ -355,9 +356,9 @@ def test_threshold_sweep_decodes_the_video_once(tmp_path, monkeypatch, capsys):
 def test_detect_prints_one_line_naming_the_device(tmp_path, capsys, monkeypatch):
     import re
 
-    from flickermine.detect.detections import CallableDetector
-    from flickermine.io.mot import DetectionFile
-    from flickermine.runner.detect_job import detect_videos
+    from flickermine.detect._detections import CallableDetector
+    from flickermine.io._mot import DetectionFile
+    from flickermine.runner._detect_job import detect_videos
 
     video, dets = _tud("video.mp4"), _tud("det", "faster_rcnn.txt")
     frames = DetectionFile(dets, frame_count=71).per_frame(71)
@@ -395,9 +396,9 @@ def test_detect_prints_one_line_naming_the_device(tmp_path, capsys, monkeypatch)
 def _drawn():
     import numpy as np
 
-    from flickermine.dataset.writer import draw_frame
-    from flickermine.mining.miner import FrameVerdicts
-    from flickermine.mining.params import Reason
+    from flickermine.dataset._writer import draw_frame
+    from flickermine.mining._miner import FrameVerdicts
+    from flickermine.mining._params import Reason
 
     frame = np.full((240, 320, 3), 128, np.uint8)
     verdicts = FrameVerdicts(
@@ -416,7 +417,7 @@ def _is(pixels, bgr):
 def test_drawing_tags_each_box_and_has_a_legend():
     import numpy as np
 
-    from flickermine.dataset.writer import HARD_NEGATIVE_BGR, HARD_POSITIVE_BGR, PSEUDO_POSITIVE_BGR
+    from flickermine.dataset._writer import HARD_NEGATIVE_BGR, HARD_POSITIVE_BGR, PSEUDO_POSITIVE_BGR
 
     frame, verdicts, draw_frame = _drawn()
     drawn = draw_frame(frame, verdicts)
@@ -450,7 +451,7 @@ def test_contact_sheet_of_one_frame_is_one_thumbnail_wide(tmp_path):
     import cv2
     import numpy as np
 
-    from flickermine.dataset.writer import HARD_NEGATIVE_BGR, contact_sheet
+    from flickermine.dataset._writer import HARD_NEGATIVE_BGR, contact_sheet
 
     frame, verdicts, draw_frame = _drawn()
     (tmp_path / "visualize" / "v").mkdir(parents=True)
@@ -516,9 +517,9 @@ def test_default_rule_is_support_everywhere():
     import inspect
 
     import flickermine as fm
-    from flickermine.dataset.writer import RunConfig
-    from flickermine.mining.params import DEFAULT_RULE, Rule
-    from flickermine.runner.pipeline import mine_video
+    from flickermine.dataset._writer import RunConfig
+    from flickermine.mining._params import DEFAULT_RULE, Rule
+    from flickermine.runner._pipeline import mine_video
 
     assert DEFAULT_RULE is Rule.SUPPORT
     assert fm.Miner(fm.MiningParams()).rule is Rule.SUPPORT

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flickermine.io import coco
+from flickermine.io import _coco as coco
 
 
 _JPEG_START = b"\xff\xd8\xff\xe0"
@@ -291,9 +291,9 @@ def test_validate_names_file_and_fault(tmp_path):
 def _parser():
     import argparse
 
-    from flickermine.cli import coco as cli_coco
-    from flickermine.cli import evaluate as cli_evaluate
-    from flickermine.cli import train as cli_train
+    from flickermine.cli import _coco as cli_coco
+    from flickermine.cli import _evaluate as cli_evaluate
+    from flickermine.cli import _train as cli_train
 
     parser = argparse.ArgumentParser(prog="flickermine")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -337,7 +337,7 @@ def test_cli_train_without_torch_says_how_to_install(monkeypatch, tmp_path, caps
 
 
 def test_presets_pick_the_mined_mode_and_merge(tmp_path):
-    from flickermine.dataset import presets
+    from flickermine.dataset import _presets as presets
 
     base, mined = _base(tmp_path), _mined(tmp_path)
     (mined.parent / "run.json").write_text(json.dumps({"mode": "hn"}))

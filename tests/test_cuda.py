@@ -1,6 +1,6 @@
 """The GPU path: the CUDA backend against the NumPy oracle (needs a GPU), a compile-only check of
 the CUDA sources (needs nvcc), and the threaded prefetch + batched inference of
-flickermine.runner.gpu_pipeline (CPU, a tiny torchvision model)."""
+flickermine.runner._gpu_pipeline (CPU, a tiny torchvision model)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import flickermine
-from flickermine.runner import gpu_pipeline
-from flickermine.detect.detections import Detections
+from flickermine.runner import _gpu_pipeline as gpu_pipeline
+from flickermine.detect._detections import Detections
 from flickermine.video import open_video
-from flickermine.mining.backends import get_backend, unavailable_backends
-from flickermine.boxes import iou_matrix
-from flickermine.mining.params import MiningParams, Rule
+from flickermine.mining._backends import get_backend, unavailable_backends
+from flickermine._boxes import iou_matrix
+from flickermine.mining._params import MiningParams, Rule
 
 from .conftest import ROOT, texture
 
@@ -203,7 +203,7 @@ def test_prefetcher_batches_in_order(image_folder):
 def test_batched_pipeline_gives_the_detections_of_frame_by_frame(image_folder):
     pytest.importorskip("torch")
     pytest.importorskip("torchvision")
-    from flickermine.detect.torchvision import TorchvisionDetector
+    from flickermine.detect._torchvision import TorchvisionDetector
 
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -260,8 +260,8 @@ def test_consumer_overlaps_the_next_batch(image_folder):
 
 def test_gpu_decode_follows_the_detector_and_says_why_not(image_folder):
     pytest.importorskip("torchvision")
-    from flickermine.detect.torchvision import TorchvisionDetector
-    from flickermine.detect.registry import make_detector
+    from flickermine.detect._torchvision import TorchvisionDetector
+    from flickermine.detect._registry import make_detector
 
     detector = TorchvisionDetector(
         "fasterrcnn_mobilenet_v3_large_fpn", weights=None, weights_backbone=None, device="cpu", gpu_decode=True,

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from flickermine import MiningParams
-from flickermine.dataset.writer import RunConfig, select_frame
-from flickermine.mining.miner import FrameVerdicts
-from flickermine.mining.params import Reason
-from flickermine.runner.inputs import expand_inputs, video_keys
-from flickermine.runner.mine_run import run_mining
+from flickermine.dataset._writer import RunConfig, select_frame
+from flickermine.mining._miner import FrameVerdicts
+from flickermine.mining._params import Reason
+from flickermine.runner._inputs import expand_inputs, video_keys
+from flickermine.runner._mine_run import run_mining
 
 from .conftest import shared_data
 
@@ -159,7 +159,7 @@ def test_bad_input_fails_before_any_work(tmp_path):
     out = tmp_path / "out"
     beyond = tmp_path / "dets.txt"
     beyond.write_text("1,-1,10,20,30,40,0.9\n80,-1,10,20,30,40,0.9\n")  # tud-campus has 71 frames
-    from flickermine.io.mot import DetectionFileError
+    from flickermine.io._mot import DetectionFileError
 
     with pytest.raises(DetectionFileError, match="line 2"):
         run_mining([video], out, RunConfig(), detections=beyond, progress=False, log=lambda _: None)
@@ -302,7 +302,7 @@ def test_a_videos_thread_share_gives_the_same_shard_and_restores_opencv(tmp_path
     """What --workers and Ray tasks do (one decoding thread): same shard, OpenCV's pool put back."""
     import cv2
 
-    from flickermine.runner.mine_job import VideoJob, mine_video_job
+    from flickermine.runner._mine_job import VideoJob, mine_video_job
 
     job = VideoJob("video", shared_data("tud-campus", "video.mp4"), shared_data("tud-campus", "det", "faster_rcnn.txt"))
     before = cv2.getNumThreads()

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import flickermine as fm
-from flickermine.dataset.writer import RunConfig
-from flickermine.runner.detect_job import detect_videos, mine_negatives
-from flickermine.io.mot import DetectionFile
-from flickermine.detect.detections import CallableDetector
-from flickermine.runner.mine_run import run_mining
+from flickermine.dataset._writer import RunConfig
+from flickermine.runner._detect_job import detect_videos, mine_negatives
+from flickermine.io._mot import DetectionFile
+from flickermine.detect._detections import CallableDetector
+from flickermine.runner._mine_run import run_mining
 
 from .conftest import shared_data
 from .test_dataset import LOOSE, _dataset_files

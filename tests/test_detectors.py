@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flickermine.detect.detections import CallableDetector, Detections, Detector
-from flickermine.detect.opencv import OpenCVHaarDetector, OpenCVHOGPeopleDetector, raw_to_score, score_to_raw
-from flickermine.detect.registry import DETECTOR_NAMES, detector_info, make_detector
-from flickermine.detect.torchvision import COCO_CATEGORIES, resolve_coco_category
+from flickermine.detect._detections import CallableDetector, Detections, Detector
+from flickermine.detect._opencv import OpenCVHaarDetector, OpenCVHOGPeopleDetector, raw_to_score, score_to_raw
+from flickermine.detect._registry import DETECTOR_NAMES, detector_info, make_detector
+from flickermine.detect._torchvision import COCO_CATEGORIES, resolve_coco_category
 from flickermine.errors import MissingExtraError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -359,7 +359,7 @@ def test_two_class_state_dict_loads(torch, tmp_path, two_class_model, layout):
 
 
 def test_checkpoint_layouts(torch, tmp_path):
-    from flickermine.detect.torchvision import load_state_dict
+    from flickermine.detect._torchvision import load_state_dict
 
     tensor = torch.arange(3.0)
     for saved in ({"state_dict": {"module.a": tensor}}, {"model": {"a": tensor}, "epoch": 1}, {"a": tensor}):
@@ -433,11 +433,11 @@ def test_a_coco_detector_mines_every_category(torch, tmp_path):
     category of the detector when its detections carry several labels (one category else)."""
     import functools
 
-    from flickermine.dataset.writer import RunConfig
-    from flickermine.detect.torchvision import COCO_CATEGORIES
-    from flickermine.mining.params import MiningParams
-    from flickermine.runner.mine_job import check_one_category
-    from flickermine.runner.mine_run import run_mining
+    from flickermine.dataset._writer import RunConfig
+    from flickermine.detect._torchvision import COCO_CATEGORIES
+    from flickermine.mining._params import MiningParams
+    from flickermine.runner._mine_job import check_one_category
+    from flickermine.runner._mine_run import run_mining
 
     from .conftest import shared_data
 
@@ -460,7 +460,7 @@ def test_opencv_hog_on_frames_smaller_than_its_window_finds_nothing_and_does_not
 
     code = (
         "import numpy as np\n"
-        "from flickermine.detect.registry import make_detector\n"
+        "from flickermine.detect._registry import make_detector\n"
         "d = make_detector('opencv-hog')\n"
         "rng = np.random.default_rng(0)\n"
         "for shape in [(64, 64, 3), (127, 200, 3), (300, 63, 3)]:\n"

@@ -10,7 +10,7 @@ import pytest
 import flickermine as fm
 from flickermine import MiningParams, Reason, mine_frames
 from flickermine.cli import main
-from flickermine.mining.rules import demote_duplicates
+from flickermine.mining._rules import demote_duplicates
 
 from .conftest import AVAILABLE, texture
 

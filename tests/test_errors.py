@@ -9,9 +9,9 @@ import pytest
 
 import flickermine as fm
 from flickermine import cli
-from flickermine.cli import detect as cli_detect
-from flickermine.io.coco import CocoFormatError
-from flickermine.io.mot import DetectionFileError
+from flickermine.cli import _detect as cli_detect
+from flickermine.io._coco import CocoFormatError
+from flickermine.io._mot import DetectionFileError
 from flickermine.errors import FlickermineError, InputError, InputTypeError, MissingExtraError
 from flickermine.video import VideoError
 

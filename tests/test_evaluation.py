@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pycocotools")
 
-from flickermine.evaluate.coco_ap import average_precision
+from flickermine.evaluate._coco_ap import average_precision
 
 
 def _ground_truth(boxes_per_image: int = 1, images: int = 4) -> dict:

@@ -1,4 +1,4 @@
-"""``flickermine export DIR --to yolo``: a mined dataset in Ultralytics' layout (flickermine.io.yolo)."""
+"""``flickermine export DIR --to yolo``: a mined dataset in Ultralytics' layout (flickermine.io._yolo)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from flickermine.cli import main
 from flickermine.errors import InputError
-from flickermine.io.yolo import data_yaml, export_yolo, yolo_line
+from flickermine.io._yolo import data_yaml, export_yolo, yolo_line
 
 from .conftest import shared_data
 

@@ -1,4 +1,4 @@
-"""flickermine.io.formats: the authors' text format and JSON Lines, sniffing, conversion, `convert` CLI."""
+"""flickermine.io._formats: the authors' text format and JSON Lines, sniffing, conversion, `convert` CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flickermine.io.mot import DetectionFile, DetectionFileError, MotWriter
-from flickermine.io.formats import (
+from flickermine.io._mot import DetectionFile, DetectionFileError, MotWriter
+from flickermine.io._formats import (
     FORMATS,
     AuthorsDetectionFile,
     AuthorsWriter,
@@ -196,7 +196,7 @@ def test_jsonl_reader_hand_made(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["mot", "authors", "jsonl"])
 def test_every_reader_yields_detections_per_frame(tmp_path, fmt):
-    from flickermine.detect.detections import Detections
+    from flickermine.detect._detections import Detections
 
     path = tmp_path / f"dets.{fmt}"
     write_rows = [(0, np.zeros((0, 4)), np.zeros(0)), (1, np.array([[1.0, 2.0, 11.0, 22.0]]), np.array([0.9]))]
@@ -418,7 +418,7 @@ def test_authors_errors(tmp_path, text, line, fragment, kwargs):
 )
 @pytest.mark.parametrize("block", [1, 3, 16384])
 def test_authors_first_error_wins_whatever_the_block(tmp_path, monkeypatch, text, line, fragment, block):
-    from flickermine.io import formats
+    from flickermine.io import _formats as formats
 
     monkeypatch.setattr(formats, "_BLOCK_LINES", block)
     expect_error(write(tmp_path, text), line, fragment, reader=AuthorsDetectionFile)
@@ -426,7 +426,7 @@ def test_authors_first_error_wins_whatever_the_block(tmp_path, monkeypatch, text
 
 @pytest.mark.parametrize("block", [1, 2, 5])
 def test_authors_blocks_stream_the_same_frames(tmp_path, monkeypatch, block):
-    from flickermine.io import formats
+    from flickermine.io import _formats as formats
 
     monkeypatch.setattr(formats, "_BLOCK_LINES", block)
     reader = AuthorsDetectionFile(write(tmp_path, AUTHORS * 1))
@@ -482,7 +482,7 @@ def test_jsonl_errors(tmp_path, text, line, fragment, kwargs):
 
 
 def _own_parser() -> argparse.ArgumentParser:
-    from flickermine.cli import formats as cli_formats
+    from flickermine.cli import _formats as cli_formats
 
     parser = argparse.ArgumentParser(prog="flickermine")
     cli_formats.register(parser.add_subparsers(dest="command", required=True))

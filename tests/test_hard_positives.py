@@ -9,7 +9,7 @@ import pytest
 
 import flickermine as fm
 from flickermine import MiningParams, mine_frames
-from flickermine.runner.demo import render_clip
+from flickermine.runner._demo import render_clip
 
 from .conftest import BACKEND_PARAMS, NON_ORACLE_PARAMS, texture
 from .test_parity import random_window
@@ -130,8 +130,8 @@ def test_real_video_matches_oracle(backend, dets, params):
 
 @functools.lru_cache(maxsize=None)  # the oracle's answer serves every backend
 def _tud_hard_positives(dets: str, params: MiningParams, backend: str) -> list:
-    from flickermine.io.mot import DetectionFile
-    from flickermine.mining.miner import Miner
+    from flickermine.io._mot import DetectionFile
+    from flickermine.mining._miner import Miner
     from flickermine.video import open_video
 
     from .conftest import shared_data

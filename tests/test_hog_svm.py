@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from flickermine.boxes import iou_matrix
+from flickermine._boxes import iou_matrix
 from flickermine.cli import main
-from flickermine.detect.hog_svm import MODEL_FORMAT, HogParams, HogSvmDetector, HogSvmModel, window_descriptors
-from flickermine.detect.registry import make_detector
+from flickermine.detect._hog_svm import MODEL_FORMAT, HogParams, HogSvmDetector, HogSvmModel, window_descriptors
+from flickermine.detect._registry import make_detector
 from flickermine.errors import InputError
-from flickermine.io.ground_truth import LabelledImage
-from flickermine.train.hog_svm import HogSvmFiles, HogSvmSettings, train_hog_svm, train_hog_svm_files
+from flickermine.io._ground_truth import LabelledImage
+from flickermine.train._hog_svm import HogSvmFiles, HogSvmSettings, train_hog_svm, train_hog_svm_files
 
 from .conftest import texture
 

@@ -1,4 +1,4 @@
-"""``flickermine.mine(video, detector=..., out=DIR)``: the embedding API (flickermine.runner.api)
+"""``flickermine.mine(video, detector=..., out=DIR)``: the embedding API (flickermine.runner._api)
 runs what ``flickermine mine --out`` runs and records the detector in ``info``."""
 
 from __future__ import annotations
@@ -131,11 +131,11 @@ def test_mine_refuses_bad_calls_before_any_work(tmp_path):
 def test_mine_is_loaded_lazily():
     import subprocess
 
-    code = "import sys, flickermine; assert 'flickermine.runner' not in sys.modules; flickermine.mine; assert 'flickermine.runner.api' in sys.modules"
+    code = "import sys, flickermine; assert 'flickermine.runner' not in sys.modules; flickermine.mine; assert 'flickermine.runner._api' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     from flickermine import mine
 
-    assert mine is flickermine.runner.api.mine
+    assert mine is flickermine.runner._api.mine
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         flickermine.nope  # noqa: B018
     pickle.dumps(mine)

@@ -1,4 +1,4 @@
-"""The one decode -> detections -> Miner loop (runner/loop.py): frames paired with a file's
+"""The one decode -> detections -> Miner loop (runner/_loop.py): frames paired with a file's
 Detections, every miner fed, the file checked against the decoded frame count."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from flickermine import Miner, MiningParams
-from flickermine.io.mot import DetectionFileError, write_mot
-from flickermine.io.formats import open_detections
-from flickermine.runner.loop import mine_stream
-from flickermine.runner.pipeline import VideoMiner
+from flickermine.io._mot import DetectionFileError, write_mot
+from flickermine.io._formats import open_detections
+from flickermine.runner._loop import mine_stream
+from flickermine.runner._pipeline import VideoMiner
 from flickermine.video import open_video
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import flickermine as fm
 from flickermine import Miner, MiningParams, Reason, mine_frames
-from flickermine.detect.detections import Detections
+from flickermine.detect._detections import Detections
 
 from .conftest import AVAILABLE, texture
 
@@ -132,7 +132,7 @@ def test_frame_shape_change_is_an_error(rng):
 
 
 def test_demo_finds_the_injected_flickers():
-    from flickermine.runner.demo import run_demo
+    from flickermine.runner._demo import run_demo
 
     clip_, result = run_demo(seed=0, num_frames=80)
     assert result.injected_false_positives >= 3

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from flickermine.evaluate.miss_rate import (
+from flickermine.evaluate._miss_rate import (
     FALSE_POSITIVE,
     IGNORED,
     TRUE_POSITIVE,

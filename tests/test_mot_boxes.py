@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from flickermine.cli import main
-from flickermine.io.mot import DetectionFile, DetectionFileError
+from flickermine.io._mot import DetectionFile, DetectionFileError
 
 from .conftest import shared_data
 
@@ -40,7 +40,7 @@ def test_a_box_without_width_or_height_in_float64_is_refused_at_read_time(tmp_pa
 
 @pytest.mark.parametrize("kind", ["tiny width", "width under x's precision", "x + width overflows", "y + height overflows"])
 def test_the_authors_format_refuses_them_too(tmp_path, kind):
-    from flickermine.io.formats import AuthorsDetectionFile
+    from flickermine.io._formats import AuthorsDetectionFile
 
     fields = BAD[kind][0].split(",")
     box = " ".join(fields[2:7])

@@ -1,4 +1,4 @@
-"""flickermine.io.mot: DetectionFile validation and streaming, write_mot / MotWriter."""
+"""flickermine.io._mot: DetectionFile validation and streaming, write_mot / MotWriter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flickermine.io.mot import DetectionFile, DetectionFileError, MotWriter, write_mot
+from flickermine.io._mot import DetectionFile, DetectionFileError, MotWriter, write_mot
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is absent (a clone has no ../shared)")

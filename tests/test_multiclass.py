@@ -12,9 +12,9 @@ import pytest
 import flickermine as fm
 from flickermine import Detections, MiningParams, Reason, mine_frames
 from flickermine.cli import main
-from flickermine.dataset.writer import RunConfig, merged_categories
-from flickermine.io.formats import open_detections, write_jsonl
-from flickermine.runner.mine_run import run_mining
+from flickermine.dataset._writer import RunConfig, merged_categories
+from flickermine.io._formats import open_detections, write_jsonl
+from flickermine.runner._mine_run import run_mining
 
 from .conftest import AVAILABLE, NON_ORACLE_PARAMS, shared_data, texture
 from .test_parity import STRESS, random_window

@@ -7,7 +7,7 @@ import pytest
 
 from flickermine.cli import main
 from flickermine.errors import InputError
-from flickermine.io.formats import JsonlDetectionFile
+from flickermine.io._formats import JsonlDetectionFile
 
 
 def _nested_file(tmp_path, depth=100_000):

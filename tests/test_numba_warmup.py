@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from flickermine.mining.backends import numba_backend  # noqa: E402
+from flickermine.mining._backends import numba_backend  # noqa: E402
 
 SEARCH = r"""
 import numpy as np
@@ -48,7 +48,7 @@ def test_first_search_with_a_cold_cache_says_it_compiles_and_the_next_process_do
 
 
 def test_an_empty_cache_folder_is_cold(tmp_path):
-    code = "from flickermine.mining.backends import numba_backend as nb; print(nb.cache_is_cold())"
+    code = "from flickermine.mining._backends import numba_backend as nb; print(nb.cache_is_cold())"
     result = run(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"

@@ -17,8 +17,8 @@ import pytest
 
 from flickermine import _files
 from flickermine.cli import main
-from flickermine.dataset.writer import RunConfig
-from flickermine.runner.mine_run import run_mining
+from flickermine.dataset._writer import RunConfig
+from flickermine.runner._mine_run import run_mining
 
 from .conftest import shared_data
 
@@ -166,7 +166,7 @@ def test_what_killed_and_failed_runs_leave_is_removed(tmp_path, monkeypatch):
     # A video that fails part-way (decoding stops before its detections end) after writing JPEGs.
     truncated = tmp_path / "truncated.avi"
     truncated.write_bytes(pets.read_bytes()[: pets.stat().st_size // 2])
-    import flickermine.runner.mine_run as mine_run
+    import flickermine.runner._mine_run as mine_run
 
     discarded = {}
     real_discard = mine_run.discard_video

@@ -12,13 +12,13 @@ import flickermine as fm
 from flickermine import MiningParams
 from flickermine.cli import main
 from flickermine.errors import InputError
-from flickermine.mining.params import MAX_PIXELS, MAX_WINDOW, PYTHON_ONLY_FIELDS
+from flickermine.mining._params import MAX_PIXELS, MAX_WINDOW, PYTHON_ONLY_FIELDS
 
 from .conftest import shared_data, texture
 from .test_parity import random_window
 
 core = pytest.importorskip("flickermine._core")
-from flickermine.mining.backends import cpp_backend  # noqa: E402  (needs _core)
+from flickermine.mining._backends import cpp_backend  # noqa: E402  (needs _core)
 
 # Exemptions off, so that every box reaches the NCC search.
 OPEN = dict(score_threshold=0.0, sure_score=2.0, min_area=0.0, border=0)

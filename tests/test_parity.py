@@ -102,7 +102,7 @@ REAL_PARAMS = {
 
 
 def _real_verdicts(folder, video, dets, params, rule, backend, max_frames):
-    from flickermine.io.mot import DetectionFile
+    from flickermine.io._mot import DetectionFile
     from flickermine.video import open_video
 
     source = open_video(shared_data(folder, video))
@@ -159,7 +159,7 @@ JITTERS = [(0, 0), (1, 0), (0, 2), (5, 0), (10, 0), (5, 5), (20, 0), (0, 30)]
 
 
 def _shift_iou(dx: float, dy: float) -> float:
-    from flickermine.boxes import iou_matrix
+    from flickermine._boxes import iou_matrix
 
     box = np.array([[0.0, 0.0, OBJECT, OBJECT]])
     return float(iou_matrix(box, box + [dx, dy, dx, dy])[0, 0])
@@ -243,7 +243,7 @@ def test_support_parameters_match_oracle(backend, name, value):
 def test_support_windows_reach_the_thresholds():
     """The generator above does make the ties the parameter cases are about: a support share of
     exactly max_support, exactly min_tracked tracked frames, an IoU exactly support_iou."""
-    from flickermine.mining import rules
+    from flickermine.mining import _rules as rules
 
     numpy_search = fm.get_backend("numpy").ncc_search_batch
     params = MiningParams(**SUPPORT_BASE)
@@ -286,7 +286,7 @@ ORACLE_RULE_FUNCTIONS = [
 def test_cpp_backend_never_runs_the_oracle_rule_code(backend, monkeypatch):
     import sys
 
-    from flickermine.mining import rules
+    from flickermine.mining import _rules as rules
 
     def forbidden(name):
         def fail(*args, **kwargs):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flickermine.dataset.writer import RunConfig
-from flickermine.runner.inputs import video_keys
-from flickermine.runner.mine_run import run_mining
+from flickermine.dataset._writer import RunConfig
+from flickermine.runner._inputs import video_keys
+from flickermine.runner._mine_run import run_mining
 
 from .conftest import shared_data
 from .test_dataset import LOOSE, _dataset_files, dets_folder
@@ -161,7 +161,7 @@ def test_video_failing_every_retry_is_reported_and_the_rest_finish(tmp_path, inp
 
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     from flickermine.cli import main
-    from flickermine.runner.ray_executor import RayNotInstalledError
+    from flickermine.runner._ray_executor import RayNotInstalledError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     video = tmp_path / "v.mp4"

@@ -15,7 +15,7 @@ pytest.importorskip("torchvision")
 
 from flickermine.cli import main  # noqa: E402
 from flickermine.errors import InputError  # noqa: E402
-from flickermine.train.torch import RESUME_KEYS, load_resume_checkpoint, train  # noqa: E402
+from flickermine.train._torch import RESUME_KEYS, load_resume_checkpoint, train  # noqa: E402
 
 from .test_training import make_squares, tiny_config  # noqa: E402
 
@@ -122,7 +122,7 @@ def test_a_real_checkpoint_with_a_mangled_entry_is_an_input_error_naming_the_fil
 
 
 def test_a_checkpoint_the_disk_refuses_names_the_file(tmp_path, monkeypatch):
-    from flickermine.train import torch as train_torch
+    from flickermine.train import _torch as train_torch
 
     def full(payload, path):
         raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file write failed")

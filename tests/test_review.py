@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from flickermine.cli import main
-from flickermine.dataset.review import build_review, review_items
+from flickermine.dataset._review import build_review, review_items
 from flickermine.errors import InputError
-from flickermine.io import coco as coco_files
+from flickermine.io import _coco as coco_files
 
 from .conftest import shared_data
 

@@ -12,7 +12,7 @@ import pytest
 
 import flickermine as fm
 from flickermine import MiningParams, Reason
-from flickermine.mining import rules
+from flickermine.mining import _rules as rules
 
 from .conftest import ROOT, shared_data, texture
 
@@ -151,7 +151,7 @@ def test_parameters_are_checked():
 @pytest.mark.parametrize("sequence", ["pets09-s2l1", "tud-campus"])
 def test_mines_five_times_the_seed_rule_at_its_precision(sequence):
     """faster_rcnn.txt at the default settings (audit.py judges against MOT ground truth)."""
-    from flickermine.evaluate import audit
+    from flickermine.evaluate import _audit as audit
 
     video = next(p for p in shared_data(sequence).iterdir() if p.name.startswith("video."))
     dets = shared_data(sequence, "det", "faster_rcnn.txt")
@@ -171,7 +171,7 @@ def test_faces_three_times_the_seed_rule_nearly_as_pure():
     """otb-girl frames 1-405, OpenCV's frontal-face cascade, at bench/audit_table.py's settings:
     seed 7 (all false), support 23 (22 false). 5x at 100% would need 35 of the 37 false faces
     and none of the 231 true ones, which no flicker rule can do (see README, "The rules")."""
-    from flickermine.evaluate import audit
+    from flickermine.evaluate import _audit as audit
 
     params = MiningParams(score_threshold=-1e9, sure_score=1e9, min_area=0.0, border=0)
     gt = audit.read_ground_truth(shared_data("otb-girl", "gt_mot.txt"), (1, 405))

@@ -16,12 +16,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 cv2 = pytest.importorskip("cv2")
 
-from flickermine.cli import coco as cli_coco  # noqa: E402
-from flickermine.cli import evaluate as cli_evaluate  # noqa: E402
-from flickermine.cli import train as cli_train  # noqa: E402
-from flickermine.detect.torchvision import build_model  # noqa: E402
-from flickermine.evaluate.on_coco import evaluate  # noqa: E402
-from flickermine.train.torch import TrainConfig, train  # noqa: E402
+from flickermine.cli import _coco as cli_coco  # noqa: E402
+from flickermine.cli import _evaluate as cli_evaluate  # noqa: E402
+from flickermine.cli import _train as cli_train  # noqa: E402
+from flickermine.detect._torchvision import build_model  # noqa: E402
+from flickermine.evaluate._on_coco import evaluate  # noqa: E402
+from flickermine.train._torch import TrainConfig, train  # noqa: E402
 
 #: a small Faster R-CNN: few proposals and sampled boxes, so an iteration on 64 px images is cheap
 TINY_MODEL = {
@@ -185,7 +185,7 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
 
 
 def test_pretrained_layout_and_plain_state_dicts_load(tmp_path):
-    from flickermine.detect.torchvision import load_detector
+    from flickermine.detect._torchvision import load_detector
 
     # torchvision's pretrained layout, built without a download: frozen backbone batch norm
     # (no num_batches_tracked counters) and the early backbone stages fixed
@@ -289,7 +289,7 @@ def test_cli_preset_validates_on_images_under_images_not_in_the_run_folder(tmp_p
 
 @pytest.mark.slow
 def test_coco_detector_weights_fine_tune_its_own_rows_for_coco_categories(tmp_path):
-    from flickermine.train.torch import load_weights
+    from flickermine.train._torch import load_weights
 
     # a 91-class torchvision COCO detector (random here: no download); its labels are COCO ids
     source = build_model("fasterrcnn_mobilenet_v3_large_fpn", 91, 64, 64).state_dict()

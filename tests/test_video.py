@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from flickermine.video import source as video_module
+from flickermine.video import _source as video_module
 from flickermine.video import Frame, VideoError, VideoSource, open_video
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -103,7 +103,7 @@ def frame_verdicts(
 
     ``frames``: consecutive (H, W) frames, same size and dtype; ``boxes[g]``: (N_g, 4) candidate
     boxes of ``frames[g]``; ``scores``: (N,) detector scores of the center frame's boxes;
-    ``rule``: ``"seed"`` or ``"tracklet"``. See :mod:`flickermine.mining.rules`."""
+    ``rule``: ``"seed"`` or ``"tracklet"``. See :mod:`flickermine.mining._rules`."""
 
 def hard_positives(
     frames: list[NDArray[Any]],
@@ -112,7 +112,7 @@ def hard_positives(
     params: Params,
 ) -> NDArray[np.float64]:
     """Hard positives (M, 4) float64 x1, y1, x2, y2 of ``frames[center]``: objects detected around
-    it and missed in it. Arguments as :func:`frame_verdicts`; see :mod:`flickermine.mining.rules`."""
+    it and missed in it. Arguments as :func:`frame_verdicts`; see :mod:`flickermine.mining._rules`."""
 
 def ncc_score_map_reference(
     template_frame: _Frame,

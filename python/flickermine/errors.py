@@ -8,6 +8,8 @@ Each also derives from the builtin a caller would expect (``ValueError``, ``Impo
 
 from __future__ import annotations
 
+__all__ = ["FlickermineError", "InputError", "InputTypeError", "MissingExtraError"]
+
 
 class FlickermineError(Exception):
     """Base of the errors that describe bad input or a missing dependency, not a bug."""

@@ -7,11 +7,11 @@ import argparse
 import dataclasses
 import functools
 
-from ..detect.registry import DETECTOR_NAMES, make_detector
-from ..detect.torchvision import TORCHVISION_MODELS, require_torch
+from ..detect._registry import DETECTOR_NAMES, make_detector
+from ..detect._torchvision import TORCHVISION_MODELS, require_torch
 from ..errors import InputError
-from ..mining.backends import BACKENDS
-from ..mining.params import DEFAULT_RULE, MiningParams, Rule
+from ..mining._backends import BACKENDS
+from ..mining._params import DEFAULT_RULE, MiningParams, Rule
 
 #: exit status when torch is missing (as for bad input)
 EXIT_MISSING_DEPENDENCY = 2

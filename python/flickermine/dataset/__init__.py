@@ -1,15 +1,15 @@
 """The mined dataset and what trains on it.
 
-- :mod:`.writer`: mined frames as a COCO dataset folder (``flickermine mine --out``): per-video
+- :mod:`._writer`: mined frames as a COCO dataset folder (``flickermine mine --out``): per-video
   shards, the merge, the report, the drawings and contact sheet;
-- :mod:`.presets`: the paper's ablations as training presets (base set merged with a mined set);
-- :mod:`.review`: the self-contained review page of a mined set (``flickermine review``), whose
+- :mod:`._presets`: the paper's ablations as training presets (base set merged with a mined set);
+- :mod:`._review`: the self-contained review page of a mined set (``flickermine review``), whose
   marks ``coco merge --reject`` honours.
 """
 
 from __future__ import annotations
 
-from .presets import Preset, prepare_training_set
-from .writer import MODES, Mode, RunConfig, ShardWriter, merge_shards, read_shard
+from ._presets import Preset, prepare_training_set
+from ._writer import MODES, Mode, RunConfig, ShardWriter, merge_shards, read_shard
 
 __all__ = ["MODES", "Mode", "Preset", "RunConfig", "ShardWriter", "merge_shards", "prepare_training_set", "read_shard"]

@@ -1,25 +1,25 @@
 """Detectors: what runs on frames and returns boxes.
 
-- :mod:`.detections`: the :class:`~.detections.Detections` of a frame, the
-  :class:`~.detections.Detector` protocol, :class:`~.detections.CallableDetector` (any function);
-- :mod:`.opencv`: OpenCV's built-in HOG people detector and Haar cascades;
-- :mod:`.torchvision`: torchvision's Faster R-CNN: building, loading weights and checkpoints,
+- :mod:`._detections`: the :class:`~._detections.Detections` of a frame, the
+  :class:`~._detections.Detector` protocol, :class:`~._detections.CallableDetector` (any function);
+- :mod:`._opencv`: OpenCV's built-in HOG people detector and Haar cascades;
+- :mod:`._torchvision`: torchvision's Faster R-CNN: building, loading weights and checkpoints,
   inference (torch is imported only when used);
-- :mod:`.hog_svm`: the trainable HOG + linear SVM detector (the classic recipe whose training set
+- :mod:`._hog_svm`: the trainable HOG + linear SVM detector (the classic recipe whose training set
   hard-negative mining was invented for);
-- :mod:`.registry`: detectors by their command-line names (``make_detector``);
-- :mod:`.adapters`: torchvision's, Ultralytics' and supervision's results as ``Detections``
+- :mod:`._registry`: detectors by their command-line names (``make_detector``);
+- :mod:`._adapters`: torchvision's, Ultralytics' and supervision's results as ``Detections``
   (also ``Detections.from_torchvision`` and the others).
 """
 
 from __future__ import annotations
 
-from .adapters import from_supervision, from_torchvision, from_ultralytics
-from .detections import CallableDetector, Detections, Detector, as_detector
-from .hog_svm import HogSvmDetector
-from .opencv import HAAR_CASCADES, OpenCVHaarDetector, OpenCVHOGPeopleDetector
-from .registry import DETECTOR_NAMES, detector_info, make_detector
-from .torchvision import COCO_CATEGORIES, TORCHVISION_MODELS, TorchvisionDetector
+from ._adapters import from_supervision, from_torchvision, from_ultralytics
+from ._detections import CallableDetector, Detections, Detector, as_detector
+from ._hog_svm import HogSvmDetector
+from ._opencv import HAAR_CASCADES, OpenCVHaarDetector, OpenCVHOGPeopleDetector
+from ._registry import DETECTOR_NAMES, detector_info, make_detector
+from ._torchvision import COCO_CATEGORIES, TORCHVISION_MODELS, TorchvisionDetector
 
 __all__ = [
     "COCO_CATEGORIES",

@@ -1,13 +1,13 @@
 """Scoring detectors against ground truth: matching, COCO AP, miss rate against false positives
-per image, and their curves (:mod:`.coco_ap`, :mod:`.miss_rate`, :mod:`.scoring`, :mod:`.curves`,
-run on a COCO file by :mod:`.on_coco`); and mined examples against MOT ground truth (:mod:`.audit`)."""
+per image, and their curves (:mod:`._coco_ap`, :mod:`._miss_rate`, :mod:`._scoring`, :mod:`._curves`,
+run on a COCO file by :mod:`._on_coco`); and mined examples against MOT ground truth (:mod:`._audit`)."""
 
 from __future__ import annotations
 
-from .audit import audit_video, mine_candidates, read_dataset, sweep
-from .coco_ap import average_precision
-from .miss_rate import DetectionCurve, coco_curve, match_detections
-from .on_coco import evaluate
+from ._audit import audit_video, mine_candidates, read_dataset, sweep
+from ._coco_ap import average_precision
+from ._miss_rate import DetectionCurve, coco_curve, match_detections
+from ._on_coco import evaluate
 
 __all__ = [
     "DetectionCurve",

@@ -1,10 +1,12 @@
-"""Reading and writing files: detections (MOTChallenge in :mod:`.mot`; the authors' text format
-and JSON Lines in :mod:`.formats`), COCO files (:mod:`.coco`) and ground truth (:mod:`.ground_truth`)."""
+"""Reading and writing files: detections (MOTChallenge in :mod:`._mot`; the authors' text format
+and JSON Lines in :mod:`._formats`), COCO files (:mod:`._coco`: :func:`load_coco` reads and
+validates one) and ground truth (:mod:`._ground_truth`: :func:`coco_labelled_images`, the
+:class:`LabelledImage` list that :func:`flickermine.train.train_hog_svm` takes)."""
 
 from __future__ import annotations
 
-from . import coco, ground_truth
-from .formats import (
+from ._coco import CocoFormatError, load as load_coco
+from ._formats import (
     FORMATS,
     AuthorsDetectionFile,
     AuthorsWriter,
@@ -16,23 +18,26 @@ from .formats import (
     open_detections,
     open_writer,
 )
-from .mot import DetectionFile, DetectionFileError, DetectionReader, MotWriter, write_mot
+from ._ground_truth import LabelledImage, coco_labelled_images
+from ._mot import DetectionFile, DetectionFileError, DetectionReader, MotWriter, write_mot
 
 __all__ = [
     "FORMATS",
     "AuthorsDetectionFile",
     "AuthorsWriter",
+    "CocoFormatError",
     "DetectionFile",
     "DetectionFileError",
     "DetectionFormat",
     "DetectionReader",
     "JsonlDetectionFile",
     "JsonlWriter",
+    "LabelledImage",
     "MotWriter",
-    "coco",
+    "coco_labelled_images",
     "convert",
     "detect_format",
-    "ground_truth",
+    "load_coco",
     "open_detections",
     "open_writer",
     "write_mot",

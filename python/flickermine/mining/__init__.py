@@ -1,23 +1,23 @@
 """The mining itself: the flicker rules and their parameters, the kernels that run them on a
 backend, and the streaming miner.
 
-- :mod:`.params`: :class:`~.params.MiningParams`, the rules and the reason codes;
-- :mod:`.rules`: the rules, in NumPy (docs/rules.md);
-- :mod:`.backends`: the kernels (C++, CUDA, Numba, OpenCV, NumPy) behind one interface;
-- :mod:`.kernels`: the typed public kernels (``frame_verdicts``, ``iou``, ``ncc_search`` ...),
+- :mod:`._params`: :class:`~._params.MiningParams`, the rules and the reason codes;
+- :mod:`._rules`: the rules, in NumPy (docs/rules.md);
+- :mod:`._backends`: the kernels (C++, CUDA, Numba, OpenCV, NumPy) behind one interface;
+- :mod:`._kernels`: the typed public kernels (``frame_verdicts``, ``iou``, ``ncc_search`` ...),
   validating their inputs before a backend sees them;
-- :mod:`.miner`: :class:`~.miner.Miner`, frames and detections in, verdicts out.
+- :mod:`._miner`: :class:`~._miner.Miner`, frames and detections in, verdicts out.
 
 The package root (``import flickermine``) re-exports their public names.
 """
 
 from __future__ import annotations
 
-from .backends import BACKENDS, Backend, BackendName, available_backends, get_backend, unavailable_backends
-from .kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
-from .miner import FrameVerdicts, Miner, mine_frames
-from .params import MiningParams, Reason, Rule
-from .rules import RuleName
+from ._backends import BACKENDS, Backend, BackendName, available_backends, get_backend, unavailable_backends
+from ._kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
+from ._miner import FrameVerdicts, Miner, mine_frames
+from ._params import MiningParams, Reason, Rule
+from ._rules import RuleName
 
 __all__ = [
     "BACKENDS",

@@ -1,0 +1,1513 @@
+"""The Numba backend: FFT cross-correlation written in Numba, exact rescoring of the best match.
+
+Same contract and conventions as :mod:`flickermine.mining._backends.numpy_backend` (the oracle).
+
+One search (template ``T`` h x w, region ``R`` H x W):
+
+1. **Numerator** ``sum(T' * R_window)`` of every placement by FFT: a real 2-D transform of the
+   mean-subtracted region zero-padded to ``Ny x Nx`` (the smallest 2,3,5-smooth sizes >= H, W:
+   circular correlation does not wrap into the valid placements), times the conjugate spectrum
+   of the zero-mean template, transformed back, in float64. The transforms are mixed-radix
+   (2, 3, 4, 5, 6, 9) Stockham FFTs run on blocks of columns, so every butterfly is a loop along
+   contiguous memory that LLVM vectorises; the real transform along y packs row pairs into one
+   complex row. Template spectra are cached (keyed on frame buffer and box, verified on the
+   template pixels at every hit), so a template searched in successive frames is transformed once.
+2. **Window statistics** from sliding column sums and running sums along x: exact when the
+   pixels are integers (uint8, or float32 holding integers), otherwise with a proven error
+   bound, and exactly constant windows found by counting neighbour changes.
+3. **Exact rescoring.** Each approximate score carries a bound on its error (FFT rounding,
+   ``c u log2(N) ||R'||_2 ||T'||_1``, divided by the window norm; plus the statistics' error).
+   The best approximate placement is recomputed directly in float64, then every placement whose
+   approximate score plus its bound reaches the best exact score so far. (With integer pixels
+   the comparison runs in the domain ``s |s|``, monotone in the score, which needs no square
+   root per placement.) The returned score is a direct float64 computation and the argmax is
+   the first maximum in row-major order.
+
+Small searches (few placements, or a template as large as the region) skip the FFT and score
+every placement directly. Everything is compiled on first use and cached on disk where the
+install is writable (numba's cache: ``__pycache__`` next to this file, or ``NUMBA_CACHE_DIR``).
+
+Compiling takes about 30 s (35-40 s on a busy 2-core machine), once: the first search of a
+process whose cache is cold compiles every specialisation the backend uses (uint8 and float32
+frames, direct and FFT searches; :func:`warm_up`) and says so on stderr, so no mining run stalls
+silently; a marker file next to numba's cache records it (:func:`cache_is_cold`). ``flickermine
+--warmup`` does it ahead of time, and ``flickermine --version`` does it when the cache is cold.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import numba
+except ImportError as error:  # the registry marks the backend unavailable
+    raise ImportError(f"the numba backend needs the 'numba' package ({error})") from error
+
+from .. import _rules as rules
+from ..._boxes import iou_matrix
+from ...errors import InputError
+
+NAME = "numba"
+
+#: Same flat-window constant as the NumPy and C++ backends.
+FLAT_VARIANCE = 1e-8
+
+#: Columns per block in the FFT passes. Every butterfly loop runs over a block's columns and
+#: pays its setup (index arithmetic, LLVM's runtime aliasing checks) once per block row: 64
+#: columns amortise it (measured 10-15% faster than 32, 16 much slower); the blocks live in L2
+#: either way.
+_BLOCK = 64
+
+#: Cached template spectra: at most this many entries and this many bytes.
+_CACHE_ENTRIES = 256
+_CACHE_BYTES = 96 << 20
+
+_U64 = 2.0**-53
+
+
+def _jit(fastmath: bool = False):
+    """``numba.njit`` with on-disk caching where the install allows it, in-memory otherwise."""
+
+    def decorate(function):
+        options = dict(nogil=True, fastmath=fastmath, error_model="numpy")
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except Exception:  # no writable cache location (read-only install, odd loader)
+            return numba.njit(cache=False, **options)(function)
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------
+# FFT along axis 0 of (n, nc) blocks: Stockham autosort, decimation in frequency.
+# A stage of radix p with current length L = p * m and stride s reads rows q + s*(j + m*a)
+# and writes rows q + s*(p*j + k), multiplied by w_L^(j*k); after all stages the spectrum is in
+# natural order. Every row operation is a loop over nc contiguous columns.
+# --------------------------------------------------------------------------------------------
+
+
+def _inline_jit(function):
+    """``_jit`` for small helpers of the butterfly loops, inlined by numba itself (before LLVM
+    sees the loop) so that the loops still vectorise."""
+    options = dict(nogil=True, fastmath=True, error_model="numpy", inline="always")
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except Exception:
+        return numba.njit(cache=False, **options)(function)
+
+
+@_inline_jit
+def _put(yr, yi, row, c, ar, ai, wr, wi):
+    """y[row, c] = a * w (complex)."""
+    yr[row, c] = ar * wr - ai * wi
+    yi[row, c] = ar * wi + ai * wr
+
+
+@_inline_jit
+def _dft3_term(ar, ai, br, bi, cr, ci, h, e):
+    """Output k of a radix-3 DFT of (a, b, c): a + h (b + c) + i e (b - c), with (h, e) =
+    (1, 0), (-1/2, sn), (-1/2, -sn) for k = 0, 1, 2 (sn = sign * sin(2 pi / 3))."""
+    return ar + h * (br + cr) - e * (bi - ci), ai + h * (bi + ci) + e * (br - cr)
+
+
+@_inline_jit
+def _put_sum_diff(yr, yi, row_a, row_b, c, ar, ai, vr, vi, war, wai, wbr, wbi):
+    """y[row_a, c] = (a + v) * wa, y[row_b, c] = (a - v) * wb (complex): a radix-2 step."""
+    _put(yr, yi, row_a, c, ar + vr, ai + vi, war, wai)
+    _put(yr, yi, row_b, c, ar - vr, ai - vi, wbr, wbi)
+
+
+@_jit(fastmath=True)
+def _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc):
+    for j in range(m):
+        w1r = twr[off + j]
+        w1i = twi[off + j]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            o0 = q + 2 * s * j
+            o1 = o0 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                a1r = xr[i1, c]
+                a1i = xi[i1, c]
+                yr[o0, c] = a0r + a1r
+                yi[o0, c] = a0i + a1i
+                br = a0r - a1r
+                bi = a0i - a1i
+                _put(yr, yi, o1, c, br, bi, w1r, w1i)
+
+
+@_jit(fastmath=True)
+def _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    sn = sg * 0.86602540378443864676
+    for j in range(m):
+        w1r = twr[off + 2 * j]
+        w1i = twi[off + 2 * j]
+        w2r = twr[off + 2 * j + 1]
+        w2i = twi[off + 2 * j + 1]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            i2 = i1 + s * m
+            o0 = q + 3 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                a1r = xr[i1, c]
+                a1i = xi[i1, c]
+                a2r = xr[i2, c]
+                a2i = xi[i2, c]
+                t1r = a1r + a2r
+                t1i = a1i + a2i
+                t2r = a0r - 0.5 * t1r
+                t2i = a0i - 0.5 * t1i
+                ur = sn * (a1r - a2r)
+                ui = sn * (a1i - a2i)
+                yr[o0, c] = a0r + t1r
+                yi[o0, c] = a0i + t1i
+                b1r = t2r - ui
+                b1i = t2i + ur
+                b2r = t2r + ui
+                b2i = t2i - ur
+                _put(yr, yi, o1, c, b1r, b1i, w1r, w1i)
+                _put(yr, yi, o2, c, b2r, b2i, w2r, w2i)
+
+
+@_jit(fastmath=True)
+def _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    for j in range(m):
+        w1r = twr[off + 3 * j]
+        w1i = twi[off + 3 * j]
+        w2r = twr[off + 3 * j + 1]
+        w2i = twi[off + 3 * j + 1]
+        w3r = twr[off + 3 * j + 2]
+        w3i = twi[off + 3 * j + 2]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            i2 = i1 + s * m
+            i3 = i2 + s * m
+            o0 = q + 4 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            o3 = o2 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                a1r = xr[i1, c]
+                a1i = xi[i1, c]
+                a2r = xr[i2, c]
+                a2i = xi[i2, c]
+                a3r = xr[i3, c]
+                a3i = xi[i3, c]
+                t0r = a0r + a2r
+                t0i = a0i + a2i
+                t1r = a0r - a2r
+                t1i = a0i - a2i
+                t2r = a1r + a3r
+                t2i = a1i + a3i
+                t3r = sg * (a1r - a3r)
+                t3i = sg * (a1i - a3i)
+                yr[o0, c] = t0r + t2r
+                yi[o0, c] = t0i + t2i
+                b2r = t0r - t2r
+                b2i = t0i - t2i
+                b1r = t1r - t3i
+                b1i = t1i + t3r
+                b3r = t1r + t3i
+                b3i = t1i - t3r
+                _put(yr, yi, o1, c, b1r, b1i, w1r, w1i)
+                _put(yr, yi, o2, c, b2r, b2i, w2r, w2i)
+                _put(yr, yi, o3, c, b3r, b3i, w3r, w3i)
+
+
+@_jit(fastmath=True)
+def _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    # Two passes over the columns (outputs 0, 1, 4 then 2, 3): with all ten output rows in
+    # one loop LLVM gives up vectorising ("too many memory checks"); rereading is cheap.
+    c1 = 0.30901699437494742410  # cos(2 pi / 5)
+    c2 = -0.80901699437494742410  # cos(4 pi / 5)
+    s1 = sg * 0.95105651629515357212  # sin(2 pi / 5)
+    s2 = sg * 0.58778525229247312917  # sin(4 pi / 5)
+    for j in range(m):
+        w1r = twr[off + 4 * j]
+        w1i = twi[off + 4 * j]
+        w2r = twr[off + 4 * j + 1]
+        w2i = twi[off + 4 * j + 1]
+        w3r = twr[off + 4 * j + 2]
+        w3i = twi[off + 4 * j + 2]
+        w4r = twr[off + 4 * j + 3]
+        w4i = twi[off + 4 * j + 3]
+        for q in range(s):
+            i0 = q + s * j
+            i1 = i0 + s * m
+            i2 = i1 + s * m
+            i3 = i2 + s * m
+            i4 = i3 + s * m
+            o0 = q + 5 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            o3 = o2 + s
+            o4 = o3 + s
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                t1r = xr[i1, c] + xr[i4, c]
+                t1i = xi[i1, c] + xi[i4, c]
+                t2r = xr[i2, c] + xr[i3, c]
+                t2i = xi[i2, c] + xi[i3, c]
+                t3r = xr[i1, c] - xr[i4, c]
+                t3i = xi[i1, c] - xi[i4, c]
+                t4r = xr[i2, c] - xr[i3, c]
+                t4i = xi[i2, c] - xi[i3, c]
+                yr[o0, c] = a0r + t1r + t2r
+                yi[o0, c] = a0i + t1i + t2i
+                m1r = a0r + c1 * t1r + c2 * t2r
+                m1i = a0i + c1 * t1i + c2 * t2i
+                n1r = s1 * t3r + s2 * t4r
+                n1i = s1 * t3i + s2 * t4i
+                b1r = m1r - n1i
+                b1i = m1i + n1r
+                b4r = m1r + n1i
+                b4i = m1i - n1r
+                _put(yr, yi, o1, c, b1r, b1i, w1r, w1i)
+                _put(yr, yi, o4, c, b4r, b4i, w4r, w4i)
+            for c in range(nc):
+                a0r = xr[i0, c]
+                a0i = xi[i0, c]
+                t1r = xr[i1, c] + xr[i4, c]
+                t1i = xi[i1, c] + xi[i4, c]
+                t2r = xr[i2, c] + xr[i3, c]
+                t2i = xi[i2, c] + xi[i3, c]
+                t3r = xr[i1, c] - xr[i4, c]
+                t3i = xi[i1, c] - xi[i4, c]
+                t4r = xr[i2, c] - xr[i3, c]
+                t4i = xi[i2, c] - xi[i3, c]
+                m2r = a0r + c2 * t1r + c1 * t2r
+                m2i = a0i + c2 * t1i + c1 * t2i
+                n2r = s2 * t3r - s1 * t4r
+                n2i = s2 * t3i - s1 * t4i
+                b2r = m2r - n2i
+                b2i = m2i + n2r
+                b3r = m2r + n2i
+                b3i = m2i - n2r
+                _put(yr, yi, o2, c, b2r, b2i, w2r, w2i)
+                _put(yr, yi, o3, c, b3r, b3i, w3r, w3i)
+
+
+@_jit(fastmath=True)
+def _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    # Radix 6 replaces a radix-2 and a radix-3 stage (270 = 6 3 3 5, 360 = 4 6 3 5): a stage
+    # costs about the same per element whatever its radix here, so one fewer is a fifth to a
+    # quarter of a transform. Three passes of two outputs: more output rows in one loop and
+    # LLVM stops vectorising (see _radix5).
+    sn = sg * 0.86602540378443864676
+    for j in range(m):
+        tw = off + 5 * j  # twiddle of output k at tw + k - 1, loaded by the pass that needs it
+        for q in range(s):
+            i0 = q + s * j
+            sm = s * m
+            i1 = i0 + sm
+            i2 = i1 + sm
+            i3 = i2 + sm
+            i4 = i3 + sm
+            i5 = i4 + sm
+            o0 = q + 6 * s * j
+            o1 = o0 + s
+            o2 = o1 + s
+            o3 = o2 + s
+            o4 = o3 + s
+            o5 = o4 + s
+            # X_k = A_(k mod 3) + w6^k B_(k mod 3), A = DFT3(a0, a2, a4), B = DFT3(a1, a3, a5);
+            # three passes of two outputs (k, k + 3) each; w6 = 1/2 + sn i, w6^2 = -1/2 + sn i.
+            w3r, w3i = twr[tw + 2], twi[tw + 2]
+            for c in range(nc):
+                ar = xr[i0, c] + xr[i2, c] + xr[i4, c]
+                ai = xi[i0, c] + xi[i2, c] + xi[i4, c]
+                br = xr[i1, c] + xr[i3, c] + xr[i5, c]
+                bi = xi[i1, c] + xi[i3, c] + xi[i5, c]
+                _put_sum_diff(yr, yi, o0, o3, c, ar, ai, br, bi, 1.0, 0.0, w3r, w3i)
+            w1r, w1i, w4r, w4i = twr[tw], twi[tw], twr[tw + 3], twi[tw + 3]
+            for c in range(nc):
+                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], -0.5, sn)
+                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], -0.5, sn)
+                _put_sum_diff(yr, yi, o1, o4, c, ar, ai, 0.5 * br - sn * bi, 0.5 * bi + sn * br, w1r, w1i, w4r, w4i)
+            w2r, w2i, w5r, w5i = twr[tw + 1], twi[tw + 1], twr[tw + 4], twi[tw + 4]
+            for c in range(nc):
+                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], -0.5, -sn)
+                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], -0.5, -sn)
+                _put_sum_diff(yr, yi, o2, o5, c, ar, ai, -0.5 * br - sn * bi, -0.5 * bi + sn * br, w2r, w2i, w5r,
+                              w5i)
+
+
+@_jit(fastmath=True)
+def _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
+    # Radix 9 for two radix-3 stages (135 = 9 3 5, 270 = 6 9 5; see _radix6).
+    # X[k1 + 3 k2] = sum_r2 W9^(r2 k1) W3^(r2 k2) U[r2, k1], U[r2, k1] = DFT3(a[r2], a[r2+3],
+    # a[r2+6])[k1]: one pass per k1 (three outputs), so that each loop stores six rows.
+    sn = sg * 0.86602540378443864676
+    c1 = math.cos(2 * math.pi / 9)
+    s1 = sg * math.sin(2 * math.pi / 9)
+    c2 = math.cos(4 * math.pi / 9)
+    s2 = sg * math.sin(4 * math.pi / 9)
+    c4 = math.cos(8 * math.pi / 9)
+    s4 = sg * math.sin(8 * math.pi / 9)
+    for j in range(m):
+        for q in range(s):
+            i0 = q + s * j
+            sm = s * m
+            o0 = q + 9 * s * j
+            for k1 in range(3):
+                # stage twiddles for outputs k1, k1 + 3, k1 + 6
+                wa_r = 1.0 if k1 == 0 else twr[off + 8 * j + k1 - 1]
+                wa_i = 0.0 if k1 == 0 else twi[off + 8 * j + k1 - 1]
+                wb_r = twr[off + 8 * j + k1 + 2]
+                wb_i = twi[off + 8 * j + k1 + 2]
+                wc_r = twr[off + 8 * j + k1 + 5]
+                wc_i = twi[off + 8 * j + k1 + 5]
+                # internal twiddles W9^(r2 k1), r2 = 1, 2
+                if k1 == 0:
+                    t1r, t1i, t2r, t2i = 1.0, 0.0, 1.0, 0.0
+                elif k1 == 1:
+                    t1r, t1i, t2r, t2i = c1, s1, c2, s2
+                else:
+                    t1r, t1i, t2r, t2i = c2, s2, c4, s4
+                # DFT3 of (a, b, c) at k1: a + hk (b + c) + i ek (b - c).
+                ek = 0.0 if k1 == 0 else (sn if k1 == 1 else -sn)
+                hk = 1.0 if k1 == 0 else -0.5
+                for c in range(nc):
+                    u0r, u0i = _dft3_term(xr[i0, c], xi[i0, c], xr[i0 + 3 * sm, c], xi[i0 + 3 * sm, c],
+                                          xr[i0 + 6 * sm, c], xi[i0 + 6 * sm, c], hk, ek)
+                    v_r, v_i = _dft3_term(xr[i0 + sm, c], xi[i0 + sm, c], xr[i0 + 4 * sm, c], xi[i0 + 4 * sm, c],
+                                          xr[i0 + 7 * sm, c], xi[i0 + 7 * sm, c], hk, ek)
+                    u1r = v_r * t1r - v_i * t1i
+                    u1i = v_r * t1i + v_i * t1r
+                    v_r, v_i = _dft3_term(xr[i0 + 2 * sm, c], xi[i0 + 2 * sm, c], xr[i0 + 5 * sm, c],
+                                          xi[i0 + 5 * sm, c], xr[i0 + 8 * sm, c], xi[i0 + 8 * sm, c], hk, ek)
+                    u2r = v_r * t2r - v_i * t2i
+                    u2i = v_r * t2i + v_i * t2r
+                    # DFT3 over r2 -> outputs k1, k1 + 3, k1 + 6
+                    x0r, x0i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, 1.0, 0.0)
+                    x1r, x1i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, -0.5, sn)
+                    x2r, x2i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, -0.5, -sn)
+                    _put(yr, yi, o0 + k1 * s, c, x0r, x0i, wa_r, wa_i)
+                    _put(yr, yi, o0 + (k1 + 3) * s, c, x1r, x1i, wb_r, wb_i)
+                    _put(yr, yi, o0 + (k1 + 6) * s, c, x2r, x2i, wc_r, wc_i)
+
+
+@_jit()
+def _fft(ar, ai, br, bi, n, nc, factors, twr, twi, sg):
+    """Unnormalised DFT along axis 0 of ``a[:n, :nc]`` (sign ``sg`` in the exponent).
+
+    ``b`` is scratch. Returns True when the result is in ``a``, False when in ``b``.
+    """
+    # Ping-pong a -> b -> a ...: _fft_routed with the scratch roles swapped, ending where the
+    # alternation ends.
+    if factors.shape[0] % 2 == 0:
+        _fft_routed(ar, ai, br, bi, ar, ai, ar, ai, n, nc, factors, twr, twi, sg)
+        return True
+    _fft_routed(ar, ai, br, bi, ar, ai, br, bi, n, nc, factors, twr, twi, sg)
+    return False
+
+
+@_jit()
+def _fft_routed(sr, si, ar, ai, br, bi, dr, di, n, nc, factors, twr, twi, sg):
+    """``_fft`` reading its input from ``s`` and writing its result to ``d``; the stages in
+    between alternate ``a`` and ``b``. Saves the copies into and out of the block arrays when
+    the data lives elsewhere. ``s`` is only read by the first stage, so ``d`` may be ``s``
+    unless the transform has a single stage."""
+    length = n
+    s = 1
+    off = 0
+    last = factors.shape[0] - 1
+    for f in range(last + 1):
+        p = factors[f]
+        m = length // p
+        if f == 0:
+            xr, xi = sr, si
+        elif f % 2 == 1:
+            xr, xi = ar, ai
+        else:
+            xr, xi = br, bi
+        if f == last:
+            yr, yi = dr, di
+        elif f % 2 == 0:
+            yr, yi = ar, ai
+        else:
+            yr, yi = br, bi
+        if p == 4:
+            _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        elif p == 6:
+            _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        elif p == 9:
+            _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        elif p == 2:
+            _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc)
+        elif p == 3:
+            _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        else:
+            _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg)
+        off += m * (p - 1)
+        s *= p
+        length = m
+
+
+# --------------------------------------------------------------------------------------------
+# The 2-D real transform. Forward: y (rows, real, packed in pairs) then x (complex); the
+# spectrum is stored transposed, (Nx, Ny/2 + 1), and never transposed back: the inverse undoes
+# x first, then y.
+# --------------------------------------------------------------------------------------------
+
+
+@_jit(fastmath=True)
+def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, blk):
+    """Real DFT along y of ``src[y0:y0+hh, x0:x0+ww] - mean`` zero-padded to 2*half rows.
+
+    Writes bin k of column x to ``t2[k // B, x, k % B]`` (B = block width) for x < ww, and
+    zeros to rows ww.. of every block: the x transforms read the blocks in place.
+    """
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    bw = t2r.shape[2]
+    for kb in range(t2r.shape[0]):
+        for x in range(ww, t2r.shape[1]):
+            for c in range(bw):
+                t2r[kb, x, c] = 0.0
+                t2i[kb, x, c] = 0.0
+    block = ar.shape[1]
+    for xb in range(0, ww, block):
+        nc = min(block, ww - xb)
+        for r in range(half):
+            ya = 2 * r
+            yb = ya + 1
+            if ya < hh:
+                row = src[y0 + ya, x0 + xb : x0 + xb + nc]
+                for c in range(nc):
+                    ar[r, c] = row[c] - mean
+            else:
+                for c in range(nc):
+                    ar[r, c] = 0.0
+            if yb < hh:
+                row = src[y0 + yb, x0 + xb : x0 + xb + nc]
+                for c in range(nc):
+                    ai[r, c] = row[c] - mean
+            else:
+                for c in range(nc):
+                    ai[r, c] = 0.0
+        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, -1.0):
+            zr, zi, pr, pi = ar, ai, br, bi
+        else:
+            zr, zi, pr, pi = br, bi, ar, ai
+        # Split the packed spectrum: X[k] = E[k] + w^k O[k] (E, O: spectra of even, odd rows).
+        for k in range(half + 1):
+            k1 = k % half
+            k2 = (half - k) % half
+            wr = post[0, k]
+            wi = post[1, k]
+            for c in range(nc):
+                er = 0.5 * (zr[k1, c] + zr[k2, c])
+                ei = 0.5 * (zi[k1, c] - zi[k2, c])
+                o_r = 0.5 * (zi[k1, c] + zi[k2, c])
+                o_i = -0.5 * (zr[k1, c] - zr[k2, c])
+                pr[k, c] = er + wr * o_r - wi * o_i
+                pi[k, c] = ei + wr * o_i + wi * o_r
+        # Transposed store in tiles of 8 rows: each tile's cache lines of ``p`` are read once
+        # for all the block's columns (a whole column at a time walks every line of the block).
+        for k0 in range(0, half + 1, 8):  # tiles never straddle blocks: bw is a multiple of 8
+            k1 = min(k0 + 8, half + 1)
+            kb = k0 // bw
+            base = k0 - kb * bw
+            for c in range(nc):
+                dr = t2r[kb, xb + c]
+                di = t2i[kb, xb + c]
+                for k in range(k0, k1):
+                    dr[base + k - k0] = pr[k, c]
+                    di[base + k - k0] = pi[k, c]
+
+
+@_jit(fastmath=True)
+def _forward_x(tr, ti, ar, ai, br, bi, nx, nc, fac, twr, twi):
+    """Forward DFT along x of one block (nx, B) of ``t2``, in place (via the block arrays)."""
+    if fac.shape[0] == 1:  # one stage: its input and output must differ
+        _fft_routed(tr, ti, ar, ai, br, bi, br, bi, nx, nc, fac, twr, twi, -1.0)
+        for x in range(nx):
+            for c in range(nc):
+                tr[x, c] = br[x, c]
+                ti[x, c] = bi[x, c]
+    else:
+        _fft_routed(tr, ti, ar, ai, br, bi, tr, ti, nx, nc, fac, twr, twi, -1.0)
+
+
+@_jit(fastmath=True)
+def _transform_x(t2r, t2i, nx, half, fac, tw, specr, speci, u2r, u2i, blk, template):
+    """Forward DFT along x of each block of ``t2`` (in place). A template's (``template``):
+    stores the conjugate spectrum in ``spec`` (nx, half+1). A region's: times ``spec``, then
+    the inverse DFT along x into the same block of ``u2``."""
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    bw = t2r.shape[2]
+    for b in range(t2r.shape[0]):
+        kb = b * bw
+        nc = min(bw, half + 1 - kb)
+        tr = t2r[b]
+        ti = t2i[b]
+        _forward_x(tr, ti, ar, ai, br, bi, nx, nc, fac, tw[0], tw[1])
+        for x in range(nx):
+            spr = specr[x, kb : kb + nc]
+            spi = speci[x, kb : kb + nc]
+            if template:
+                for c in range(nc):
+                    spr[c] = tr[x, c]
+                    spi[c] = -ti[x, c]
+                continue
+            for c in range(nc):
+                sr = spr[c]
+                si = spi[c]
+                vr = tr[x, c]
+                vi = ti[x, c]
+                tr[x, c] = vr * sr - vi * si
+                ti[x, c] = vr * si + vi * sr
+        if not template:
+            _fft_routed(tr, ti, ar, ai, br, bi, u2r[b], u2i[b], nx, nc, fac, tw[2], tw[3], 1.0)
+
+
+@_jit(fastmath=True)
+def _inverse_y(u2r, u2i, wout, hout, half, fac, twr, twi, post, scale, num, blk):
+    """Inverse real DFT along y of the half spectrum in the blocks of ``u2`` (see
+    ``_forward_y``); rows < hout into ``num``."""
+    ar, ai, br, bi = blk[0], blk[1], blk[2], blk[3]
+    block = ar.shape[1]
+    for xb in range(0, wout, block):
+        nc = min(block, wout - xb)
+        bw = u2r.shape[2]
+        for k0 in range(0, half + 1, 8):  # transposed load in tiles (see _forward_y)
+            k1 = min(k0 + 8, half + 1)
+            kb = k0 // bw
+            base = k0 - kb * bw
+            for c in range(nc):
+                sr = u2r[kb, xb + c]
+                si = u2i[kb, xb + c]
+                for k in range(k0, k1):
+                    br[k, c] = sr[base + k - k0]
+                    bi[k, c] = si[base + k - k0]
+        for k in range(half):
+            km = half - k
+            wr = post[0, k]
+            wi = -post[1, k]
+            for c in range(nc):
+                p_r = br[k, c]
+                p_i = bi[k, c]
+                q_r = br[km, c]
+                q_i = bi[km, c]
+                dr = p_r - q_r
+                di = p_i + q_i
+                o_r = dr * wr - di * wi
+                o_i = dr * wi + di * wr
+                ar[k, c] = p_r + q_r - o_i
+                ai[k, c] = p_i - q_i + o_r
+        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, 1.0):
+            zr, zi = ar, ai
+        else:
+            zr, zi = br, bi
+        for r in range(half):
+            y = 2 * r
+            if y >= hout:
+                break
+            out = num[y, xb : xb + nc]
+            for c in range(nc):
+                out[c] = zr[r, c] * scale
+            if y + 1 < hout:
+                out = num[y + 1, xb : xb + nc]
+                for c in range(nc):
+                    out[c] = zi[r, c] * scale
+
+
+# --------------------------------------------------------------------------------------------
+# Window statistics, exact scores, the search. (Hot loops index views, ``row = a[y, x0:x1]``
+# then ``row[x]``: an index computed in the loop, ``a[y, x0 + x]``, gets numba's
+# negative-index wraparound, which keeps LLVM from vectorising; 2.5-5x slower.)
+# Mode 0: pixels are small integers (uint8, or float32 holding integers |v| <= 4095): window
+# sums are exact in float64. Mode 1: any float32; sums of (pixel - region mean), with error
+# bounds, and exactly constant windows found from counts of neighbour changes.
+# --------------------------------------------------------------------------------------------
+
+
+@_jit()
+def _template_stats(frame, ty, tx, h, w):
+    """Zero-mean float64 template, its sum of squares and its L1 norm."""
+    n = h * w
+    total = 0.0
+    for i in range(h):
+        for j in range(w):
+            total += frame[ty + i, tx + j]
+    mean = total / n
+    tz = np.empty((h, w), np.float64)
+    ss = 0.0
+    l1 = 0.0
+    for i in range(h):
+        for j in range(w):
+            v = frame[ty + i, tx + j] - mean
+            tz[i, j] = v
+            ss += v * v
+            l1 += abs(v)
+    return tz, ss, l1
+
+
+@_jit(fastmath=True)
+def _window_sum(frame, y0, x0, h, w):
+    acc = 0.0
+    for i in range(h):
+        row = frame[y0 + i, x0 : x0 + w]
+        for j in range(w):
+            acc += row[j]
+    return acc
+
+
+@_jit(fastmath=True)
+def _window_ss(frame, y0, x0, h, w, mean):
+    acc = 0.0
+    for i in range(h):
+        row = frame[y0 + i, x0 : x0 + w]
+        for j in range(w):
+            d = row[j] - mean
+            acc += d * d
+    return acc
+
+
+@_jit(fastmath=True)
+def _window_dot(tz, frame, y0, x0, mean):
+    h, w = tz.shape
+    acc = 0.0
+    for i in range(h):
+        row = frame[y0 + i, x0 : x0 + w]
+        for j in range(w):
+            acc += tz[i, j] * (row[j] - mean)
+    return acc
+
+
+@_jit()
+def _window_int_sums(frame, y0, x0, h, w):
+    s1 = 0
+    s2 = 0
+    for i in range(h):
+        row = frame[y0 + i, x0 : x0 + w]
+        for j in range(w):
+            v = np.int64(row[j])
+            s1 += v
+            s2 += v * v
+    return s1, s2
+
+
+@_jit()
+def _exact_score(tz, t_ss, frame, y0, x0, mode):
+    """TM_CCOEFF_NORMED of the zero-mean template ``tz`` at ``frame[y0:, x0:]``, direct float64."""
+    h, w = tz.shape
+    n = h * w
+    if mode == 0:
+        s1, s2 = _window_int_sums(frame, y0, x0, h, w)
+        ss = (n * s2 - s1 * s1) / n
+        mean = s1 / n
+    else:
+        mean = _window_sum(frame, y0, x0, h, w) / n
+        ss = _window_ss(frame, y0, x0, h, w, mean)
+    if ss <= n * FLAT_VARIANCE:
+        return 0.0
+    score = _window_dot(tz, frame, y0, x0, mean) / np.sqrt(t_ss * ss)
+    return min(max(score, -1.0), 1.0)
+
+
+@_jit()
+def _pixel_mode(frame, ry, rx, hh, ww, is_uint8):
+    """0 when every region pixel is an integer with |v| <= 4095 (uint8 always), else 1."""
+    if is_uint8:
+        return 0
+    for y in range(hh):
+        row = frame[ry + y]
+        for x in range(ww):
+            v = row[rx + x]
+            if v != np.floor(v) or abs(v) > 4095.0:
+                return 1
+    return 0
+
+
+@_jit()
+def _search_direct(tz, t_ss, frame, ry, rx, hh, ww, is_uint8):
+    """Score every placement directly; first maximum in row-major order."""
+    h, w = tz.shape
+    mode = _pixel_mode(frame, ry, rx, hh, ww, is_uint8)
+    best = -np.inf
+    by = 0
+    bx = 0
+    for y in range(hh - h + 1):
+        for x in range(ww - w + 1):
+            s = _exact_score(tz, t_ss, frame, ry + y, rx + x, mode)
+            if s > best:
+                best = s
+                by = y
+                bx = x
+    return best, by, bx
+
+
+@_jit(fastmath=True)
+def _region_totals(frame, ry, rx, hh, ww, mode):
+    """(mean, sum of squared deviations from it, sum of absolute deviations: mode 1 only)."""
+    npx = hh * ww
+    s1 = 0.0
+    s2 = 0.0
+    for y in range(hh):
+        row = frame[ry + y, rx : rx + ww]
+        for x in range(ww):
+            v = np.float64(row[x])
+            s1 += v
+            s2 += v * v
+    mean = s1 / npx
+    if mode == 0:  # integer sums: exact in any order
+        return mean, max((npx * s2 - s1 * s1) / npx, 0.0), 0.0
+    ss = 0.0
+    sa = 0.0
+    for y in range(hh):
+        row = frame[ry + y, rx : rx + ww]
+        for x in range(ww):
+            d = row[x] - mean
+            ss += d * d
+            sa += abs(d)
+    return mean, ss, sa
+
+
+@_jit(fastmath=True)
+def _slide_rows(frame, y_in, y_out, rx, ww, offset, mode, acc):
+    """Column sums of the window rows: add frame row ``y_in``, remove row ``y_out`` (if >= 0).
+
+    ``acc`` rows: 0 sum of pixel - offset, 1 of its square, 2 count of "differs from the left
+    neighbour", 3 count of "differs from the pixel above" (rows below the window's first).
+    """
+    row = frame[y_in, rx : rx + ww]
+    a0 = acc[0]
+    a1 = acc[1]
+    if y_out >= 0:
+        old = frame[y_out, rx : rx + ww]
+        for x in range(ww):
+            d = row[x] - offset
+            e = old[x] - offset
+            a0[x] += d - e
+            a1[x] += d * d - e * e
+    else:
+        for x in range(ww):
+            d = row[x] - offset
+            a0[x] += d
+            a1[x] += d * d
+    if mode == 0:
+        return
+    line = frame[y_in]
+    for x in range(1, ww):
+        acc[2, x] += 1.0 if line[rx + x] != line[rx + x - 1] else 0.0
+    if y_out >= 0:
+        line = frame[y_out]
+        for x in range(1, ww):
+            acc[2, x] -= 1.0 if line[rx + x] != line[rx + x - 1] else 0.0
+
+
+@_jit(fastmath=True)
+def _slide_vertical_changes(frame, y_in, y_out, rx, ww, acc):
+    """Row 3 of ``acc``: add "row y_in differs from the row above", remove it for ``y_out``."""
+    row = frame[y_in]
+    above = frame[y_in - 1]
+    for x in range(ww):
+        acc[3, x] += 1.0 if row[rx + x] != above[rx + x] else 0.0
+    if y_out >= 0:
+        row = frame[y_out]
+        above = frame[y_out - 1]
+        for x in range(ww):
+            acc[3, x] -= 1.0 if row[rx + x] != above[rx + x] else 0.0
+
+
+@_jit()
+def _prefix_rows(acc, ww, mode, pre):
+    """Running sums along x of the column sums: ``pre[r, x] = sum(acc[r, :x])``."""
+    p0 = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    pre[0, 0] = 0.0
+    pre[1, 0] = 0.0
+    pre[2, 0] = 0.0
+    if mode == 0:
+        for x in range(ww):
+            p0 += acc[0, x]
+            p1 += acc[1, x]
+            pre[0, x + 1] = p0
+            pre[1, x + 1] = p1
+        return
+    for x in range(ww):
+        p0 += acc[0, x]
+        p1 += acc[1, x]
+        p2 += acc[2, x]
+        pre[0, x + 1] = p0
+        pre[1, x + 1] = p1
+        pre[2, x + 1] = p2
+
+
+@_jit(fastmath=True)
+def _slide_u8(frame, y_in, y_out, rx, ww, c1, c2):
+    """``_slide_rows`` for uint8 frames in int64 (exact): integer vectors are twice as wide
+    as float64 ones and the running sums along x (``_prefix_u8``) add in one cycle, not four."""
+    row = frame[y_in, rx : rx + ww]
+    if y_out >= 0:
+        old = frame[y_out, rx : rx + ww]
+        for x in range(ww):
+            a = np.int64(row[x])
+            b = np.int64(old[x])
+            c1[x] += a - b
+            c2[x] += a * a - b * b
+    else:
+        for x in range(ww):
+            a = np.int64(row[x])
+            c1[x] += a
+            c2[x] += a * a
+
+
+@_jit()
+def _prefix_u8(c1, c2, ww, p1, p2):
+    s1 = 0
+    s2 = 0
+    p1[0] = 0
+    p2[0] = 0
+    for x in range(ww):
+        s1 += c1[x]
+        s2 += c2[x]
+        p1[x + 1] = s1
+        p2[x + 1] = s2
+
+
+@_jit(fastmath=True)
+def _score_row_int(num_row, p0, p0w, p1, p1w, wout, n, q_flat, err_num, srow, brow):
+    """One row of mode 0 scores and bounds, in the domain G = c |c| / q (c the numerator,
+    q = n * sum of squared deviations): G = s |s| t_ss / n is monotone in the score s and
+    needs no square root. srow = G (0 for a flat window), brow = G's upper bound minus srow
+    (0 for a flat window: its score is exactly 0).
+
+    ``q = n * a2 - a1^2`` is exact (integers), so "flat" is ``q <= q_flat``, the same test as
+    ``q / n <= n * FLAT_VARIANCE`` without the division. The upper bound uses c + err_num
+    (err_num bounds |c - exact c|); 1e-12 relative covers the roundings of G. Selects, not
+    ``min`` / ``max``, and no running maximum: either keeps LLVM from vectorising the loop.
+    """
+    for x in range(wout):
+        a1 = float(p0w[x] - p0[x])
+        a2 = float(p1w[x] - p1[x])
+        q = n * a2 - a1 * a1
+        flat = q <= q_flat
+        r = 1.0 / (1.0 if flat else q)
+        r = 0.0 if flat else r
+        c = num_row[x]
+        g = c * abs(c) * r
+        h = c + err_num
+        gh = h * abs(h) * r
+        srow[x] = g
+        b = (gh - g) + 1e-12 * abs(gh) + 1e-300
+        brow[x] = 0.0 if flat else b
+
+
+@_jit(fastmath=True)
+def _row_maxima(srow, brow, count):
+    """(max of srow, max of srow + brow) over the first count values. numba does not
+    vectorise a running maximum: four independent ones instead of one 4-cycle chain."""
+    s0 = s1 = s2 = s3 = -np.inf
+    t0 = t1 = t2 = t3 = -np.inf
+    x = 0
+    while x + 4 <= count:
+        s0 = max(s0, srow[x])
+        s1 = max(s1, srow[x + 1])
+        s2 = max(s2, srow[x + 2])
+        s3 = max(s3, srow[x + 3])
+        t0 = max(t0, srow[x] + brow[x])
+        t1 = max(t1, srow[x + 1] + brow[x + 1])
+        t2 = max(t2, srow[x + 2] + brow[x + 2])
+        t3 = max(t3, srow[x + 3] + brow[x + 3])
+        x += 4
+    while x < count:
+        s0 = max(s0, srow[x])
+        t0 = max(t0, srow[x] + brow[x])
+        x += 1
+    return max(max(s0, s1), max(s2, s3)), max(max(t0, t1), max(t2, t3))
+
+
+@_jit()
+def _flat_threshold(n, flat_limit):
+    """The largest integer q with ``q / n <= flat_limit`` in float64 (monotone in q)."""
+    q = np.floor(n * flat_limit)
+    while (q + 1.0) / n <= flat_limit:
+        q += 1.0
+    while q >= 0.0 and q / n > flat_limit:
+        q -= 1.0
+    return q
+
+
+@_jit()
+def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2, err_num, scores, bnd,
+               rows, acc, pre, is_uint8, iacc, ipre):
+    """Approximate scores (flat windows exactly 0) and a bound on each one's error; per row,
+    the best score and the best score + bound in ``rows[0, y]``, ``rows[1, y]``.
+
+    Window sums come from sliding column sums and running sums along x: exact in mode 0
+    (integers), within ``d1`` (sums) and ``d2`` (sums of squares) in mode 1.
+    """
+    n = h * w
+    ww = wout + w - 1
+    flat_limit = n * FLAT_VARIANCE
+    q_flat = _flat_threshold(float(n), flat_limit)
+    if mode == 0 and is_uint8:
+        for x in range(ww):
+            iacc[0, x] = 0
+            iacc[1, x] = 0
+        for y in range(hout):
+            if y == 0:
+                for i in range(h):
+                    _slide_u8(frame, ry + i, -1, rx, ww, iacc[0], iacc[1])
+            else:
+                _slide_u8(frame, ry + y + h - 1, ry + y - 1, rx, ww, iacc[0], iacc[1])
+            _prefix_u8(iacc[0], iacc[1], ww, ipre[0], ipre[1])
+            _score_row_int(num[y], ipre[0], ipre[0, w:], ipre[1], ipre[1, w:], wout, float(n), q_flat, err_num,
+                           scores[y], bnd[y])
+            rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
+        return
+    for r in range(4):
+        for x in range(ww):
+            acc[r, x] = 0.0
+    for y in range(hout):
+        if y == 0:
+            for i in range(h):
+                _slide_rows(frame, ry + i, -1, rx, ww, offset, mode, acc)
+                if mode == 1 and i > 0:
+                    _slide_vertical_changes(frame, ry + i, -1, rx, ww, acc)
+        else:
+            _slide_rows(frame, ry + y + h - 1, ry + y - 1, rx, ww, offset, mode, acc)
+            if mode == 1 and h > 1:
+                _slide_vertical_changes(frame, ry + y + h - 1, ry + y, rx, ww, acc)
+        _prefix_rows(acc, ww, mode, pre)
+        if mode == 0:
+            _score_row_int(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], wout, float(n), q_flat, err_num,
+                           scores[y], bnd[y])
+            rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
+            continue
+        for x in range(wout):
+            changes = pre[2, x + w] - pre[2, x + 1] + acc[3, x]
+            a1 = pre[0, x + w] - pre[0, x]
+            a2 = pre[1, x + w] - pre[1, x]
+            ss = a2 - a1 * a1 / n
+            # |a1 - true| <= d1, |a2 - true| <= d2, so |ss - true ss| <= e_ss.
+            e_ss = d2 + d1 * (2.0 * abs(a1) + d1) / n + 1e-15 * abs(a2)
+            low = ss - e_ss
+            # An exactly constant window (no neighbour changes) is flat: score exactly 0.
+            certain_flat = changes == 0.0 or ss + e_ss <= flat_limit
+            undecided = low <= flat_limit  # might be flat or not: rescore when it matters
+            inv = 1.0 / np.sqrt(t_ss * max(ss, flat_limit))
+            raw = num[y, x] * inv
+            r = e_ss / max(low, flat_limit)
+            # 1/sqrt(t_ss*true) <= inv*(1 + r) and |raw| * (sqrt(ss/true) - 1) <= |raw| * r.
+            b = err_num * inv * (1.0 + r) + abs(raw) * r + 1e-12
+            s = min(max(raw, -1.0), 1.0)
+            if certain_flat:
+                s = 0.0
+                b = 0.0
+            elif undecided:
+                s = 0.0
+                b = np.inf
+            scores[y, x] = s
+            bnd[y, x] = b
+        rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
+
+
+@_jit()
+def _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, scores, bnd, rows):
+    """First maximum: the best approximate placement, rescored exactly, then every placement
+    whose approximate score plus its error bound reaches the best exact score. Mode 0 maps
+    are in the domain G = s |s| t_ss / n (see ``_score_row_int``), mode 1 maps are scores."""
+    g_scale = t_ss / tz.size if mode == 0 else 0.0
+    best = -np.inf
+    by = 0
+    for y in range(hout):
+        if rows[0, y] > best:
+            best = rows[0, y]
+            by = y
+    bx = 0
+    while scores[by, bx] != best:
+        bx += 1
+    bidx = by * wout + bx
+    best = _exact_score(tz, t_ss, frame, ry + by, rx + bx, mode)
+    bar = _bar(best, g_scale)
+    rescored = 1
+    for y in range(hout):
+        if rows[1, y] < bar:
+            continue
+        for x in range(wout):
+            idx = y * wout + x
+            if idx == bidx or scores[y, x] + bnd[y, x] < bar:
+                continue
+            if bnd[y, x] == 0.0:
+                e = scores[y, x]  # exactly known (a flat window: 0 in either domain)
+            else:
+                e = _exact_score(tz, t_ss, frame, ry + y, rx + x, mode)
+                rescored += 1
+            if e > best or (e == best and idx < bidx):
+                best = e
+                bidx = idx
+                bar = _bar(best, g_scale)
+    by = bidx // wout
+    bx = bidx - by * wout
+    return best, by, bx, rescored
+
+
+@_jit()
+def _bar(score, g_scale):
+    """What an upper bound must reach to beat ``score``: the score itself, or (g_scale > 0)
+    its G = s |s| g_scale less the rounding of that product."""
+    if g_scale == 0.0:
+        return score
+    g = score * abs(score) * g_scale
+    return g - 1e-12 * abs(g) - 1e-300
+
+
+@_jit()
+def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, fac_y, twy, fac_x, twx, post,
+                log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre):
+    h, w = tz.shape
+    hout = hh - h + 1
+    wout = ww - w + 1
+    half = post.shape[1] - 1
+    nx = specr.shape[0]
+    mode = _pixel_mode(frame, ry, rx, hh, ww, is_uint8)
+    mean, region_ss, abs_total = _region_totals(frame, ry, rx, hh, ww, mode)
+    num = maps[0]
+    _forward_y(frame, ry, rx, hh, ww, mean, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
+    _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, u2r, u2i, blk, False)
+    _inverse_y(u2r, u2i, wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx), num,
+               blk)
+    # Rounding error of the FFT numerator: max-norm <= 2-norm of the error of a convolution by
+    # FFT, <~ c u log2(N) ||region - mean||_2 ||template'||_1; c = 16 is generous.
+    err_num = 16.0 * _U64 * (log2n + 2.0) * np.sqrt(region_ss) * t_l1 + 1e-300
+    # Mode 1 window sums: every one passes through <= 2 (H + W) roundings of partial sums no
+    # larger than the region's total; mode 0 sums are exact.
+    grow = 4.0 * (hh + ww + 8) * _U64 * 1.01
+    offset = 0.0 if mode == 0 else mean
+    _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, grow * abs_total, grow * region_ss,
+               err_num, maps[1], maps[2], rows, acc, pre, is_uint8, iacc, ipre)
+    return _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, maps[1], maps[2], rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Python side: plans, template cache, the batch API.
+# --------------------------------------------------------------------------------------------
+
+
+def _smooth(n: int, even: bool = False) -> int:
+    """Smallest 2,3,5-smooth integer >= n (even when asked)."""
+    m = max(1, n)
+    while True:
+        if not (even and m % 2):
+            k = m
+            for p in (2, 3, 5):
+                while k % p == 0:
+                    k //= p
+            if k == 1:
+                return m
+        m += 1
+
+
+def _factors(n: int) -> np.ndarray:
+    """Radices: 4s, then a 6 for a lone 2 when there is a 3, then 2, 9s, 3, 5s: the fewest
+    stages that the kernels cover."""
+    out: list[int] = []
+    # (radix, at most how many): a 6 takes a lone 2 with a 3, a 9 two 3s.
+    for p, most in ((4, None), (6, 1), (2, 1), (9, None), (3, None), (5, None)):
+        while n % p == 0 and (most is None or out.count(p) < most):
+            out.append(p)
+            n //= p
+    assert n == 1
+    return np.array(out, dtype=np.int64)
+
+
+def _twiddles(n: int, factors: np.ndarray) -> np.ndarray:
+    """(4, T): forward real, forward imaginary, inverse real, inverse imaginary, every stage."""
+    parts = []
+    length = n
+    for p in factors:
+        p = int(p)
+        m = length // p
+        jk = (np.arange(m)[:, None] * np.arange(1, p)[None, :]) % length
+        parts.append(np.exp(-2j * np.pi * jk / length).ravel())
+        length = m
+    table = np.concatenate(parts) if parts else np.ones(1, complex)
+    return np.ascontiguousarray(np.stack([table.real, table.imag, table.real, -table.imag]))
+
+
+class _Plan:
+    """Everything per FFT size (Ny, Nx) that does not depend on the data."""
+
+    def __init__(self, ny: int, nx: int):
+        self.ny, self.nx, self.half = ny, nx, ny // 2
+        self.fac_y = _factors(self.half)
+        self.twy = _twiddles(self.half, self.fac_y)
+        self.fac_x = _factors(nx)
+        self.twx = _twiddles(nx, self.fac_x)
+        k = np.arange(self.half + 1)
+        self.post = np.ascontiguousarray(np.stack([np.cos(2 * np.pi * k / ny), -np.sin(2 * np.pi * k / ny)]))
+        self.log2n = math.log2(ny * nx)
+
+
+_plans: dict[tuple[int, int], _Plan] = {}
+_local = threading.local()
+_cache_lock = threading.Lock()
+_template_cache: OrderedDict = OrderedDict()
+_cache_bytes = 0
+
+
+def _plan(ny: int, nx: int) -> _Plan:
+    plan = _plans.get((ny, nx))
+    if plan is None:
+        plan = _plans[(ny, nx)] = _Plan(ny, nx)
+    return plan
+
+
+def _placed(shape: tuple, phase: int, zero: bool = False) -> np.ndarray:
+    """A float64 array starting ``phase`` x 256 bytes past a 4 KiB boundary.
+
+    The kernels stream several arrays in step (a butterfly reads one block array and writes
+    another; the score loop reads the numerator map and writes two more). Where two of them
+    start at the same offset modulo 4 KiB, their elements share L1 sets and a load waits on
+    an unrelated store to the same low address bits ("4K aliasing"): with plain allocations
+    that happens or not by chance, and a search ran 20-40% slower in some processes. Each
+    array gets its own phase instead.
+    """
+    count = int(np.prod(shape))
+    raw = (np.zeros if zero else np.empty)(count + 1024, np.float64)
+    start = ((-raw.__array_interface__["data"][0]) % 4096 + 256 * (phase % 16)) // 8
+    return raw[start : start + count].reshape(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _region_plan(hh: int, ww: int) -> _Plan:
+    """The plan for an hh x ww region (the size search in ``_smooth`` is Python loops)."""
+    return _plan(_smooth(hh, even=True), _smooth(ww))
+
+
+def _planes(count: int, rows: int, cols: int, phase: int, step: int, pad_cols: bool = True) -> np.ndarray:
+    """A (count, rows', cols') float64 array, rows' >= rows and cols' >= cols as small as
+    possible such that consecutive planes start ``step`` x 256 bytes apart modulo 4 KiB, the
+    first at ``phase`` (see ``_placed``): one array per set of planes keeps the numba call's
+    arguments plain arrays (a tuple of arrays is typed in Python at every call, ~10 us)."""
+    best: tuple[int, int] | None = None
+    for r in range(rows, rows + 65):
+        for c in range(cols, cols + (65 if pad_cols else 1)):
+            if (r * c * 8) % 4096 == (256 * step) % 4096 and (best is None or r * c < best[0] * best[1]):
+                best = (r, c)
+                break
+    assert best is not None, f"no padding of {rows} x {cols} fits phase {phase}, step {step}"
+    r, c = best
+    return _placed((count, r, c), phase)
+
+
+def _workspace(plan: _Plan) -> tuple:
+    """Per-thread scratch arrays for one FFT size: FFT blocks (4, rows, _BLOCK), the half
+    spectra after the y transform (t2 real, imaginary) and after the x correlation (u2), score
+    maps (3, ny, nx) and per-row maxima (2, ny)."""
+    spaces = getattr(_local, "spaces", None)
+    if spaces is None:
+        spaces = _local.spaces = {}
+    space = spaces.get((plan.ny, plan.nx))
+    if space is None:
+        rows = max(plan.nx, plan.half + 1)
+        # Half-spectrum blocks (k // _BLOCK, x, k % _BLOCK), rows padded to a multiple of 8 so
+        # that every block starts at its array's phase; zeros: rows x >= ww stay zero.
+        blocks = (plan.half + 1 + _BLOCK - 1) // _BLOCK
+        padded = (plan.nx + 7) // 8 * 8
+        space = (
+            _planes(4, rows, _BLOCK, 0, 4, pad_cols=False),
+            _placed((blocks, padded, _BLOCK), 2, zero=True),
+            _placed((blocks, padded, _BLOCK), 10, zero=True),
+            _placed((blocks, padded, _BLOCK), 6),
+            _placed((blocks, padded, _BLOCK), 14),
+            _planes(3, plan.ny, plan.nx, 1, 4),
+            _placed((2, plan.ny), 15),
+        )
+        if len(spaces) >= 8:
+            spaces.clear()
+        spaces[(plan.ny, plan.nx)] = space
+    return space
+
+
+def _row_buffers(width: int) -> tuple:
+    """Per-thread (column sums, running sums) rows for the window statistics, float64 and
+    (uint8 frames) int64."""
+    buffers = getattr(_local, "rows", None)
+    if buffers is None or buffers[0].shape[1] < width + 1:
+        buffers = _local.rows = (
+            _placed((4, width + 64), 11),
+            _placed((3, width + 64), 13),
+            _placed((2, width + 64), 3).view(np.int64),
+            _placed((2, width + 64), 7).view(np.int64),
+        )
+    return buffers
+
+
+class _Template:
+    __slots__ = ("key", "pixels", "tz", "t_ss", "l1", "spectra", "nbytes")
+
+    def __init__(self, key: tuple, pixels: np.ndarray):
+        self.key = key
+        self.pixels = pixels
+        self.tz, self.t_ss, self.l1 = _template_stats(pixels, 0, 0, pixels.shape[0], pixels.shape[1])
+        self.spectra: dict = {}
+        self.nbytes = pixels.nbytes + self.tz.nbytes
+
+
+@_jit()
+def _same_pixels(a, b):
+    """``np.array_equal`` for two arrays of one shape, without its per-call overhead."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if a[i, j] != b[i, j]:
+                return False
+    return True
+
+
+def _template(frame: np.ndarray, box: tuple) -> _Template:
+    """The cached template for ``frame[box]``; a cache hit is verified on the pixels."""
+    global _cache_bytes
+    tx1, ty1, tx2, ty2 = box
+    crop = frame[ty1:ty2, tx1:tx2]
+    key = (frame.__array_interface__["data"][0], frame.dtype.char, frame.strides[0], tx1, ty1, tx2, ty2)
+    with _cache_lock:
+        entry = _template_cache.get(key)
+        if entry is not None:
+            _template_cache.move_to_end(key)
+    if entry is not None and entry.pixels.shape == crop.shape and _same_pixels(entry.pixels, crop):
+        return entry
+    entry = _Template(key, np.ascontiguousarray(crop).copy())
+    with _cache_lock:
+        old = _template_cache.pop(key, None)
+        if old is not None:
+            _cache_bytes -= old.nbytes
+        _template_cache[key] = entry
+        _cache_bytes += entry.nbytes
+        while len(_template_cache) > 1 and (len(_template_cache) > _CACHE_ENTRIES or _cache_bytes > _CACHE_BYTES):
+            _, evicted = _template_cache.popitem(last=False)
+            _cache_bytes -= evicted.nbytes
+    return entry
+
+
+def clear_cache() -> None:
+    """Forget every cached template spectrum (they are also evicted automatically, LRU)."""
+    global _cache_bytes
+    with _cache_lock:
+        _template_cache.clear()
+        _cache_bytes = 0
+
+
+def _spectrum(entry: _Template, plan: _Plan, space: tuple) -> tuple:
+    global _cache_bytes
+    spec = entry.spectra.get((plan.ny, plan.nx))
+    if spec is not None:
+        return spec
+    h, w = entry.pixels.shape
+    blk, t2r, t2i = space[0], space[1], space[2]
+    _forward_y(entry.tz, 0, 0, h, w, 0.0, plan.half, plan.fac_y, plan.twy[0], plan.twy[1], plan.post,
+               t2r, t2i, blk)
+    specr = _placed((plan.nx, plan.half + 1), 3)
+    speci = _placed((plan.nx, plan.half + 1), 7)
+    _transform_x(t2r, t2i, plan.nx, plan.half, plan.fac_x, plan.twx, specr, speci, t2r, t2i, blk, True)
+    spec = (specr, speci)
+    entry.spectra[(plan.ny, plan.nx)] = spec
+    with _cache_lock:
+        entry.nbytes += specr.nbytes + speci.nbytes
+        if _template_cache.get(entry.key) is entry:
+            _cache_bytes += specr.nbytes + speci.nbytes
+    return spec
+
+
+def _use_direct(h: int, w: int, hh: int, ww: int) -> bool:
+    """Direct scoring when it costs less than the FFT route (small regions, big templates)."""
+    placements = (hh - h + 1) * (ww - w + 1)
+    return 2.0 * placements * h * w <= 12.0 * hh * ww * max(1.0, math.log2(hh * ww)) + 20000.0
+
+
+def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox) -> tuple:
+    """(best score, x, y inside the region, number of exact rescorings); boxes are sequences
+    of four Python ints."""
+    tx1, ty1, tx2, ty2 = tbox
+    rx1, ry1, rx2, ry2 = rbox
+    h, w = ty2 - ty1, tx2 - tx1
+    hh, ww = ry2 - ry1, rx2 - rx1
+    if h < 1 or w < 1 or hh < h or ww < w:
+        raise InputError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
+    entry = _template(template_frame, (tx1, ty1, tx2, ty2))
+    is_uint8 = search_frame.dtype == np.uint8
+    if entry.t_ss <= h * w * FLAT_VARIANCE:
+        return 0.0, 0, 0, 0
+    if _use_direct(h, w, hh, ww):
+        best, y, x = _search_direct(entry.tz, entry.t_ss, search_frame, ry1, rx1, hh, ww, is_uint8)
+        return best, x, y, (hh - h + 1) * (ww - w + 1)
+    plan = _region_plan(hh, ww)
+    space = _workspace(plan)
+    specr, speci = _spectrum(entry, plan, space)
+    acc, pre, iacc, ipre = _row_buffers(ww)
+    best, y, x, rescored = _search_fft(search_frame, is_uint8, ry1, rx1, hh, ww, entry.tz, entry.t_ss, entry.l1, specr,
+                                       speci, plan.fac_y, plan.twy, plan.fac_x, plan.twx, plan.post, plan.log2n,
+                                       *space, acc, pre, iacc, ipre)
+    return best, x, y, rescored
+
+
+def _compiled_form(frame: np.ndarray) -> np.ndarray:
+    """``frame`` itself when it is C-contiguous and writable (the arrays :func:`warm_up` compiles
+    for), else a copy that is: another layout or a read-only array would make numba compile a
+    new specialisation (about 30 s) in the middle of a run."""
+    if frame.flags.c_contiguous and frame.flags.writeable:
+        return frame
+    return np.array(frame, order="C")
+
+
+def ncc_search_batch(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray,
+                     regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best TM_CCOEFF_NORMED score and top-left corner (x, y, image pixels) per template box."""
+    if not _compiled:
+        ensure_compiled()
+    return _search(_compiled_form(template_frame), template_boxes, _compiled_form(search_frame), regions)
+
+
+def _search(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame: np.ndarray,
+            regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    count = len(template_boxes)
+    scores = np.empty(count, dtype=np.float64)
+    top_left = np.empty((count, 2), dtype=np.int64)
+    # Python ints once per batch: indexing and converting numpy scalars box by box costs more
+    # than a small search's arithmetic.
+    tboxes = np.asarray(template_boxes).astype(np.int64).tolist()
+    rboxes = np.asarray(regions).astype(np.int64).tolist()
+    for k in range(count):
+        best, x, y, _ = _search_one(template_frame, tboxes[k], search_frame, rboxes[k])
+        scores[k] = best
+        top_left[k, 0] = rboxes[k][0] + x
+        top_left[k, 1] = rboxes[k][1] + y
+    return scores, top_left
+
+
+def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    return iou_matrix(boxes_a, boxes_b)
+
+
+frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)
+
+
+# --------------------------------------------------------------------------------------------
+# Compiling the cache once, visibly.
+# --------------------------------------------------------------------------------------------
+
+#: What the first search of a process with a cold cache prints on stderr before compiling.
+COMPILE_MESSAGE = "flickermine: compiling the numba backend once (30-60 s); cached afterwards"
+
+#: Jitted functions called from Python: every specialisation of the backend is one of theirs
+#: (the rest are compiled into them).
+_ENTRY_POINTS = ("_template_stats", "_same_pixels", "_search_direct", "_forward_y", "_transform_x", "_search_fft")
+
+_MARKER = "numba_backend.flickermine-warm"
+_compiled = False
+_compile_lock = threading.Lock()
+
+
+def cache_dir() -> Path | None:
+    """The folder numba caches this module's compiled code in; None when it has none (no
+    writable location: then every process compiles again)."""
+    cache = getattr(_search_fft, "_cache", None)
+    path = getattr(cache, "cache_path", None)
+    return Path(path) if path else None
+
+
+def _stamp() -> str:
+    """What a warm cache was compiled for: numba's cache is invalidated by another numba or Python
+    and by any change to this file (its modification time and size, as numba checks them)."""
+    source = os.stat(__file__)
+    return f"numba {numba.__version__}; python {sys.version_info[0]}.{sys.version_info[1]}; {source.st_mtime!r} {source.st_size}\n"
+
+
+def cache_is_cold() -> bool:
+    """True when the next search will compile (about 30 s): no on-disk cache, no marker written
+    by :func:`warm_up` for this numba, Python and source file, or an index file of numba's
+    missing. Cheap: a few ``stat`` calls and one small read."""
+    folder = cache_dir()
+    if folder is None:
+        return True
+    try:
+        if (folder / _MARKER).read_text() != _stamp():
+            return True
+    except OSError:
+        return True
+    for name in _ENTRY_POINTS:
+        cache = getattr(globals()[name], "_cache", None)
+        index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+        if index is None or not os.path.exists(index):
+            return True
+    return False
+
+
+def _compile_everything() -> None:
+    """Run every specialisation once on tiny inputs: uint8 and float32 frames (C-contiguous,
+    writable: :func:`_compiled_form`), a direct and an FFT search, and a template cache hit."""
+    rng = np.random.default_rng(0)
+    texture = (rng.random((96, 96)) * 255).astype(np.uint8)
+    direct = (np.array([[40, 40, 48, 48]]), np.array([[36, 36, 52, 52]]))
+    fft = (np.array([[32, 32, 56, 56]]), np.array([[8, 8, 88, 88]]))
+    for dtype in (np.uint8, np.float32):
+        frame = texture.astype(dtype)
+        shifted = np.roll(frame, 1, axis=1)
+        for boxes, regions in (direct, fft, fft):  # fft twice: the second is a cache hit
+            _search(frame, boxes, shifted, regions)
+    clear_cache()
+
+
+def warm_up(force: bool = False, quiet: bool = False) -> float | None:
+    """Compile the backend now (every specialisation it uses) when the cache is cold, or always
+    with ``force`` (from the cache when it is warm: about a second), printing
+    :data:`COMPILE_MESSAGE` and the time taken on stderr unless ``quiet``. Writes the marker
+    :func:`cache_is_cold` looks for. Returns the seconds spent, or None when the cache was
+    already warm (nothing printed)."""
+    global _compiled
+    stream = None if quiet else sys.stderr
+    with _compile_lock:
+        if not force and not cache_is_cold():
+            _compiled = True
+            return None
+        if stream:
+            print(COMPILE_MESSAGE, file=stream, flush=True)
+        start = time.perf_counter()
+        _compile_everything()
+        seconds = time.perf_counter() - start
+        folder = cache_dir()
+        if folder is not None:
+            try:  # atomic: processes warming up side by side each write a whole marker
+                temporary = folder / f"{_MARKER}.{os.getpid()}.{threading.get_ident()}"
+                temporary.write_text(_stamp())
+                os.replace(temporary, folder / _MARKER)
+            except OSError:
+                pass  # a read-only cache folder: numba then compiles in memory only, every process
+        if stream:
+            where = f"cached in {folder}" if folder is not None else "no writable cache: every process compiles again"
+            print(f"flickermine: numba backend compiled in {seconds:.1f} s ({where})", file=stream, flush=True)
+        _compiled = True
+        return seconds
+
+
+def ensure_compiled() -> None:
+    """Called by the first search of a process: compiles (visibly) when the cache is cold."""
+    global _compiled
+    if not _compiled:
+        warm_up()
+        _compiled = True
