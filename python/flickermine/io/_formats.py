@@ -77,7 +77,7 @@ from .._boxes import check_boxes, check_scores, invalid_box_rows
 from ..errors import InputError, InputTypeError
 from ._mot import (
     _MAX_FRAME, DetectionFile, DetectionFileError, DetectionReader, MotWriter, _check_optional_int,
-    _far_corner_problem, _far_corners_valid, _quote,
+    _quote,
 )
 
 __all__ = [
@@ -165,16 +165,6 @@ class _Reader(DetectionReader):
             if number == line:
                 return text
         return None  # pragma: no cover
-
-    def _check_box(self, line: int, x1: float, y1: float, x2: float, y2: float, text: str, hint: str) -> None:
-        outside_x = self.width is not None and (x1 >= self.width or x2 <= 0)
-        outside_y = self.height is not None and (y1 >= self.height or y2 <= 0)
-        if outside_x or outside_y:
-            size = f"{self.width if self.width is not None else '?'}x{self.height if self.height is not None else '?'}"
-            raise self._error(
-                line, f"box x1={x1!r}, y1={y1!r}, x2={x2!r}, y2={y2!r} lies entirely outside the {size} image", text, hint
-            )
-
 
 
 # -- the authors' text format ---------------------------------------------------------------------
@@ -374,16 +364,7 @@ class AuthorsDetectionFile(_Reader):
         return out
 
     def _all_valid(self, data: np.ndarray) -> bool:
-        x, y, w, h = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
-        if not (np.isfinite(data).all() and (w > 0).all() and (h > 0).all()):
-            return False
-        if not _far_corners_valid(x, y, w, h):
-            return False
-        if self.width is not None and not ((x < self.width) & (x + w > 0)).all():
-            return False
-        if self.height is not None and not ((y < self.height) & (y + h > 0)).all():
-            return False
-        return True
+        return bool(np.isfinite(data[:, 4]).all()) and self._xywh_all_valid(data[:, 0], data[:, 1], data[:, 2], data[:, 3])
 
     def _parse_box(self, line: int, text: str) -> list[float]:
         fields = text.split()
@@ -399,14 +380,9 @@ class AuthorsDetectionFile(_Reader):
                 raise self._error(line, f"{name} is {field} (NaN and infinity are not allowed)", text, _BOX_HINT)
             values.append(value)
         x, y, w, h, _ = values
-        if w <= 0:
-            raise self._error(line, f"width {w!r} is not positive", text, _BOX_HINT)
-        if h <= 0:
-            raise self._error(line, f"height {h!r} is not positive", text, _BOX_HINT)
-        corner_problem = _far_corner_problem(x, y, w, h)  # w=1e-300: x + w == x, no box in float64
-        if corner_problem is not None:
-            raise self._error(line, corner_problem, text, _BOX_HINT)
-        self._check_box(line, x, y, x + w, y + h, text, _BOX_HINT)
+        box_problem = self._xywh_problem(x, y, w, h)
+        if box_problem is not None:
+            raise self._error(line, box_problem, text, _BOX_HINT)
         return values
 
     def per_frame(self, num_frames: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -713,9 +689,7 @@ class JsonlDetectionFile(_Reader):
         x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
         if invalid_box_rows(boxes).any() or not np.isfinite(values).all():
             return None
-        if self.width is not None and not ((x1 < self.width) & (x2 > 0)).all():
-            return None
-        if self.height is not None and not ((y1 < self.height) & (y2 > 0)).all():
+        if not np.all(self._touch_image(x1, y1, x2, y2)):
             return None
         return boxes, values
 
@@ -738,7 +712,9 @@ class JsonlDetectionFile(_Reader):
                 raise bad(f"box {i} {json.dumps(box)}: width {x2 - x1!r} is not positive (need x2 > x1)")
             if y2 <= y1:
                 raise bad(f"box {i} {json.dumps(box)}: height {y2 - y1!r} is not positive (need y2 > y1)")
-            self._check_box(line, float(x1), float(y1), float(x2), float(y2), text, "")
+            outside = self._outside_problem(float(x1), float(y1), float(x2), float(y2), f"{i} {json.dumps(box)}")
+            if outside is not None:
+                raise bad(outside)
         if not isinstance(scores, list):
             raise bad("\"scores\" must be a list of numbers")
         if len(scores) != len(xyxy):

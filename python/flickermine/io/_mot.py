@@ -108,6 +108,9 @@ class DetectionReader:
     path: PathLike
     count: int
     max_frame: int
+    #: the image size boxes must touch (None: not checked)
+    width: Optional[int] = None
+    height: Optional[int] = None
 
     def per_frame(self, num_frames: Optional[int] = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         raise NotImplementedError
@@ -157,6 +160,45 @@ class DetectionReader:
 
     def _error(self, line: Optional[int], problem: str, text: Optional[str] = None) -> DetectionFileError:
         raise NotImplementedError
+
+    # -- the box checks every format shares: vectorised (a whole chunk at once) and per line --------
+
+    def _touch_image(self, x1, y1, x2, y2):
+        """Whether boxes ``x1, y1, x2, y2`` (floats or arrays) overlap the ``width`` x ``height``
+        image; True where a size is not known."""
+        inside = True
+        if self.width is not None:
+            inside = inside & (x1 < self.width) & (x2 > 0)
+        if self.height is not None:
+            inside = inside & (y1 < self.height) & (y2 > 0)
+        return inside
+
+    def _xywh_all_valid(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> bool:
+        """The fast path: whether every box ``x, y, w, h`` passes :meth:`_xywh_problem`."""
+        finite = np.isfinite(x).all() and np.isfinite(y).all() and np.isfinite(w).all() and np.isfinite(h).all()
+        if not (finite and (w > 0).all() and (h > 0).all() and _far_corners_valid(x, y, w, h)):
+            return False
+        return bool(np.all(self._touch_image(x, y, x + w, y + h)))
+
+    def _xywh_problem(self, x: float, y: float, w: float, h: float) -> Optional[str]:
+        """Why the finite box ``x, y, w, h`` of one line is refused; None when it is a box."""
+        if w <= 0:
+            return f"width {w!r} is not positive"
+        if h <= 0:
+            return f"height {h!r} is not positive"
+        # The miner takes x1, y1, x2, y2: a box must still have a width and a height once its far
+        # corner is computed in float64.
+        corner_problem = _far_corner_problem(x, y, w, h)
+        if corner_problem is not None:
+            return corner_problem
+        return self._outside_problem(x, y, x + w, y + h, f"x={x!r}, y={y!r}, w={w!r}, h={h!r}")
+
+    def _outside_problem(self, x1: float, y1: float, x2: float, y2: float, described: str) -> Optional[str]:
+        """The error for a box entirely outside the image (``described`` as the file gives it)."""
+        if self._touch_image(x1, y1, x2, y2):
+            return None
+        size = f"{self.width if self.width is not None else '?'}x{self.height if self.height is not None else '?'}"
+        return f"box {described} lies entirely outside the {size} image"
 
     def _open_text(self) -> TextIO:
         """The file opened for reading text (a BOM skipped, undecodable bytes kept as surrogates so
@@ -277,19 +319,11 @@ class DetectionFile(DetectionReader):
         return line_numbers, data
 
     def _all_valid(self, data: np.ndarray) -> bool:
-        if not np.isfinite(data).all():
-            return False
-        frame, x, y, w, h = data[:, 0], data[:, 2], data[:, 3], data[:, 4], data[:, 5]
+        frame = data[:, 0]
         limit = _MAX_FRAME if self.frame_count is None else self.frame_count
-        if not ((frame >= 1) & (frame <= limit) & (frame == np.floor(frame)) & (w > 0) & (h > 0)).all():
+        if not (np.isfinite(frame).all() and ((frame >= 1) & (frame <= limit) & (frame == np.floor(frame))).all()):
             return False
-        if not _far_corners_valid(x, y, w, h):
-            return False
-        if self.width is not None and not ((x < self.width) & (x + w > 0)).all():
-            return False
-        if self.height is not None and not ((y < self.height) & (y + h > 0)).all():
-            return False
-        return True
+        return np.isfinite(data).all() and self._xywh_all_valid(data[:, 2], data[:, 3], data[:, 4], data[:, 5])
 
     def _parse_slow(self, lines: list[str], first_line: int) -> tuple[np.ndarray, np.ndarray]:
         numbers: list[int] = []
@@ -330,22 +364,9 @@ class DetectionFile(DetectionReader):
             raise self._error(line, f"frame number {fields[0].strip()} is too large", text)
         if self.frame_count is not None and frame > self.frame_count:
             raise self._error(line, f"frame {int(frame)} is beyond the video's {self.frame_count} frames", text)
-        if w <= 0:
-            raise self._error(line, f"width {w!r} is not positive", text)
-        if h <= 0:
-            raise self._error(line, f"height {h!r} is not positive", text)
-        # The miner takes x1, y1, x2, y2: a box must still have a width and a height once its far
-        # corner is computed in float64.
-        corner_problem = _far_corner_problem(x, y, w, h)
-        if corner_problem is not None:
-            raise self._error(line, corner_problem, text)
-        outside_x = self.width is not None and (x >= self.width or x + w <= 0)
-        outside_y = self.height is not None and (y >= self.height or y + h <= 0)
-        if outside_x or outside_y:
-            size = f"{self.width if self.width is not None else '?'}x{self.height if self.height is not None else '?'}"
-            raise self._error(
-                line, f"box x={x!r}, y={y!r}, w={w!r}, h={h!r} lies entirely outside the {size} image", text
-            )
+        box_problem = self._xywh_problem(x, y, w, h)
+        if box_problem is not None:
+            raise self._error(line, box_problem, text)
         return tuple(values)
 
     # -- checks after decoding -----------------------------------------------------------------
