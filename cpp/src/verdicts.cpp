@@ -154,22 +154,40 @@ std::vector<std::int8_t> tracklet(const Window& w, const Params& p) {
 // frame is tracked when the best NCC >= ncc_threshold (NaN never is) and supports when, moreover,
 // a detection of it overlaps the tracked box at IoU >= support_iou. ISOLATED: at least
 // min_tracked tracked frames and supporting <= max_support * tracked; too few tracked:
-// APPEARANCE_CHANGED (NO_NEIGHBOURS without neighbour frames); else PARTNER. The searches of one
-// detection stop as soon as the verdict cannot change (same verdicts as searching every frame):
-// min_tracked frames tracked and more support than max_support of every neighbour frame is
-// PARTNER whatever the rest gives (max_support * n is monotone in n), and too few frames left to
-// reach min_tracked is APPEARANCE_CHANGED.
+// APPEARANCE_CHANGED (NO_NEIGHBOURS without neighbour frames); else PARTNER.
+//
+// The searches of one detection stop as soon as no outcome of the frames left can change the
+// verdict, so the verdicts are those of searching every frame. With t tracked and s supporting
+// so far and r frames left, each left frame adds nothing, one tracked frame, or one tracked and
+// supporting frame; the decision compares s' with max_support * t' (rounded, and rounding is
+// monotone), so for 0 <= max_support the worst completions are: for PARTNER, every frame left
+// tracked without support (s > max_support * (t + r) with t >= min_tracked); for ISOLATED, k of
+// them tracked and supporting, each k checked with the decision's own expression; and too few
+// frames left to reach min_tracked is APPEARANCE_CHANGED. Neighbours are searched nearest first
+// (center -+ 1, -+ 2, ...): a consistent object is tracked and supported there first, so its
+// search ends after min_tracked frames more often than in frame order.
 std::vector<std::int8_t> support(const Window& w, const Params& p) {
   const ImageView& frame = w.frames[w.center];
   const std::vector<Box>& detections = w.boxes[w.center];
   std::vector<std::int8_t> reasons = exemption_reasons(w, p);
   const auto [lo, hi] = window_bounds(w, p);
-  std::vector<int> neighbours;
-  for (int g = lo; g <= hi; ++g) {
-    if (g != w.center) neighbours.push_back(g);
+  std::vector<int> neighbours;  // nearest first
+  for (int d = 1; w.center - d >= lo || w.center + d <= hi; ++d) {
+    if (w.center - d >= lo) neighbours.push_back(w.center - d);
+    if (w.center + d <= hi) neighbours.push_back(w.center + d);
   }
   const std::int64_t num_neighbours = static_cast<std::int64_t>(neighbours.size());
-  const double partner_above = p.max_support * double(num_neighbours);
+  // Whether ISOLATED holds whatever the `left` frames give: k of them tracked and supporting
+  // (the rest untracked) is the worst case for each k, as explained above.
+  const auto isolated_whatever = [&p](std::int64_t tracked, std::int64_t supporting, std::int64_t left) {
+    if (!(p.max_support >= 0.0 && p.max_support < 1.0) || tracked < p.min_tracked) return false;
+    // k = left first: when any k fails, that one almost always does, so the loop rarely runs.
+    if (!(double(supporting + left) <= p.max_support * double(tracked + left))) return false;
+    for (std::int64_t k = 0; k < left; ++k) {
+      if (!(double(supporting + k) <= p.max_support * double(tracked + k))) return false;
+    }
+    return true;
+  };
 
   for (size_t i = 0; i < detections.size(); ++i) {
     if (reasons[i] != kUndecided) continue;
@@ -183,9 +201,12 @@ std::vector<std::int8_t> support(const Window& w, const Params& p) {
     NccTemplate templ(frame, templ_box);
     std::int64_t tracked = 0, supporting = 0, searched = 0;
     for (int g : neighbours) {
-      // PARTNER whatever comes: enough frames tracked, and more support than max_support of all.
-      if (p.max_support >= 0 && tracked >= p.min_tracked && double(supporting) > partner_above) break;
-      if (tracked + (num_neighbours - searched) < p.min_tracked) break;  // APPEARANCE_CHANGED
+      const std::int64_t left = num_neighbours - searched;
+      // PARTNER whatever comes: enough frames tracked, and more support than max_support of
+      // every frame that can still be tracked.
+      if (p.max_support >= 0 && tracked >= p.min_tracked && double(supporting) > p.max_support * double(tracked + left)) break;
+      if (tracked + left < p.min_tracked) break;  // APPEARANCE_CHANGED whatever comes
+      if (isolated_whatever(tracked, supporting, left)) break;
       ++searched;
       const NccMatch match = templ.search(w.frames[g], region);
       if (!(match.score >= p.ncc_threshold)) continue;
