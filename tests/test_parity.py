@@ -263,9 +263,10 @@ def test_support_windows_reach_the_thresholds():
     assert share_ties and tracked_ties and iou_ties, (share_ties, tracked_ties, iou_ties)
 
 
-# ---- No fallback: the cpp backend decides every rule in C++ ----------------------------------
+# ---- No fallback: the compiled backends decide every rule in their own code -------------------
+# (cpp in C++, numba in jitted code; "a backend never silently runs the oracle's Python in its place")
 
-#: The oracle's rule code: what a backend that decides in C++ must never run (class_verdicts and
+#: The oracle's rule code: what a compiled backend must never run (class_verdicts and
 #: demote_duplicates run around every backend's verdicts, in Python: params.PYTHON_ONLY_FIELDS).
 ORACLE_RULE_FUNCTIONS = [
     "exemption_reasons",
@@ -282,8 +283,8 @@ ORACLE_RULE_FUNCTIONS = [
 ]
 
 
-@pytest.mark.parametrize("backend", [backend_param("cpp")])
-def test_cpp_backend_never_runs_the_oracle_rule_code(backend, monkeypatch):
+@pytest.mark.parametrize("backend", [backend_param("cpp"), backend_param("numba")])
+def test_compiled_backends_never_run_the_oracle_rule_code(backend, monkeypatch):
     import sys
 
     from flickermine.mining import _rules as rules

@@ -1,6 +1,17 @@
-"""The Numba backend: FFT cross-correlation written in Numba, exact rescoring of the best match.
+"""The Numba backend: FFT cross-correlation written in Numba, exact rescoring of the best match,
+and every rule decided in jitted code.
 
 Same contract and conventions as :mod:`flickermine.mining._backends.numpy_backend` (the oracle).
+
+**Rules.** ``frame_verdicts`` (seed, tracklet, support) and ``frame_hard_positives`` run the
+logic of ``cpp/src/verdicts.cpp`` in nopython code (``_kernel``), with its early exits (same
+verdicts as the oracle, ``_rules.py``, which this backend never runs): exemptions, window bounds,
+``pixel_boxes`` / ``grow_boxes`` rounding and IoU with the operations of ``_boxes`` in their order
+(ties at a threshold agree). A thin Python wrapper per entry point passes the window as frame
+addresses (no copy), the boxes as one (N, 4) array with per-frame offsets and the parameters as
+scalars; then one jitted call per frame does every search: a template's statistics are computed
+once per detection, its spectrum once per FFT size it needs, and the FFT plans and scratch space
+per size are kept per thread (``_setups``).
 
 One search (template ``T`` h x w, region ``R`` H x W):
 
@@ -10,8 +21,9 @@ One search (template ``T`` h x w, region ``R`` H x W):
    of the zero-mean template, transformed back, in float64. The transforms are mixed-radix
    (2, 3, 4, 5, 6, 9) Stockham FFTs run on blocks of columns, so every butterfly is a loop along
    contiguous memory that LLVM vectorises; the real transform along y packs row pairs into one
-   complex row. Template spectra are cached (keyed on frame buffer and box, verified on the
-   template pixels at every hit), so a template searched in successive frames is transformed once.
+   complex row. In ``ncc_search_batch`` template spectra are cached (keyed on frame buffer and
+   box, verified on the template pixels at every hit), so a template searched in successive
+   frames is transformed once; each search is one call of the same jitted search as the rules'.
 2. **Window statistics** from sliding column sums and running sums along x: exact when the
    pixels are integers (uint8, or float32 holding integers), otherwise with a proven error
    bound, and exactly constant windows found by counting neighbour changes.
@@ -27,15 +39,19 @@ Small searches (few placements, or a template as large as the region) skip the F
 every placement directly. Everything is compiled on first use and cached on disk where the
 install is writable (numba's cache: ``__pycache__`` next to this file, or ``NUMBA_CACHE_DIR``).
 
-Compiling takes about 30 s (35-40 s on a busy 2-core machine), once: the first search of a
-process whose cache is cold compiles every specialisation the backend uses (uint8 and float32
-frames, direct and FFT searches; :func:`warm_up`) and says so on stderr, so no mining run stalls
-silently; a marker file next to numba's cache records it (:func:`cache_is_cold`). ``flickermine
---warmup`` does it ahead of time, and ``flickermine --version`` does it when the cache is cold.
+Compiling takes about 80 s on a busy 2-core machine (the search alone took 40 s there before the
+rules moved into jitted code), once: the first search or verdict of a process whose cache is cold
+compiles every specialisation the backend uses (uint8 and float32 frames, direct and FFT
+searches, every rule; :func:`warm_up`) and says so on stderr, so no mining run stalls silently; a
+marker file next to numba's cache records it (:func:`cache_is_cold`). ``flickermine --warmup``
+does it ahead of time, and ``flickermine --version`` does it when the cache is cold. Every task
+goes through one entry point per frame dtype (``_kernel``): numba optimises a compiled function
+together with everything it calls, so each extra entry above the search would compile it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -44,6 +60,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -52,7 +69,10 @@ try:
 except ImportError as error:  # the registry marks the backend unavailable
     raise ImportError(f"the numba backend needs the 'numba' package ({error})") from error
 
+from numba.extending import intrinsic
+
 from .. import _rules as rules
+from .._params import PYTHON_ONLY_FIELDS, MiningParams, Reason, Rule
 from ..._boxes import iou_matrix
 from ...errors import InputError
 
@@ -99,6 +119,16 @@ def _inline_jit(function):
     """``_jit`` for small helpers of the butterfly loops, inlined by numba itself (before LLVM
     sees the loop) so that the loops still vectorise."""
     options = dict(nogil=True, fastmath=True, error_model="numpy", inline="always")
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except Exception:
+        return numba.njit(cache=False, **options)(function)
+
+
+def _inline_exact(function):
+    """``_jit`` (no fastmath) for small helpers inlined by numba itself: no specialisation of
+    their own per literal argument (a call with a constant specialises on it), no call."""
+    options = dict(nogil=True, error_model="numpy", inline="always")
     try:
         return numba.njit(cache=True, **options)(function)
     except Exception:
@@ -1105,11 +1135,13 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, f
 
 
 # --------------------------------------------------------------------------------------------
-# Python side: plans, template cache, the batch API.
+# Plans and scratch space per FFT size, built in jitted code (the Python search and the rule
+# kernels share them), and the search of one template in one region.
 # --------------------------------------------------------------------------------------------
 
 
-def _smooth(n: int, even: bool = False) -> int:
+@_inline_exact
+def _smooth(n, even):
     """Smallest 2,3,5-smooth integer >= n (even when asked)."""
     m = max(1, n)
     while True:
@@ -1123,63 +1155,72 @@ def _smooth(n: int, even: bool = False) -> int:
         m += 1
 
 
-def _factors(n: int) -> np.ndarray:
+@_jit()
+def _factors(n):
     """Radices: 4s, then a 6 for a lone 2 when there is a 3, then 2, 9s, 3, 5s: the fewest
     stages that the kernels cover."""
-    out: list[int] = []
-    # (radix, at most how many): a 6 takes a lone 2 with a 3, a 9 two 3s.
-    for p, most in ((4, None), (6, 1), (2, 1), (9, None), (3, None), (5, None)):
-        while n % p == 0 and (most is None or out.count(p) < most):
-            out.append(p)
+    out = np.empty(64, np.int64)
+    count = 0
+    # (radix, at most how many; -1: any): a 6 takes a lone 2 with a 3, a 9 two 3s.
+    for p, most in ((4, -1), (6, 1), (2, 1), (9, -1), (3, -1), (5, -1)):
+        taken = 0
+        while n % p == 0 and (most < 0 or taken < most):
+            out[count] = p
+            count += 1
+            taken += 1
             n //= p
     assert n == 1
-    return np.array(out, dtype=np.int64)
+    return out[:count].copy()
 
 
-def _twiddles(n: int, factors: np.ndarray) -> np.ndarray:
+@_jit()
+def _twiddles(n, factors):
     """(4, T): forward real, forward imaginary, inverse real, inverse imaginary, every stage."""
-    parts = []
+    total = 0
     length = n
     for p in factors:
-        p = int(p)
         m = length // p
-        jk = (np.arange(m)[:, None] * np.arange(1, p)[None, :]) % length
-        parts.append(np.exp(-2j * np.pi * jk / length).ravel())
+        total += m * (p - 1)
         length = m
-    table = np.concatenate(parts) if parts else np.ones(1, complex)
-    return np.ascontiguousarray(np.stack([table.real, table.imag, table.real, -table.imag]))
+    table = np.empty((4, max(total, 1)))
+    if total == 0:
+        table[0, 0], table[1, 0], table[2, 0], table[3, 0] = 1.0, 0.0, 1.0, -0.0
+        return table
+    at = 0
+    length = n
+    for p in factors:
+        m = length // p
+        for j in range(m):
+            for k in range(1, p):
+                angle = -2.0 * np.pi * ((j * k) % length) / length
+                table[0, at] = math.cos(angle)
+                table[1, at] = math.sin(angle)
+                table[2, at] = table[0, at]
+                table[3, at] = -table[1, at]
+                at += 1
+        length = m
+    return table
 
 
-class _Plan:
-    """Everything per FFT size (Ny, Nx) that does not depend on the data."""
-
-    def __init__(self, ny: int, nx: int):
-        self.ny, self.nx, self.half = ny, nx, ny // 2
-        self.fac_y = _factors(self.half)
-        self.twy = _twiddles(self.half, self.fac_y)
-        self.fac_x = _factors(nx)
-        self.twx = _twiddles(nx, self.fac_x)
-        k = np.arange(self.half + 1)
-        self.post = np.ascontiguousarray(np.stack([np.cos(2 * np.pi * k / ny), -np.sin(2 * np.pi * k / ny)]))
-        self.log2n = math.log2(ny * nx)
-
-
-_plans: dict[tuple[int, int], _Plan] = {}
-_local = threading.local()
-_cache_lock = threading.Lock()
-_template_cache: OrderedDict = OrderedDict()
-_cache_bytes = 0
+@_jit()
+def _new_plan(ny, nx):
+    """Everything per FFT size (ny, nx) that does not depend on the data: (radices along y of
+    the packed half-length transform, their twiddles, radices and twiddles along x, the
+    real-transform post-twiddles (2, ny/2 + 1), log2(ny nx))."""
+    half = ny // 2
+    fac_y = _factors(half)
+    fac_x = _factors(nx)
+    post = np.empty((2, half + 1))
+    for k in range(half + 1):
+        angle = 2.0 * np.pi * k / ny
+        post[0, k] = math.cos(angle)
+        post[1, k] = -math.sin(angle)
+    return fac_y, _twiddles(half, fac_y), fac_x, _twiddles(nx, fac_x), post, math.log2(ny * nx)
 
 
-def _plan(ny: int, nx: int) -> _Plan:
-    plan = _plans.get((ny, nx))
-    if plan is None:
-        plan = _plans[(ny, nx)] = _Plan(ny, nx)
-    return plan
-
-
-def _placed(shape: tuple, phase: int, zero: bool = False) -> np.ndarray:
-    """A float64 array starting ``phase`` x 256 bytes past a 4 KiB boundary.
+@_inline_exact
+def _placed(count, phase, zero):
+    """A float64 array of ``count`` elements starting ``phase`` x 256 bytes past a 4 KiB boundary.
 
     The kernels stream several arrays in step (a butterfly reads one block array and writes
     another; the score loop reads the numerator map and writes two more). Where two of them
@@ -1188,61 +1229,505 @@ def _placed(shape: tuple, phase: int, zero: bool = False) -> np.ndarray:
     that happens or not by chance, and a search ran 20-40% slower in some processes. Each
     array gets its own phase instead.
     """
-    count = int(np.prod(shape))
-    raw = (np.zeros if zero else np.empty)(count + 1024, np.float64)
-    start = ((-raw.__array_interface__["data"][0]) % 4096 + 256 * (phase % 16)) // 8
-    return raw[start : start + count].reshape(shape)
+    raw = np.zeros(count + 1024) if zero else np.empty(count + 1024)
+    start = ((4096 - raw.ctypes.data % 4096) % 4096 + 256 * (phase % 16)) // 8
+    return raw[start : start + count]
 
 
-@functools.lru_cache(maxsize=256)
-def _region_plan(hh: int, ww: int) -> _Plan:
-    """The plan for an hh x ww region (the size search in ``_smooth`` is Python loops)."""
-    return _plan(_smooth(hh, even=True), _smooth(ww))
-
-
-def _planes(count: int, rows: int, cols: int, phase: int, step: int, pad_cols: bool = True) -> np.ndarray:
+@_inline_exact
+def _planes(count, rows, cols, phase, step, pad_cols):
     """A (count, rows', cols') float64 array, rows' >= rows and cols' >= cols as small as
     possible such that consecutive planes start ``step`` x 256 bytes apart modulo 4 KiB, the
-    first at ``phase`` (see ``_placed``): one array per set of planes keeps the numba call's
-    arguments plain arrays (a tuple of arrays is typed in Python at every call, ~10 us)."""
-    best: tuple[int, int] | None = None
+    first at ``phase`` (see ``_placed``): one array per set of planes keeps the kernels'
+    arguments plain arrays."""
+    best_r = -1
+    best_c = -1
     for r in range(rows, rows + 65):
         for c in range(cols, cols + (65 if pad_cols else 1)):
-            if (r * c * 8) % 4096 == (256 * step) % 4096 and (best is None or r * c < best[0] * best[1]):
-                best = (r, c)
+            if (r * c * 8) % 4096 == (256 * step) % 4096 and (best_r < 0 or r * c < best_r * best_c):
+                best_r = r
+                best_c = c
                 break
-    assert best is not None, f"no padding of {rows} x {cols} fits phase {phase}, step {step}"
-    r, c = best
-    return _placed((count, r, c), phase)
+    assert best_r >= 0
+    return _placed(count * best_r * best_c, phase, False).reshape((count, best_r, best_c))
 
 
-def _workspace(plan: _Plan) -> tuple:
-    """Per-thread scratch arrays for one FFT size: FFT blocks (4, rows, _BLOCK), the half
-    spectra after the y transform (t2 real, imaginary) and after the x correlation (u2), score
-    maps (3, ny, nx) and per-row maxima (2, ny)."""
-    spaces = getattr(_local, "spaces", None)
-    if spaces is None:
-        spaces = _local.spaces = {}
-    space = spaces.get((plan.ny, plan.nx))
-    if space is None:
-        rows = max(plan.nx, plan.half + 1)
-        # Half-spectrum blocks (k // _BLOCK, x, k % _BLOCK), rows padded to a multiple of 8 so
-        # that every block starts at its array's phase; zeros: rows x >= ww stay zero.
-        blocks = (plan.half + 1 + _BLOCK - 1) // _BLOCK
-        padded = (plan.nx + 7) // 8 * 8
-        space = (
-            _planes(4, rows, _BLOCK, 0, 4, pad_cols=False),
-            _placed((blocks, padded, _BLOCK), 2, zero=True),
-            _placed((blocks, padded, _BLOCK), 10, zero=True),
-            _placed((blocks, padded, _BLOCK), 6),
-            _placed((blocks, padded, _BLOCK), 14),
-            _planes(3, plan.ny, plan.nx, 1, 4),
-            _placed((2, plan.ny), 15),
-        )
-        if len(spaces) >= 8:
-            spaces.clear()
-        spaces[(plan.ny, plan.nx)] = space
-    return space
+@_jit()
+def _new_workspace(ny, nx):
+    """Scratch arrays for one FFT size: FFT blocks (4, rows, _BLOCK), the half spectra after
+    the y transform (t2 real, imaginary) and after the x correlation (u2), score maps
+    (3, ny, nx) and per-row maxima (2, ny)."""
+    half = ny // 2
+    rows = max(nx, half + 1)
+    # Half-spectrum blocks (k // _BLOCK, x, k % _BLOCK), rows padded to a multiple of 8 so
+    # that every block starts at its array's phase; zeros: rows x >= ww stay zero.
+    blocks = (half + 1 + _BLOCK - 1) // _BLOCK
+    padded = (nx + 7) // 8 * 8
+    size = blocks * padded * _BLOCK
+    shape = (blocks, padded, _BLOCK)
+    return (
+        _planes(4, rows, _BLOCK, 0, 4, False),
+        _placed(size, 2, True).reshape(shape),
+        _placed(size, 10, True).reshape(shape),
+        _placed(size, 6, False).reshape(shape),
+        _placed(size, 14, False).reshape(shape),
+        _planes(3, ny, nx, 1, 4, True),
+        _placed(2 * ny, 15, False).reshape((2, ny)),
+    )
+
+
+@_inline_exact
+def _template_spectrum(tz, nx, fac_y, twy, fac_x, twx, post, blk, t2r, t2i):
+    """The conjugate spectrum (nx, ny/2 + 1) of the zero-mean template ``tz``, real and imaginary."""
+    h, w = tz.shape
+    half = post.shape[1] - 1
+    # np.int64(0), not 0: a constant argument would compile a specialisation of its own.
+    _forward_y(tz, np.int64(0), np.int64(0), h, w, 0.0, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
+    specr = _placed(nx * (half + 1), 3, False).reshape((nx, half + 1))
+    speci = _placed(nx * (half + 1), 7, False).reshape((nx, half + 1))
+    _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, t2r, t2i, blk, True)
+    return specr, speci
+
+
+#: How a template is searched: its score is 0 everywhere (flat), directly, or by FFT.
+_FLAT, _DIRECT, _FFT = 0, 1, 2
+
+
+@_jit()
+def _route(h, w, t_ss, hh, ww):
+    """``_FLAT`` for a flat template (every score 0), ``_DIRECT`` when scoring every placement
+    costs less than the FFT route (small regions, big templates), else ``_FFT``."""
+    if t_ss <= h * w * FLAT_VARIANCE:
+        return _FLAT
+    placements = (hh - h + 1) * (ww - w + 1)
+    if 2.0 * placements * h * w <= 12.0 * hh * ww * max(1.0, math.log2(hh * ww)) + 20000.0:
+        return _DIRECT
+    return _FFT
+
+
+# The rule kernels keep their plans and scratch space, per FFT size, in a typed dict per thread
+# (_setups); a template's spectra, per FFT size, in a typed dict per template.
+_SIZE = numba.types.UniTuple(numba.types.int64, 2)
+_SPECTRUM = numba.types.Tuple((numba.types.float64[:, ::1], numba.types.float64[:, ::1]))
+_F3 = numba.types.float64[:, :, ::1]
+_SETUP = numba.types.Tuple(
+    (numba.types.int64[::1], numba.types.float64[:, ::1], numba.types.int64[::1], numba.types.float64[:, ::1],
+     numba.types.float64[:, ::1], numba.types.float64, _F3, _F3, _F3, _F3, _F3, _F3, numba.types.float64[:, ::1])
+)
+
+
+@_inline_exact
+def _setup(setups, ny, nx):
+    """Plan and scratch space for FFT size (ny, nx), from ``setups`` or made (at most 8 kept)."""
+    key = (ny, nx)
+    if key not in setups:
+        if len(setups) >= 8:
+            setups.clear()
+        fac_y, twy, fac_x, twx, post, log2n = _new_plan(ny, nx)
+        blk, t2r, t2i, u2r, u2i, maps, rows = _new_workspace(ny, nx)
+        setups[key] = (fac_y, twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows)
+    return setups[key]
+
+
+@_jit()
+def _search_region(frame, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, setups, acc, pre, iacc, ipre):
+    """The search of one template (statistics ``tz``, ``t_ss``, ``l1``; its spectra per FFT
+    size in ``spectra``, added as needed) in ``frame[ry1:ry2, rx1:rx2]``: (best score, x, y in
+    image pixels, exact rescorings). ``acc``, ``pre``, ``iacc``, ``ipre``: the row buffers of
+    ``_row_buffers``, wide enough.
+
+    One function from the rules down to the search kernels: numba optimises each compiled
+    function together with everything it calls, so every wrapper above the search costs a few
+    seconds of compiling."""
+    h, w = tz.shape
+    hh = ry2 - ry1
+    ww = rx2 - rx1
+    route = _route(h, w, t_ss, hh, ww)
+    if route == _FLAT:
+        return 0.0, rx1, ry1, 0
+    if route == _DIRECT:
+        best, y, x = _search_direct(tz, t_ss, frame, ry1, rx1, hh, ww, is_uint8)
+        return best, rx1 + x, ry1 + y, (hh - h + 1) * (ww - w + 1)
+    key = (_smooth(hh, True), _smooth(ww, False))
+    fac_y, twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows = _setup(setups, key[0], key[1])
+    if key not in spectra:
+        spectra[key] = _template_spectrum(tz, key[1], fac_y, twy, fac_x, twx, post, blk, t2r, t2i)
+    specr, speci = spectra[key]
+    best, y, x, rescored = _search_fft(frame, is_uint8, ry1, rx1, hh, ww, tz, t_ss, l1, specr, speci, fac_y, twy, fac_x,
+                                       twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre)
+    return best, rx1 + x, ry1 + y, rescored
+
+
+# --------------------------------------------------------------------------------------------
+# The rules in jitted code (the model: cpp/src/verdicts.cpp, the same early exits; the oracle:
+# rules.py). The window's frames reach a kernel as their addresses (the frames stay alive in the
+# caller) and one frame as the model of their dtype and shape: no copy of the window per call.
+# --------------------------------------------------------------------------------------------
+
+_UNDECIDED = rules.UNDECIDED
+_ISOLATED = int(Reason.ISOLATED)
+_SURE_SCORE = int(Reason.SURE_SCORE)
+_SMALL = int(Reason.SMALL)
+_BORDER = int(Reason.BORDER)
+_PARTNER = int(Reason.PARTNER)
+_APPEARANCE_CHANGED = int(Reason.APPEARANCE_CHANGED)
+_NO_NEIGHBOURS = int(Reason.NO_NEIGHBOURS)
+_HP_MATCH_IOU = rules.HP_MATCH_IOU
+_RULE_CODES = {Rule.SEED: 0, Rule.TRACKLET: 1, Rule.SUPPORT: 2}
+
+
+@intrinsic
+def _pointer(typingctx, address, model):
+    """The int64 ``address`` as a pointer to elements of the array ``model``'s dtype."""
+    pointer = numba.types.CPointer(model.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(address, model), codegen
+
+
+@_jit()
+def _frame_at(addresses, g, model):
+    """Frame ``g`` of the window: a C-contiguous array like ``model`` at ``addresses[g]``."""
+    return numba.carray(_pointer(addresses[g], model), model.shape)
+
+
+@_inline_exact
+def _iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
+    """IoU of two boxes: the operations of ``_boxes.iou_matrix`` (and verdicts.cpp) in its
+    order, so that ties at a threshold agree."""
+    inter_w = min(ax2, bx2) - max(ax1, bx1)
+    inter_h = min(ay2, by2) - max(ay1, by1)
+    inter = max(inter_w, 0.0) * max(inter_h, 0.0)
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    if not (np.isfinite(union) and np.isfinite(inter)):
+        # Finite coordinates near the double limit (a width, an area or the union overflowed):
+        # IoU is scale-free, so take it of the boxes scaled by 2^-600 (exact for such values).
+        s = 2.0**-600
+        ax1, ay1, ax2, ay2 = ax1 * s, ay1 * s, ax2 * s, ay2 * s
+        bx1, by1, bx2, by2 = bx1 * s, by1 * s, bx2 * s, by2 * s
+        inter_w = min(ax2, bx2) - max(ax1, bx1)
+        inter_h = min(ay2, by2) - max(ay1, by1)
+        inter = max(inter_w, 0.0) * max(inter_h, 0.0)
+        union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+        return inter / union if np.isfinite(union) and union > 0 else 0.0
+    return inter / union if union > 0 else 0.0
+
+
+@_jit()
+def _best_iou(x1, y1, x2, y2, boxes, start, stop):
+    """Largest IoU of the box with ``boxes[start:stop]`` (0 for none)."""
+    best = 0.0
+    for k in range(start, stop):
+        best = max(best, _iou(x1, y1, x2, y2, boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]))
+    return best
+
+
+@_inline_exact
+def _overlaps_any(x1, y1, x2, y2, boxes, start, stop, threshold, inclusive):
+    for k in range(start, stop):
+        overlap = _iou(x1, y1, x2, y2, boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3])
+        if overlap >= threshold if inclusive else overlap > threshold:
+            return True
+    return False
+
+
+@_inline_exact
+def _clamp(v, lo, hi):
+    return lo if v < lo else (hi if hi < v else v)
+
+
+@_jit()
+def _pixel_box(boxes, k, width, height):
+    """``_boxes.pixel_boxes`` of ``boxes[k]``: floor(v + 0.5), x1 into [0, W-1], x2 into
+    [x1+1, W] (clamped as floats, then converted); same for y."""
+    x1 = int(_clamp(np.floor(boxes[k, 0] + 0.5), 0.0, width - 1.0))
+    y1 = int(_clamp(np.floor(boxes[k, 1] + 0.5), 0.0, height - 1.0))
+    x2 = int(_clamp(np.floor(boxes[k, 2] + 0.5), x1 + 1.0, float(width)))
+    y2 = int(_clamp(np.floor(boxes[k, 3] + 0.5), y1 + 1.0, float(height)))
+    return x1, y1, x2, y2
+
+
+@_inline_exact
+def _grow(x1, y1, x2, y2, margin, width, height):
+    """``_boxes.grow_boxes``: ``margin`` on every side, clipped to the image."""
+    m = min(max(margin, 0), width + height)
+    return max(x1 - m, 0), max(y1 - m, 0), min(x2 + m, width), min(y2 + m, height)
+
+
+@_jit()
+def _new_spectra():
+    return numba.typed.Dict.empty(key_type=_SIZE, value_type=_SPECTRUM)
+
+
+@_jit()
+def _exemptions(boxes, start, scores, count, width, height, sure_score, min_area, border):
+    """``rules.exemption_reasons``: sure score, then small, then border; undecided elsewhere."""
+    reasons = np.full(count, _UNDECIDED, np.int8)
+    edge = float(border)
+    for i in range(count):
+        x1, y1, x2, y2 = boxes[start + i, 0], boxes[start + i, 1], boxes[start + i, 2], boxes[start + i, 3]
+        if scores[i] >= sure_score:
+            reasons[i] = _SURE_SCORE
+        elif (x2 - x1) * (y2 - y1) < min_area:
+            reasons[i] = _SMALL
+        elif x1 < edge or y1 < edge or x2 > width - edge or y2 > height - edge:
+            reasons[i] = _BORDER
+    return reasons
+
+
+@_inline_exact
+def _verdicts_body(addresses, model, is_uint8, boxes, offsets, scores, center, rule, iou_first, window, margin,
+                   ncc_threshold, iou_threshold, sure_score, min_area, border, min_tracked, max_support, support_iou,
+                   setups, acc, pre, iacc, ipre):
+    """Reasons of the center frame's detections under ``rule`` (0 seed, 1 tracklet, 2 support):
+    verdicts.cpp's ``seed``, ``tracklet`` and ``support``. ``boxes[offsets[g]:offsets[g + 1]]``
+    are frame g's."""
+    height, width = model.shape
+    last = addresses.shape[0] - 1
+    lo = center - window if center >= window else 0
+    hi = last if last - center <= window else center + window
+    start = offsets[center]
+    count = offsets[center + 1] - start
+    reasons = _exemptions(boxes, start, scores, count, width, height, sure_score, min_area, border)
+    frame = _frame_at(addresses, center, model)
+    # Neighbour frames in order: seed, those with detections; support, all of them.
+    neighbours = np.empty(hi - lo + 1, np.int64)
+    num = 0
+    for g in range(lo, hi + 1):
+        if g != center and (rule != 0 or offsets[g + 1] > offsets[g]):
+            neighbours[num] = g
+            num += 1
+    partner_above = max_support * float(num)
+    for i in range(count):
+        if reasons[i] != _UNDECIDED:
+            continue
+        d = start + i
+        dx1, dy1, dx2, dy2 = boxes[d, 0], boxes[d, 1], boxes[d, 2], boxes[d, 3]
+        if rule == 0 and iou_first:
+            for j in range(num):
+                g = neighbours[j]
+                if _overlaps_any(dx1, dy1, dx2, dy2, boxes, offsets[g], offsets[g + 1], iou_threshold, False):
+                    reasons[i] = _PARTNER
+                    break
+            if reasons[i] != _UNDECIDED:
+                continue
+        if rule == 0 and num == 0:
+            reasons[i] = _ISOLATED
+            continue
+        if rule == 1 and hi == lo:
+            reasons[i] = _NO_NEIGHBOURS
+            continue
+        if rule == 2 and num < min_tracked:
+            # Never enough frames to track into: no search can change the verdict.
+            reasons[i] = _APPEARANCE_CHANGED if num > 0 else _NO_NEIGHBOURS
+            continue
+        # Only the detections that the cheap tests left undecided pay for a template.
+        tx1, ty1, tx2, ty2 = _pixel_box(boxes, d, width, height)
+        th = ty2 - ty1
+        tw = tx2 - tx1
+        tz, t_ss, l1 = _template_stats(frame, ty1, tx1, th, tw)
+        spectra = _new_spectra()
+        rx1, ry1, rx2, ry2 = _grow(tx1, ty1, tx2, ty2, margin, width, height)
+        if rule == 0:
+            for j in range(num):
+                g = neighbours[j]
+                score, x, y, _ = _search_region(_frame_at(addresses, g, model), is_uint8, tz, t_ss, l1, spectra, rx1, ry1,
+                                             rx2, ry2, setups, acc, pre, iacc, ipre)
+                if score < ncc_threshold:
+                    reasons[i] = _APPEARANCE_CHANGED
+                    break
+                if _overlaps_any(float(x), float(y), float(x + tw), float(y + th), boxes, offsets[g], offsets[g + 1],
+                                 iou_threshold, False) or (
+                        not iou_first
+                        and _overlaps_any(dx1, dy1, dx2, dy2, boxes, offsets[g], offsets[g + 1], iou_threshold, False)):
+                    reasons[i] = _PARTNER
+                    break
+            if reasons[i] == _UNDECIDED:
+                reasons[i] = _ISOLATED
+        elif rule == 1:
+            reached = 0
+            for step in (1, -1):
+                px1, py1, px2, py2 = tx1, ty1, tx2, ty2
+                g = center + step
+                while lo <= g <= hi and reasons[i] == _UNDECIDED:
+                    rx1, ry1, rx2, ry2 = _grow(px1, py1, px2, py2, margin, width, height)
+                    score, x, y, _ = _search_region(_frame_at(addresses, g, model), is_uint8, tz, t_ss, l1, spectra, rx1,
+                                                 ry1, rx2, ry2, setups, acc, pre, iacc, ipre)
+                    if score < ncc_threshold:
+                        break
+                    reached += 1
+                    if _overlaps_any(float(x), float(y), float(x + tw), float(y + th), boxes, offsets[g],
+                                     offsets[g + 1], iou_threshold, True):
+                        reasons[i] = _PARTNER
+                    px1, py1, px2, py2 = x, y, x + tw, y + th
+                    g += step
+                if reasons[i] != _UNDECIDED:
+                    break
+            if reasons[i] == _UNDECIDED:
+                reasons[i] = _ISOLATED if reached > 0 else _APPEARANCE_CHANGED
+        else:
+            tracked = 0
+            supporting = 0
+            searched = 0
+            for j in range(num):
+                # PARTNER whatever comes: enough frames tracked, and more support than
+                # max_support of all; APPEARANCE_CHANGED: too few frames left for min_tracked.
+                if max_support >= 0 and tracked >= min_tracked and float(supporting) > partner_above:
+                    break
+                if tracked + (num - searched) < min_tracked:
+                    break
+                searched += 1
+                g = neighbours[j]
+                score, x, y, _ = _search_region(_frame_at(addresses, g, model), is_uint8, tz, t_ss, l1, spectra, rx1, ry1,
+                                             rx2, ry2, setups, acc, pre, iacc, ipre)
+                if not score >= ncc_threshold:
+                    continue
+                tracked += 1
+                overlap = _best_iou(float(x), float(y), float(x + tw), float(y + th), boxes, offsets[g], offsets[g + 1])
+                if overlap >= support_iou:
+                    supporting += 1
+            if tracked < min_tracked:
+                reasons[i] = _APPEARANCE_CHANGED  # tracked < min_tracked <= num: there are neighbours
+            elif float(supporting) <= max_support * float(tracked):
+                reasons[i] = _ISOLATED
+            else:
+                reasons[i] = _PARTNER
+    return reasons
+
+
+@_inline_exact
+def _hard_positives_body(addresses, model, is_uint8, boxes, offsets, center, margin, ncc_threshold, iou_threshold,
+                         max_gap, setups, acc, pre, iacc, ipre):
+    """verdicts.cpp's ``hard_positives``: (M, 4) float64 boxes, in the oracle's order."""
+    height, width = model.shape
+    n = addresses.shape[0]
+    gap_limit = min(max(max_gap, 0), n)  # beyond n frames every source and target is outside
+    found = np.empty((offsets[n] + 1, 4))
+    num = 0
+    for direction in (1, -1):  # 1: sources before the center, tracked forward
+        for distance in range(1, gap_limit + 1):
+            source = center - direction * distance
+            if source < 0 or source >= n or offsets[source + 1] == offsets[source]:
+                continue
+            source_frame = _frame_at(addresses, source, model)
+            for d in range(offsets[source], offsets[source + 1]):
+                tx1, ty1, tx2, ty2 = _pixel_box(boxes, d, width, height)
+                th = ty2 - ty1
+                tw = tx2 - tx1
+                tz, t_ss, l1 = _template_stats(source_frame, ty1, tx1, th, tw)
+                spectra = _new_spectra()
+                px1, py1, px2, py2 = tx1, ty1, tx2, ty2
+                cx1 = cy1 = cx2 = cy2 = 0.0
+                for step in range(1, gap_limit + 2):
+                    g = source + direction * step
+                    if g < 0 or g >= n:
+                        break
+                    rx1, ry1, rx2, ry2 = _grow(px1, py1, px2, py2, margin, width, height)
+                    score, x, y, _ = _search_region(_frame_at(addresses, g, model), is_uint8, tz, t_ss, l1, spectra, rx1,
+                                                 ry1, rx2, ry2, setups, acc, pre, iacc, ipre)
+                    if score < ncc_threshold:
+                        break
+                    overlap = _best_iou(float(x), float(y), float(x + tw), float(y + th), boxes, offsets[g],
+                                        offsets[g + 1])
+                    if overlap >= _HP_MATCH_IOU:
+                        if step > distance:
+                            found[num, 0], found[num, 1], found[num, 2], found[num, 3] = cx1, cy1, cx2, cy2
+                            num += 1
+                        break
+                    if overlap >= iou_threshold or step > gap_limit:
+                        break  # partial overlap, or too many gaps
+                    if step == distance:
+                        cx1, cy1, cx2, cy2 = float(x), float(y), float(x + tw), float(y + th)
+                    px1, py1, px2, py2 = x, y, x + tw, y + th
+    kept = np.empty((num, 4))
+    count = 0
+    for k in range(num):
+        duplicate = False
+        for m in range(count):
+            if _iou(found[k, 0], found[k, 1], found[k, 2], found[k, 3], kept[m, 0], kept[m, 1], kept[m, 2],
+                    kept[m, 3]) >= _HP_MATCH_IOU:
+                duplicate = True
+                break
+        if not duplicate:
+            kept[count] = found[k]
+            count += 1
+    return kept[:count].copy()
+
+
+#: ``_kernel``'s tasks besides the rule codes of ``_RULE_CODES``.
+_HARD_POSITIVES = 3
+_SEARCH = 4
+
+
+@_jit()
+def _kernel(task, addresses, model, is_uint8, boxes, offsets, scores, center, iou_first, window, margin, ncc_threshold,
+            iou_threshold, sure_score, min_area, border, min_tracked, max_support, support_iou, max_gap, setups, acc,
+            pre, iacc, ipre, tz, t_ss, l1, specr, speci):
+    """The backend's one compiled entry point per frame dtype: numba optimises an entry point
+    together with everything it calls, so each entry that reaches the search pays for compiling
+    all of it again (about 25 s); one entry for every task pays once.
+
+    Returns (reasons, boxes, spectrum real, imaginary). ``task`` a rule code: the reasons of the
+    center frame's detections. ``_HARD_POSITIVES``: the (M, 4) hard positives. ``_SEARCH``: one
+    search (the Python batch API) of the template ``tz``, ``t_ss``, ``l1`` in the region
+    ``boxes[0]`` of the frame ``model``, given its spectrum (``specr``, ``speci``) or (0, 0)
+    arrays: boxes = [[score, x, y, rescorings]] and the spectrum for the region's FFT size
+    (computed if the search needed it and was not given it; else as given).
+    """
+    if task == _SEARCH:
+        rx1, ry1, rx2, ry2 = int(boxes[0, 0]), int(boxes[0, 1]), int(boxes[0, 2]), int(boxes[0, 3])
+        spectra = _new_spectra()
+        key = (_smooth(ry2 - ry1, True), _smooth(rx2 - rx1, False))
+        if specr.shape[0] > 0:
+            spectra[key] = (specr, speci)
+        best, x, y, rescored = _search_region(model, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, setups, acc,
+                                              pre, iacc, ipre)
+        if key in spectra:
+            specr, speci = spectra[key]
+        out = np.empty((1, 4))
+        out[0, 0], out[0, 1], out[0, 2], out[0, 3] = best, x, y, rescored
+        return np.zeros(0, np.int8), out, specr, speci
+    if task == _HARD_POSITIVES:
+        found = _hard_positives_body(addresses, model, is_uint8, boxes, offsets, center, margin, ncc_threshold,
+                                     iou_threshold, max_gap, setups, acc, pre, iacc, ipre)
+        return np.zeros(0, np.int8), found, specr, speci
+    reasons = _verdicts_body(addresses, model, is_uint8, boxes, offsets, scores, center, task, iou_first, window,
+                             margin, ncc_threshold, iou_threshold, sure_score, min_area, border, min_tracked,
+                             max_support, support_iou, setups, acc, pre, iacc, ipre)
+    return reasons, np.zeros((0, 4)), specr, speci
+
+
+# --------------------------------------------------------------------------------------------
+# Python side: per-thread scratch space, the template cache, the batch API.
+# --------------------------------------------------------------------------------------------
+
+
+_local = threading.local()
+_cache_lock = threading.Lock()
+_template_cache: OrderedDict = OrderedDict()
+_cache_bytes = 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _fft_size(hh: int, ww: int) -> tuple[int, int]:
+    """The FFT size (ny, nx) of an hh x ww region: the key of a template's spectra."""
+    return int(_smooth(hh, True)), int(_smooth(ww, False))
+
+
+@_jit()
+def _new_setups():
+    return numba.typed.Dict.empty(key_type=_SIZE, value_type=_SETUP)
+
+
+def _setups() -> "numba.typed.Dict":
+    """The rule kernels' per-thread plans and scratch space (see ``_setup``). Made in jitted code:
+    ``numba.typed.Dict.empty`` called from Python compiles its helpers again in every process."""
+    setups = getattr(_local, "setups", None)
+    if setups is None:
+        setups = _local.setups = _new_setups()
+    return setups
 
 
 def _row_buffers(width: int) -> tuple:
@@ -1250,11 +1735,12 @@ def _row_buffers(width: int) -> tuple:
     (uint8 frames) int64."""
     buffers = getattr(_local, "rows", None)
     if buffers is None or buffers[0].shape[1] < width + 1:
+        n = width + 64
         buffers = _local.rows = (
-            _placed((4, width + 64), 11),
-            _placed((3, width + 64), 13),
-            _placed((2, width + 64), 3).view(np.int64),
-            _placed((2, width + 64), 7).view(np.int64),
+            _placed(4 * n, 11, False).reshape(4, n),
+            _placed(3 * n, 13, False).reshape(3, n),
+            _placed(2 * n, 3, False).view(np.int64).reshape(2, n),
+            _placed(2 * n, 7, False).view(np.int64).reshape(2, n),
         )
     return buffers
 
@@ -1313,36 +1799,15 @@ def clear_cache() -> None:
         _cache_bytes = 0
 
 
-def _spectrum(entry: _Template, plan: _Plan, space: tuple) -> tuple:
-    global _cache_bytes
-    spec = entry.spectra.get((plan.ny, plan.nx))
-    if spec is not None:
-        return spec
-    h, w = entry.pixels.shape
-    blk, t2r, t2i = space[0], space[1], space[2]
-    _forward_y(entry.tz, 0, 0, h, w, 0.0, plan.half, plan.fac_y, plan.twy[0], plan.twy[1], plan.post,
-               t2r, t2i, blk)
-    specr = _placed((plan.nx, plan.half + 1), 3)
-    speci = _placed((plan.nx, plan.half + 1), 7)
-    _transform_x(t2r, t2i, plan.nx, plan.half, plan.fac_x, plan.twx, specr, speci, t2r, t2i, blk, True)
-    spec = (specr, speci)
-    entry.spectra[(plan.ny, plan.nx)] = spec
-    with _cache_lock:
-        entry.nbytes += specr.nbytes + speci.nbytes
-        if _template_cache.get(entry.key) is entry:
-            _cache_bytes += specr.nbytes + speci.nbytes
-    return spec
-
-
-def _use_direct(h: int, w: int, hh: int, ww: int) -> bool:
-    """Direct scoring when it costs less than the FFT route (small regions, big templates)."""
-    placements = (hh - h + 1) * (ww - w + 1)
-    return 2.0 * placements * h * w <= 12.0 * hh * ww * max(1.0, math.log2(hh * ww)) + 20000.0
+_NO_ADDRESSES = np.zeros(0, np.int64)
+_NO_SCORES = np.zeros(0)
+_NO_SPECTRUM = (np.zeros((0, 0)), np.zeros((0, 0)))
 
 
 def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox) -> tuple:
-    """(best score, x, y inside the region, number of exact rescorings); boxes are sequences
-    of four Python ints."""
+    """(best score, x, y in image pixels, number of exact rescorings); boxes are sequences of four
+    Python ints. ``_kernel``'s search (``_search_region``) with the template cache of this module."""
+    global _cache_bytes
     tx1, ty1, tx2, ty2 = tbox
     rx1, ry1, rx2, ry2 = rbox
     h, w = ty2 - ty1, tx2 - tx1
@@ -1350,26 +1815,28 @@ def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox
     if h < 1 or w < 1 or hh < h or ww < w:
         raise InputError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
     entry = _template(template_frame, (tx1, ty1, tx2, ty2))
-    is_uint8 = search_frame.dtype == np.uint8
-    if entry.t_ss <= h * w * FLAT_VARIANCE:
-        return 0.0, 0, 0, 0
-    if _use_direct(h, w, hh, ww):
-        best, y, x = _search_direct(entry.tz, entry.t_ss, search_frame, ry1, rx1, hh, ww, is_uint8)
-        return best, x, y, (hh - h + 1) * (ww - w + 1)
-    plan = _region_plan(hh, ww)
-    space = _workspace(plan)
-    specr, speci = _spectrum(entry, plan, space)
+    size = _fft_size(hh, ww)
+    specr, speci = entry.spectra.get(size, _NO_SPECTRUM)
     acc, pre, iacc, ipre = _row_buffers(ww)
-    best, y, x, rescored = _search_fft(search_frame, is_uint8, ry1, rx1, hh, ww, entry.tz, entry.t_ss, entry.l1, specr,
-                                       speci, plan.fac_y, plan.twy, plan.fac_x, plan.twx, plan.post, plan.log2n,
-                                       *space, acc, pre, iacc, ipre)
-    return best, x, y, rescored
+    _, out, specr, speci = _kernel(_SEARCH, _NO_ADDRESSES, search_frame, search_frame.dtype == np.uint8,
+                                   np.array([rbox], dtype=np.float64), _NO_ADDRESSES, _NO_SCORES, 0, False,
+                                   *_DEFAULT_KERNEL_PARAMS, _setups(), acc, pre, iacc, ipre, entry.tz, entry.t_ss,
+                                   entry.l1, specr, speci)
+    if specr.shape[0] and size not in entry.spectra:
+        entry.spectra[size] = (specr, speci)
+        added = specr.nbytes + speci.nbytes
+        with _cache_lock:
+            entry.nbytes += added
+            if _template_cache.get(entry.key) is entry:
+                _cache_bytes += added
+    best, x, y, rescored = out[0].tolist()
+    return best, int(x), int(y), int(rescored)
 
 
 def _compiled_form(frame: np.ndarray) -> np.ndarray:
     """``frame`` itself when it is C-contiguous and writable (the arrays :func:`warm_up` compiles
     for), else a copy that is: another layout or a read-only array would make numba compile a
-    new specialisation (about 30 s) in the middle of a run."""
+    new specialisation (tens of seconds) in the middle of a run."""
     if frame.flags.c_contiguous and frame.flags.writeable:
         return frame
     return np.array(frame, order="C")
@@ -1395,8 +1862,8 @@ def _search(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame
     for k in range(count):
         best, x, y, _ = _search_one(template_frame, tboxes[k], search_frame, rboxes[k])
         scores[k] = best
-        top_left[k, 0] = rboxes[k][0] + x
-        top_left[k, 1] = rboxes[k][1] + y
+        top_left[k, 0] = x
+        top_left[k, 1] = y
     return scores, top_left
 
 
@@ -1404,7 +1871,107 @@ def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return iou_matrix(boxes_a, boxes_b)
 
 
-frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)
+# --------------------------------------------------------------------------------------------
+# The rule entry points: convert the window once, then one jitted call per frame.
+# --------------------------------------------------------------------------------------------
+
+#: The MiningParams fields the kernels take (in this order after the rule's own arguments);
+#: every other field must be one of params.PYTHON_ONLY_FIELDS (applied around every backend).
+_KERNEL_FIELDS = ("window", "margin", "ncc_threshold", "iou_threshold", "sure_score", "min_area", "border",
+                  "min_tracked", "max_support", "support_iou", "max_gap")
+#: Fields the kernel does not use at all (the caller applies score_threshold before the backend).
+_UNUSED_FIELDS = ("score_threshold",)
+
+
+@functools.lru_cache(maxsize=8)
+def _kernel_params(params: MiningParams) -> tuple:
+    """``_kernel``'s arguments of ``params``: Python ints and floats of one type each (an
+    int where a float is expected would compile a new specialisation). Raises RuntimeError
+    naming a field of ``params`` the kernel does not know unless params.PYTHON_ONLY_FIELDS
+    names it, as the C++ backend's conversion does."""
+    known = set(_KERNEL_FIELDS) | set(_UNUSED_FIELDS) | set(PYTHON_ONLY_FIELDS)
+    unknown = [f.name for f in dataclasses.fields(params) if f.name not in known]
+    if unknown:
+        raise RuntimeError(f"the numba backend does not take MiningParams field(s) {unknown}; add them to its kernels "
+                           "or to params.PYTHON_ONLY_FIELDS with the reason")
+
+    def value(name: str):
+        v = getattr(params, name)
+        return int(v) if isinstance(MiningParams.__dataclass_fields__[name].default, int) else float(v)
+
+    return tuple(value(n) for n in _KERNEL_FIELDS)
+
+
+_DEFAULT_KERNEL_PARAMS = _kernel_params(MiningParams())
+#: The template arguments of ``_kernel`` for the rule tasks (unused there).
+_NO_TEMPLATE = (np.zeros((0, 0)), 0.0, 0.0) + _NO_SPECTRUM
+
+
+def _window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int) -> tuple:
+    """(frame addresses, the center frame as the model of every frame, uint8?, boxes (N, 4)
+    float64, offsets (F + 1,) int64) of a window, after the checks verdicts.cpp makes."""
+    count = len(frames)
+    if count == 0:
+        raise InputError("frames must not be empty")
+    if len(boxes) != count:
+        raise InputError(f"boxes has {len(boxes)} entries but frames has {count}; give one (N_i, 4) array per frame")
+    if not 0 <= center < count:
+        raise InputError(f"center {center} is outside the window of {count} frames")
+    window = [_compiled_form(f) for f in frames]
+    model = window[center]
+    for g, f in enumerate(window):
+        if f.shape != model.shape or f.dtype != model.dtype or f.ndim != 2:
+            raise InputError(f"frames[{g}] has shape {f.shape} and dtype {f.dtype}, but frames[{center}] has "
+                             f"{model.shape} {model.dtype}")
+    addresses = np.array([f.__array_interface__["data"][0] for f in window], dtype=np.int64)
+    sizes = [len(b) for b in boxes]
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    flat = np.ascontiguousarray(np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]))
+    # ``window`` keeps any copies alive while the kernel reads them through ``addresses``.
+    return window, addresses, model, model.dtype == np.uint8, flat, offsets
+
+
+def frame_verdicts(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], scores: np.ndarray, center: int,
+                   params: MiningParams, rule: Rule, iou_first: bool = True) -> np.ndarray:
+    """``(N,)`` int8 reasons of ``boxes[center]``, decided in jitted code (``_kernel``)."""
+    if not _compiled:
+        ensure_compiled()
+    return _verdicts(frames, boxes, scores, center, params, rule, iou_first)
+
+
+def _verdicts(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], scores: np.ndarray, center: int,
+              params: MiningParams, rule: Rule, iou_first: bool) -> np.ndarray:
+    window, addresses, model, is_uint8, flat, offsets = _window(frames, boxes, center)
+    scores = np.ascontiguousarray(scores, dtype=np.float64).reshape(-1)
+    if len(scores) != offsets[center + 1] - offsets[center]:
+        raise InputError(f"scores has {len(scores)} entries but the center frame has "
+                         f"{offsets[center + 1] - offsets[center]} boxes")
+    acc, pre, iacc, ipre = _row_buffers(model.shape[1])
+    reasons, _, _, _ = _kernel(_RULE_CODES[Rule(rule)], addresses, model, is_uint8, flat, offsets, scores, int(center),
+                               bool(iou_first), *_kernel_params(params), _setups(), acc, pre, iacc, ipre,
+                               *_NO_TEMPLATE)
+    del window
+    return reasons
+
+
+def frame_hard_positives(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int,
+                         params: MiningParams) -> np.ndarray:
+    """``(M, 4)`` float64 hard positives of the center frame, found in jitted code
+    (``_kernel``)."""
+    if not _compiled:
+        ensure_compiled()
+    return _hard_positives(frames, boxes, center, params)
+
+
+def _hard_positives(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int,
+                    params: MiningParams) -> np.ndarray:
+    window, addresses, model, is_uint8, flat, offsets = _window(frames, boxes, center)
+    acc, pre, iacc, ipre = _row_buffers(model.shape[1])
+    _, found, _, _ = _kernel(_HARD_POSITIVES, addresses, model, is_uint8, flat, offsets, _NO_SCORES, int(center), False,
+                             *_kernel_params(params), _setups(), acc, pre, iacc, ipre, *_NO_TEMPLATE)
+    del window
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -1412,11 +1979,11 @@ frame_verdicts, frame_hard_positives = rules.rule_kernels(ncc_search_batch)
 # --------------------------------------------------------------------------------------------
 
 #: What the first search of a process with a cold cache prints on stderr before compiling.
-COMPILE_MESSAGE = "flickermine: compiling the numba backend once (30-60 s); cached afterwards"
+COMPILE_MESSAGE = "flickermine: compiling the numba backend once (1-2 min); cached afterwards"
 
 #: Jitted functions called from Python: every specialisation of the backend is one of theirs
 #: (the rest are compiled into them).
-_ENTRY_POINTS = ("_template_stats", "_same_pixels", "_search_direct", "_forward_y", "_transform_x", "_search_fft")
+_ENTRY_POINTS = ("_template_stats", "_same_pixels", "_smooth", "_placed", "_new_setups", "_kernel")
 
 _MARKER = "numba_backend.flickermine-warm"
 _compiled = False
@@ -1426,7 +1993,7 @@ _compile_lock = threading.Lock()
 def cache_dir() -> Path | None:
     """The folder numba caches this module's compiled code in; None when it has none (no
     writable location: then every process compiles again)."""
-    cache = getattr(_search_fft, "_cache", None)
+    cache = getattr(_kernel, "_cache", None)
     path = getattr(cache, "cache_path", None)
     return Path(path) if path else None
 
@@ -1439,7 +2006,7 @@ def _stamp() -> str:
 
 
 def cache_is_cold() -> bool:
-    """True when the next search will compile (about 30 s): no on-disk cache, no marker written
+    """True when the next search will compile (about a minute): no on-disk cache, no marker written
     by :func:`warm_up` for this numba, Python and source file, or an index file of numba's
     missing. Cheap: a few ``stat`` calls and one small read."""
     folder = cache_dir()
@@ -1460,7 +2027,8 @@ def cache_is_cold() -> bool:
 
 def _compile_everything() -> None:
     """Run every specialisation once on tiny inputs: uint8 and float32 frames (C-contiguous,
-    writable: :func:`_compiled_form`), a direct and an FFT search, and a template cache hit."""
+    writable: :func:`_compiled_form`), a direct and an FFT search, and a template cache hit; the
+    rule kernels (every rule, hard positives) on the same frames."""
     rng = np.random.default_rng(0)
     texture = (rng.random((96, 96)) * 255).astype(np.uint8)
     direct = (np.array([[40, 40, 48, 48]]), np.array([[36, 36, 52, 52]]))
@@ -1470,6 +2038,14 @@ def _compile_everything() -> None:
         shifted = np.roll(frame, 1, axis=1)
         for boxes, regions in (direct, fft, fft):  # fft twice: the second is a cache hit
             _search(frame, boxes, shifted, regions)
+        # The rule kernels: a direct (8 x 8) and an FFT (24 x 24) search per detection.
+        window = [frame, shifted, frame]
+        detections = [np.array([[32.0, 32.0, 56.0, 56.0], [40.0, 40.0, 48.0, 48.0]])] * 3
+        params = MiningParams(score_threshold=0.0, window=1, margin=24, sure_score=2.0, min_area=0.0, border=0,
+                              min_tracked=1)
+        for rule in Rule:
+            _verdicts(window, detections, np.full(2, 0.5), 1, params, rule, False)
+        _hard_positives(window, [detections[0], detections[0][:0], detections[0]], 1, params)
     clear_cache()
 
 
