@@ -1462,6 +1462,24 @@ def _new_spectra():
 
 
 @_jit()
+def _isolated_whatever(tracked, supporting, left, min_tracked, max_support):
+    """Support rule: whether ISOLATED holds whatever the ``left`` frames give. Each adds nothing,
+    one tracked frame, or one tracked and supporting frame, and the decision compares supporting
+    with max_support * tracked (rounding is monotone), so for 0 <= max_support < 1 the worst
+    case for each k is k of them tracked and supporting, checked with the decision's own
+    expression (verdicts.cpp's ``isolated_whatever``)."""
+    if not (max_support >= 0.0 and max_support < 1.0) or tracked < min_tracked:
+        return False
+    # k = left first: when any k fails, that one almost always does, so the loop rarely runs.
+    if not (float(supporting + left) <= max_support * float(tracked + left)):
+        return False
+    for k in range(left):
+        if not (float(supporting + k) <= max_support * float(tracked + k)):
+            return False
+    return True
+
+
+@_jit()
 def _exemptions(boxes, start, scores, count, width, height, sure_score, min_area, border):
     """``rules.exemption_reasons``: sure score, then small, then border; undecided elsewhere."""
     reasons = np.full(count, _UNDECIDED, np.int8)
@@ -1492,14 +1510,26 @@ def _verdicts_body(addresses, model, is_uint8, boxes, offsets, scores, center, r
     count = offsets[center + 1] - start
     reasons = _exemptions(boxes, start, scores, count, width, height, sure_score, min_area, border)
     frame = _frame_at(addresses, center, model)
-    # Neighbour frames in order: seed, those with detections; support, all of them.
+    # Neighbour frames: seed, those with detections, in frame order; support, all of them,
+    # nearest first (center -+ 1, -+ 2, ...: a consistent object is tracked and supported there
+    # first, so its searches end sooner; see the support branch).
     neighbours = np.empty(hi - lo + 1, np.int64)
     num = 0
-    for g in range(lo, hi + 1):
-        if g != center and (rule != 0 or offsets[g + 1] > offsets[g]):
-            neighbours[num] = g
-            num += 1
-    partner_above = max_support * float(num)
+    if rule == 2:
+        d = 1
+        while center - d >= lo or center + d <= hi:
+            if center - d >= lo:
+                neighbours[num] = center - d
+                num += 1
+            if center + d <= hi:
+                neighbours[num] = center + d
+                num += 1
+            d += 1
+    else:
+        for g in range(lo, hi + 1):
+            if g != center and offsets[g + 1] > offsets[g]:
+                neighbours[num] = g
+                num += 1
     for i in range(count):
         if reasons[i] != _UNDECIDED:
             continue
@@ -1572,11 +1602,16 @@ def _verdicts_body(addresses, model, is_uint8, boxes, offsets, scores, center, r
             supporting = 0
             searched = 0
             for j in range(num):
-                # PARTNER whatever comes: enough frames tracked, and more support than
-                # max_support of all; APPEARANCE_CHANGED: too few frames left for min_tracked.
-                if max_support >= 0 and tracked >= min_tracked and float(supporting) > partner_above:
+                # Stop once no outcome of the frames left can change the verdict (verdicts.cpp):
+                # PARTNER whatever comes (enough frames tracked, more support than max_support of
+                # every frame that can still be tracked), APPEARANCE_CHANGED whatever comes (too
+                # few frames left for min_tracked), ISOLATED whatever comes.
+                left = num - searched
+                if max_support >= 0 and tracked >= min_tracked and float(supporting) > max_support * float(tracked + left):
                     break
-                if tracked + (num - searched) < min_tracked:
+                if tracked + left < min_tracked:
+                    break
+                if _isolated_whatever(tracked, supporting, left, min_tracked, max_support):
                     break
                 searched += 1
                 g = neighbours[j]
