@@ -1943,8 +1943,9 @@ _NO_TEMPLATE = (np.zeros((0, 0)), 0.0, 0.0) + _NO_SPECTRUM
 
 
 def _window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int) -> tuple:
-    """(frame addresses, the center frame as the model of every frame, uint8?, boxes (N, 4)
-    float64, offsets (F + 1,) int64) of a window, after the checks verdicts.cpp makes."""
+    """(the frames as the kernel reads them: keep this list alive during the call, their
+    addresses, the center frame as the model of every frame, uint8?, boxes (N, 4) float64,
+    offsets (F + 1,) int64) of a window, after the checks verdicts.cpp makes."""
     count = len(frames)
     if count == 0:
         raise InputError("frames must not be empty")
