@@ -1,8 +1,9 @@
 """The flicker rules, written once in plain NumPy: the oracle every backend must match.
 
-A backend that does not reimplement the rules (``numpy``, ``numba``, ``opencv``) calls these
-functions with its own batched NCC search; the ``cpp`` backend runs the same logic in
-``cpp/src/verdicts.cpp`` and is tested against this file.
+A backend that does not reimplement the rules (``numpy``, ``opencv``) calls these functions with
+its own batched NCC search; the compiled backends run the same logic in their own code (``cpp``
+in ``cpp/src/verdicts.cpp``, ``numba`` in jitted code) and are tested against this file, never
+calling it.
 
 Shared conventions for every function here:
 
