@@ -217,11 +217,15 @@ def interrupted_after_step(count: int, signals: int = 1):
             for _ in range(signals):
                 os.kill(os.getpid(), signal.SIGINT)
 
+    # As a terminal starts it: a process started in the background by a non-interactive shell
+    # (`pytest ... &`) inherits SIGINT ignored, which training rightly leaves alone.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     handle = register_optimizer_step_post_hook(hook)
     try:
         yield
     finally:
         handle.remove()
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.slow
@@ -229,9 +233,10 @@ def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp
     train_json = make_squares(tmp_path / "data")
     straight = train(tiny_config(train_json, tmp_path / "straight", iterations=5, checkpoint_every=100))
 
-    with interrupted_after_step(3), pytest.raises(KeyboardInterrupt):
-        train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the caller's handler is put back"
+    with interrupted_after_step(3):
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(train_json, tmp_path / "resumed", iterations=5, checkpoint_every=100))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the caller's handler is put back"
     checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert checkpoint["iteration"] == 3  # the iteration under way when Ctrl-C came is finished first
     assert "interrupted at iteration 3" in (tmp_path / "resumed" / "train.log").read_text()
@@ -247,9 +252,10 @@ def test_ctrl_c_mid_iteration_resumes_to_the_weights_of_an_uninterrupted_run(tmp
 @pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once_without_a_checkpoint(tmp_path):
     train_json = make_squares(tmp_path / "data", count=3)
-    with interrupted_after_step(2, signals=2), pytest.raises(KeyboardInterrupt):
-        train(tiny_config(train_json, tmp_path / "run", iterations=5, checkpoint_every=100))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupted_after_step(2, signals=2):
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(train_json, tmp_path / "run", iterations=5, checkpoint_every=100))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     # the state was mid-iteration: no checkpoint of it, and nothing says there is one
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     assert "aborted during iteration 2" in (tmp_path / "run" / "train.log").read_text()
