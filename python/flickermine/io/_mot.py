@@ -321,9 +321,12 @@ class DetectionFile(DetectionReader):
     def _all_valid(self, data: np.ndarray) -> bool:
         frame = data[:, 0]
         limit = _MAX_FRAME if self.frame_count is None else self.frame_count
-        if not (np.isfinite(frame).all() and ((frame >= 1) & (frame <= limit) & (frame == np.floor(frame))).all()):
+        # NaN and infinity fail the frame comparisons; the box columns are checked by _xywh_all_valid.
+        if not ((frame >= 1) & (frame <= limit) & (frame == np.floor(frame))).all():
             return False
-        return np.isfinite(data).all() and self._xywh_all_valid(data[:, 2], data[:, 3], data[:, 4], data[:, 5])
+        if not (np.isfinite(data[:, 1]).all() and np.isfinite(data[:, 6]).all()):  # id, score
+            return False
+        return self._xywh_all_valid(data[:, 2], data[:, 3], data[:, 4], data[:, 5])
 
     def _parse_slow(self, lines: list[str], first_line: int) -> tuple[np.ndarray, np.ndarray]:
         numbers: list[int] = []
