@@ -299,20 +299,28 @@ def test_unknown_category_fails_before_any_work(tmp_path, capsys, workers):
 
 @pytest.mark.real_data
 def test_a_videos_thread_share_gives_the_same_shard_and_restores_opencv(tmp_path):
-    """What --workers and Ray tasks do (one decoding thread): same shard, OpenCV's pool put back."""
+    """What --workers and Ray tasks do (a share of the cores): same shard, OpenCV's pool and the
+    rule threads put back."""
     import cv2
 
+    from flickermine.mining import set_num_threads
     from flickermine.runner._mine_job import VideoJob, mine_video_job
 
     job = VideoJob("video", shared_data("tud-campus", "video.mp4"), shared_data("tud-campus", "det", "faster_rcnn.txt"))
     before = cv2.getNumThreads()
+    rule_threads = set_num_threads(5)
     shards = {}
-    for threads in (None, 1):
-        out = tmp_path / str(threads)
-        out.mkdir()
-        stats = mine_video_job(job, out, RunConfig(rule="support", mode="hn+hp"), threads=threads)
-        assert stats["frames"] == 71 and cv2.getNumThreads() == before
-        shard = json.loads((out / "shards" / "video.json").read_text())
-        shard.pop("seconds"), shard.pop("frames_per_second")
-        shards[threads] = shard
-    assert shards[None] == shards[1] and shards[1]["images"]
+    try:
+        for threads in (None, 1, 3):
+            out = tmp_path / str(threads)
+            out.mkdir()
+            stats = mine_video_job(job, out, RunConfig(rule="support", mode="hn+hp"), threads=threads)
+            assert stats["frames"] == 71 and cv2.getNumThreads() == before
+            assert set_num_threads(5) == 5  # put back after the call
+            shard = json.loads((out / "shards" / "video.json").read_text())
+            shard.pop("seconds"), shard.pop("frames_per_second")
+            shards[threads] = shard
+    finally:
+        set_num_threads(rule_threads)
+    assert shards[None] == shards[1] == shards[3] and shards[1]["images"]
+

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build flickermine._core with AddressSanitizer + UBSan into a separate folder and run the C++
-# parity and boundary tests against it. Needs the test environment of the README's test command
-# (.venv) and gcc's libasan. Usage: bash tools/sanitizer-tests.sh
+# parity and boundary tests against it; then with ThreadSanitizer, the rule threads' tests. Needs
+# the test environment of the README's test command (.venv) and gcc's libasan and libtsan.
+# Usage: bash tools/sanitizer-tests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -32,4 +33,21 @@ PYEOF
 # frames and +-1e308 boxes.
 "$PY" -m pytest -q -p no:cacheprovider tests/test_parity.py tests/test_ncc.py tests/test_api_errors.py tests/test_rules.py \
   tests/test_ncc_isa.py -k "cpp or core or ncc_isa" -o addopts="-ra --strict-markers"
-"$PY" -m pytest -q -p no:cacheprovider tests/test_params_bounds.py -o addopts="-ra --strict-markers"
+"$PY" -m pytest -q -p no:cacheprovider tests/test_params_bounds.py tests/test_threads.py -o addopts="-ra --strict-markers"
+
+# ThreadSanitizer on the rule threads (parallel.cpp and the rules that use it): a second build,
+# the same import-hook bypass. TSan cannot follow a threaded process into fork(), so the fork
+# test is left to the runs above.
+TSAN_LIB=$(gcc -print-file-name=libtsan.so)
+if [ ! -f "$TSAN_LIB" ]; then
+  echo "no libtsan for gcc here: ThreadSanitizer run skipped" >&2
+  exit 0
+fi
+TSAN_SITE=build/tsan-site
+rm -rf "$TSAN_SITE"
+"$PY" -m pip install --quiet --no-deps --no-build-isolation --target "$TSAN_SITE" \
+  -C cmake.define.FLICKERMINE_TSAN=ON -C cmake.define.FLICKERMINE_CUDA=OFF -C build-dir=build/tsan .
+export LD_PRELOAD="$TSAN_LIB $STDCXX_LIB" TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
+export PYTHONPATH="$PWD/$TSAN_SITE"
+"$PY" -c "import os, flickermine._core as core; assert os.path.abspath(core.__file__).startswith(os.environ['PYTHONPATH']); print('tsan core:', core.__file__)"
+"$PY" -m pytest -q -p no:cacheprovider tests/test_threads.py -k "not forked" -o addopts="-ra --strict-markers"

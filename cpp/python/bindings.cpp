@@ -6,15 +6,20 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ncc.hpp"
+#include "parallel.hpp"
 #include "verdicts.hpp"
 
 #include "array_args.hpp"
@@ -408,5 +413,40 @@ PYBIND11_MODULE(_core, m) {
       py::arg("name") = "",
       "Private, for tests and benchmarks: switch the NCC kernels to the vector code path `name` (baseline, avx2, "
       "avx512; '' leaves it). Returns (in use, available here).");
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 0 || n > kMaxThreads)
+          throw std::invalid_argument("threads must be >= 0 and <= " + std::to_string(kMaxThreads) + ", got " +
+                                      std::to_string(n));
+        set_num_threads(n);
+      },
+      py::arg("threads"),
+      "Threads that frame_verdicts and hard_positives spread one frame's detections over, the caller's "
+      "included (0: the default, one less than the cores this process may run on, at least 1). Process-wide.");
+  m.def("num_threads", &num_threads, "The threads frame_verdicts and hard_positives use (see set_num_threads).");
+  m.def(
+      "_parallel_for_check",
+      [](int n, int fail_at, int sleep_us) {
+        if (n < 0 || n > 100000 || sleep_us < 0 || sleep_us > 100000)
+          throw std::invalid_argument("n must be in [0, 100000] and sleep_us in [0, 100000]");
+        std::vector<int> calls(static_cast<size_t>(n), 0);
+        std::mutex lock;
+        std::set<std::thread::id> threads;
+        {
+          py::gil_scoped_release release;
+          parallel_for(calls.size(), [&](size_t i) {
+            if (static_cast<int>(i) == fail_at) throw std::invalid_argument("item " + std::to_string(i) + " failed");
+            std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+            ++calls[i];
+            std::lock_guard<std::mutex> guard(lock);
+            threads.insert(std::this_thread::get_id());
+          });
+        }
+        return py::make_tuple(calls, threads.size());
+      },
+      py::arg("n"), py::arg("fail_at") = -1, py::arg("sleep_us") = 0,
+      "Private, for tests: parallel_for over n items, each sleeping sleep_us; item fail_at throws. Returns "
+      "(calls of each item, number of threads that ran items).");
   m.attr("has_cuda") = false;
 }

@@ -1,8 +1,11 @@
 #include "verdicts.hpp"
 
+#include "parallel.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -62,6 +65,14 @@ std::vector<std::int8_t> exemption_reasons(const Window& w, const Params& p) {
   return reasons;
 }
 
+// Indices of the detections no exemption decided: the ones a rule searches for, each on its own.
+std::vector<size_t> undecided(const std::vector<std::int8_t>& reasons) {
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < reasons.size(); ++i)
+    if (reasons[i] == kUndecided) todo.push_back(i);
+  return todo;
+}
+
 // First and last frame of the window around the center, summed in 64 bits (window may be huge).
 std::pair<int, int> window_bounds(const Window& w, const Params& p) {
   const std::int64_t center = w.center;
@@ -86,6 +97,7 @@ std::vector<std::int8_t> seed(const Window& w, const Params& p, bool iou_first) 
     if (g != w.center && !w.boxes[g].empty()) neighbours.push_back(g);
   }
 
+  std::vector<size_t> searched;  // the detections the cheap test leaves undecided
   for (size_t i = 0; i < detections.size(); ++i) {
     if (reasons[i] != kUndecided) continue;
     if (iou_first) {
@@ -97,7 +109,11 @@ std::vector<std::int8_t> seed(const Window& w, const Params& p, bool iou_first) 
       }
       if (reasons[i] != kUndecided) continue;
     }
-    // Only the detections that the cheap test left undecided pay for a template.
+    searched.push_back(i);
+  }
+  // Only those pay for a template; each is decided on its own, so they are spread over threads.
+  parallel_for(searched.size(), [&](size_t k) {
+    const size_t i = searched[k];
     const PixelBox templ_box = pixel_box(detections[i], frame.width, frame.height);
     const PixelBox region = grow(templ_box, p.margin, frame.width, frame.height);
     std::unique_ptr<NccTemplate> templ;
@@ -115,7 +131,7 @@ std::vector<std::int8_t> seed(const Window& w, const Params& p, bool iou_first) 
       }
     }
     if (reasons[i] == kUndecided) reasons[i] = kIsolated;
-  }
+  });
   return reasons;
 }
 
@@ -125,8 +141,9 @@ std::vector<std::int8_t> tracklet(const Window& w, const Params& p) {
   std::vector<std::int8_t> reasons = exemption_reasons(w, p);
   const auto [lo, hi] = window_bounds(w, p);
 
-  for (size_t i = 0; i < detections.size(); ++i) {
-    if (reasons[i] != kUndecided) continue;
+  const std::vector<size_t> todo = undecided(reasons);
+  parallel_for(todo.size(), [&](size_t k) {
+    const size_t i = todo[k];
     const PixelBox templ_box = pixel_box(detections[i], frame.width, frame.height);
     NccTemplate templ(frame, templ_box);
     int frames_reached = 0;
@@ -146,7 +163,7 @@ std::vector<std::int8_t> tracklet(const Window& w, const Params& p) {
     if (reasons[i] == kUndecided) {
       reasons[i] = frames_reached > 0 ? kIsolated : (hi > lo ? kAppearanceChanged : kNoNeighbours);
     }
-  }
+  });
   return reasons;
 }
 
@@ -189,13 +206,15 @@ std::vector<std::int8_t> support(const Window& w, const Params& p) {
     return true;
   };
 
-  for (size_t i = 0; i < detections.size(); ++i) {
-    if (reasons[i] != kUndecided) continue;
-    if (num_neighbours < p.min_tracked) {
-      // Never enough frames to track into: no search can change the verdict.
-      reasons[i] = num_neighbours > 0 ? kAppearanceChanged : kNoNeighbours;
-      continue;
-    }
+  if (num_neighbours < p.min_tracked) {
+    // Never enough frames to track into: no search can change the verdict.
+    for (std::int8_t& reason : reasons)
+      if (reason == kUndecided) reason = num_neighbours > 0 ? kAppearanceChanged : kNoNeighbours;
+    return reasons;
+  }
+  const std::vector<size_t> todo = undecided(reasons);
+  parallel_for(todo.size(), [&](size_t k) {
+    const size_t i = todo[k];
     const PixelBox templ_box = pixel_box(detections[i], frame.width, frame.height);
     const PixelBox region = grow(templ_box, p.margin, frame.width, frame.height);
     NccTemplate templ(frame, templ_box);
@@ -224,7 +243,7 @@ std::vector<std::int8_t> support(const Window& w, const Params& p) {
     } else {
       reasons[i] = kPartner;
     }
-  }
+  });
   return reasons;
 }
 
@@ -274,38 +293,51 @@ std::vector<Box> hard_positives(const Window& w, const Params& p) {
   check_window(w);
   const ImageView& frame = w.frames[w.center];
   const int n = static_cast<int>(w.frames.size());
-  std::vector<Box> found;
   // Beyond n frames every source and target is outside the window: the loops stop there.
   const std::int64_t max_gap = std::clamp<std::int64_t>(p.max_gap, 0, n);
-  for (int direction : {1, -1}) {  // 1: sources before the center, tracked forward
+  struct Source {
+    int direction;  // 1: a source before the center, tracked forward
+    int distance;
+    const Box* detection;
+  };
+  std::vector<Source> sources;  // in the oracle's order: found boxes keep it
+  for (int direction : {1, -1}) {
     for (int distance = 1; distance <= max_gap; ++distance) {
       const int source = w.center - direction * distance;
-      if (source < 0 || source >= n || w.boxes[source].empty()) continue;
-      for (const Box& detection : w.boxes[source]) {
-        const PixelBox templ_box = pixel_box(detection, frame.width, frame.height);
-        NccTemplate templ(w.frames[source], templ_box);
-        PixelBox previous = templ_box;
-        Box at_center;
-        for (int step = 1; step <= max_gap + 1; ++step) {
-          const int g = source + direction * step;
-          if (g < 0 || g >= n) break;
-          const NccMatch match = templ.search(w.frames[g], grow(previous, p.margin, frame.width, frame.height));
-          if (match.score < p.ncc_threshold) break;
-          const Box tracked{double(match.x), double(match.y), double(match.x + templ_box.width()),
-                            double(match.y + templ_box.height())};
-          double overlap = 0.0;
-          for (const Box& other : w.boxes[g]) overlap = std::max(overlap, iou(tracked, other));
-          if (overlap >= kHardPositiveMatchIou) {
-            if (step > distance) found.push_back(at_center);
-            break;
-          }
-          if (overlap >= p.iou_threshold || step > max_gap) break;  // partial overlap, or too many gaps
-          if (step == distance) at_center = tracked;
-          previous = PixelBox{match.x, match.y, match.x + templ_box.width(), match.y + templ_box.height()};
-        }
-      }
+      if (source < 0 || source >= n) continue;
+      for (const Box& detection : w.boxes[source]) sources.push_back(Source{direction, distance, &detection});
     }
   }
+  // Each detection is tracked on its own: spread over threads, each result kept in its slot.
+  std::vector<std::optional<Box>> found_at(sources.size());
+  parallel_for(sources.size(), [&](size_t k) {
+    const int direction = sources[k].direction, distance = sources[k].distance;
+    const int source = w.center - direction * distance;
+    const PixelBox templ_box = pixel_box(*sources[k].detection, frame.width, frame.height);
+    NccTemplate templ(w.frames[source], templ_box);
+    PixelBox previous = templ_box;
+    Box at_center;
+    for (int step = 1; step <= max_gap + 1; ++step) {
+      const int g = source + direction * step;
+      if (g < 0 || g >= n) break;
+      const NccMatch match = templ.search(w.frames[g], grow(previous, p.margin, frame.width, frame.height));
+      if (match.score < p.ncc_threshold) break;
+      const Box tracked{double(match.x), double(match.y), double(match.x + templ_box.width()),
+                        double(match.y + templ_box.height())};
+      double overlap = 0.0;
+      for (const Box& other : w.boxes[g]) overlap = std::max(overlap, iou(tracked, other));
+      if (overlap >= kHardPositiveMatchIou) {
+        if (step > distance) found_at[k] = at_center;
+        break;
+      }
+      if (overlap >= p.iou_threshold || step > max_gap) break;  // partial overlap, or too many gaps
+      if (step == distance) at_center = tracked;
+      previous = PixelBox{match.x, match.y, match.x + templ_box.width(), match.y + templ_box.height()};
+    }
+  });
+  std::vector<Box> found;
+  for (const auto& box : found_at)
+    if (box) found.push_back(*box);
   std::vector<Box> kept;
   for (const Box& box : found) {
     bool duplicate = false;

@@ -123,6 +123,19 @@ def ncc_score_map_reference(
     """Direct float64 score map of one (1, 4) template box (h x w) in one (1, 4) region (RH x RW):
     shape (RH - h + 1, RW - w + 1), indexed by top-left (y, x) within the region. Slow; for tests."""
 
+def set_num_threads(threads: int) -> None:
+    """Threads that :func:`frame_verdicts` and :func:`hard_positives` spread one frame's detections
+    over, the caller's included; 0: the default, one less than the cores this process may run on
+    (its CPU affinity; the other feeds the miner frames), at least 1. Process-wide. ValueError
+    outside 0..1024."""
+
+def num_threads() -> int:
+    """The threads :func:`frame_verdicts` and :func:`hard_positives` use (see :func:`set_num_threads`)."""
+
+def _parallel_for_check(n: int, fail_at: int = -1, sleep_us: int = 0) -> tuple[list[int], int]:
+    """Private, for tests: the rules' thread pool over ``n`` items, each sleeping ``sleep_us``;
+    item ``fail_at`` throws (ValueError here). Returns (calls of each item, threads that ran items)."""
+
 def _ncc_isa(name: str = "") -> tuple[str, list[str]]:
     """Private, for tests and benchmarks: switch the NCC kernels to the vector code path ``name``
     (``"baseline"``, ``"avx2"``, ``"avx512"``; ``""`` leaves it).

@@ -14,7 +14,7 @@ The package root (``import flickermine``) re-exports their public names.
 from __future__ import annotations
 
 from ._backends import BACKENDS, Backend, BackendName, available_backends, get_backend, unavailable_backends
-from ._kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch
+from ._kernels import frame_hard_positives, frame_verdicts, iou, ncc_search, ncc_search_batch, set_num_threads
 from ._miner import FrameVerdicts, Miner, mine_frames
 from ._params import MiningParams, Reason, Rule
 from ._rules import RuleName
@@ -37,5 +37,6 @@ __all__ = [
     "mine_frames",
     "ncc_search",
     "ncc_search_batch",
+    "set_num_threads",
     "unavailable_backends",
 ]

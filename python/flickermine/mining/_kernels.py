@@ -26,6 +26,30 @@ def _rule(rule: RuleLike) -> Rule:
         raise InputError(f"rule must be one of {[r.value for r in Rule]}, got {rule!r}") from None
 
 
+#: Most threads :func:`set_num_threads` takes.
+MAX_THREADS = 1024
+
+
+def set_num_threads(threads: int) -> int:
+    """Set how many threads the ``cpp`` backend spreads the detections of one frame over, the
+    calling thread included, for the whole process (like ``cv2.setNumThreads``).
+
+    Each detection of a frame is decided on its own, so they run in parallel; verdicts do not
+    depend on the setting. ``0`` restores the default: one less than the cores this process may
+    run on (the other one decodes), at least 1. The other backends run one thread.
+
+    Returns:
+        The setting replaced (0 when the ``cpp`` backend is not available here).
+    """
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= MAX_THREADS:
+        raise InputError(f"threads must be an integer >= 0 and <= {MAX_THREADS} (0: the default), got {threads!r}")
+    try:
+        from ._backends import cpp_backend
+    except ImportError:  # _core not built
+        return 0
+    return cpp_backend.set_num_threads(int(threads))
+
+
 def ncc_search_batch(
     template_frame: np.ndarray,
     template_boxes: np.ndarray,

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..io._formats import open_detections
 from ..io._mot import DetectionReader
 from ..mining._backends import BackendName
+from ..mining._kernels import set_num_threads
 from ..mining._miner import Miner
 from ..video import Frame, open_video
 from ._gpu_pipeline import DetectorPipeline
@@ -54,18 +55,20 @@ def mine_video_job(
     """Mine one video into its shard; return the shard's statistics (without its images).
 
     ``threads``: the cores this video may use, when several are mined at once (``--workers``, Ray
-    tasks): FFmpeg decodes with that many threads and OpenCV's own thread pool is set to it for
-    the duration of the call. None: the libraries' defaults (every core), for a video that has the
-    machine.
+    tasks): FFmpeg decodes with that many threads, OpenCV's own thread pool is set to it and the
+    rules run on one less (at least one; :func:`~flickermine.mining.set_num_threads`) for the
+    duration of the call. None: the libraries' defaults, for a video that has the machine.
     """
     if threads is None:
         return _mine_video_job(job, out, config, backend, detector, on_frames, None)
     previous = cv2.getNumThreads()
     cv2.setNumThreads(threads)
+    previous_rules = set_num_threads(max(threads - 1, 1))
     try:
         return _mine_video_job(job, out, config, backend, detector, on_frames, threads)
     finally:
         cv2.setNumThreads(previous)
+        set_num_threads(previous_rules)
 
 
 def _mine_video_job(job, out, config, backend, detector, on_frames, threads) -> dict:

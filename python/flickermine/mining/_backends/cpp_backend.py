@@ -1,5 +1,5 @@
 """The C++ backend: ``flickermine._core``. NCC search, IoU and whole-frame verdicts run in C++
-with the GIL released."""
+with the GIL released, one frame's detections spread over ``_core.num_threads()`` threads."""
 
 from __future__ import annotations
 
@@ -54,3 +54,10 @@ def frame_hard_positives(
     frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int, params: MiningParams
 ) -> np.ndarray:
     return _core.hard_positives(list(frames), list(boxes), center, _core_params(params))
+
+
+def set_num_threads(threads: int) -> int:
+    """Set the rule threads (0: the default); return the setting it replaces."""
+    previous = _core.num_threads()
+    _core.set_num_threads(threads)
+    return previous
