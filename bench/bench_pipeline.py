@@ -214,6 +214,42 @@ def authors_mine(dets: Path, frames: int) -> tuple[int, int, float, float]:
     return min(frames, total), hard, time.perf_counter() - start, seek_read
 
 
+def rules_alone(dets: Path, rule: str, frames: int, thread_counts: list[int], pairs: int) -> dict[int, list[float]]:
+    """ms a frame of the cpp rules alone (frames decoded beforehand, no decoding running), for each
+    thread count, interleaved over ``pairs`` rounds: how the rules scale where cores are free."""
+    from flickermine import MiningParams
+    from flickermine.io._formats import open_detections
+    from flickermine.mining import set_num_threads
+    from flickermine.mining._backends import cpp_backend
+    from flickermine.mining._params import Rule
+    from flickermine.video import open_video
+
+    params = MiningParams()
+    source = open_video(VIDEO)
+    with contextlib.closing(source.frames(gray=True)) as decoded:
+        gray = [f.gray for f in itertools.islice(decoded, frames)]
+    reader = open_detections(dets, frame_count=source.frame_count, width=source.width, height=source.height)
+    found = list(itertools.islice(reader.detections(source.frame_count), len(gray)))
+    keep = [d.scores >= params.score_threshold for d in found]
+    boxes = [d.boxes[k] for d, k in zip(found, keep)]
+    scores = [d.scores[k] for d, k in zip(found, keep)]
+    times: dict[int, list[float]] = {n: [] for n in thread_counts}
+    previous = set_num_threads(thread_counts[0])
+    try:
+        for _ in range(pairs):
+            for n in thread_counts:
+                set_num_threads(n)
+                start = time.perf_counter()
+                for c in range(len(gray)):
+                    lo, hi = max(0, c - params.window), min(len(gray) - 1, c + params.window)
+                    if len(boxes[c]):
+                        cpp_backend.frame_verdicts(gray[lo : hi + 1], boxes[lo : hi + 1], scores[c], c - lo, params, Rule(rule))
+                times[n].append((time.perf_counter() - start) * 1000 / len(gray))
+    finally:
+        set_num_threads(previous)
+    return times
+
+
 def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
@@ -236,6 +272,8 @@ def main() -> int:
     parser.add_argument("--authors-frames", type=int, default=100, help="frames for the authors' algorithm (0: skip)")
     parser.add_argument("--loops", type=int, default=10, help="how many times the video is looped for the memory test (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="RNG seed of the extra boxes")
+    parser.add_argument("--scaling", default="1,2",
+                        help="thread counts for the rules-alone timing (support rule, first 300 frames; '' to skip)")
     parser.add_argument("--threads", type=int, default=0,
                         help="threads the cpp rules spread a frame's detections over (flickermine.mining.set_num_threads; "
                              "default 0: the library's default, cores - 1)")
@@ -294,6 +332,14 @@ def main() -> int:
                 results.append(row)
                 print(f"  {density:>4} {rule:>8}: {fmt(row['mine_over_decode'], 3)}  ({statistics.median(mine_fps):.0f} frames/s, load {loadavg()[0]})", file=sys.stderr, flush=True)
 
+        scaling = []
+        counts = [int(n) for n in args.scaling.split(",") if n]
+        if counts and backend == "cpp":
+            for density, dets in files.items():
+                times = rules_alone(dets, "support", min(300, args.frames or total), counts, args.pairs)
+                scaling.append({"detections": density, "rule": "support", "frames": min(300, args.frames or total),
+                                "ms_per_frame": {str(n): spread(v) for n, v in times.items()}})
+
         authors = None
         if args.authors_frames > 0:
             frames = min(args.authors_frames, total)
@@ -337,6 +383,18 @@ def main() -> int:
         for r in results
     ]
     print_table(["detections", "candidates a frame", "frames", "rule", "mine/decode", "mine fps", "decode fps", "hard neg."], table)
+    if scaling:
+        counts_run = list(scaling[0]["ms_per_frame"])
+        print(f"\nsupport rule alone (frames decoded beforehand, nothing else running), ms a frame, "
+              f"median [min-max] over {args.pairs} interleaved rounds, by rule threads")
+        print_table(
+            ["detections", "frames"] + [f"{n} thread(s)" for n in counts_run] + [f"{counts_run[0]} / {n}" for n in counts_run[1:]],
+            [
+                [r["detections"], r["frames"]] + [fmt(r["ms_per_frame"][n]) for n in counts_run]
+                + [f"{r['ms_per_frame'][counts_run[0]]['median'] / r['ms_per_frame'][n]['median']:.2f}x" for n in counts_run[1:]]
+                for r in scaling
+            ],
+        )
     if authors:
         print(f"\nauthors' algorithm (seek + re-read 2*window+1 frames per frame with a candidate, cv2.matchTemplate), "
               f"seed rule, real detections, first {authors['frames']} frames, {args.pairs} interleaved triples")
@@ -385,6 +443,7 @@ def main() -> int:
             "decode_only_cores_busy": decode_cores,
             "timing_seconds": timing_seconds,
             "results": results,
+            "rules_alone_by_threads": scaling,
             "authors_algorithm": authors,
             "memory": memory,
         },

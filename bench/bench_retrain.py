@@ -19,6 +19,9 @@ seed) and scored on the test frames:
   oracle_all        every ground-truth-verified false positive of the pool
   hard_positives    the best rule's hard positives (objects the detector missed, found by the
                     tracker) as positives
+  hard_negatives_and_positives
+                    both of the best rule's: its hard negatives as negatives and its hard
+                    positives as positives (the paper's recipe)
 
 "Best rule" and each rule's parameters are chosen on the validation frames, never on the test
 frames: for every rule and every setting of a small grid, the baseline of the first seed is
@@ -454,8 +457,11 @@ def arm_jobs(baseline: Baseline, mined: dict, chosen: dict, best_rule: str) -> d
     oracle_pick = [false_pairs[i] for i in sorted(rng.choice(len(false_pairs), min(wanted, len(false_pairs)), replace=False))]
     for name, picked in (("random", random_pick), ("oracle_equal", oracle_pick), ("oracle_all", false_pairs)):
         jobs[name] = (len(picked), Extra(negatives=regroup(picked), threshold=threshold), None)
-    _, positives = hard_examples(mined[best_rule], chosen[best_rule]["duplicate_iou"])
+    negatives, positives = hard_examples(mined[best_rule], chosen[best_rule]["duplicate_iou"])
     jobs["hard_positives"] = (count(positives), Extra(positives=positives, threshold=threshold), None)
+    jobs["hard_negatives_and_positives"] = (
+        count(negatives) + count(positives), Extra(negatives=negatives, positives=positives, threshold=threshold), None
+    )
     return jobs
 
 
@@ -508,6 +514,12 @@ def criterion(arms: dict, best_rule: str) -> dict:
                                        # where verified false positives do not help either, there is no gain to recover
                                        "holds": gain >= 0.8 * oracle_gain if oracle_gain > 0 else False}
     checks["recovers_80pct_of_oracle_equal"] = recovery
+    # Reported beside the bar (which is about the negatives): the paper's whole recipe.
+    both = arms["hard_negatives_and_positives"]
+    checks["hard_negatives_and_positives_vs_baseline"] = {
+        "ap_gain": both["ap_mean"] - base["ap_mean"], "ap_2sd": 2 * max(both["ap_sd"], base["ap_sd"]),
+        "lamr_drop": base["lamr_mean"] - both["lamr_mean"], "lamr_2sd": 2 * max(both["lamr_sd"], base["lamr_sd"]),
+    }
     checks["holds"] = all(checks[f"vs_{o}"]["holds"] for o in ("baseline", "random")) and all(r["holds"] for r in recovery.values())
     return checks
 

@@ -58,3 +58,9 @@ def test_bench_runs_every_rule_in_pairs_with_the_authors_row(tmp_path):
         assert row["mine_over_decode"]["min"] <= row["mine_over_decode"]["median"] <= row["mine_over_decode"]["max"]
     assert result["authors_algorithm"]["frames"] == 8 and len(result["authors_algorithm"]["flickermine_speedup"]["values"]) == 2
     assert len(result["load_average"]["start"]) == 3
+    # the support rule alone at 1 and 2 rule threads, per density, and the decoder's cores
+    assert [r["detections"] for r in result["rules_alone_by_threads"]] == ["real", "20"]
+    for row in result["rules_alone_by_threads"]:
+        assert set(row["ms_per_frame"]) == {"1", "2"} and all(len(t["values"]) == 2 for t in row["ms_per_frame"].values())
+        assert all(t["median"] > 0 for t in row["ms_per_frame"].values())
+    assert result["decode_only_cores_busy"]["median"] > 0 and result["rule_threads"] >= 1

@@ -12,7 +12,10 @@ import pytest
 
 from .conftest import ROOT, shared_data
 
-ARMS = {"baseline", "flicker_seed", "flicker_tracklet", "flicker_support", "random", "oracle_equal", "oracle_all", "hard_positives"}
+ARMS = {
+    "baseline", "flicker_seed", "flicker_tracklet", "flicker_support", "random", "oracle_equal", "oracle_all", "hard_positives",
+    "hard_negatives_and_positives",
+}
 
 
 def run_bench(tmp_path, *options: str) -> dict:
@@ -41,6 +44,8 @@ def check_result(result: dict, seeds: int, model: str) -> None:
     best = result["setting"]["mining"]["best_rule"]
     assert result["arms"]["oracle_equal"]["count"] <= result["arms"][f"flicker_{best}"]["count"]
     assert result["arms"]["oracle_all"]["count"] >= result["arms"]["oracle_equal"]["count"]
+    both = result["arms"]["hard_negatives_and_positives"]["count"]
+    assert both == result["arms"][f"flicker_{best}"]["count"] + result["arms"]["hard_positives"]["count"]
     assert result["setting"]["model"] == model
     assert set(result["setting"]["mining"]["chosen_on_val"]) == {"seed", "tracklet", "support"}
     assert isinstance(result["criterion"]["holds"], bool)
