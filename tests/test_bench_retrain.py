@@ -12,10 +12,8 @@ import pytest
 
 from .conftest import ROOT, shared_data
 
-ARMS = {
-    "baseline", "flicker_seed", "flicker_tracklet", "flicker_support", "random", "oracle_equal", "oracle_all", "hard_positives",
-    "hard_negatives_and_positives",
-}
+ARMS = {"baseline", "flicker_seed", "flicker_tracklet", "flicker_support", "random", "oracle_equal", "oracle_all", "hard_positives"}
+RECIPE_ARM = "hard_negatives_and_positives"  # with --recipe-arm
 
 
 def run_bench(tmp_path, *options: str) -> dict:
@@ -32,8 +30,8 @@ def run_bench(tmp_path, *options: str) -> dict:
     return json.loads(out.read_text())
 
 
-def check_result(result: dict, seeds: int, model: str) -> None:
-    assert set(result["arms"]) == ARMS
+def check_result(result: dict, seeds: int, model: str, recipe_arm: bool = False) -> None:
+    assert set(result["arms"]) == ARMS | ({RECIPE_ARM} if recipe_arm else set())
     for name, arm in result["arms"].items():
         assert len(arm["seeds"]) == seeds, name
         for key in ("ap", "lamr", "coco_ap"):
@@ -44,8 +42,10 @@ def check_result(result: dict, seeds: int, model: str) -> None:
     best = result["setting"]["mining"]["best_rule"]
     assert result["arms"]["oracle_equal"]["count"] <= result["arms"][f"flicker_{best}"]["count"]
     assert result["arms"]["oracle_all"]["count"] >= result["arms"]["oracle_equal"]["count"]
-    both = result["arms"]["hard_negatives_and_positives"]["count"]
-    assert both == result["arms"][f"flicker_{best}"]["count"] + result["arms"]["hard_positives"]["count"]
+    if recipe_arm:
+        both = result["arms"][RECIPE_ARM]["count"]
+        assert both == pytest.approx(result["arms"][f"flicker_{best}"]["count"] + result["arms"]["hard_positives"]["count"])
+        assert set(result["criterion"][f"{RECIPE_ARM}_vs_baseline"]) == {"ap_gain", "ap_2sd", "lamr_drop", "lamr_2sd"}
     assert result["setting"]["model"] == model
     assert set(result["setting"]["mining"]["chosen_on_val"]) == {"seed", "tracklet", "support"}
     assert isinstance(result["criterion"]["holds"], bool)
@@ -56,9 +56,9 @@ def check_result(result: dict, seeds: int, model: str) -> None:
 def test_hog_svm_loop_scores_every_arm_on_every_seed(tmp_path):
     result = run_bench(
         tmp_path, "--train", "pets:1-90/3", "--val", "pets:241-250", "--pool", "pets:301-340",
-        "--test", "pets:601-615", "--seeds", "2", "--workers", "2",
+        "--test", "pets:601-615", "--seeds", "2", "--workers", "2", "--recipe-arm",
     )
-    check_result(result, seeds=2, model="hog-svm")
+    check_result(result, seeds=2, model="hog-svm", recipe_arm=True)
     # a trained HOG-SVM finds people on this footage: the baseline is far from chance
     assert result["arms"]["baseline"]["ap_mean"] > 0.3
     # random pool detections are mostly real people (this detector is precise): learning them
