@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -68,16 +69,26 @@ struct Job {
 class Pool {
  public:
   // Never destroyed (see pool()): workers sleep on the condition variable until the process ends.
-  explicit Pool(int workers) {
-    for (int k = 0; k < workers; ++k) threads_.emplace_back([this] { work(); });
+  // A thread the system refuses (std::system_error) is simply not there: the pool runs with those
+  // it got, down to none (every job then runs on its caller).
+  explicit Pool(int workers) : requested_(workers) {
+    threads_.reserve(static_cast<std::size_t>(workers));
+    for (int k = 0; k < workers; ++k) {
+      try {
+        threads_.emplace_back([this] { work(); });
+      } catch (const std::system_error&) {
+        break;
+      }
+    }
     for (std::thread& t : threads_) t.detach();
   }
 
-  int workers() const { return static_cast<int>(threads_.size()); }
+  int requested() const { return requested_; }
 
   // Runs `job` on the caller and on up to `helpers` workers. False (nothing run) while another
-  // caller's job is running: the caller then runs its items alone.
+  // caller's job is running, or without workers: the caller then runs its items alone.
   bool run(Job& job, int helpers) {
+    if (threads_.empty()) return false;
     std::unique_lock<std::mutex> busy(run_lock_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
     {
@@ -112,6 +123,7 @@ class Pool {
     }
   }
 
+  const int requested_;
   std::vector<std::thread> threads_;
   std::mutex run_lock_;  // one job at a time
   std::mutex lock_;      // guards everything below and Job::active
@@ -137,7 +149,7 @@ Pool* pool(int workers) {
   }
 #endif
   // Pools are never freed: a worker of a replaced pool may still be waking up (it finds no job).
-  if (current == nullptr || current->workers() < workers) current = new Pool(workers);
+  if (current == nullptr || current->requested() < workers) current = new Pool(workers);
   return current;
 }
 
