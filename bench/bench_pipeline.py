@@ -290,7 +290,9 @@ def main() -> int:
 
     backend = get_backend(args.backend).NAME
     set_num_threads(args.threads)
-    rule_threads = set_num_threads(args.threads)  # what the setting resolved to
+    from flickermine import _core
+
+    rule_threads = _core.num_threads()  # what the setting resolved to (0: the default)
     cap = cv2.VideoCapture(str(VIDEO))
     total, width, height = (int(cap.get(p)) for p in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()

@@ -148,6 +148,17 @@ def test_set_num_threads_refuses_what_is_not_a_thread_count(threads, bad):
         set_num_threads(bad)
 
 
+def test_the_core_takes_exactly_the_facades_bound(threads):
+    """The facade's MAX_THREADS and the core's own bound are one limit."""
+    from flickermine import _core
+    from flickermine.mining._kernels import MAX_THREADS
+
+    _core.set_num_threads(MAX_THREADS)
+    assert _core.num_threads() == MAX_THREADS
+    with pytest.raises(ValueError, match=f"<= {MAX_THREADS}"):
+        _core.set_num_threads(MAX_THREADS + 1)
+
+
 def test_set_num_threads_returns_the_setting_it_replaces(threads):
     from flickermine import _core
 
