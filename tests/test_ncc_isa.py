@@ -119,6 +119,84 @@ def test_flat_windows_win_when_nothing_scores_above_zero(isa, dtype, use_isa):
         assert tuple(top_left[0]) == expected, (corner, top_left[0])
 
 
+def float32_extremes(rng: np.random.Generator, h: int, w: int):
+    """float32 frames whose window statistics are hard to bound: a high level with tiny variation,
+    rare huge spikes on a near-flat floor, a near-flat sinusoid, a few 1e-4 bumps on a flat level,
+    ramps and noise from 1e-6 to 1e5 in scale, and halves 1e5 times apart."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yield 1e4 + rng.random((h, w)) * 1e-2
+    yield np.where(rng.random((h, w)) < 0.02, 1e6, 3.0) + rng.random((h, w)) * 1e-3
+    yield 100 + 1e-3 * np.sin(xx / 2.0) * np.cos(yy / 3.0)
+    bumps = np.full((h, w), 50.0)
+    bumps[rng.integers(0, h, 20), rng.integers(0, w, 20)] += rng.random(20) * 1e-4
+    yield bumps
+    for scale in (1e-3, 1e3):
+        yield (xx * 0.7 + yy * 1.3) * scale
+    for scale in (1e-6, 1e5):
+        yield rng.standard_normal((h, w)) * scale - 1e3
+    halves = rng.random((h, w))
+    halves[:, : w // 2] *= 1e5
+    yield halves
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_float32_frames_at_extreme_scales(isa, use_isa):
+    """float32 frames far from 0-255 (module docstring of float32_extremes): the best window's
+    score is the reference's best, templates and regions of odd sizes (vector tails)."""
+    if isa not in available_isas():
+        pytest.skip(f"{isa} kernels do not run on this machine")
+    use_isa(isa)
+    from flickermine import _core
+
+    rng = np.random.default_rng(21)
+    checked = 0
+    for image in float32_extremes(rng, 130, 170):
+        image = image.astype(np.float32)
+        for _ in range(4):
+            th, tw = int(rng.integers(8, 50)), int(rng.integers(8, 50))
+            moved = np.roll(image, (int(rng.integers(-3, 4)), int(rng.integers(-3, 4))), axis=(0, 1)).copy()
+            ty, tx = int(rng.integers(0, 130 - th)), int(rng.integers(0, 170 - tw))
+            H, W = th + int(rng.integers(20, 70)), tw + int(rng.integers(20, 90))
+            box = np.array([[tx, ty, tx + tw, ty + th]])
+            region = np.array([[3, 2, 3 + min(W, 160), 2 + min(H, 125)]])
+            ref = _core.ncc_score_map_reference(image, box, moved, region)
+            scores, top_left = _core.ncc_search_frames(image, box, [moved], region)
+            x, y = top_left[0]
+            assert scores[0] == pytest.approx(ref.max(), abs=1e-9)
+            assert ref[y - region[0, 1], x - region[0, 0]] >= ref.max() - 1e-9
+            checked += 1
+    assert checked == 36
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_float32_quiet_windows_beside_loud_ones(isa, use_isa):
+    """A near-flat part (variation 1e-4 to 1e-1 on a level of 5) beside loud noise (1e3 to 1e6):
+    the window sums of the quiet part carry rounding error from the loud one as large as their
+    own variance, so only a correct error bound on the window statistics keeps the best window
+    (a template from the quiet part) among the rescored ones."""
+    if isa not in available_isas():
+        pytest.skip(f"{isa} kernels do not run on this machine")
+    use_isa(isa)
+    from flickermine import _core
+
+    rng = np.random.default_rng(0)
+    h, w = 130, 170
+    for _ in range(40):
+        image = 5 + rng.random((h, w)) * 10.0 ** rng.uniform(-4, -1)
+        split = int(rng.integers(30, 100))
+        image[:, :split] = rng.random((h, split)) * 10.0 ** rng.uniform(3, 6)
+        image = image.astype(np.float32)
+        moved = np.roll(image, (int(rng.integers(-3, 4)), int(rng.integers(-3, 4))), axis=(0, 1)).copy()
+        th, tw = int(rng.integers(10, 40)), int(rng.integers(10, 40))
+        ty, tx = int(rng.integers(0, h - th)), int(rng.integers(split, w - tw))
+        box, region = np.array([[tx, ty, tx + tw, ty + th]]), np.array([[0, 0, w, h]])
+        ref = _core.ncc_score_map_reference(image, box, moved, region)
+        scores, top_left = _core.ncc_search_frames(image, box, [moved], region)
+        x, y = top_left[0]
+        assert scores[0] == pytest.approx(ref.max(), abs=1e-9)
+        assert ref[y, x] >= ref.max() - 1e-9
+
+
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_template_too_large_for_int32_window_sums(isa, use_isa):
     """h * w > 66051: uint8 window sums of squares overflow 32 bits, so the kernels take their

@@ -95,6 +95,7 @@ struct Workspace {
   std::vector<double> col1, col2, row1, row2, hi, row_hi;
   std::vector<std::uint32_t> ucol1, ucol2;  // uint8 column sums
   std::vector<std::uint32_t> upre1, upre2;  // their prefix sums (AVX-512)
+  std::vector<double> dpre1, dpre2;  // float64 column sums' prefix sums (AVX-512)
   std::vector<unsigned char> kind;
 
   static void grow(std::vector<float>& v, std::size_t n) {
@@ -124,6 +125,8 @@ struct Workspace {
     grow(ucol2, static_cast<std::size_t>(g.M) + 8);
     grow(upre1, static_cast<std::size_t>(g.M) + 17);
     grow(upre2, static_cast<std::size_t>(g.M) + 17);
+    grow(dpre1, static_cast<std::size_t>(g.M) + 17);
+    grow(dpre2, static_cast<std::size_t>(g.M) + 17);
 
     grow(hi, static_cast<std::size_t>(hout) * wout);
     grow(row_hi, static_cast<std::size_t>(hout));

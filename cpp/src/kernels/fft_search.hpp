@@ -1,6 +1,6 @@
 // Part of one NCC kernel set (see kernel_set.hpp): the FFT search driver.
 // Region statistics, the correlation (fft.hpp), score bounds
-// (score_bounds.hpp, or search_u8_avx512.hpp in the AVX-512 set for uint8)
+// (score_bounds.hpp, or search_avx512.hpp in the AVX-512 set)
 // and exact rescoring (rescoring.hpp) of the candidates. No include guard on
 // purpose.
 #ifndef FM_KNS
@@ -87,6 +87,11 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   if (is_u8 && static_cast<double>(t.h) * t.w <= 66051.0) {
     search_u8_avx512(t, reinterpret_cast<const std::uint8_t*>(reg), stride, W,
                      hout, wout, corr, cs, rp, ws, best, by, bx, ncand);
+    return;
+  }
+  if constexpr (sizeof(P) == 4) {
+    search_f32_avx512(t, reg, stride, W, hout, wout, off, corr, cs, rp, ws,
+                      best, by, bx, ncand);
     return;
   }
 #endif

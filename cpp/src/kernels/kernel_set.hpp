@@ -10,7 +10,8 @@
 //   window_stats.hpp      window sums and sums of squares, one-window stats
 //   rescoring.hpp         exact float64 score of a window; direct search
 //   score_bounds.hpp      error bounds of the float32 FFT scores, per row
-//   search_u8_avx512.hpp  the AVX-512 uint8 search (AVX-512 set only)
+//   search_avx512.hpp     the AVX-512 uint8 and float32 searches (AVX-512 set
+//                         only)
 //   fft_search.hpp        the FFT search: correlation, bounds, rescoring
 //
 // They use the shared data types of search_data.hpp. No include guard on
@@ -24,7 +25,7 @@
 #include "window_stats.hpp"
 #include "rescoring.hpp"
 #include "score_bounds.hpp"
-#include "search_u8_avx512.hpp"
+#include "search_avx512.hpp"
 #include "fft_search.hpp"
 
 #undef FM_R
