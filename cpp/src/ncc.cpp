@@ -305,12 +305,10 @@ void trim_workspace(Workspace& ws) {
                        ws.b_im.capacity() + ws.t.capacity() + ws.v.capacity() +
                        ws.corr.capacity()) +
       sizeof(double) * (ws.col1.capacity() + ws.col2.capacity() +
-                        ws.row1.capacity() + ws.row2.capacity() +
                         ws.hi.capacity() + ws.row_hi.capacity() +
                         ws.dpre1.capacity() + ws.dpre2.capacity()) +
       sizeof(std::uint32_t) * (ws.ucol1.capacity() + ws.ucol2.capacity() +
-                               ws.upre1.capacity() + ws.upre2.capacity()) +
-      ws.kind.capacity();
+                               ws.upre1.capacity() + ws.upre2.capacity());
   if (bytes > kMaxWorkspaceBytes) ws = Workspace();
 }
 

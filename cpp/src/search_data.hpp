@@ -92,11 +92,10 @@ struct Workspace {
   std::vector<float> v;           // pass B -> C
   std::vector<float> corr;        // hout x corr_stride
   int corr_stride = 0;
-  std::vector<double> col1, col2, row1, row2, hi, row_hi;
+  std::vector<double> col1, col2, hi, row_hi;
   std::vector<std::uint32_t> ucol1, ucol2;  // uint8 column sums
   std::vector<std::uint32_t> upre1, upre2;  // their prefix sums (AVX-512)
-  std::vector<double> dpre1, dpre2;  // float64 column sums' prefix sums (AVX-512)
-  std::vector<unsigned char> kind;
+  std::vector<double> dpre1, dpre2;  // prefix sums of col1 / col2
 
   static void grow(std::vector<float>& v, std::size_t n) {
     if (v.size() < n) v.resize(n);
@@ -119,8 +118,6 @@ struct Workspace {
     grow(corr, static_cast<std::size_t>(hout) * wout);
     grow(col1, static_cast<std::size_t>(g.M) + 1);
     grow(col2, static_cast<std::size_t>(g.M) + 1);
-    grow(row1, static_cast<std::size_t>(wout) + 1);
-    grow(row2, static_cast<std::size_t>(wout) + 1);
     grow(ucol1, static_cast<std::size_t>(g.M) + 8);
     grow(ucol2, static_cast<std::size_t>(g.M) + 8);
     grow(upre1, static_cast<std::size_t>(g.M) + 17);
@@ -130,14 +127,6 @@ struct Workspace {
 
     grow(hi, static_cast<std::size_t>(hout) * wout);
     grow(row_hi, static_cast<std::size_t>(hout));
-    if (kind.size() < static_cast<std::size_t>(hout) * wout)
-      kind.resize(static_cast<std::size_t>(hout) * wout);
-  }
-  void reserve_direct(int W, int wout) {
-    grow(col1, static_cast<std::size_t>(W) + 1);
-    grow(col2, static_cast<std::size_t>(W) + 1);
-    grow(row1, static_cast<std::size_t>(wout) + 1);
-    grow(row2, static_cast<std::size_t>(wout) + 1);
   }
 };
 

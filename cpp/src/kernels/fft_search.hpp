@@ -1,7 +1,7 @@
 // Part of one NCC kernel set (see kernel_set.hpp): the FFT search driver.
 // Region statistics, the correlation (fft.hpp), score bounds
-// (score_bounds.hpp, or search_avx512.hpp in the AVX-512 set)
-// and exact rescoring (rescoring.hpp) of the candidates. No include guard on
+// (score_bounds.hpp, search_generic.hpp, or search_avx512.hpp in the AVX-512
+// set) and exact rescoring (rescoring.hpp) of the candidates. No include guard on
 // purpose.
 #ifndef FM_KNS
 #error "fft_search.hpp is private to ncc.cpp (included through kernels/kernel_set.hpp)"
@@ -68,9 +68,7 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
 #endif
 
   // Scores are compared in the monotone domain g = s |s| * ss_T = c |c| / ss_W
-  // (c = numerator), which needs no square roots. hg[] holds the upper
-  // bound of g per position, NaN for a flat window (exact score 0).
-  double* hg = ws.hi.data();
+  // (c = numerator), which needs no square roots.
   const double thr = n * kFlatVariance;
   RowParams rp;
   rp.n = n;
@@ -83,8 +81,9 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
   rp.e1tot = std::sqrt(npix * energy) * (1.0 + 1e-9);
   rp.energy = energy;
   rp.u64 = u64;
+  const bool u32_sums = is_u8 && static_cast<double>(t.h) * t.w <= 66051.0;
 #ifdef FM_AVX512
-  if (is_u8 && static_cast<double>(t.h) * t.w <= 66051.0) {
+  if (u32_sums) {
     search_u8_avx512(t, reinterpret_cast<const std::uint8_t*>(reg), stride, W,
                      hout, wout, corr, cs, rp, ws, best, by, bx, ncand);
     return;
@@ -95,95 +94,59 @@ static void search_fft(const TemplateData& t, const SpecEntry& e,
     return;
   }
 #endif
+  if (!u32_sums) {
+    search_generic(t, reg, stride, W, hout, wout, off, corr, cs, rp, ws, best,
+                   by, bx, ncand);
+    return;
+  }
+  // uint8, window sums modulo 2^32: row by row (score_row_u8), the rows
+  // whose best upper bound reaches the best lower bound rescored.
+  double* hg = ws.hi.data();  // q = n * (sum of squared deviations)
   double lower = -t.ss;
-  double* c1 = ws.col1.data();
-  double* c2 = ws.col2.data();
-  double* s1 = ws.row1.data();
-  double* s2 = ws.row2.data();
   bool any_flat = false;
   double* row_hi = ws.row_hi.data();
-  if (is_u8 && static_cast<double>(t.h) * t.w <= 66051.0) {
-    const auto* r8 = reinterpret_cast<const std::uint8_t*>(reg);
-    std::uint32_t* u1 = ws.ucol1.data();
-    std::uint32_t* u2 = ws.ucol2.data();
-    usums_init(r8, stride, W, t.h, u1, u2);
-    for (int y = 0; y < hout; ++y) {
-      const double lo = score_row_u8(rp, corr + y * cs, u1, u2, t.w, wout,
-                                     hg + static_cast<std::size_t>(y) * wout,
-                                     &any_flat, &row_hi[y]);
-      lower = lo > lower ? lo : lower;
-      if (y + 1 < hout) usums_advance(r8, stride, W, t.h, y, u1, u2);
-    }
-    lower = lower < t.ss ? lower : t.ss;
-    // hg holds q: turn it into the upper bound (NaN when flat) on the rows
-    // that can hold the best.
-    for (int y = 0; y < hout; ++y) {
-      double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
-      const float* FM_R cr = corr + y * cs;
-      if (!(row_hi[y] >= lower)) {
-        if (any_flat)  // keep "flat" visible to the search for a flat window
-          for (int x = 0; x < wout; ++x)
-            hr[x] = hr[x] > rp.thrq ? -std::numeric_limits<double>::infinity()
-                                    : std::numeric_limits<double>::quiet_NaN();
+  const auto* r8 = reinterpret_cast<const std::uint8_t*>(reg);
+  std::uint32_t* u1 = ws.ucol1.data();
+  std::uint32_t* u2 = ws.ucol2.data();
+  usums_init(r8, stride, W, t.h, u1, u2);
+  for (int y = 0; y < hout; ++y) {
+    const double lo = score_row_u8(rp, corr + y * cs, u1, u2, t.w, wout,
+                                   hg + static_cast<std::size_t>(y) * wout,
+                                   &any_flat, &row_hi[y]);
+    lower = lo > lower ? lo : lower;
+    if (y + 1 < hout) usums_advance(r8, stride, W, t.h, y, u1, u2);
+  }
+  lower = lower < t.ss ? lower : t.ss;
+  // hg holds q per position: rescore, in row-major order, the non-flat
+  // positions of those rows whose upper bound reaches `lower`; note the
+  // first flat window.
+  BestWindow found;
+  int flat_y = -1, flat_x = 0;
+  for (int y = 0; y < hout; ++y) {
+    const double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
+    const float* FM_R cr = corr + y * cs;
+    const bool reachable = row_hi[y] >= lower;
+    if (!reachable && (!any_flat || flat_y >= 0)) continue;
+    for (int x = 0; x < wout; ++x) {
+      const double q = hr[x];
+      if (!(q > rp.thrq)) {
+        if (flat_y < 0) {
+          flat_y = y;
+          flat_x = x;
+        }
         continue;
       }
-      for (int x = 0; x < wout; ++x) {
-        const double q = hr[x];
-        if (!(q > rp.thrq)) {
-          hr[x] = std::numeric_limits<double>::quiet_NaN();
-          continue;
-        }
-        const double hi_num = static_cast<double>(cr[x]) + rp.err;
-        const double h = hi_num * std::fabs(hi_num) * rp.n / q;
-        hr[x] = h + 1e-12 * std::fabs(h);
-      }
-    }
-  } else {
-  sums_init(reg, stride, W, t.h, off, c1, c2);
-  for (int y = 0; y < hout; ++y) {
-    sums_row(c1, c2, t.w, wout, s1, s2);
-    const double lo = score_row(is_u8, rp, corr + y * cs, s1, s2, wout,
-                                hg + static_cast<std::size_t>(y) * wout,
-                                &any_flat, &row_hi[y]);
-    lower = lo > lower ? lo : lower;
-    if (y + 1 < hout) sums_advance(reg, stride, W, t.h, y, off, c1, c2);
-  }
-  }
-  // Rescore the candidates exactly, in row-major order.
-  *best = -2.0;
-  int count = 0;
-  for (int y = 0; y < hout; ++y) {
-    if (!(row_hi[y] >= lower)) continue;
-    const double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
-    for (int x = 0; x < wout; ++x) {
-      if (!(hr[x] >= lower)) continue;
-      ++count;
-      const double s = exact_score(t, reg, stride, y, x);
-      if (s > *best) {
-        *best = s;
-        *by = y;
-        *bx = x;
-      }
+      if (!reachable) continue;
+      const double hi_num = static_cast<double>(cr[x]) + rp.err;
+      const double h = hi_num * std::fabs(hi_num) * rp.n / q;
+      if (h + 1e-12 * std::fabs(h) >= lower) found.rescore(t, r8, stride, y, x);
     }
   }
-  // Flat windows score exactly 0: the first one wins if nothing beats 0
-  // (or something ties with it later in row-major order).
-  if (any_flat && *best <= 0.0) {
-    for (int y = 0; y < hout; ++y) {
-      const double* FM_R hr = hg + static_cast<std::size_t>(y) * wout;
-      int x = 0;
-      while (x < wout && hr[x] == hr[x]) ++x;
-      if (x < wout) {
-        if (*best < 0.0 || y < *by || (y == *by && x < *bx)) {
-          *best = 0.0;
-          *by = y;
-          *bx = x;
-        }
-        break;
-      }
-    }
-  }
-  *ncand = count;
+  found.settle_flat(flat_y, flat_x);
+  *best = found.score;
+  *by = found.y;
+  *bx = found.x;
+  *ncand = found.rescored;
 }
 
 }  // namespace FM_KNS

@@ -10,6 +10,9 @@
 //   window_stats.hpp      window sums and sums of squares, one-window stats
 //   rescoring.hpp         exact float64 score of a window; direct search
 //   score_bounds.hpp      error bounds of the float32 FFT scores, per row
+//                         (uint8 window sums modulo 2^32)
+//   search_generic.hpp    the search with float64 window sums (float32
+//                         frames, large uint8 templates), portable vectors
 //   search_avx512.hpp     the AVX-512 uint8 and float32 searches (AVX-512 set
 //                         only)
 //   fft_search.hpp        the FFT search: correlation, bounds, rescoring
@@ -25,6 +28,7 @@
 #include "window_stats.hpp"
 #include "rescoring.hpp"
 #include "score_bounds.hpp"
+#include "search_generic.hpp"
 #include "search_avx512.hpp"
 #include "fft_search.hpp"
 

@@ -36,6 +36,39 @@ static double exact_score(const TemplateData& t, const P* reg,
   return clamp1(num / std::sqrt(t.ss * ss));
 }
 
+// The best window of a search among exactly rescored candidates, taken in
+// row-major order (so of tied windows the first stays, as in the reference).
+// A struct, not a lambda: the target pragma reaches member functions on
+// every compiler.
+struct BestWindow {
+  double score = -2.0;
+  int y = 0, x = 0, rescored = 0;
+
+  template <class P>
+  inline void rescore(const TemplateData& t, const P* reg,
+                      std::ptrdiff_t stride, int wy, int wx) {
+    ++rescored;
+    const double s = exact_score(t, reg, stride, wy, wx);
+    if (s > score) {
+      score = s;
+      y = wy;
+      x = wx;
+    }
+  }
+
+  // Flat windows score exactly 0: the first one (fy, fx; fy < 0: none)
+  // wins if nothing beats 0, or if what ties with it comes later in
+  // row-major order.
+  inline void settle_flat(int fy, int fx) {
+    if (fy >= 0 && score <= 0.0 &&
+        (score < 0.0 || fy < y || (fy == y && fx < x))) {
+      score = 0.0;
+      y = fy;
+      x = fx;
+    }
+  }
+};
+
 // Direct float64 search over every position (small problems).
 template <class P>
 static void search_direct(const TemplateData& t, const P* reg,

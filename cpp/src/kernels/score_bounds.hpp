@@ -1,8 +1,8 @@
 // Part of one NCC kernel set (see kernel_set.hpp): error bounds of the FFT
-// scores. From the float32 correlation and the window sums, lower and upper
-// bounds of every position's score (in the monotone domain g = s |s| ss_T),
-// row by row, so that only positions that could be the best are rescored
-// exactly. No include guard on purpose.
+// scores. The parameters of the bounds every search uses, the lane helpers
+// (splat, sel, lnot) of the portable vector code, and the uint8 bounds from
+// window sums modulo 2^32, row by row (score_row_u8), so that only positions
+// that could be the best are rescored exactly. No include guard on purpose.
 #ifndef FM_KNS
 #error "score_bounds.hpp is private to ncc.cpp (included through kernels/kernel_set.hpp)"
 #endif
@@ -22,9 +22,7 @@ inline double splat<double>(double v) {
   return v;
 }
 static inline double sel(bool m, double a, double b) { return m ? a : b; }
-static inline bool any(bool m) { return m; }
 static inline bool lnot(bool m) { return !m; }
-static inline double vmax(double a, double b) { return a > b ? a : b; }
 #ifdef FM_VEC
 typedef long long v4i __attribute__((vector_size(32)));
 template <>
@@ -40,83 +38,7 @@ template <class M>
 static inline M lnot(const M& m) {
   return ~m;
 }
-template <class M>
-static inline bool any(const M& m) {
-  return (m[0] | m[1] | m[2] | m[3]) != 0;
-}
-static inline v4d vmax(const v4d& a, const v4d& b) { return sel(a > b, a, b); }
 #endif
-
-// Bounds of g = s |s| ss_T for a group of positions (V = double or v4d).
-// Returns the lower bound; stores the upper bound (NaN when flat).
-template <class V>
-static inline V score_group(bool is_u8, const RowParams& rp, const V& c,
-                            const V& a1, const V& a2, V* hi, bool* flat) {
-  const V zero = splat<V>(0.0);
-  const V nan = splat<V>(std::numeric_limits<double>::quiet_NaN());
-  const V lo_num = c - rp.err, hi_num = c + rp.err;
-  const V lo_sq = lo_num * sel(lo_num < zero, -lo_num, lo_num);
-  const V hi_sq = hi_num * sel(hi_num < zero, -hi_num, hi_num);
-  if (is_u8) {
-    // Exact integer sums: q = n * sum of squared deviations.
-    const V q = rp.n * a2 - a1 * a1;
-    const auto fl = lnot(q > rp.thrq);
-    const V r = rp.n / sel(fl, splat<V>(1.0), q);  // 1 / ss_W
-    V lo = lo_sq * r;
-    lo = sel(lo > rp.gmax, splat<V>(rp.gmax), lo);
-    *hi = sel(fl, nan, hi_sq * r);
-    if (any(fl)) *flat = true;
-    return sel(fl, zero, lo);
-  }
-  // float32 pixels: window sums within d of the exact ones.
-  const V ss = a2 - a1 * a1 * rp.inv_n;
-  const V aa1 = sel(a1 < zero, -a1, a1);
-  const V d = rp.gsum * (rp.e1tot * 2.0 * aa1 * rp.inv_n + rp.energy) +
-              4.0 * rp.u64 * (a2 + a1 * a1 * rp.inv_n);
-  const auto fl = (ss + d) <= rp.thr;
-  const auto amb = lnot((ss - d) > rp.thr) & lnot(fl);
-  const V sl = sel(amb | fl, splat<V>(1.0), ss - d);
-  const V sh = ss + d;
-  // 1 / sl and 1 / sh with one division.
-  const V rr = splat<V>(1.0) / (sl * sh);
-  const V rl = sh * rr, rh = sl * rr;
-  V lo = lo_sq * sel(lo_num < zero, rl, rh);
-  lo = sel(lo > rp.gmax, splat<V>(rp.gmax), lo);
-  const V h = hi_sq * sel(hi_num < zero, rh, rl);
-  *hi = sel(fl, nan, sel(amb, splat<V>(std::numeric_limits<double>::infinity()), h));
-  if (any(fl)) *flat = true;
-  return sel(fl, zero, sel(amb, splat<V>(-rp.gmax), lo));
-}
-
-static double score_row(bool is_u8, const RowParams& rp, const float* c,
-                        const double* s1, const double* s2, int wout,
-                        double* hg, bool* any_flat, double* row_hi) {
-  int x = 0;
-  double lower = -rp.gmax, upper = -rp.gmax;
-#ifdef FM_VEC
-  v4d vl = splat<v4d>(-rp.gmax), vu = vl;
-  for (; x + 4 <= wout; x += 4) {
-    v4d h;
-    const v4d lo = score_group(is_u8, rp, load4(c + x), load4(s1 + x),
-                               load4(s2 + x), &h, any_flat);
-    std::memcpy(hg + x, &h, sizeof h);
-    vl = vmax(vl, lo);
-    vu = vmax(h, vu);  // NaN (flat) lanes keep the old maximum
-  }
-  lower = vmax(vmax(vl[0], vl[1]), vmax(vl[2], vl[3]));
-  upper = vmax(vmax(vu[0], vu[1]), vmax(vu[2], vu[3]));
-#endif
-  for (; x < wout; ++x) {
-    double h;
-    const double lo = score_group(is_u8, rp, static_cast<double>(c[x]),
-                                  s1[x], s2[x], &h, any_flat);
-    hg[x] = h;
-    lower = vmax(lower, lo);
-    upper = vmax(h, upper);
-  }
-  *row_hi = upper;
-  return lower;
-}
 
 #ifdef FM_VEC
 typedef unsigned int v4u __attribute__((vector_size(16)));

@@ -66,35 +66,20 @@ static void search_two_pass(const TemplateData& t, const P* reg,
   double lower = lns * scale / lds;
   lower = lower < rp.gmax ? lower : rp.gmax;
   const __m512d vl = _mm512_set1_pd(lower / scale);
-  *best = -2.0;
-  int count = 0;
+  BestWindow found;
   for (int y = 0; y < hout; ++y) {
     const double* mrow = map + static_cast<std::size_t>(y) * wout;
     const float* crow = corr + y * cs;
-    for (int x = 0; x < wout; x += 8) {
-      unsigned cand = scan.candidates(mrow, crow, x, tail_mask8(wout - x), vl);
-      while (cand != 0) {
-        const int xx = x + __builtin_ctz(cand);
-        cand &= cand - 1;
-        ++count;
-        const double s = exact_score(t, reg, stride, y, xx);
-        if (s > *best) {
-          *best = s;
-          *by = y;
-          *bx = xx;
-        }
-      }
-    }
+    for (int x = 0; x < wout; x += 8)
+      for (unsigned cand = scan.candidates(mrow, crow, x, tail_mask8(wout - x), vl);
+           cand != 0; cand &= cand - 1)
+        found.rescore(t, reg, stride, y, x + __builtin_ctz(cand));
   }
-  // Flat windows score exactly 0: the first one wins if nothing beats 0
-  // (or something ties with it later in row-major order).
-  if (flat_y >= 0 && *best <= 0.0 &&
-      (*best < 0.0 || flat_y < *by || (flat_y == *by && flat_x < *bx))) {
-    *best = 0.0;
-    *by = flat_y;
-    *bx = flat_x;
-  }
-  *ncand = count;
+  found.settle_flat(flat_y, flat_x);
+  *best = found.score;
+  *by = found.y;
+  *bx = found.x;
+  *ncand = found.rescored;
 }
 
 // Whether hn >= lq, with a slack that covers the rounding of both products
@@ -214,25 +199,9 @@ struct LowerBoundScan {
   }
 };
 
-// float32 frames: the bounds of score_row's float32 branch
-// (score_bounds.hpp), 8 positions at a time. c1/c2 hold the float64 column
-// sums of v = pixel - off over rows y..y+h-1 (moved on one row at a time, as
-// sums_advance does); each row turns them into prefix sums P[x] (an
-// in-register scan of 8 lanes plus the running carry) and a window's sums
-// are P[x + w] - P[x]. Their rounding error stays inside the bound
-// score_row assumes, d = gsum (2 e1 |a1| / n + energy) + ...,
-// gsum = 4 (H + W + 4) u: a column sum passes through at most
-// h + 2 (H - h) <= 2H additions, each off by at most u times the column's
-// sum of |v|; a prefix is a sum tree of depth <= 4 + W / 8; so a window sum
-// is off by at most (2H + W / 4 + 9) u e1 (e1 = the region's sum of |v|),
-// the same with v^2 and the energy for the sums of squares.
-//
-// Per position: ss = a2 - a1^2 / n, its error bound d, the flat and
-// ambiguous masks, and the bounds of g as fractions: lower
-// lo_num |lo_num| / (lo_num < 0 ? ss - d : ss + d), upper
-// hi_num |hi_num| / (hi_num < 0 ? ss + d : ss - d). The upper bound's
-// denominator is stored per position (NaN: flat, exact score 0; 0:
-// ambiguous, always rescored).
+// float32 frames: search_generic.hpp's float64 window sums and bounds (see
+// there for why they hold), 8 positions at a time; a prefix is a sum tree
+// of depth <= 4 + W / 8 here.
 // In-register prefix sum of 8 lanes: lane i += lane i - 1, i - 2, i - 4.
 static inline __m512d prefix8(__m512d v) {
   const __m512i z = _mm512_setzero_si512();

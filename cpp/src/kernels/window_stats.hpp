@@ -139,38 +139,6 @@ static void sums_init(const P* img, std::ptrdiff_t stride, int W, int h,
   }
 }
 
-// Moves the column sums from rows y..y+h-1 to rows y+1..y+h.
-template <class P, class S>
-static void sums_advance(const P* img, std::ptrdiff_t stride, int W, int h,
-                         int y, double off, S* FM_R c1, S* FM_R c2) {
-  const P* FM_R rin = img + (y + h) * stride;
-  const P* FM_R rout = img + y * stride;
-  for (int x = 0; x < W; ++x) {
-    const S vi = static_cast<S>(rin[x]) - static_cast<S>(off);
-    const S vo = static_cast<S>(rout[x]) - static_cast<S>(off);
-    c1[x] += vi - vo;
-    c2[x] += vi * vi - vo * vo;
-  }
-}
-
-template <class S>
-static void sums_row(const S* FM_R c1, const S* FM_R c2, int w, int wout,
-                     S* FM_R s1, S* FM_R s2) {
-  S a1 = 0, a2 = 0;
-  for (int x = 0; x < w; ++x) {
-    a1 += c1[x];
-    a2 += c2[x];
-  }
-  s1[0] = a1;
-  s2[0] = a2;
-  for (int x = 1; x < wout; ++x) {
-    a1 += c1[x + w - 1] - c1[x - 1];
-    a2 += c2[x + w - 1] - c2[x - 1];
-    s1[x] = a1;
-    s2[x] = a2;
-  }
-}
-
 // One pass over an h x w window: sum(t * p), sum(p), sum(p^2) in float64.
 template <class P>
 static void window_dot(const double* tz, int h, int w, const P* p,
