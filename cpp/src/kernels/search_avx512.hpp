@@ -202,6 +202,7 @@ struct LowerBoundScan {
 // float32 frames: search_generic.hpp's float64 window sums and bounds (see
 // there for why they hold), 8 positions at a time; a prefix is a sum tree
 // of depth <= 4 + W / 8 here.
+
 // In-register prefix sum of 8 lanes: lane i += lane i - 1, i - 2, i - 4.
 static inline __m512d prefix8(__m512d v) {
   const __m512i z = _mm512_setzero_si512();
