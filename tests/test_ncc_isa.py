@@ -141,7 +141,7 @@ def float32_extremes(rng: np.random.Generator, h: int, w: int):
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_float32_frames_at_extreme_scales(isa, use_isa):
-    """float32 frames far from 0-255 (module docstring of float32_extremes): the best window's
+    """float32 frames far from 0-255 (see float32_extremes): the best window's
     score is the reference's best, templates and regions of odd sizes (vector tails)."""
     if isa not in available_isas():
         pytest.skip(f"{isa} kernels do not run on this machine")
