@@ -75,16 +75,12 @@ static void search_direct(const TemplateData& t, const P* reg,
                           std::ptrdiff_t stride, int H, int W,
                           double* best, int* by, int* bx) {
   const int hout = H - t.h + 1, wout = W - t.w + 1;
-  *best = -2.0;
+  BestWindow found;
   for (int y = 0; y < hout; ++y)
-    for (int x = 0; x < wout; ++x) {
-      const double s = exact_score(t, reg, stride, y, x);
-      if (s > *best) {
-        *best = s;
-        *by = y;
-        *bx = x;
-      }
-    }
+    for (int x = 0; x < wout; ++x) found.rescore(t, reg, stride, y, x);
+  *best = found.score;
+  *by = found.y;
+  *bx = found.x;
 }
 
 }  // namespace FM_KNS

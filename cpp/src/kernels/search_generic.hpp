@@ -40,18 +40,14 @@ namespace FM_KNS {
 // Clang vectors, v4d (four).
 template <class V>
 static inline V vload(const double* p);
-template <class V, class P>
-static inline V vload_px(const P* p);
+template <class V>
+static inline V vload_corr(const float* p);  // the float32 correlation, widened
 template <>
 inline double vload<double>(const double* p) {
   return *p;
 }
 template <>
-inline double vload_px<double, float>(const float* p) {
-  return static_cast<double>(*p);
-}
-template <>
-inline double vload_px<double, std::uint8_t>(const std::uint8_t* p) {
+inline double vload_corr<double>(const float* p) {
   return static_cast<double>(*p);
 }
 static inline void vstore(double* p, double v) { *p = v; }
@@ -67,11 +63,7 @@ inline v4d vload<v4d>(const double* p) {
   return load4(p);
 }
 template <>
-inline v4d vload_px<v4d, float>(const float* p) {
-  return load4(p);
-}
-template <>
-inline v4d vload_px<v4d, std::uint8_t>(const std::uint8_t* p) {
+inline v4d vload_corr<v4d>(const float* p) {
   return load4(p);
 }
 static inline void vstore(double* p, const v4d& v) { std::memcpy(p, &v, sizeof v); }
@@ -166,7 +158,7 @@ struct GenericBounds {
       flat_y = y;
       flat_x = x + lowest_bit(fb);
     }
-    const V c = vload_px<V>(crow + x);
+    const V c = vload_corr<V>(crow + x);
     const V lo = c - err, hi = c + err;
     const V dl = sel(lo < zero, sl, sh);
     V dh = sel(hi < zero, sh, sl);
@@ -186,7 +178,7 @@ struct GenericBounds {
   inline unsigned candidates(const double* drow, const float* crow, int x,
                              double vl) const {
     const V dh = vload<V>(drow + x);
-    const V hi = vload_px<V>(crow + x) + err;
+    const V hi = vload_corr<V>(crow + x) + err;
     const V hn = hi * vabs(hi);
     const V lq = vl * dh;
     return lane_bits(hn + 1e-12 * vabs(hn) >= lq - 1e-12 * vabs(lq)) |
