@@ -4,11 +4,16 @@ The figures themselves come from the full run (bench/results/retrain.json), not 
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from flickermine import Detections
+from flickermine.io import LabelledImage
 
 from .conftest import ROOT, shared_data
 
@@ -49,6 +54,36 @@ def check_result(result: dict, seeds: int, model: str, recipe_arm: bool = False)
     assert result["setting"]["model"] == model
     assert set(result["setting"]["mining"]["chosen_on_val"]) == {"seed", "tracklet", "support"}
     assert isinstance(result["criterion"]["holds"], bool)
+    for name, arm in result["arms"].items():
+        shares = [arm[f"{kind}_mean"] for kind in ("fp_background", "fp_duplicate", "fp_mislocalised")]
+        assert shares == [None] * 3 or sum(shares) == pytest.approx(1.0), name
+
+
+def test_false_positive_kinds_on_hand_built_frames(monkeypatch):
+    """Three frames, so the cut at 1 false positive per image keeps the three best-scored false
+    positives: a second box on a person already found, a box on background and a box half on a
+    person nobody found; the fourth (lowest score) falls below the cut."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    bench = importlib.import_module("bench_retrain")
+    person, other = [100, 100, 140, 200], [300, 100, 340, 200]
+    images = [
+        LabelledImage("a", lambda: np.zeros((8, 8), np.uint8), np.array([person, other], np.float64)),
+        LabelledImage("b", lambda: np.zeros((8, 8), np.uint8), np.zeros((0, 4))),
+        LabelledImage("c", lambda: np.zeros((8, 8), np.uint8), np.zeros((0, 4))),
+    ]
+    found = [
+        Detections(
+            boxes=np.array([person, [115, 100, 155, 200], [500, 300, 540, 400], [320, 100, 360, 200], [0, 0, 10, 10]], np.float64),
+            scores=np.array([0.9, 0.8, 0.7, 0.6, 0.5]),
+        ),
+        Detections(boxes=np.zeros((0, 4)), scores=np.zeros(0)),
+        Detections(boxes=np.zeros((0, 4)), scores=np.zeros(0)),
+    ]
+    kinds = bench.false_positive_kinds(images, found)
+    assert kinds == pytest.approx({"fp_background": 1 / 3, "fp_duplicate": 1 / 3, "fp_mislocalised": 1 / 3})
+    # no false positive at all: no shares
+    assert bench.false_positive_kinds(images[:1], [Detections(boxes=np.array([person], np.float64), scores=np.array([0.9]))]) == {
+        "fp_background": None, "fp_duplicate": None, "fp_mislocalised": None}
 
 
 @pytest.mark.real_data
