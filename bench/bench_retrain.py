@@ -452,16 +452,29 @@ def regroup(pairs: list) -> list:
     return [(key, np.asarray(boxes)) for key, boxes in grouped.items()]
 
 
+def extra_fingerprint(extra: Extra) -> str:
+    """One string per distinct :class:`Extra` (its boxes, by frame, and its threshold)."""
+    digest = hashlib.sha1(repr(extra.threshold).encode())
+    for role, items in (("negatives", extra.negatives), ("positives", extra.positives)):
+        digest.update(role.encode())
+        for key, boxes in items:
+            digest.update(repr(key).encode())
+            digest.update(np.ascontiguousarray(boxes, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
 def choose_parameters(workers, baseline: Baseline, mined: dict) -> tuple[dict, list[dict], dict]:
     """Each rule's score threshold and duplicate IoU, by AP50 - LAMR on the val frames of the
     first seed's baseline retrained on that setting's hard negatives."""
     grid = [(rule, threshold, duplicate) for rule in RULES for threshold in SCORE_THRESHOLDS for duplicate in DUPLICATE_IOUS]
     negatives = [hard_examples(mined[(rule, threshold)], duplicate)[0] for rule, threshold, duplicate in grid]
-    jobs = [(baseline, Extra(), "val")] + [
-        (baseline, Extra(negatives=items, threshold=threshold), "val") for items, (_, threshold, _) in zip(negatives, grid)
-    ]
-    scores = workers.map(score_task, jobs, chunksize=1)
-    base = scores[0]
+    # Settings that add the same examples (often: the duplicate step demotes nothing) are scored once.
+    extras = [Extra(negatives=items, threshold=threshold) for items, (_, threshold, _) in zip(negatives, grid)]
+    distinct = {extra_fingerprint(extra): extra for extra in extras}
+    jobs = [(baseline, Extra(), "val")] + [(baseline, extra, "val") for extra in distinct.values()]
+    scored_by = dict(zip([None, *distinct], workers.map(score_task, jobs, chunksize=1)))
+    base = scored_by[None]
+    scores = [base] + [scored_by[extra_fingerprint(extra)] for extra in extras]
     rows = [
         {"rule": rule, "score_threshold": threshold, "duplicate_iou": duplicate, "hard_negatives": count(items),
          "val_ap": scored["ap"], "val_lamr": scored["lamr"], "val_score": scored["ap"] - scored["lamr"]}
@@ -682,28 +695,37 @@ def main(argv: list[str] | None = None) -> int:
     # spawn, not fork: OpenCV's thread pool in this process would deadlock a forked child
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers_count, initializer=_start_worker, initargs=(STATE,)) as workers:
-        baselines = workers.map(baseline_task, STATE["seeds"], chunksize=1)
-        print(f"{len(baselines)} baselines trained and run over the pool: {time.perf_counter() - started:.0f} s", flush=True)
-        first = baselines[0]
+        # Tasks are queued as soon as what they need is known, so that no core waits at the end
+        # of a stage while another finishes its last task (the pool runs them in order).
+        pending_baselines = [workers.apply_async(baseline_task, (seed,)) for seed in STATE["seeds"]]
+        first = pending_baselines[0].get()
         grid_jobs = [(first, rule, threshold) for rule in RULES for threshold in SCORE_THRESHOLDS]
-        mined_first = dict(zip([(rule, threshold) for _, rule, threshold in grid_jobs], workers.map(mine_task, grid_jobs, chunksize=1)))
+        pending_grid = [workers.apply_async(mine_task, (job,)) for job in grid_jobs]
+        mined_first = {(rule, threshold): pending.get() for (_, rule, threshold), pending in zip(grid_jobs, pending_grid)}
         chosen, grid, val_baseline = choose_parameters(workers, first, mined_first)
+        baselines = [first] + [pending.get() for pending in pending_baselines[1:]]
         best_rule = max(RULES, key=lambda rule: chosen[rule]["val_score"])
         print_table(
             ["rule", "score thr.", "duplicate IoU", "hard neg.", "val AP50", "val LAMR"],
             [[r["rule"], r["score_threshold"], r["duplicate_iou"], r["hard_negatives"], f"{r['val_ap']:.3f}", f"{r['val_lamr']:.3f}"] for r in grid],
         )
-        print(f"val baseline AP50 {val_baseline['val_ap']:.3f} LAMR {val_baseline['val_lamr']:.3f}; best rule: {best_rule}; "
+        print(f"{len(baselines)} baselines trained and run over the pool; val baseline AP50 {val_baseline['val_ap']:.3f} LAMR {val_baseline['val_lamr']:.3f}; best rule: {best_rule}; "
               f"chosen on val ({time.perf_counter() - started:.0f} s): {json.dumps(chosen)}\n", flush=True)
-        later = [(baseline, rule, chosen[rule]["score_threshold"]) for baseline in baselines[1:] for rule in RULES]
-        mined = {(first.seed, rule): mined_first[(rule, chosen[rule]["score_threshold"])] for rule in RULES}
-        mined.update(zip([(baseline.seed, rule) for baseline, rule, _ in later], workers.map(mine_task, later, chunksize=1)))
-        jobs = {
-            baseline.seed: arm_jobs(baseline, {rule: mined[(baseline.seed, rule)] for rule in RULES}, chosen, best_rule, args.recipe_arm)
-            for baseline in baselines
+        pending_mined = {
+            (baseline.seed, rule): workers.apply_async(mine_task, ((baseline, rule, chosen[rule]["score_threshold"]),))
+            for baseline in baselines[1:] for rule in RULES
         }
-        order = [(baseline, name) for baseline in baselines for name in jobs[baseline.seed]]
-        scores = workers.map(score_task, [(baseline, jobs[baseline.seed][name][1], "test") for baseline, name in order], chunksize=1)
+        jobs, order, pending_scores = {}, [], []
+        for baseline in baselines:  # a seed's arms are queued once its mining is done
+            mined = {
+                rule: mined_first[(rule, chosen[rule]["score_threshold"])] if baseline is first else pending_mined[(baseline.seed, rule)].get()
+                for rule in RULES
+            }
+            jobs[baseline.seed] = arm_jobs(baseline, mined, chosen, best_rule, args.recipe_arm)
+            for name, (_, extra, _) in jobs[baseline.seed].items():
+                order.append((baseline, name))
+                pending_scores.append(workers.apply_async(score_task, ((baseline, extra, "test"),)))
+        scores = [pending.get() for pending in pending_scores]
     results = []
     for baseline in baselines:
         arms = {}
@@ -743,7 +765,9 @@ def main(argv: list[str] | None = None) -> int:
     write_json("retrain", {"setting": setting, "arms": arms, "criterion": checks, "seconds": round(seconds, 1)}, json_path)
     curves = next(r["curves"] for r in results if r["curves"] is not None)
     plot_path = Path(args.plot or Path(json_path).with_suffix(".png"))
-    plot(arms, curves, plot_path, f"retraining {STATE['model']} on what each arm adds; {len(STATE['seeds'])} seeds, mean ± sd ({', '.join(f'{k} {v[0]}' for k, v in setting['ranges'].items())})")
+    trained = f"{STATE['model']} ({args.bootstrap_rounds} bootstrap round{'s' * (args.bootstrap_rounds != 1)})" if STATE["model"] == HOG_SVM else STATE["model"]
+    ranges_text = ", ".join(f"{k} {v[0]}" for k, v in setting["ranges"].items())
+    plot(arms, curves, plot_path, f"retraining {trained} on what each arm adds; {len(STATE['seeds'])} seeds, mean ± sd ({ranges_text})")
     print(f"wrote {plot_path}; {seconds:.0f} s in all")
     return 0
 
