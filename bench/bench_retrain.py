@@ -645,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from flickermine.evaluate._audit import read_ground_truth
+    from flickermine.errors import InputError
     from flickermine.train._hog_svm import HogSvmSettings
 
     started = time.perf_counter()
@@ -667,6 +668,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(r.step != 1 for r in ranges["pool"]):
         raise SystemExit("--pool ranges are mined as video: no /STEP")
     width, _, height = args.window.partition("x")
+    try:
+        settings = HogSvmSettings(window=(int(width), int(height)), scale_step=args.scale_step, bootstrap_rounds=args.bootstrap_rounds)
+    except (ValueError, InputError) as error:
+        parser.error(f"--window {args.window} / --bootstrap-rounds {args.bootstrap_rounds}: {error}")
     wanted: dict[str, set[int]] = {}
     for role_ranges in ranges.values():
         for frame_range in role_ranges:
@@ -686,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         frames=load_frames(sequences, wanted, STATE.get("workdir")),
         gt={name: read_ground_truth(gt) for name, (_, gt) in sequences.items()},
         ranges=ranges,
-        settings=HogSvmSettings(window=(int(width), int(height)), scale_step=args.scale_step, bootstrap_rounds=args.bootstrap_rounds),
+        settings=settings,
         params={"sure_score": 1.01, "min_area": 0.0, "border": 0},
         seeds=list(range(args.seeds)),
     )

@@ -114,3 +114,16 @@ def test_faster_rcnn_loop_runs_on_cpu(tmp_path):
     )
     check_result(result, seeds=1, model="fasterrcnn_mobilenet_v3_large_fpn")
     assert result["setting"]["faster_rcnn"]["finetune_iterations"] == 2
+
+
+@pytest.mark.parametrize("option, value", [("--bootstrap-rounds", "-1"), ("--window", "48xq")])
+def test_bad_hog_svm_setting_is_a_one_line_error(tmp_path, option, value):
+    out = tmp_path / "retrain.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_retrain.py"), "pets=video.avi,gt.txt", "--train", "pets:1-3", "--val", "pets:4-5",
+         "--pool", "pets:6-9", "--test", "pets:10-11", option, value, "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert f"{option} {value}" in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
+    assert not out.exists()
