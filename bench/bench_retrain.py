@@ -3,7 +3,8 @@
 On real footage with ground truth, split into frame ranges by role:
 
   train  labelled frames the baseline detector is trained on (its boxes, random background
-         windows, one round of bootstrapping)
+         windows, and --bootstrap-rounds rounds of classic bootstrapping: one by default; with 0
+         the baseline has never been trained on its own false positives on this camera)
   val    labelled frames for every choice: score calibration, and the mining rule's parameters
   pool   the "unlabelled" footage: the baseline runs over it and flickermine mines it
   test   held-out frames, touched only to score the final models
@@ -28,9 +29,10 @@ frames: for every rule and every setting of a small grid, the baseline of the fi
 retrained on that setting's hard negatives and scored on the val frames by AP50 - LAMR. Each arm
 runs for every seed (the seed draws the background windows, the SVM's order and the random
 arms); the table gives mean ± sd over seeds of AP50 (pycocotools, IoU 0.5), COCO AP (IoU
-0.5:0.95) and the log-average miss rate (LAMR, FPPI 1e-2..1e0, Dollár et al.), and checks the
-issue's criterion. MOT ground truth boxes flagged 0 are ignore regions. Every arm is scored
-with the baseline's calibration, down to score 0.01.
+0.5:0.95) and the log-average miss rate (LAMR, FPPI 1e-2..1e0, Dollár et al.), what the test
+false positives down to one per image are (on background, a second box on a person already
+found, a mislocalised box), and checks the issue's criterion. MOT ground truth boxes flagged 0
+are ignore regions. Every arm is scored with the baseline's calibration, down to score 0.01.
 
     python bench/bench_retrain.py                      # the pets09-s2l1 setting, 5 seeds
     python bench/bench_retrain.py NAME=VIDEO,GT.txt ... --train NAME:1-240/3 --val NAME:241-300 \\
@@ -392,7 +394,7 @@ def false_positive_kinds(images: list, found: list) -> dict:
     right end of the LAMR range), as shares: ``fp_background`` (IoU < 0.1 with every person: what
     a negative from the background can teach away), ``fp_duplicate`` (a second box on a person
     that a detection at or above the cut already found) and ``fp_mislocalised`` (on a person no
-    detection there found at IoU 0.5)."""
+    detection there found at IoU 0.5). A true positive counts for the person it overlaps most."""
     from flickermine._boxes import iou_matrix
     from flickermine.evaluate._miss_rate import FALSE_POSITIVE, TRUE_POSITIVE, match_detections
 
