@@ -369,20 +369,33 @@ class Extra:
         return bool(self.negatives or self.positives)
 
 
-def score_task(job: tuple) -> dict:
-    """Retrain a baseline with ``extra`` and score it on the frames of ``role``: AP50, COCO AP,
-    LAMR and the miss-rate curve."""
-    baseline, extra, role = job
+def score_task(job: tuple) -> list[dict]:
+    """Retrain a baseline with each of ``extras`` and score each on the frames of ``role``: AP50,
+    COCO AP, LAMR, the miss-rate curve and the false positives' kinds, one dict an extra."""
+    baseline, extras, role = job
     if STATE["model"] == HOG_SVM:
-        found = hog_svm_detections(baseline, extra, role)
+        found_by_extra = hog_svm_detections(baseline, extras, role)
     else:
-        found = torch_detections(baseline, extra, role)
+        found_by_extra = [torch_detections(baseline, extra, role) for extra in extras]
     from flickermine.evaluate._scoring import score_labelled
 
     images = labelled_images(STATE["ranges"][role])
-    summary, curve = score_labelled(images, found, "person")
-    return {"ap": summary["AP50"], "coco_ap": summary["AP"], "lamr": summary["lamr"], "curve": curve,
-            **false_positive_kinds(images, found)}
+    scores = []
+    for found in found_by_extra:
+        summary, curve = score_labelled(images, found, "person")
+        scores.append({"ap": summary["AP50"], "coco_ap": summary["AP"], "lamr": summary["lamr"], "curve": curve,
+                       **false_positive_kinds(images, found)})
+    return scores
+
+
+def scoring_jobs(baseline: Baseline, extras: list, role: str, parts: int) -> list[tuple]:
+    """``score_task`` jobs for ``extras``: the HOG-SVM's refits share each frame's scan (one
+    scan for many models costs little more than one), so they go in at most ``parts`` jobs of
+    consecutive extras; each Faster R-CNN fine-tune is a job of its own."""
+    if STATE["model"] != HOG_SVM:
+        return [(baseline, [extra], role) for extra in extras]
+    size = max(1, -(-len(extras) // parts))
+    return [(baseline, extras[start:start + size], role) for start in range(0, len(extras), size)]
 
 
 #: a false positive overlapping no person at this IoU is "on background"
@@ -421,22 +434,27 @@ def false_positive_kinds(images: list, found: list) -> dict:
             "fp_mislocalised": float((len(kept) - background - duplicate) / len(kept))}
 
 
-def hog_svm_detections(baseline: Baseline, extra: Extra, role: str) -> list:
-    """Refit the baseline's SVM on its examples plus the extra windows; its detections on ``role``."""
-    from flickermine.detect._hog_svm import HogSvmDetector
+def hog_svm_detections(baseline: Baseline, extras: list, role: str) -> list[list]:
+    """Refit the baseline's SVM on its examples plus each extra's windows; each refit's
+    detections on ``role``, every frame scanned once for all of them."""
+    from flickermine.detect._hog_svm import HogSvmDetector, detect_gray_shared
     from flickermine.train._hog_svm import fit_model
 
-    settings, model, examples = baseline.settings, baseline.model, baseline.examples
-    if extra.negatives:
-        examples = examples.with_examples("negative", descriptors(model, extra.negatives), "extra negatives")
-    if extra.positives:
-        described = descriptors(model, extra.positives)
-        if settings.flip:
-            described = np.concatenate([described, descriptors(model, extra.positives, flip=True)])
-        examples = examples.with_examples("positive", described, "extra positives")
-    refit = fit_model(examples, settings, (model.min_object_height, model.max_object_height), model.category, {}) if extra else model
-    detector = HogSvmDetector(refit.replace(calibration=model.calibration), min_score=EVAL_MIN_SCORE, scale_step=settings.scale_step)
-    return [detector.detect_gray(image.load()) for image in labelled_images(STATE["ranges"][role])]
+    settings, model = baseline.settings, baseline.model
+    detectors = []
+    for extra in extras:
+        examples = baseline.examples
+        if extra.negatives:
+            examples = examples.with_examples("negative", descriptors(model, extra.negatives), "extra negatives")
+        if extra.positives:
+            described = descriptors(model, extra.positives)
+            if settings.flip:
+                described = np.concatenate([described, descriptors(model, extra.positives, flip=True)])
+            examples = examples.with_examples("positive", described, "extra positives")
+        refit = fit_model(examples, settings, (model.min_object_height, model.max_object_height), model.category, {}) if extra else model
+        detectors.append(HogSvmDetector(refit.replace(calibration=model.calibration), min_score=EVAL_MIN_SCORE, scale_step=settings.scale_step))
+    per_frame = [detect_gray_shared(detectors, image.load()) for image in labelled_images(STATE["ranges"][role])]
+    return [list(found) for found in zip(*per_frame)] if per_frame else [[] for _ in detectors]
 
 
 def count(items: list) -> int:
@@ -473,8 +491,8 @@ def choose_parameters(workers, baseline: Baseline, mined: dict) -> tuple[dict, l
     # Settings that add the same examples (often: the duplicate step demotes nothing) are scored once.
     extras = [Extra(negatives=items, threshold=threshold) for items, (_, threshold, _) in zip(negatives, grid)]
     distinct = {extra_fingerprint(extra): extra for extra in extras}
-    jobs = [(baseline, Extra(), "val")] + [(baseline, extra, "val") for extra in distinct.values()]
-    scored_by = dict(zip([None, *distinct], workers.map(score_task, jobs, chunksize=1)))
+    jobs = scoring_jobs(baseline, [Extra(), *distinct.values()], "val", STATE["workers"])
+    scored_by = dict(zip([None, *distinct], [scored for part in workers.map(score_task, jobs, chunksize=1) for scored in part]))
     base = scored_by[None]
     scores = [base] + [scored_by[extra_fingerprint(extra)] for extra in extras]
     rows = [
@@ -696,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         settings=settings,
         params={"sure_score": 1.01, "min_area": 0.0, "border": 0},
         seeds=list(range(args.seeds)),
+        workers=workers_count,
     )
     print(f"decoded {len(STATE['frames'])} frames in {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -729,10 +748,10 @@ def main(argv: list[str] | None = None) -> int:
                 for rule in RULES
             }
             jobs[baseline.seed] = arm_jobs(baseline, mined, chosen, best_rule, args.recipe_arm)
-            for name, (_, extra, _) in jobs[baseline.seed].items():
-                order.append((baseline, name))
-                pending_scores.append(workers.apply_async(score_task, ((baseline, extra, "test"),)))
-        scores = [pending.get() for pending in pending_scores]
+            order += [(baseline, name) for name in jobs[baseline.seed]]
+            extras = [extra for _, extra, _ in jobs[baseline.seed].values()]
+            pending_scores += [workers.apply_async(score_task, (job,)) for job in scoring_jobs(baseline, extras, "test", 1)]
+        scores = [scored for pending in pending_scores for scored in pending.get()]
     results = []
     for baseline in baselines:
         arms = {}

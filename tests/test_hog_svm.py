@@ -13,7 +13,7 @@ import pytest
 
 from flickermine._boxes import iou_matrix
 from flickermine.cli import main
-from flickermine.detect._hog_svm import MODEL_FORMAT, HogParams, HogSvmDetector, HogSvmModel, window_descriptors
+from flickermine.detect._hog_svm import MODEL_FORMAT, HogParams, HogSvmDetector, HogSvmModel, detect_gray_shared, window_descriptors
 from flickermine.detect._registry import make_detector
 from flickermine.errors import InputError
 from flickermine.io._ground_truth import LabelledImage
@@ -130,6 +130,61 @@ def test_margins_are_the_svm_on_opencv_descriptors(trained, figures_data):
     assert len(windows)
     recomputed = model.margins(window_descriptors(gray, windows[:20], model.params))
     assert np.corrcoef(recomputed, margins[:20])[0, 1] > 0.9
+
+
+def opencv_scan(detector: HogSvmDetector, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scan as OpenCV's detectMultiScale does it: windows x1, y1, x2, y2 px and margins."""
+    params, scale = detector.model.params, detector._first_scale
+    image = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    block = params.block_cells * params.cell
+    hog = cv2.HOGDescriptor(
+        (params.window_width, params.window_height), (block, block), (params.cell, params.cell), (params.cell, params.cell),
+        params.bins, 1, -1.0, cv2.HOGDescriptor_L2Hys, 0.2, False, detector._levels, False,
+    )
+    hog.setSVMDetector(np.append(detector.model.weights, np.float32(detector.model.bias)).astype(np.float32))
+    rects, margins = hog.detectMultiScale(
+        image, hitThreshold=detector._hit_margin, winStride=(detector.stride, detector.stride),
+        padding=(params.cell, params.cell), scale=detector.scale_step, groupThreshold=0,
+    )
+    rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / scale
+    return np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]), np.asarray(margins, dtype=np.float64).reshape(-1)
+
+
+@pytest.mark.parametrize("stride", [8, 4, 12])
+def test_the_scan_is_opencvs_detect_multi_scale(trained, figures_data, stride):
+    """Every window OpenCV's scan keeps, the same rectangle to the bit (windows past the image's
+    edge cut to it) and the same margin up to float rounding, at a stride of one cell, half a cell
+    and one and a half (blocks on a finer grid than the cell)."""
+    model, _ = trained
+    image, boxes = figures_data["test"]
+    left = int(boxes[0, 0] * 1.3) + 6  # the figure cut by the image's left edge
+    gray = np.ascontiguousarray(cv2.resize(image, None, fx=1.3, fy=1.3)[:, left:])
+    detector = HogSvmDetector(model, min_score=0.02, stride=stride)
+    windows, margins = detector.window_margins(gray)
+    expected_windows, expected_margins = opencv_scan(detector, gray)
+    assert len(windows) > 50 and (windows[:, 0] == 0).any()  # windows cut at the left edge among them
+    ours = {tuple(window): margin for window, margin in zip(windows.tolist(), margins)}
+    theirs = {tuple(window): margin for window, margin in zip(expected_windows.tolist(), expected_margins)}
+    assert ours.keys() == theirs.keys()
+    assert max(abs(ours[key] - theirs[key]) for key in ours) < 1e-5
+    assert (np.diff(margins) <= 0).all()  # best first
+
+
+def test_several_models_share_one_scan(trained, figures_data):
+    """detect_gray_shared gives each model what its own detector gives; detectors that scan
+    different pyramids cannot share one."""
+    model, _ = trained
+    gray = figures_data["test"][0]
+    rng = np.random.default_rng(3)
+    models = [model, model.replace(weights=model.weights + rng.normal(0, 0.02, model.weights.shape).astype(np.float32), bias=model.bias - 0.3)]
+    detectors = [HogSvmDetector(each, min_score=0.1) for each in models]
+    shared = detect_gray_shared(detectors, gray)
+    for detector, found in zip(detectors, shared):
+        alone = detector.detect_gray(gray)
+        assert len(alone) and np.array_equal(found.boxes, alone.boxes) and np.array_equal(found.scores, alone.scores)
+    assert not np.array_equal(shared[0].boxes, shared[1].boxes)
+    with pytest.raises(InputError, match="scans another pyramid"):
+        detect_gray_shared([detectors[0], HogSvmDetector(model, min_score=0.1, stride=4)], gray)
 
 
 @pytest.mark.parametrize(

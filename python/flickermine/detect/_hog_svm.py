@@ -7,9 +7,12 @@ of the training boxes. Training crops a box's window (aspect-normalised: from th
 and centre, whatever its width) and detection maps each window back to its box, so boxes go in
 and come out tight, in the convention of the ground truth they were trained on.
 
-Detection runs OpenCV's ``HOGDescriptor.detectMultiScale`` on the grayscale frame over an image
-pyramid (every window, no grouping), then non-maximum suppression of the boxes
-(``cv2.dnn.NMSBoxes``). The SVM's margin becomes a score by the model's Platt calibration
+Detection scans the grayscale frame over an image pyramid (every window, no grouping), then
+non-maximum suppression of the boxes (``cv2.dnn.NMSBoxes``). The scan gives what OpenCV's
+``HOGDescriptor.detectMultiScale`` gives (the same pyramid, windows and margins, up to float
+rounding; a test holds it to that), but describes each pyramid level's blocks once and scores the
+windows with a matrix product, so that several models with the same window scan a frame at little
+more than one model's cost (:func:`detect_gray_shared`: a benchmark's retrained arms). The SVM's margin becomes a score by the model's Platt calibration
 (``1 / (1 + exp(-(slope * margin + intercept)))``, fitted on detections matched to ground truth),
 so a score is an estimate of the chance that the detection is right and ``--score-threshold``
 means what it means for other detectors. Boxes everywhere are ``x1, y1, x2, y2`` float pixels.
@@ -21,7 +24,9 @@ the training data (file fingerprints, example counts). It holds no code: loading
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -30,6 +35,7 @@ from typing import Any, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+import threadpoolctl
 
 from .._files import replaced_atomically
 from ._detections import Detections, _check_batch_size, _check_category_for, _check_frames, _clip_to_frame
@@ -77,12 +83,14 @@ class HogParams:
         if not (isinstance(self.object_aspect, (int, float)) and math.isfinite(self.object_aspect) and self.object_aspect > 0):
             raise InputError(f"object_aspect must be a positive number, got {self.object_aspect!r}")
 
-    def descriptor(self, levels: int = 64) -> "cv2.HOGDescriptor":
-        """An OpenCV ``HOGDescriptor`` of these parameters, its pyramid cut at ``levels`` levels."""
+    def descriptor(self, window: Optional[tuple[int, int]] = None, block_step: Optional[int] = None) -> "cv2.HOGDescriptor":
+        """An OpenCV ``HOGDescriptor`` of these parameters for the detection window, or for a
+        window of ``window`` (width, height) px whose blocks step ``block_step`` px (default: a cell)."""
         block = self.block_cells * self.cell
+        step = block_step or self.cell
         return cv2.HOGDescriptor(
-            (self.window_width, self.window_height), (block, block), (self.cell, self.cell),
-            (self.cell, self.cell), self.bins, 1, -1.0, cv2.HOGDescriptor_L2Hys, 0.2, False, int(levels), False,
+            window or (self.window_width, self.window_height), (block, block), (step, step),
+            (self.cell, self.cell), self.bins, 1, -1.0, cv2.HOGDescriptor_L2Hys, 0.2, False, 64, False,
         )
 
     @property
@@ -322,21 +330,10 @@ class HogSvmDetector:
     def _build(self) -> None:
         params = self.model.params
         # The first pyramid level shows the smallest object at the window's object size; the
-        # last one the largest (OpenCV stops earlier when the image gets smaller than a window).
+        # last one the largest (the scan stops earlier when the image gets smaller than a window).
         self._first_scale = params.object_pixels / self.min_height
-        levels = 1 + math.ceil(math.log(self.max_height / self.min_height) / math.log(self.scale_step))
-        self._hog = params.descriptor(levels=max(1, levels))
-        self._hog.setSVMDetector(np.append(self.model.weights, np.float32(self.model.bias)).astype(np.float32))
+        self._levels = max(1, 1 + math.ceil(math.log(self.max_height / self.min_height) / math.log(self.scale_step)))
         self._hit_margin = self.model.margin_of_score(self.min_score)
-
-    def __getstate__(self) -> dict:  # cv2.HOGDescriptor does not pickle: rebuilt on arrival
-        state = self.__dict__.copy()
-        del state["_hog"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._build()
 
     def __repr__(self) -> str:
         return f"HogSvmDetector({self.weights_path or 'model'}, min_score={self.min_score}, nms_iou={self.nms_iou})"
@@ -348,23 +345,7 @@ class HogSvmDetector:
     def window_margins(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every window of the pyramid scoring at least ``min_score``, before NMS: windows
         ``(N, 4)`` x1, y1, x2, y2 px of ``gray`` and their ``(N,)`` SVM margins."""
-        scale = self._first_scale
-        interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
-        image = gray if scale == 1 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=interpolation)
-        params = self.model.params
-        if image.shape[0] < params.window_height or image.shape[1] < params.window_width:
-            return np.zeros((0, 4)), np.zeros(0)
-        found_rects, found_margins = self._hog.detectMultiScale(
-            image, hitThreshold=self._hit_margin, winStride=(self.stride, self.stride),
-            padding=(params.cell, params.cell), scale=self.scale_step, groupThreshold=0,
-        )
-        rects = np.asarray(found_rects, dtype=np.float64).reshape(-1, 4) / scale
-        margins = np.asarray(found_margins, dtype=np.float64).reshape(-1)
-        # OpenCV's threads append windows in the order they finish: sort, so that ties in NMS
-        # (and everything trained on the detections) come out the same on every run.
-        order = np.lexsort((rects[:, 3], rects[:, 2], rects[:, 1], rects[:, 0], -margins))
-        rects, margins = rects[order], margins[order]
-        return np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]), margins
+        return _scan([self], gray)[0]
 
     def detect_gray(self, gray: np.ndarray) -> Detections:
         """Detections in one ``(H, W)`` uint8 grayscale frame: boxes x1, y1, x2, y2 px, scores calibrated."""
@@ -372,7 +353,10 @@ class HogSvmDetector:
 
     def detect_with_margins(self, gray: np.ndarray) -> tuple[Detections, np.ndarray]:
         """:meth:`detect_gray`, and the ``(N,)`` SVM margin of each detection."""
-        windows, margins = self.window_margins(gray)
+        return self._detections(gray, *self.window_margins(gray))
+
+    def _detections(self, gray: np.ndarray, windows: np.ndarray, margins: np.ndarray) -> tuple[Detections, np.ndarray]:
+        """Windows and margins of :meth:`window_margins` → detections after NMS, and their margins."""
         boxes = self.model.params.boxes_of_windows(windows)
         scores = self.model.score(margins)  # in (0, 1), ordered as the margins: NMSBoxes takes no negative score
         if len(boxes):
@@ -407,6 +391,132 @@ class HogSvmDetector:
         }
 
 
+
+
+def detect_gray_shared(detectors: Sequence[HogSvmDetector], gray: np.ndarray) -> list[Detections]:
+    """What each detector's :meth:`HogSvmDetector.detect_gray` gives on one ``(H, W)`` uint8
+    grayscale frame, with the frame's HOG blocks computed once for all of them. The detectors
+    must scan the same pyramid: the same HOG parameters, stride, scale step and object height
+    range (models refitted from one training run with one settings do)."""
+    return [detector._detections(gray, windows, margins)[0] for detector, (windows, margins) in zip(detectors, _scan(detectors, gray))]
+
+
+def _scan(detectors: Sequence[HogSvmDetector], gray: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each detector, the windows ``(N, 4)`` x1, y1, x2, y2 px of ``gray`` whose margin
+    reaches its ``min_score`` and their ``(N,)`` margins, best first.
+
+    It reproduces ``HOGDescriptor.detectMultiScale(image, hitThreshold, winStride=(stride,
+    stride), padding=(cell, cell), scale=scale_step, groupThreshold=0)`` on the frame resized by
+    the first scale: the same levels (each ``cvRound(side / scale)`` px, linear-exact resampling,
+    until a window no longer fits), the same windows (from ``-cell`` px, every ``stride`` px), the
+    same rectangles (rounded to whole pixels at the level's scale and cut to the image, so a model's
+    calibration, fitted on such windows, still holds) and margins equal up to float rounding.
+    """
+    first = detectors[0]
+    params = first.model.params
+    pyramid = (params, first._first_scale, first._levels, first.scale_step, first.stride)
+    for detector in detectors[1:]:
+        if (detector.model.params, detector._first_scale, detector._levels, detector.scale_step, detector.stride) != pyramid:
+            raise InputError(f"{detector!r} scans another pyramid than {first!r}: their windows cannot be shared")
+    scale = first._first_scale
+    interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+    image = gray if scale == 1 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=interpolation)
+    height, width = image.shape[:2]
+    level_scales = []
+    level_scale = 1.0
+    for _ in range(first._levels):
+        # Python's round() rounds half to even, as OpenCV's cvRound does.
+        if round(width / level_scale) < params.window_width or round(height / level_scale) < params.window_height:
+            break
+        level_scales.append(level_scale)
+        level_scale *= first.scale_step
+    weights = np.stack([detector.model.weights for detector in detectors], axis=1)  # (D, K)
+    biases = np.array([detector.model.bias for detector in detectors])
+    hit_margins = np.array([detector._hit_margin for detector in detectors])
+
+    def scan_level(level_scale: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        size = (round(width / level_scale), round(height / level_scale))
+        level = image if size == (width, height) else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR_EXACT)
+        margins = _window_margins(level, params, first.stride, weights) + biases  # (columns, rows, K)
+        found = []
+        for k in range(len(detectors)):
+            column, row = np.nonzero(margins[:, :, k] >= hit_margins[k])
+            x1 = np.rint((column * first.stride - params.cell) * level_scale)
+            y1 = np.rint((row * first.stride - params.cell) * level_scale)
+            left, top = np.maximum(x1, 0), np.maximum(y1, 0)
+            rects = np.column_stack([  # x, y, width, height px, as OpenCV's cv::Rect
+                left, top,
+                np.minimum(x1 + round(params.window_width * level_scale), width) - left,
+                np.minimum(y1 + round(params.window_height * level_scale), height) - top,
+            ])
+            kept = (rects[:, 2] > 0) & (rects[:, 3] > 0)
+            found.append((rects[kept], margins[column, row, k][kept]))
+        return found
+
+    # The levels run in parallel on OpenCV's thread count, as OpenCV's own scan runs them (HOG and
+    # BLAS release the GIL); BLAS's own threads would only contend with them, or with the other
+    # processes of a pool that set OpenCV to one thread each.
+    threads = min(cv2.getNumThreads(), len(level_scales))
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        if threads > 1:
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                per_level = list(pool.map(scan_level, level_scales))
+        else:
+            per_level = [scan_level(level_scale) for level_scale in level_scales]
+    results = []
+    for k in range(len(detectors)):
+        parts = [level[k] for level in per_level]
+        rects = np.concatenate([np.zeros((0, 4))] + [rects for rects, _ in parts]) / scale
+        margins = np.concatenate([np.zeros(0)] + [margins for _, margins in parts])
+        # Sorted, so that ties in NMS (and everything trained on the detections) come out the
+        # same whatever order the levels finish in.
+        order = np.lexsort((rects[:, 3], rects[:, 2], rects[:, 1], rects[:, 0], -margins))
+        rects, margins = rects[order], margins[order]
+        results.append((np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]]), margins))
+    return results
+
+
+def _window_margins(level: np.ndarray, params: HogParams, stride: int, weights: np.ndarray) -> np.ndarray:
+    """``(columns, rows, K)`` float64 margins less bias of the ``K`` models ``weights`` ``(D, K)``
+    at every window of one pyramid level, windows from ``-cell`` px every ``stride`` px.
+
+    A window's descriptor is its blocks' normalised histograms side by side, and a block's
+    histogram depends only on the pixels under it; so the level's blocks are computed once, on
+    the grid the windows' blocks fall on, and each window's margin is the sum over its blocks of
+    that block's histogram times the models' weights for the block's place in the window."""
+    pad = params.cell
+    columns = (level.shape[1] + 2 * pad - params.window_width) // stride + 1
+    rows = (level.shape[0] + 2 * pad - params.window_height) // stride + 1
+    grid = math.gcd(stride, params.cell)
+    block = params.block_cells * params.cell
+    span = ((columns - 1) * stride + params.window_width, (rows - 1) * stride + params.window_height)
+    histograms = np.asarray(_block_describer(params, span, grid).compute(level, winStride=(grid, grid), padding=(pad, pad), locations=((-pad, -pad),)))
+    block_length = params.block_cells**2 * params.bins
+    # OpenCV lays blocks out column by column: x outer, y inner.
+    grid_columns, grid_rows = (span[0] - block) // grid + 1, (span[1] - block) // grid + 1
+    window_columns = params.window_width // params.cell - params.block_cells + 1
+    window_rows = params.window_height // params.cell - params.block_cells + 1
+    models = weights.shape[1]
+    # (block length, window blocks x K): every model's weights for every place in the window
+    placed = weights.reshape(window_columns * window_rows, block_length, models).transpose(1, 0, 2).reshape(block_length, -1)
+    products = (histograms.reshape(-1, block_length) @ placed).reshape(grid_columns, grid_rows, window_columns * window_rows, models)
+    step, hop = params.cell // grid, stride // grid
+    margins = np.zeros((columns, rows, models))
+    for i in range(window_columns):
+        for j in range(window_rows):
+            margins += products[i * step: i * step + (columns - 1) * hop + 1: hop, j * step: j * step + (rows - 1) * hop + 1: hop, i * window_rows + j]
+    return margins
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_threads() -> threadpoolctl.ThreadpoolController:
+    return threadpoolctl.ThreadpoolController()
+
+
+@functools.lru_cache(maxsize=256)
+def _block_describer(params: HogParams, span: tuple[int, int], grid: int) -> "cv2.HOGDescriptor":
+    """A ``HOGDescriptor`` whose one window spans ``span`` px and whose blocks step ``grid`` px."""
+    return params.descriptor(span, grid)
 
 
 def descriptors_for_boxes(gray: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray, params: HogParams, flip: bool = False) -> np.ndarray:
