@@ -407,18 +407,17 @@ def false_positive_kinds(images: list, found: list) -> dict:
     right end of the LAMR range), as shares: ``fp_background`` (IoU < 0.1 with every person: what
     a negative from the background can teach away), ``fp_duplicate`` (a second box on a person
     that a detection at or above the cut already found) and ``fp_mislocalised`` (on a person no
-    detection there found at IoU 0.5). A true positive counts for the person it overlaps most."""
+    detection there found at IoU 0.5)."""
     from flickermine._boxes import iou_matrix
-    from flickermine.evaluate._miss_rate import FALSE_POSITIVE, TRUE_POSITIVE, match_detections
+    from flickermine.evaluate._miss_rate import FALSE_POSITIVE, TRUE_POSITIVE, match_detections_to_objects
 
-    false_positives = []  # (score, best IoU with a person, that person's best true-positive score)
+    false_positives = []  # (score, best IoU with a person, that person's true-positive score)
     for image, detections in zip(images, found):
-        outcomes = match_detections(detections.boxes, detections.scores, image.boxes, image.ignore, MATCH_IOU)
+        outcomes, matched = match_detections_to_objects(detections.boxes, detections.scores, image.boxes, image.ignore, MATCH_IOU)
         overlaps = iou_matrix(np.asarray(detections.boxes, np.float64).reshape(-1, 4), np.asarray(image.boxes, np.float64).reshape(-1, 4))
         found_by = np.full(overlaps.shape[1], -np.inf)  # each person's score of the detection matching it
         for index in np.flatnonzero(outcomes == TRUE_POSITIVE):
-            person = int(np.argmax(np.where(overlaps[index] >= MATCH_IOU, overlaps[index], -1)))
-            found_by[person] = max(found_by[person], detections.scores[index])
+            found_by[matched[index]] = detections.scores[index]
         for index in np.flatnonzero(outcomes == FALSE_POSITIVE):
             person = int(np.argmax(overlaps[index])) if overlaps.shape[1] else -1
             best = overlaps[index, person] if person >= 0 else 0.0

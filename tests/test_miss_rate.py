@@ -14,6 +14,7 @@ from flickermine.evaluate._miss_rate import (
     DetectionCurve,
     coco_curve,
     match_detections,
+    match_detections_to_objects,
 )
 
 BOX = np.array([[10.0, 10.0, 30.0, 50.0]])
@@ -25,6 +26,16 @@ def test_match_takes_detections_by_score_and_each_object_once():
     boxes = np.array([[10, 10, 30, 50], [11, 11, 31, 51]], dtype=float)
     assert match_detections(boxes, np.array([0.5, 0.9]), truth).tolist() == [FALSE_POSITIVE, TRUE_POSITIVE]
     assert match_detections(boxes, np.array([0.9, 0.5]), truth).tolist() == [TRUE_POSITIVE, FALSE_POSITIVE]
+
+
+def test_match_names_the_object_each_true_positive_took():
+    """A box overlapping two people takes the one it overlaps most if free, else the other one."""
+    truth = np.array([[0.0, 0.0, 20.0, 40.0], [4.0, 0.0, 24.0, 40.0]])
+    boxes = np.array([[0.0, 0.0, 20.0, 40.0], [1.0, 0.0, 21.0, 40.0], [60.0, 0.0, 80.0, 40.0]])
+    outcomes, matched = match_detections_to_objects(boxes, [0.9, 0.8, 0.7], truth)
+    assert outcomes.tolist() == [TRUE_POSITIVE, TRUE_POSITIVE, FALSE_POSITIVE]
+    assert matched.tolist() == [0, 1, -1]  # the second box overlaps object 0 most, but it is taken
+    assert match_detections(boxes, [0.9, 0.8, 0.7], truth).tolist() == outcomes.tolist()
 
 
 def test_match_needs_iou_at_the_threshold():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ._audit import audit_video, mine_candidates, read_dataset, sweep
 from ._coco_ap import average_precision
-from ._miss_rate import DetectionCurve, coco_curve, match_detections
+from ._miss_rate import DetectionCurve, coco_curve, match_detections, match_detections_to_objects
 from ._on_coco import evaluate
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "coco_curve",
     "evaluate",
     "match_detections",
+    "match_detections_to_objects",
     "mine_candidates",
     "read_dataset",
     "sweep",

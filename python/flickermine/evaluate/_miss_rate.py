@@ -42,11 +42,24 @@ def match_detections(
     without counting (any number of them). Detections are taken by score, highest first (ties in
     the given order).
     """
+    return match_detections_to_objects(boxes, scores, truth, ignore, iou_threshold)[0]
+
+
+def match_detections_to_objects(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    truth: np.ndarray,
+    ignore: np.ndarray | None = None,
+    iou_threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`match_detections`'s outcomes, and ``(N,)`` int64 the index in ``truth`` of the
+    object each true positive matched (-1 for the other detections)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
     ignore = np.zeros((0, 4)) if ignore is None else np.asarray(ignore, dtype=np.float64).reshape(-1, 4)
     outcomes = np.full(len(boxes), FALSE_POSITIVE, dtype=np.int8)
+    matched = np.full(len(boxes), -1, dtype=np.int64)
     overlaps = iou_matrix(boxes, truth)
     inside_ignore = intersection_over_area(boxes, ignore).max(axis=1, initial=0.0) >= iou_threshold
     free = np.ones(len(truth), dtype=bool)
@@ -55,10 +68,11 @@ def match_detections(
         best = int(np.argmax(candidates)) if len(truth) else -1
         if best >= 0 and candidates[best] >= iou_threshold:
             outcomes[index] = TRUE_POSITIVE
+            matched[index] = best
             free[best] = False
         elif inside_ignore[index]:
             outcomes[index] = IGNORED
-    return outcomes
+    return outcomes, matched
 
 
 @dataclasses.dataclass(frozen=True)
