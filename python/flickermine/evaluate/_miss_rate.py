@@ -27,13 +27,7 @@ LAMR_FPPI_RANGE = (1e-2, 1.0)
 LAMR_POINTS = 9
 
 
-def match_detections(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    truth: np.ndarray,
-    ignore: np.ndarray | None = None,
-    iou_threshold: float = 0.5,
-) -> np.ndarray:
+def match_detections(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None, iou_threshold: float = 0.5) -> np.ndarray:
     """Outcome of each detection of one image: ``(N,)`` int8 :data:`TRUE_POSITIVE`,
     :data:`FALSE_POSITIVE` or :data:`IGNORED`.
 
