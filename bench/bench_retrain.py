@@ -660,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="the plot (default: the JSON's path with .png)")
     parser.add_argument("--recipe-arm", action="store_true",
                         help="add the arm hard_negatives_and_positives: the best rule's hard negatives and hard positives together, "
-                             "the paper's recipe (one retraining more a seed; about a minute on 2 cores)")
+                             "the paper's recipe (one refit more a seed, scored on the seed's shared scan)")
     args = parser.parse_args(argv)
 
     from flickermine.evaluate._audit import read_ground_truth

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ._adapters import from_supervision, from_torchvision, from_ultralytics
 from ._detections import CallableDetector, Detections, Detector, as_detector
-from ._hog_svm import HogSvmDetector
+from ._hog_svm import HogSvmDetector, detect_gray_shared
 from ._opencv import HAAR_CASCADES, OpenCVHaarDetector, OpenCVHOGPeopleDetector
 from ._registry import DETECTOR_NAMES, detector_info, make_detector
 from ._torchvision import COCO_CATEGORIES, TORCHVISION_MODELS, TorchvisionDetector
@@ -34,6 +34,7 @@ __all__ = [
     "OpenCVHaarDetector",
     "TorchvisionDetector",
     "as_detector",
+    "detect_gray_shared",
     "detector_info",
     "from_supervision",
     "from_torchvision",
