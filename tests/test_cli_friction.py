@@ -140,21 +140,34 @@ def test_unwritable_verdicts_path_is_named_as_given(tmp_path, capsys):
     assert ".partial" not in err and ".lock" not in err
 
 
-def test_offline_named_weights_say_no_network(monkeypatch, capsys):
+def test_named_weights_missing_from_the_cache_are_one_clear_line(tmp_path, monkeypatch, capsys):
+    """flickermine downloads nothing: --torchvision-weights missing from torch's cache is exit 2,
+    one line naming the file to fetch, and nothing written."""
     pytest.importorskip("torchvision")
-    import urllib.error
-
-    import torchvision.models._api as api
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    out = tmp_path / "dets"
     code = main(["detect", "clip.mp4", "--detector", "fasterrcnn_mobilenet_v3_large_fpn", "--torchvision-weights", "DEFAULT",
-                 "--out", "dets"])
+                 "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "no network" in err and "--weights PATH" in err and "<urlopen error" not in err
+    assert "not in torch's cache" in err and "https://download.pytorch.org/" in err and "--weights PATH" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+    # train: the same check, before --out is made
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 64}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 30], "area": 600, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "train.json").write_text(json.dumps(coco))
+    run = tmp_path / "run"
+    code = main(["train", "--model", "fasterrcnn_mobilenet_v3_large_fpn", "--train", str(tmp_path / "train.json"),
+                 "--backbone-weights", "DEFAULT", "--iterations", "1", "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "(its backbone) are not in torch's cache" in err and "mobilenet_v3_large-" in err and not run.exists()
 
 
 # -- 6. --help -----------------------------------------------------------------------------------

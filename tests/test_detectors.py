@@ -400,6 +400,56 @@ def test_weights_that_do_not_fit_are_clear_errors(torch, tmp_path, two_class_mod
         make_detector(MOBILENET, weights=str(mobilenet), named_weights=True)
 
 
+def _no_download(monkeypatch):
+    """torchvision's downloader, made to fail the test if anything calls it for a missing file."""
+    import torch.hub
+
+    real = torch.hub.load_state_dict_from_url
+
+    def cache_only(url, model_dir=None, *args, **kwargs):
+        cached = Path(model_dir or Path(torch.hub.get_dir()) / "checkpoints") / Path(url).name
+        assert cached.is_file(), f"flickermine asked torchvision to download {url}"
+        return real(url, model_dir, *args, **kwargs)
+
+    import torchvision.models._api as api
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", cache_only)
+
+
+def test_named_weights_come_from_torchs_cache_never_downloaded(torch, tmp_path, monkeypatch):
+    """``named_weights`` / ``--torchvision-weights`` read torchvision's file from torch's hub cache
+    (TORCH_HOME); a file missing there is an InputError naming the file and the URL, before
+    torchvision is asked to download anything."""
+    from torchvision.models import get_model_weights
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+
+    from flickermine.errors import InputError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    _no_download(monkeypatch)
+    url = get_model_weights(MOBILENET).verify("DEFAULT").url
+    cached = tmp_path / "torch-home" / "hub" / "checkpoints" / Path(url).name
+    with pytest.raises(InputError, match="not in torch's cache") as missing:
+        make_detector(MOBILENET, named_weights=True, **TINY)
+    message = str(missing.value)
+    assert str(cached) in message and url in message and "--weights PATH" in message and "\n" not in message
+    with pytest.raises(InputError, match=r"no torchvision weights named 'COCO_V9'.*known: DEFAULT, COCO_V1"):
+        make_detector(MOBILENET, named_weights="COCO_V9", **TINY)
+    with pytest.raises(InputError, match=r"\(its backbone\) are not in torch's cache.*mobilenet_v3_large-"):
+        make_detector(MOBILENET, **{**TINY, "weights_backbone": "DEFAULT"})
+
+    # The file in the cache (here: random weights standing in for torchvision's): loaded as it is.
+    torch.manual_seed(3)
+    stand_in = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).state_dict()
+    cached.parent.mkdir(parents=True)
+    torch.save(stand_in, cached)
+    detector = make_detector(MOBILENET, named_weights="COCO_V1", **TINY)
+    loaded = detector._net.state_dict()
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert loaded[key].shape == (91, 1024) and torch.equal(loaded[key], stand_in[key])
+    assert detector_info(detector)["weights"] == "torchvision COCO_V1"
+
+
 def test_cli_never_runs_untrained_weights_unasked(tmp_path, capsys):
     """`--detector fasterrcnn_*` needs --weights, --torchvision-weights or --random-weights;
     the check comes before any model is built or frame read (torch is not needed for it)."""

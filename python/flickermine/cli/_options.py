@@ -73,7 +73,7 @@ def _add_detector_options(parser: argparse.ArgumentParser, required: bool = Fals
     weights.add_argument("--weights", metavar="PATH", help="local weights file: a torchvision checkpoint, or a hog-svm model")
     weights.add_argument(
         "--torchvision-weights", metavar="NAME",
-        help="torchvision's named COCO weights, e.g. DEFAULT (a download: needs a network)",
+        help="torchvision's named COCO weights, e.g. DEFAULT, read from torch's hub cache (never downloaded)",
     )
     weights.add_argument(
         "--random-weights", action="store_true",
@@ -102,7 +102,7 @@ def _detector_factory(args: argparse.Namespace):
         if not (args.weights or args.torchvision_weights or args.random_weights):
             raise InputError(
                 f"--detector {args.detector} needs its weights: --weights PATH (a local checkpoint), "
-                "--torchvision-weights DEFAULT (downloads), or --random-weights (plumbing and speed tests only)"
+                "--torchvision-weights DEFAULT (from torch's cache), or --random-weights (plumbing and speed tests only)"
             )
         if args.torchvision_weights:
             options["named_weights"] = args.torchvision_weights

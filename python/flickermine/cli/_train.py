@@ -69,8 +69,8 @@ def register(commands) -> None:
         help="with --weights: start the box predictor afresh; without it, weights of another class count load only "
         "when they know the categories by name (a COCO detector for --category dog keeps its dog rows)",
     )
-    train.add_argument("--torchvision-weights", metavar="NAME", help="named torchvision COCO weights, e.g. DEFAULT (downloads)")
-    train.add_argument("--backbone-weights", metavar="NAME", help="named torchvision backbone weights, e.g. DEFAULT (downloads)")
+    train.add_argument("--torchvision-weights", metavar="NAME", help="named torchvision COCO weights, e.g. DEFAULT, read from torch's hub cache (never downloaded)")
+    train.add_argument("--backbone-weights", metavar="NAME", help="named torchvision backbone weights, e.g. DEFAULT, read from torch's hub cache (never downloaded)")
     train.add_argument(
         "--trainable-backbone-layers", type=int, default=3, metavar="N",
         help="when starting from weights: backbone stages trained, the rest fixed with frozen batch norm (default: 3)",

@@ -8,7 +8,7 @@ coordinates, as everywhere in flickermine), clipped to the frame.
 Four kinds ship:
 
 - :class:`~flickermine.detect.TorchvisionDetector`: torchvision's Faster R-CNN models,
-  from a local weights file, from torchvision's named weights (downloads; only when asked), or
+  from a local weights file, from torchvision's named weights (read from torch's cache, never downloaded), or
   random (tests). Needs the optional extra ``pip install 'flickermine[torch]'``; without it,
   :class:`~flickermine.errors.MissingExtraError`.
 - :class:`~flickermine.detect.OpenCVHOGPeopleDetector` and

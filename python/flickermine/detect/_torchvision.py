@@ -5,7 +5,7 @@ Everything torch-related that detection, evaluation and training share lives her
 
 - :class:`TorchvisionDetector`: a :class:`~flickermine.detect.Detector` over one of
   :data:`TORCHVISION_MODELS`, from a local weights file, from torchvision's named weights
-  (downloads; only when asked), or random (tests);
+  (read from torch's hub cache, never downloaded), or random (tests);
 - :func:`build_model`, :func:`load_detector` (a checkpoint of ``flickermine train`` or a plain
   state dict), :func:`read_image`, :func:`resolve_device`: the model stack of training and
   evaluation on COCO files;
@@ -24,8 +24,7 @@ import argparse
 import contextlib
 import difflib
 import os
-import socket
-import urllib.error
+import urllib.parse
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -266,10 +265,11 @@ class TorchvisionDetector:
       (labels 1, named ``category``); any other count only with ``category=None``. Boxes a COCO
       model gives one of the 10 unused COCO ids (12, 26, 29, …; untrained) are dropped.
     - ``named_weights=True`` (or a weights name such as ``"COCO_V1"``): torchvision's named COCO
-      weights, ``DEFAULT`` for True (a download: needs a network).
+      weights, ``DEFAULT`` for True, read from torch's hub cache (:func:`require_cached_weights`:
+      nothing is downloaded).
     - neither: random weights (91 COCO classes), useful only to test plumbing.
 
-    ``weights_backbone`` goes to the torchvision builder (None: no download). ``category`` (a
+    ``weights_backbone`` (a name, from the same cache) goes to the torchvision builder. ``category`` (a
     COCO name or id) keeps only that class. ``device`` ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …;
     None picks CUDA when available. ``score_threshold`` is the model's ``box_score_thresh``;
     ``min_size``/``max_size`` override its input resize (800/1333 by default); ``amp`` runs
@@ -366,16 +366,13 @@ class TorchvisionDetector:
         self.min_size, self.max_size = min_size, max_size
         builder = getattr(detection, model)
         if self.named_weights:
-            try:
-                with _offline_download_hint(model, self.named_weights, weights_backbone):
-                    net = builder(weights=self.named_weights, weights_backbone=weights_backbone, **options)
-            except InputError:
-                raise
-            except (KeyError, ValueError) as error:  # an unknown name: torchvision lists none
-                raise InputError(f"{model}: no torchvision weights named {self.named_weights!r} ({error})") from None
+            require_cached_weights(model, self.named_weights)
+            # Named detector weights hold the backbone's too: none is built separately.
+            net = builder(weights=self.named_weights, weights_backbone=None, **options)
         else:
-            with _offline_download_hint(model, None, weights_backbone):
-                net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
+            if weights_backbone is not None:
+                require_cached_weights(model, weights_backbone, backbone=True)
+            net = builder(weights=None, weights_backbone=weights_backbone, num_classes=classes, **options)
         if state is not None:
             try:
                 net.load_state_dict(state, strict=True)
@@ -436,35 +433,35 @@ class TorchvisionDetector:
 # models for training and evaluation: building, checkpoints, images
 
 
-def _weights_url(model: str, name: str | None, backbone: bool) -> str | None:
-    """The URL torchvision downloads the detector weights ``name`` of ``model`` from, if it knows
-    it (None for backbone weights, and where torchvision cannot say)."""
-    if backbone or not name:
-        return None
+#: The classification network each detector's ``weights_backbone`` belongs to.
+_BACKBONES = {
+    "fasterrcnn_resnet50_fpn": "resnet50",
+    "fasterrcnn_resnet50_fpn_v2": "resnet50",
+    "fasterrcnn_mobilenet_v3_large_fpn": "mobilenet_v3_large",
+}
+
+
+def require_cached_weights(model: str, name: str, backbone: bool = False) -> Path:
+    """The file of torchvision's named weights ``name`` (``"DEFAULT"``, ``"COCO_V1"``…) of
+    ``model`` (of its backbone when ``backbone``) in torch's hub cache, where torchvision's
+    builder reads it without a network. flickermine downloads nothing: a file not there is an
+    InputError saying where to put it (or to pass a local file with ``--weights PATH``)."""
+    torch, _ = require_torch()
+    from torchvision.models import get_model_weights
+
+    network = _BACKBONES[model] if backbone else model
+    what = f"torchvision weights {name!r} of {model}" + (" (its backbone)" if backbone else "")
     try:
-        from torchvision.models import detection, get_model_weights
-
-        return str(get_model_weights(getattr(detection, model))[name].url)
-    except Exception:  # best effort: the message stands without the URL
-        return None
-
-
-@contextlib.contextmanager
-def _offline_download_hint(model: str, weights: str | None, backbone_weights: str | None):
-    """Turn a failed download of torchvision's named weights (``<urlopen error ...>``, no network)
-    into a message that says what to do: download the file elsewhere and pass ``--weights PATH``."""
-    try:
-        yield
-    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror) as error:
-        name = weights or backbone_weights
-        what = f"torchvision weights {name!r} of {model}" + (" (its backbone)" if not weights else "")
-        url = _weights_url(model, name, backbone=not weights)
-        reason = getattr(error, "reason", None) or error
-        raise InputError(
-            f"{what} could not be downloaded: no network ({reason}); download the file elsewhere"
-            + (f" ({url})" if url else "")
-            + " and pass --weights PATH"
-        ) from None
+        url = str(get_model_weights(network).verify(name).url)
+    except (KeyError, ValueError):
+        known = ", ".join(["DEFAULT", *get_model_weights(network).__members__])
+        raise InputError(f"{model}: no torchvision weights named {name!r}{' for its backbone' if backbone else ''}; "
+                         f"known: {known}") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
+    if not cached.is_file():
+        raise InputError(f"{what} are not in torch's cache ({cached}) and flickermine downloads nothing: "
+                         f"fetch {url} into that folder, or pass a local file with --weights PATH")
+    return cached
 
 
 def build_model(
@@ -480,8 +477,8 @@ def build_model(
 ):
     """A torchvision Faster R-CNN with ``num_classes`` outputs (categories + background).
 
-    No download unless ``torchvision_weights`` or ``backbone_weights`` names torchvision weights
-    (e.g. ``"DEFAULT"``). Named detector weights are for COCO's 91 classes: for another count the
+    ``torchvision_weights`` or ``backbone_weights`` name torchvision weights (e.g. ``"DEFAULT"``),
+    read from torch's hub cache, never downloaded (:func:`require_cached_weights`). Named detector weights are for COCO's 91 classes: for another count the
     box predictor is replaced by a fresh one. Named weights, or ``frozen_batchnorm``, give the
     layout torchvision uses for fine-tuning: backbone batch norm frozen, only the last
     ``trainable_backbone_layers`` backbone stages trained.
@@ -496,15 +493,15 @@ def build_model(
     size = {"min_size": min_size, "max_size": max_size, **(model_options or {})}
     named = {"trainable_backbone_layers": trainable_backbone_layers}
     if torchvision_weights is not None:
-        with _offline_download_hint(model_name, torchvision_weights, None):
-            model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
+        require_cached_weights(model_name, torchvision_weights)
+        model = builder(weights=torchvision_weights, weights_backbone=None, **named, **size)
         if model.roi_heads.box_predictor.cls_score.out_features != num_classes:
             in_features = model.roi_heads.box_predictor.cls_score.in_features
             model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
         return model
     if backbone_weights is not None:
-        with _offline_download_hint(model_name, None, backbone_weights):
-            return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
+        require_cached_weights(model_name, backbone_weights, backbone=True)
+        return builder(weights=None, weights_backbone=backbone_weights, num_classes=num_classes, **named, **size)
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **size)
     if frozen_batchnorm:
         freeze_like_pretrained(model, model_name, trainable_backbone_layers)

@@ -104,7 +104,7 @@ def _named_detector(name: str, category: str, options: dict) -> tuple[Callable[[
         if not (options.get("weights") or options.get("named_weights") or random_weights):
             raise InputError(
                 f"detector {name!r} needs its weights: detector_options={{'weights': PATH}} (a local checkpoint), "
-                "{'named_weights': 'DEFAULT'} (downloads), or {'random_weights': True} (plumbing and speed tests only)"
+                "{'named_weights': 'DEFAULT'} (from torch's cache), or {'random_weights': True} (plumbing and speed tests only)"
             )
     elif options.get("named_weights") or random_weights:
         raise InputError(f"detector {name!r}: named_weights and random_weights apply to torchvision detectors only")

@@ -63,6 +63,7 @@ from ..detect._torchvision import (
     _read_torch_file,
     _state_dict_of,
     build_model,
+    require_cached_weights,
     read_image,
     require_torch,
     resolve_device,
@@ -94,8 +95,8 @@ class TrainConfig:
     model: str = "fasterrcnn_resnet50_fpn"
     weights: PathLike | None = None  #: local checkpoint or state dict to start from
     new_head: bool = False  #: with ``weights``: load all but the box predictor, which starts afresh
-    torchvision_weights: str | None = None  #: named torchvision detector weights, e.g. "DEFAULT" (downloads)
-    backbone_weights: str | None = None  #: named torchvision backbone weights, e.g. "DEFAULT" (downloads)
+    torchvision_weights: str | None = None  #: named torchvision detector weights, e.g. "DEFAULT" (from torch's cache)
+    backbone_weights: str | None = None  #: named torchvision backbone weights, e.g. "DEFAULT" (from torch's cache)
     category: str | None = None  #: one category against background; None: every category of ``train``
     #: backbone batch norm frozen and early backbone layers fixed, as torchvision does for pretrained
     #: weights; None: yes when starting from any weights, no from random initialisation
@@ -160,7 +161,7 @@ class TrainConfig:
         if self.sources is not None and (not isinstance(self.sources, dict) or not self.sources):
             raise InputError(f"sources must map options to COCO files, e.g. {{'--train': 'train.json'}}; got {self.sources!r}")
         if self.weights is not None and self.torchvision_weights is not None:
-            raise InputError("give --weights (a local file) or --torchvision-weights (a named download), not both")
+            raise InputError("give --weights (a local file) or --torchvision-weights (named weights in torch's cache), not both")
         if self.frozen_batchnorm is None:
             self.frozen_batchnorm = any(w is not None for w in (self.weights, self.torchvision_weights, self.backbone_weights))
 
@@ -634,6 +635,11 @@ def train(config: TrainConfig) -> TrainResult:
     data = data_fingerprint(config.sources or {"--train": train_path}, config.val)
     if config.resume:
         check_resume_data(out, data)
+    # Named weights missing from torch's cache stop the run before --out is made.
+    if config.torchvision_weights is not None:
+        require_cached_weights(config.model, config.torchvision_weights)
+    elif config.backbone_weights is not None:
+        require_cached_weights(config.model, config.backbone_weights, backbone=True)
     out.mkdir(parents=True, exist_ok=True)
     logger = _open_log(out / "train.log")
     try:
