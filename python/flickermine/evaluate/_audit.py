@@ -43,6 +43,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .._boxes import iou_matrix
+from .._progress import progress_bar
 from ..dataset._writer import ALL_HARD_NEGATIVES_KEY, DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE, shard_path
 from ..errors import InputError
 from ..io._formats import open_detections
@@ -531,21 +532,13 @@ def mine_candidates(
     dets = open_detections(detections, frame_count=source.frame_count, width=source.width, height=source.height)
     miners = {name: Miner(params, rule, backend, hard_positives=name in hard_positives) for name, (params, rule) in runs.items()}
     decided: dict[str, list] = {name: [] for name in runs}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        desc = f"re-mining {len(runs)} setting" + ("s" if len(runs) != 1 else "")
-        bar = tqdm(total=source.frame_count, desc=desc, unit="frame", dynamic_ncols=True, leave=False)
-    try:
+    desc = f"re-mining {len(runs)} setting" + ("s" if len(runs) != 1 else "")
+    with progress_bar(source.frame_count, desc, enabled=progress) as bar:
         for step in mine_stream(source, dets, list(miners.values())):
             for name, verdicts in zip(miners, step.verdicts):
                 decided[name] += verdicts
-            if bar is not None and step.frame is not None:
+            if step.frame is not None:
                 bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
     label = Path(video).stem if Path(video).is_file() else Path(video).name
     result = {}
     for name in miners:

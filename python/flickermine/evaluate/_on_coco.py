@@ -16,6 +16,7 @@ from typing import Any, Sequence, Union
 import cv2
 
 from .._files import write_json_atomic
+from .._progress import progress_bar
 from ..detect._detections import as_detector
 from ..detect._registry import detector_info
 from ..detect._torchvision import _infer_batch, load_detector, resolve_device
@@ -47,16 +48,13 @@ def detect_coco_images(
     model.eval()
     results: list[dict] = []
     images = coco["images"]
-    bar = _bar(len(images), progress)
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        frames = [_read_bgr(images_dir / image["file_name"]) for image in batch]
-        for image, (boxes, scores, labels) in zip(batch, _infer_batch(model, frames, device)):
-            results += _results(image["id"], boxes, scores, labels, category_id_of_label)
-        if bar is not None:
+    with progress_bar(len(images), "evaluate", "image", progress, leave=True) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            frames = [_read_bgr(images_dir / image["file_name"]) for image in batch]
+            for image, (boxes, scores, labels) in zip(batch, _infer_batch(model, frames, device)):
+                results += _results(image["id"], boxes, scores, labels, category_id_of_label)
             bar.update(len(batch))
-    if bar is not None:
-        bar.close()
     return results
 
 
@@ -73,30 +71,20 @@ def _detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, ca
     images_dir = Path(images_dir)
     images = coco["images"]
     results: list[dict] = []
-    bar = _bar(len(images), progress)
-    for start in range(0, len(images), detector.batch_size):
-        batch = images[start : start + detector.batch_size]
-        frames = []
-        for image in batch:
-            frame = cv2.imread(str(images_dir / image["file_name"]), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise InputError(f"{images_dir / image['file_name']}: not a readable image")
-            frames.append(frame)
-        for image, found in zip(batch, detector(frames)):
-            results += _results(image["id"], found.boxes, found.scores, found.labels, category_id_of_label)
-        if bar is not None:
+    with progress_bar(len(images), "evaluate", "image", progress, leave=True) as bar:
+        for start in range(0, len(images), detector.batch_size):
+            batch = images[start : start + detector.batch_size]
+            frames = []
+            for image in batch:
+                frame = cv2.imread(str(images_dir / image["file_name"]), cv2.IMREAD_COLOR)
+                if frame is None:
+                    raise InputError(f"{images_dir / image['file_name']}: not a readable image")
+                frames.append(frame)
+            for image, found in zip(batch, detector(frames)):
+                results += _results(image["id"], found.boxes, found.scores, found.labels, category_id_of_label)
             bar.update(len(batch))
-    if bar is not None:
-        bar.close()
     return results
 
-
-def _bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="evaluate", unit="image")
 
 
 def _results(image_id: int, boxes, scores, labels, category_id_of_label: dict[int, int]) -> list[dict]:

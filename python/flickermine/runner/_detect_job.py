@@ -13,6 +13,7 @@ import cv2
 
 from .. import __version__
 from .._files import write_json_atomic
+from .._progress import progress_bar
 from ..dataset._writer import HARD_NEGATIVES_KEY, xywh
 from ..detect._detections import as_detector
 from ..detect._registry import detector_info
@@ -65,22 +66,15 @@ def detect_videos(
         target = out / f"{key}{suffix}"
         start = time.perf_counter()
         count = 0
-        bar = None
         pipeline = DetectorPipeline(source, detector, gray=False, log=log)
-        if progress:
-            from tqdm import tqdm
-
-            # smoothing=0: the bar shows the average rate since it started, the figure the
-            # summary line prints at the end (not a moving average that disagrees with it)
-            bar = tqdm(total=source.frame_count, desc=key, unit="frame", dynamic_ncols=True, leave=False, smoothing=0)
-        with open_writer(target, output_format) as writer:
+        # smoothing=0: the bar shows the average rate since it started, the figure the
+        # summary line prints at the end (not a moving average that disagrees with it)
+        with progress_bar(source.frame_count, key, enabled=progress, smoothing=0) as bar, \
+                open_writer(target, output_format) as writer:
             for frame, result in pipeline:
                 writer.write(frame.index, result.boxes, result.scores)
                 count += len(result.boxes)
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.update(1)
         # One line, one frames/s figure: the pipeline's (from the first frame asked for to the last
         # written), which the summary's seconds are too.
         seconds = pipeline.stats.seconds if pipeline.stats.seconds > 0 else time.perf_counter() - start
@@ -141,11 +135,7 @@ def mine_negatives(
     unreadable: list[dict] = []
     detections = 0
     start_time = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(files), desc="images", unit="image", dynamic_ncols=True)
+    bar = progress_bar(len(files), "images", "image", progress, leave=True)
     for start in range(0, len(files), detector.batch_size):
         indices, images = [], []
         for index in range(start, min(start + detector.batch_size, len(files))):
@@ -162,10 +152,8 @@ def mine_negatives(
             for box, score in zip(result.boxes, result.scores):
                 if score >= min_score:
                     found.append((float(score), index, [float(v) for v in box]))
-        if bar is not None:
-            bar.update(min(detector.batch_size, len(files) - start))
-    if bar is not None:
-        bar.close()
+        bar.update(min(detector.batch_size, len(files) - start))
+    bar.close()
     found.sort(key=lambda item: (-item[0], item[1]))
     if top is not None:
         found = found[:top]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .._files import output_lock, video_fingerprint
+from .._progress import progress_bar
 from ..dataset._writer import (
     REPORT_COUNTS, VIDEO_FINGERPRINT_KEY, RunConfig, check_run_folder, contact_sheet, discard_video, finished_keys,
     merge_shards, read_shard, shard_path, shard_summary, sweep_unfinished, write_report,
@@ -96,21 +97,18 @@ class _Progress:
         self.bars: dict[str, Any] = {}  # tqdm bars
         self.lock = threading.Lock()
         if enabled:
-            from tqdm import tqdm
-
-            self._tqdm = tqdm
-            self.overall = tqdm(total=total_frames, desc="all videos", unit="frame", position=0, dynamic_ncols=True)
+            self.overall = progress_bar(total_frames, "all videos", leave=True, position=0)
 
     def start(self, key: str, total: int | None) -> None:
         if self.enabled:
             with self.lock:
-                self.bars[key] = self._tqdm(total=total, desc=key, unit="frame", leave=False, dynamic_ncols=True, position=len(self.bars) + 1)
+                self.bars[key] = progress_bar(total, key, position=len(self.bars) + 1)
 
     def frames(self, key: str, count: int) -> None:
         if self.enabled:
             with self.lock:
                 if key not in self.bars:
-                    self.bars[key] = self._tqdm(desc=key, unit="frame", leave=False, dynamic_ncols=True, position=len(self.bars) + 1)
+                    self.bars[key] = progress_bar(None, key, position=len(self.bars) + 1)
                 self.bars[key].update(count)
                 self.overall.update(count)
 

@@ -12,6 +12,7 @@ from typing import Any, Iterator, TextIO
 
 
 from .._files import locked_output
+from .._progress import progress_bar
 from ..errors import InputError
 from ..io._formats import open_detections
 from ..mining._miner import FrameVerdicts, Miner
@@ -64,14 +65,6 @@ class VerdictWriter:
             self._writer.writerow((frame, f"{x:.3f}", f"{y:.3f}", f"{w:.3f}", f"{h:.3f}", f"{score:.6f}", verdict, reason))
 
 
-def _progress(total: int | None, enabled: bool, desc: str):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False)
-
-
 class VideoMiner:
     """Mining of one video against one MOT detections file, or a detector run in the same
     decoding pass (``detections=None, detector=...``).
@@ -118,14 +111,13 @@ class VideoMiner:
             pairs = DetectorPipeline(self.source, self.detector, gray=True, log=lambda message: None)
         else:
             pairs = self.detections
-        with _progress(self.source.frame_count, self.progress, self.source.name) as bar:
+        with progress_bar(self.source.frame_count, self.source.name, enabled=self.progress) as bar:
             for step in mine_stream(self.source, pairs, [self.miner]):
                 yield from step.verdicts[0]
                 if step.frame is not None:
                     assert step.detections is not None
                     self.count += len(step.detections)
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
 
 
 def mine_video(

@@ -39,6 +39,7 @@ import numpy as np
 
 from .._files import file_sha256
 from .._boxes import intersection_over_area, iou_matrix
+from .._progress import progress_bar
 from ..dataset._writer import TRACKER_SOURCE
 from ..detect._hog_svm import Calibration, HogParams, HogSvmDetector, HogSvmModel, descriptors_for_boxes, window_descriptors
 from ..errors import InputError
@@ -191,11 +192,7 @@ def false_positives(detector: HogSvmDetector, image: np.ndarray, labelled: Label
 
 
 def _progress(items: Sequence, description: str, enabled: bool) -> Iterable:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="image", leave=False)
+    return progress_bar(len(items), description, "image", enabled, iterable=items)
 
 
 def _object_sizes(images: Sequence[LabelledImage]) -> tuple[float, float, float]:

@@ -53,6 +53,7 @@ from typing import Any, Iterator, Sequence, Union, cast
 import numpy as np
 
 from .._files import file_sha256, replaced_atomically
+from .._progress import progress_bar
 from ..detect._torchvision import (
     _CLASS_SCORE_KEY,
     _COCO_CLASS_COUNT,
@@ -782,9 +783,7 @@ def _train(torch, config, out, train_coco, images_dir, categories, label_of_cate
         generator=torch.Generator().manual_seed(config.seed),
         worker_init_fn=_ignore_sigint,
     )
-    from tqdm import tqdm
-
-    bar = tqdm(total=config.iterations, initial=start, desc="train", unit="it", disable=not config.progress, dynamic_ncols=True)
+    bar = progress_bar(config.iterations, "train", "it", config.progress, leave=True, initial=start)
     smoothed = None
     iteration = start
     started = time.perf_counter()
