@@ -313,6 +313,18 @@ def test_cli_trains_evaluates_and_mines_with_the_model(figures_data, tmp_path, c
     assert report["videos"][0]["detections"] >= 12
 
 
+def test_val_images_default_to_the_val_files_folder(figures_data, tmp_path, capsys):
+    """Train and val sets in folders of their own (what `coco from-mot` writes): without
+    --images or --val-images, each file's images are found beside it."""
+    rng = np.random.default_rng(11)
+    val = write_coco(tmp_path / "val", "heldout", [scene(rng, 2) for _ in range(3)])
+    model_path = tmp_path / "figure.json"
+    code = main(["train", "--model", "hog-svm", "--train", str(figures_data["train"]), "--val", str(val),
+                 "--out", str(model_path), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(model_path.read_text())["training"]["data"]["--val"]["path"] == str(val.resolve())
+
+
 def test_cli_refuses_options_of_the_other_kind_of_model(figures_data, tmp_path, capsys):
     code = main(["train", "--model", "hog-svm", "--train", str(figures_data["train"]), "--iterations", "10", "--out", str(tmp_path / "m.json")])
     assert code == 2 and "--model hog-svm does not take --iterations" in capsys.readouterr().err

@@ -343,7 +343,7 @@ def _calibrate(model: HogSvmModel, images: Sequence[LabelledImage], scale_step: 
 class HogSvmFiles:
     """Where a HOG-SVM's training data is. ``train``: COCO file (its images under ``images``,
     default its folder); ``val``: COCO file to calibrate the scores on and report AP and miss
-    rate (its images under ``val_images``, default ``images``); ``negatives``: mined datasets
+    rate (its images under ``val_images``, default ``images``, else its folder); ``negatives``: mined datasets
     (their ``hard_negatives`` records) or folders of images holding no object; ``hard_positives``:
     mined datasets whose tracker-found boxes (``source: "tracker"``) are learned as positives."""
 
@@ -440,7 +440,7 @@ def train_hog_svm_files(files: HogSvmFiles, settings: HogSvmSettings = HogSvmSet
     if files.val is not None:
         val_path = Path(files.val)
         val_coco = coco_files.load(val_path)
-        val_dir = Path(files.val_images) if files.val_images is not None else images_dir
+        val_dir = Path(files.val_images or files.images or val_path.parent)
         coco_files.require_images(val_coco, val_dir, val_path, "--val-images")
         val_images = coco_labelled_images(val_coco, val_dir, category, str(val_path))
         data["--val"] = {"path": str(val_path.resolve()), "sha256": file_sha256(val_path)}
