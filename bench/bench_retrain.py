@@ -99,20 +99,22 @@ class FrameRange:
 
 
 def parse_ranges(text: str, option: str, sequences: dict) -> list[FrameRange]:
+    """``NAME:FIRST-LAST[/STEP],...``: the span after the name as ``coco from-mot --frames`` reads it."""
+    from flickermine.errors import InputError
+    from flickermine.io._ground_truth import parse_frame_span
+
     ranges = []
     for part in text.split(","):
-        name, _, span = part.strip().rpartition(":")
-        span, _, step = span.partition("/")
-        first, _, last = span.partition("-")
-        try:
-            frame_range = FrameRange(name, int(first), int(last or first), int(step or 1))
-        except ValueError:
-            raise SystemExit(f"{option} {part!r}: expected NAME:FIRST-LAST[/STEP], e.g. pets:1-240/3") from None
+        name, colon, span = part.strip().rpartition(":")
+        if not colon:
+            raise SystemExit(f"{option} {part!r}: expected NAME:FIRST-LAST[/STEP], e.g. pets:1-240/3")
         if name not in sequences:
             raise SystemExit(f"{option} {part!r}: no sequence named {name!r} (given: {', '.join(sequences)})")
-        if not 1 <= frame_range.first <= frame_range.last or frame_range.step < 1:
-            raise SystemExit(f"{option} {part!r}: need 1 <= FIRST <= LAST and STEP >= 1")
-        ranges.append(frame_range)
+        try:
+            frames = parse_frame_span(span, f"{option} {name}:")
+        except InputError as error:
+            raise SystemExit(str(error)) from None
+        ranges.append(FrameRange(name, frames.start, frames.stop - 1, frames.step))
     return ranges
 
 

@@ -525,3 +525,138 @@ def test_nesting_deep_enough_to_load_but_not_to_copy_is_one_line(tmp_path, capsy
         err = capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert str(path) in err and "nested too deeply" in err, err
+
+
+# -- coco from-mot: labelled frames of a video --------------------------------------------------
+
+
+def _labelled_clip(root: Path, frames: int = 10, as_file: bool = False) -> tuple[Path, Path, list]:
+    """A clip (an image folder, or an MJPG AVI) with a bright square moving right, and its MOT
+    ground truth: the square in every frame but 4, a flag-0 box in frame 5. Returns
+    (clip, gt, colour frames)."""
+    import cv2
+    import numpy as np
+
+    pictures = []
+    for index in range(frames):
+        image = np.full((48, 64, 3), 40, np.uint8)
+        image[10:30, 5 + 3 * index : 17 + 3 * index] = (30, 200, 250)
+        pictures.append(image)
+    if as_file:
+        clip = root / "clip.avi"
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+        for image in pictures:
+            writer.write(image)
+        writer.release()
+    else:
+        clip = root / "clip"
+        clip.mkdir()
+        for index, image in enumerate(pictures):
+            cv2.imwrite(str(clip / f"{index:04d}.png"), image)
+    rows = [f"{f},1,{5 + 3 * (f - 1)},10,12,20,1,1,1" for f in range(1, frames + 1) if f != 4]
+    rows.append("5,2,40,30,10,10,0,1,1")
+    gt = root / "gt.txt"
+    gt.write_text("\n".join(rows) + "\n")
+    return clip, gt, pictures
+
+
+def test_from_mot_writes_the_frames_asked_for_with_their_boxes(tmp_path, capsys):
+    import cv2
+
+    clip, gt, pictures = _labelled_clip(tmp_path)
+    out = tmp_path / "set"
+    assert _run_cli(["coco", "from-mot", clip, "--gt", gt, "--frames", "2-8/3,4,10", "--out", out, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "5 frames (1 without person boxes), 4 person boxes, 1 ignore regions" in printed
+    written = coco.load(out / "annotations.json")
+    names = [image["file_name"] for image in written["images"]]
+    assert names == [f"images/clip_{f:06d}.jpg" for f in (2, 4, 5, 8, 10)]
+    assert written["categories"] == [{"id": 1, "name": "person"}]
+    by_image = {image["id"]: [a for a in written["annotations"] if a["image_id"] == image["id"]] for image in written["images"]}
+    frame_of = {image["id"]: int(image["file_name"][-10:-4]) for image in written["images"]}
+    for image_id, annotations in by_image.items():
+        frame = frame_of[image_id]
+        people = [a["bbox"] for a in annotations if not a["iscrowd"]]
+        crowds = [a["bbox"] for a in annotations if a["iscrowd"]]
+        assert people == ([] if frame == 4 else [[5 + 3 * (frame - 1), 10, 12, 20]])
+        assert crowds == ([[40, 30, 10, 10]] if frame == 5 else [])
+    for image in written["images"]:  # the frame itself, through JPEG
+        decoded = cv2.imread(str(out / image["file_name"]))
+        assert decoded.shape == (48, 64, 3) and (image["width"], image["height"]) == (64, 48)
+        assert abs(decoded.astype(int) - pictures[frame_of[image["id"]] - 1]).mean() < 3
+    _load_with_pycocotools(out / "annotations.json")
+
+
+def test_from_mot_reads_a_video_file_once_and_stops_after_the_last_frame(tmp_path):
+    from flickermine.dataset import write_labelled_frames
+
+    clip, gt, _ = _labelled_clip(tmp_path, as_file=True)
+    written = write_labelled_frames(clip, gt, [1, 3], tmp_path / "set")
+    assert [image["file_name"] for image in written["images"]] == ["images/clip_000001.jpg", "images/clip_000003.jpg"]
+    assert sorted(p.name for p in (tmp_path / "set" / "images").iterdir()) == ["clip_000001.jpg", "clip_000003.jpg"]
+
+
+@pytest.mark.parametrize("as_file", [False, True], ids=["image folder", "video file"])
+def test_from_mot_frames_past_the_end_are_an_error_that_leaves_nothing(tmp_path, capsys, as_file):
+    clip, gt, _ = _labelled_clip(tmp_path, as_file=as_file)
+    out = tmp_path / "set"
+    assert _run_cli(["coco", "from-mot", clip, "--gt", gt, "--frames", "1-12", "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "frame 11 is asked for" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    out.mkdir()  # an empty folder given: kept, empty
+    assert _run_cli(["coco", "from-mot", clip, "--gt", gt, "--frames", "9-11", "--out", out, "--quiet"]) == 2
+    assert out.is_dir() and not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "frames, message",
+    [("5-2", "need 1 <= FIRST <= LAST"), ("0-3", "need 1 <= FIRST <= LAST"), ("a-b", "expected FIRST-LAST[/STEP]"),
+     ("1-4/0", "STEP >= 1"), ("1-99999999999", "more than 10000000 frames")],
+)
+def test_from_mot_bad_frame_selections_are_one_line_errors(tmp_path, capsys, frames, message):
+    clip, gt, _ = _labelled_clip(tmp_path)
+    out = tmp_path / "set"
+    assert _run_cli(["coco", "from-mot", clip, "--gt", gt, "--frames", frames, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"--frames {frames!r}" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_from_mot_overwrites_nothing_and_names_a_bad_ground_truth(tmp_path, capsys):
+    clip, gt, _ = _labelled_clip(tmp_path)
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "annotations.json").write_text("mine")
+    assert _run_cli(["coco", "from-mot", clip, "--gt", gt, "--frames", "1-3", "--out", out]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert (out / "annotations.json").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["annotations.json"]
+
+    assert _run_cli(["coco", "from-mot", clip, "--gt", tmp_path / "nope.txt", "--frames", "1-3", "--out", tmp_path / "b"]) == 2
+    assert "nope.txt: no such file" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    gt.write_text("1,1,5,10,12,20,1,1,1\n2,1,five,10,12,20,1,1,1\n")
+    assert _run_cli(["coco", "from-mot", clip, "--gt", gt, "--frames", "1-3", "--out", tmp_path / "c"]) == 2
+    assert "gt.txt:2: a field is not a number" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+@pytest.mark.real_data
+def test_from_mot_on_real_footage_matches_its_ground_truth(tmp_path):
+    from .conftest import shared_data
+
+    import numpy as np
+
+    from flickermine.dataset import write_labelled_frames
+    from flickermine.io._ground_truth import read_mot_boxes
+
+    video = shared_data("pets09-s2l1", "video.avi")
+    gt = shared_data("pets09-s2l1", "gt", "gt.txt")
+    written = write_labelled_frames(video, gt, [1, 10, 20], tmp_path / "set")
+    boxes, ignore = read_mot_boxes(gt)
+    assert [(i["width"], i["height"]) for i in written["images"]] == [(768, 576)] * 3
+    for image, frame in zip(written["images"], (1, 10, 20)):
+        mine = [a for a in written["annotations"] if a["image_id"] == image["id"]]
+        people = sorted(tuple(a["bbox"]) for a in mine if not a["iscrowd"])
+        expected = sorted((x1, y1, x2 - x1, y2 - y1) for x1, y1, x2, y2 in boxes.get(frame, []).tolist())
+        assert len(people) == len(expected) > 0
+        assert np.allclose(people, expected)
+        assert sum(a["iscrowd"] for a in mine) == len(ignore.get(frame, []))

@@ -1,20 +1,24 @@
-"""``flickermine coco merge|subset``: COCO file tools (:mod:`flickermine.io._coco`)."""
+"""``flickermine coco merge|subset|from-mot``: COCO file tools (:mod:`flickermine.io._coco`,
+:mod:`flickermine.dataset._labelled_frames`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..dataset._labelled_frames import write_labelled_frames
 from ..errors import InputError
 from ..io import _coco as coco_files
+from ..io._ground_truth import parse_frame_selection
 
 
 def register(commands) -> None:
-    """Add ``coco`` (``merge``, ``subset``) to the main parser's subcommands."""
+    """Add ``coco`` (``merge``, ``subset``, ``from-mot``) to the main parser's subcommands."""
     coco = commands.add_parser(
         "coco",
-        help="COCO file tools: merge mined sets into a base set, one-category subsets",
+        help="COCO file tools: merge mined sets into a base set, one-category subsets, labelled video frames",
         description="COCO file tools: `coco merge` adds mined sets to a base training set, `coco subset` makes "
-        "one-category sets with train/val/test splits.",
+        "one-category sets with train/val/test splits, `coco from-mot` writes frames of a video with MOT ground "
+        "truth as a dataset to train or test a detector on.",
     )
     actions = coco.add_subparsers(dest="coco_command", metavar="ACTION", required=True)
 
@@ -64,6 +68,26 @@ def register(commands) -> None:
     subset.add_argument("--out", required=True, metavar="DIR", help="folder for train.json, val.json, test.json (or all.json)")
     subset.set_defaults(handler=_cmd_coco_subset)
 
+    from_mot = actions.add_parser(
+        "from-mot",
+        help="frames of a video with MOT ground truth as a COCO dataset (to train or test a detector on)",
+        description="Decode VIDEO once, front to back, and write the --frames asked for as DIR/images/*.jpg with "
+        "their ground-truth boxes in DIR/annotations.json (flag-0 rows as crowd boxes: ignore regions). Frames "
+        "without boxes are kept as negative images. DIR must be new or empty.",
+        epilog="example, a train/val/test split of one sequence: --frames 1-240/3 --out train; --frames 241-300 "
+        "--out val; --frames 601-795 --out test",
+    )
+    from_mot.add_argument("video", metavar="VIDEO", help="video file or image folder")
+    from_mot.add_argument("--gt", required=True, metavar="GT.txt", help="MOTChallenge ground truth (frame,id,x,y,w,h[,flag,...])")
+    from_mot.add_argument(
+        "--frames", required=True, metavar="FIRST-LAST[/STEP],...",
+        help="1-based frames, inclusive, e.g. 1-240/3 (every third) or 1-100,200-300",
+    )
+    from_mot.add_argument("--category", default="person", help="category name of the boxes (default: person)")
+    from_mot.add_argument("--out", required=True, metavar="DIR", help="new folder for images/ and annotations.json")
+    from_mot.add_argument("--quiet", action="store_true", help="no progress bar")
+    from_mot.set_defaults(handler=_cmd_coco_from_mot)
+
 
 def _category_map(pairs: list[str]) -> dict[str, str]:
     renames = {}
@@ -97,4 +121,16 @@ def _cmd_coco_subset(args: argparse.Namespace) -> int:
     for name, path in written.items():
         part = coco_files.load(path)
         print(f"wrote {path}: {len(part['images'])} images, {len(part['annotations'])} {args.category} boxes")
+    return 0
+
+
+def _cmd_coco_from_mot(args: argparse.Namespace) -> int:
+    frames = parse_frame_selection(args.frames)
+    coco = write_labelled_frames(args.video, args.gt, frames, args.out, category=args.category, progress=not args.quiet)
+    crowds = sum(a["iscrowd"] for a in coco["annotations"])
+    empty = len(coco["images"]) - len({a["image_id"] for a in coco["annotations"] if not a["iscrowd"]})
+    print(
+        f"wrote {args.out}/annotations.json: {len(coco['images'])} frames ({empty} without {args.category} boxes), "
+        f"{len(coco['annotations']) - crowds} {args.category} boxes, {crowds} ignore regions"
+    )
     return 0

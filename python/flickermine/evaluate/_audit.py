@@ -47,6 +47,7 @@ from .._progress import progress_bar
 from ..dataset._writer import ALL_HARD_NEGATIVES_KEY, DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE, shard_path
 from ..errors import InputError
 from ..io._formats import open_detections
+from ..io._ground_truth import read_mot_boxes
 from ..mining._miner import Miner
 from ..mining._params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from ..mining._backends import BackendName
@@ -114,34 +115,10 @@ class GroundTruth:
 
 
 def read_ground_truth(path: str | os.PathLike, frames: tuple[int, int] | None = None) -> GroundTruth:
-    """Read a MOT ground-truth file ``frame,id,x,y,w,h[,flag,...]`` (frames 1-based; a missing
-    flag column counts as 1). Raises FileNotFoundError, or ValueError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground truth {path}: no such file")
-    rows: dict[int, list] = {}
-    ignored: dict[int, list] = {}
-    with open(path, newline="") as stream:
-        for number, line in enumerate(stream, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            fields = text.split(",") if "," in text else text.split()
-            if len(fields) < 6:
-                raise InputError(f"{path}:{number}: expected frame,id,x,y,w,h[,flag,...], got {text[:80]!r}")
-            try:
-                values = [float(v) for v in fields[:7]]
-            except ValueError:
-                raise InputError(f"{path}:{number}: a field is not a number: {text[:80]!r}") from None
-            frame, _, x, y, w, h = values[:6]
-            flag = values[6] if len(values) > 6 else 1.0
-            if not all(math.isfinite(v) for v in values) or frame != int(frame) or frame < 1:
-                raise InputError(f"{path}:{number}: frame must be an integer >= 1 and fields finite: {text[:80]!r}")
-            if w <= 0 or h <= 0:
-                raise InputError(f"{path}:{number}: width and height must be > 0: {text[:80]!r}")
-            (ignored if flag == 0 else rows).setdefault(int(frame), []).append((x, y, x + w, y + h))
-    as_arrays = lambda table: {f: np.array(b, dtype=np.float64) for f, b in table.items()}  # noqa: E731
-    return GroundTruth(str(path), as_arrays(rows), as_arrays(ignored), frames)
+    """Read a MOT ground-truth file ``frame,id,x,y,w,h[,flag,...]`` (:func:`~flickermine.io.
+    _ground_truth.read_mot_boxes`). Raises FileNotFoundError, or ValueError naming the file and line."""
+    boxes, ignore = read_mot_boxes(path)
+    return GroundTruth(str(path), boxes, ignore, frames)
 
 
 # -- what was mined ------------------------------------------------------------------------------

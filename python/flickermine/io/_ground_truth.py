@@ -1,13 +1,15 @@
 """Labelled images: an image (read when needed) with its object boxes and ignore regions.
 
 What training and evaluation take, whether the labels come from a COCO file or from a video's
-MOT ground truth. Boxes are ``(N, 4)`` float64 ``x1, y1, x2, y2`` pixels.
+MOT ground truth (:func:`read_mot_boxes`). Boxes are ``(N, 4)`` float64 ``x1, y1, x2, y2``
+pixels; frames of a video are numbered from 1, as MOTChallenge files number them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Callable, Union
@@ -80,3 +82,68 @@ def only_category(coco: dict, category: str | None, source: str) -> str:
     if len(names) != 1:
         raise InputError(f"{source} has {len(names)} categories ({', '.join(map(repr, names)) or 'none'}): name one with --category")
     return names[0]
+
+
+def read_mot_boxes(path: PathLike) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """A MOT ground-truth file ``frame,id,x,y,w,h[,flag,...]``: ``(boxes, ignore)``, each a dict
+    from 1-based frame to ``(K, 4)`` boxes; rows with flag 0 are ignore regions (a missing flag
+    column counts as 1). Raises FileNotFoundError, or InputError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground truth {path}: no such file")
+    rows: dict[int, list] = {}
+    ignored: dict[int, list] = {}
+    with open(path, newline="") as stream:
+        for number, line in enumerate(stream, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = text.split(",") if "," in text else text.split()
+            if len(fields) < 6:
+                raise InputError(f"{path}:{number}: expected frame,id,x,y,w,h[,flag,...], got {text[:80]!r}")
+            try:
+                values = [float(v) for v in fields[:7]]
+            except ValueError:
+                raise InputError(f"{path}:{number}: a field is not a number: {text[:80]!r}") from None
+            frame, _, x, y, w, h = values[:6]
+            flag = values[6] if len(values) > 6 else 1.0
+            if not all(math.isfinite(v) for v in values) or frame != int(frame) or frame < 1:
+                raise InputError(f"{path}:{number}: frame must be an integer >= 1 and fields finite: {text[:80]!r}")
+            if w <= 0 or h <= 0:
+                raise InputError(f"{path}:{number}: width and height must be > 0: {text[:80]!r}")
+            (ignored if flag == 0 else rows).setdefault(int(frame), []).append((x, y, x + w, y + h))
+    as_arrays = lambda table: {f: np.array(b, dtype=np.float64) for f, b in table.items()}  # noqa: E731
+    return as_arrays(rows), as_arrays(ignored)
+
+
+#: Most frames one selection may name (a typo such as 1-1000000000 is an error, not a long run).
+MAX_SELECTED_FRAMES = 10_000_000
+
+
+def parse_frame_span(text: str, option: str = "--frames") -> range:
+    """``"FIRST-LAST[/STEP]"`` (1-based, inclusive; ``"7"`` is one frame) as a range of frame
+    numbers; an InputError naming ``option`` otherwise."""
+    span, _, step = text.strip().partition("/")
+    first, dash, last = span.partition("-")
+    try:
+        lo = int(first)
+        hi = int(last) if dash else lo
+        stride = int(step) if step else 1
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected FIRST-LAST[/STEP] with 1-based frames, e.g. 1-240/3") from None
+    if lo < 1 or hi < lo or stride < 1:
+        raise InputError(f"{option} {text!r}: need 1 <= FIRST <= LAST and STEP >= 1")
+    if (hi - lo) // stride + 1 > MAX_SELECTED_FRAMES:
+        raise InputError(f"{option} {text!r}: more than {MAX_SELECTED_FRAMES} frames")
+    return range(lo, hi + 1, stride)
+
+
+def parse_frame_selection(text: str, option: str = "--frames") -> list[int]:
+    """Comma-separated spans (:func:`parse_frame_span`), e.g. ``"1-240/3,601-795"``: the sorted
+    frame numbers, each once."""
+    frames: set[int] = set()
+    for part in text.split(","):
+        frames.update(parse_frame_span(part, option))
+        if len(frames) > MAX_SELECTED_FRAMES:
+            raise InputError(f"{option} {text!r}: more than {MAX_SELECTED_FRAMES} frames")
+    return sorted(frames)
