@@ -86,7 +86,6 @@ def _detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, ca
     return results
 
 
-
 def _results(image_id: int, boxes, scores, labels, category_id_of_label: dict[int, int]) -> list[dict]:
     results = []
     for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels):
