@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
 
 from flickermine.cli import _audit as cli_audit
 from flickermine.evaluate import _audit as audit
+from flickermine.errors import InputError
 from flickermine.evaluate._audit import FALSE, IGNORED, TRUE, GroundTruth, read_ground_truth
 
 from .conftest import shared_data
@@ -126,6 +128,19 @@ def test_bad_input_names_file_and_line(tmp_path):
         audit.read_verdicts_csv(csv_path)
     with pytest.raises(ValueError, match="--frames"):
         audit.parse_frame_range("x-3")
+
+
+def test_audit_frame_ranges_share_the_span_grammar_and_may_stay_open():
+    from flickermine.io._ground_truth import OPEN_END
+
+    assert audit.parse_frame_range("1-405") == (1, 405)
+    assert audit.parse_frame_range(" 7 ") == (7, 7)
+    assert audit.parse_frame_range("100-") == (100, OPEN_END)
+    assert audit.parse_frame_range(None) is None
+    for text, message in [("5-2", "need 1 <= FIRST <= LAST"), ("0-3", "need 1 <= FIRST <= LAST"),
+                          ("1-4/2", "expected FIRST-LAST or FIRST-")]:
+        with pytest.raises(InputError, match=re.escape(f"--frames {text!r}: {message}")):
+            audit.parse_frame_range(text)
 
 
 def write_dataset(folder, detections_file=None):

@@ -612,7 +612,7 @@ def test_from_mot_frames_past_the_end_are_an_error_that_leaves_nothing(tmp_path,
 @pytest.mark.parametrize(
     "frames, message",
     [("5-2", "need 1 <= FIRST <= LAST"), ("0-3", "need 1 <= FIRST <= LAST"), ("a-b", "expected FIRST-LAST[/STEP]"),
-     ("1-4/0", "STEP >= 1"), ("1-99999999999", "more than 10000000 frames")],
+     ("3-", "expected FIRST-LAST[/STEP]"), ("1-4/0", "STEP >= 1"), ("1-99999999999", "more than 10000000 frames")],
 )
 def test_from_mot_bad_frame_selections_are_one_line_errors(tmp_path, capsys, frames, message):
     clip, gt, _ = _labelled_clip(tmp_path)

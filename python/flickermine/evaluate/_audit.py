@@ -47,7 +47,7 @@ from .._progress import progress_bar
 from ..dataset._writer import ALL_HARD_NEGATIVES_KEY, DETECTOR_SOURCE, HARD_NEGATIVES_KEY, TRACKER_SOURCE, shard_path
 from ..errors import InputError
 from ..io._formats import open_detections
-from ..io._ground_truth import read_mot_boxes
+from ..io._ground_truth import parse_frame_bounds, read_mot_boxes
 from ..mining._miner import Miner
 from ..mining._params import HARD_NEGATIVE, PSEUDO_POSITIVE, MiningParams, Reason, Rule
 from ..mining._backends import BackendName
@@ -68,18 +68,8 @@ DEFAULT_NCC_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def parse_frame_range(text: str | None) -> tuple[int, int] | None:
-    """``"1-405"`` -> ``(1, 405)``; ``"7"`` -> ``(7, 7)``; ``"100-"`` -> ``(100, huge)``; None -> None."""
-    if text is None:
-        return None
-    first, dash, last = text.partition("-")
-    try:
-        lo = int(first)
-        hi = (int(last) if last.strip() else 2**31 - 1) if dash else lo
-    except ValueError:
-        raise InputError(f"--frames must look like 1-405 (1-based, inclusive), got {text!r}") from None
-    if lo < 1 or hi < lo:
-        raise InputError(f"--frames must be FIRST-LAST with 1 <= FIRST <= LAST, got {text!r}")
-    return lo, hi
+    """``"1-405"`` -> ``(1, 405)``; ``"7"`` -> ``(7, 7)``; ``"100-"`` -> ``(100, OPEN_END)``; None -> None."""
+    return None if text is None else parse_frame_bounds(text, "--frames", open_end=True)
 
 
 @dataclasses.dataclass

@@ -120,19 +120,42 @@ def read_mot_boxes(path: PathLike) -> tuple[dict[int, np.ndarray], dict[int, np.
 MAX_SELECTED_FRAMES = 10_000_000
 
 
-def parse_frame_span(text: str, option: str = "--frames") -> range:
-    """``"FIRST-LAST[/STEP]"`` (1-based, inclusive; ``"7"`` is one frame) as a range of frame
-    numbers; an InputError naming ``option`` otherwise."""
-    span, _, step = text.strip().partition("/")
-    first, dash, last = span.partition("-")
+#: The last frame of an open span ("100-"): past any video's end, below 2**31 for the C++ core.
+OPEN_END = 2**31 - 1
+
+
+def parse_frame_bounds(text: str, option: str = "--frames", open_end: bool = False) -> tuple[int, int]:
+    """``"FIRST-LAST"`` (1-based, inclusive; ``"7"`` is one frame; with ``open_end``, ``"100-"``
+    runs to :data:`OPEN_END`) as ``(first, last)``; an InputError naming ``option`` otherwise."""
+    return _bounds(text, text, option, "FIRST-LAST or FIRST- with 1-based frames, e.g. 1-405" if open_end
+                   else "FIRST-LAST with 1-based frames, e.g. 1-405", open_end)
+
+
+def _bounds(span: str, text: str, option: str, form: str, open_end: bool) -> tuple[int, int]:
+    """``span`` (``text`` or a part of it) read as FIRST-LAST; errors quote ``text`` and ``form``."""
+    first, dash, last = span.strip().partition("-")
     try:
         lo = int(first)
-        hi = int(last) if dash else lo
+        hi = (OPEN_END if open_end and not last.strip() else int(last)) if dash else lo
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected {form}") from None
+    if lo < 1 or hi < lo:
+        raise InputError(f"{option} {text!r}: need 1 <= FIRST <= LAST")
+    return lo, hi
+
+
+def parse_frame_span(text: str, option: str = "--frames") -> range:
+    """``"FIRST-LAST[/STEP]"`` (:func:`parse_frame_bounds`, closed, then every STEP-th frame) as
+    a range of frame numbers; an InputError naming ``option`` otherwise."""
+    form = "FIRST-LAST[/STEP] with 1-based frames, e.g. 1-240/3"
+    span, _, step = text.strip().partition("/")
+    try:
         stride = int(step) if step else 1
     except ValueError:
-        raise InputError(f"{option} {text!r}: expected FIRST-LAST[/STEP] with 1-based frames, e.g. 1-240/3") from None
-    if lo < 1 or hi < lo or stride < 1:
-        raise InputError(f"{option} {text!r}: need 1 <= FIRST <= LAST and STEP >= 1")
+        raise InputError(f"{option} {text!r}: expected {form}") from None
+    lo, hi = _bounds(span, text, option, form, open_end=False)
+    if stride < 1:
+        raise InputError(f"{option} {text!r}: need STEP >= 1")
     if (hi - lo) // stride + 1 > MAX_SELECTED_FRAMES:
         raise InputError(f"{option} {text!r}: more than {MAX_SELECTED_FRAMES} frames")
     return range(lo, hi + 1, stride)
