@@ -284,3 +284,19 @@ def test_malformed_run_and_shard_files_give_one_line_errors(tmp_path, capsys, wh
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(out / where) in err, err
+
+
+@pytest.mark.parametrize("keys", [["cam1"], ["cam1", "cam2"]])
+def test_mine_progress_is_one_bar_per_video_only_with_several_videos(capsys, keys):
+    from flickermine.runner._mine_run import _Progress
+
+    bars = _Progress(10 * len(keys), True, keys)
+    for key in keys:
+        bars.start(key, 10)
+        bars.frames(key, 10)
+        bars.done(key)
+    bars.close()
+    err = capsys.readouterr().err
+    named = {line.split(":")[0].strip() for line in err.replace("\r", "\n").splitlines() if "frame" in line}
+    assert named == ({"cam1"} if len(keys) == 1 else {"all videos", "cam1", "cam2"})
+    assert f"{10 * len(keys)}/{10 * len(keys)}" in err

@@ -90,26 +90,30 @@ def _format_report(videos: list[dict], hard_positives: bool = True) -> str:
 
 
 class _Progress:
-    """One overall bar (frames of all videos) and one bar per running video, fed by callbacks."""
+    """One overall bar (frames of all videos) and, when there are several videos, one bar per
+    running video, fed by callbacks. With one video its bar is the overall one, named after it."""
 
-    def __init__(self, total_frames: int | None, enabled: bool) -> None:
+    def __init__(self, total_frames: int | None, enabled: bool, keys: Sequence[str]) -> None:
         self.enabled = enabled
+        self.per_video = len(keys) > 1
         self.bars: dict[str, Any] = {}  # tqdm bars
         self.lock = threading.Lock()
         if enabled:
-            self.overall = progress_bar(total_frames, "all videos", leave=True, position=0)
+            name = "all videos" if self.per_video or not keys else keys[0]
+            self.overall = progress_bar(total_frames, name, leave=True, position=0)
 
     def start(self, key: str, total: int | None) -> None:
-        if self.enabled:
+        if self.enabled and self.per_video:
             with self.lock:
                 self.bars[key] = progress_bar(total, key, position=len(self.bars) + 1)
 
     def frames(self, key: str, count: int) -> None:
         if self.enabled:
             with self.lock:
-                if key not in self.bars:
-                    self.bars[key] = progress_bar(None, key, position=len(self.bars) + 1)
-                self.bars[key].update(count)
+                if self.per_video:
+                    if key not in self.bars:
+                        self.bars[key] = progress_bar(None, key, position=len(self.bars) + 1)
+                    self.bars[key].update(count)
                 self.overall.update(count)
 
     def done(self, key: str) -> None:
@@ -288,7 +292,7 @@ def _run_locked(
     out, config, keys, todo, report, frame_totals, detector, detector_factory, backend, backend_name,
     workers, progress, log, executor, ray_address, gpus_per_video, cpus_per_video, max_retries,
 ) -> RunResult:
-    bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress)
+    bars = _Progress(sum(frame_totals.get(j.key) or 0 for j in todo) or None, progress, [j.key for j in todo])
     try:
         if executor == "ray":
             run_videos_on_ray(
