@@ -113,3 +113,49 @@ def test_iou_matches_definition(backend):
     xy = rng.uniform(0, 100, (500, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0.5, 50, (500, 2))], axis=1)
     np.testing.assert_array_equal(fm.iou(boxes, boxes[:300], backend=backend), fm.iou(boxes, boxes[:300], backend="numpy"))
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] == "numba"])
+def test_numba_on_inputs_that_stress_a_float32_fft(backend):
+    """The C++ kernels' stress inputs (tests/test_ncc_isa.py: ramps, sinusoids, checkerboards,
+    impulses, near-flat windows; float32 frames from 1e-6 to 1e5 in scale and a quiet half
+    beside a loud one) for the Numba backend, whose FFT runs in float32 too: the best score is
+    the float64 reference's best, and the position scores it. (The NumPy oracle's plain
+    integral-image window sums are not exact on the quiet-beside-loud frames.)"""
+    if "cpp" not in fm.available_backends():
+        pytest.skip("the float64 reference map comes from the C++ core")
+    from flickermine import _core
+
+    from .test_ncc_isa import cases as stress_cases, float32_extremes
+
+    def check(image, box, moved, region):
+        ref = _core.ncc_score_map_reference(image, np.array([box]), moved, np.array([region]))
+        x1, y1, x2, y2 = box
+        score, x, y = fm.ncc_search(image[y1:y2, x1:x2], moved, region, backend=backend)
+        assert score == pytest.approx(ref.max(), abs=1e-9)
+        assert ref[y - region[1], x - region[0]] >= ref.max() - 1e-9
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _, image, box, moved, region in stress_cases(rng):
+        for dtype in (np.uint8, np.float32):
+            check(image.astype(dtype), box, moved.astype(dtype), region)
+            checked += 1
+    for image in float32_extremes(rng, 130, 170):
+        image = image.astype(np.float32)
+        moved = np.roll(image, (2, -3), axis=(0, 1)).copy()
+        th, tw = int(rng.integers(8, 50)), int(rng.integers(8, 50))
+        ty, tx = int(rng.integers(0, 130 - th)), int(rng.integers(0, 170 - tw))
+        check(image, (tx, ty, tx + tw, ty + th), moved, (3, 2, 163, 127))
+        checked += 1
+    for _ in range(10):
+        image = 5 + rng.random((130, 170)) * 10.0 ** rng.uniform(-4, -1)
+        split = int(rng.integers(30, 100))
+        image[:, :split] = rng.random((130, split)) * 10.0 ** rng.uniform(3, 6)
+        image = image.astype(np.float32)
+        moved = np.roll(image, (1, 2), axis=(0, 1)).copy()
+        th, tw = int(rng.integers(10, 40)), int(rng.integers(10, 40))
+        ty, tx = int(rng.integers(0, 130 - th)), int(rng.integers(split, 170 - tw))
+        check(image, (tx, ty, tx + tw, ty + th), moved, (0, 0, 170, 130))
+        checked += 1
+    assert checked == 7 * 6 * 2 + 9 + 10

@@ -51,7 +51,7 @@ def _warm_numba(report: bool) -> None:
 
 
 class _WarmupAction(argparse.Action):
-    """``--warmup``: compile the numba backend's cache now (about 80 s, once) and exit."""
+    """``--warmup``: compile the numba backend's cache now (about 100 s, once) and exit."""
 
     def __init__(self, option_strings, dest, **kwargs):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--warmup", action=_WarmupAction,
-        help="compile the numba backend's on-disk cache now (about 80 s, once) so no mining run waits for it",
+        help="compile the numba backend's on-disk cache now (about 100 s, once) so no mining run waits for it",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _mine.register(commands)  # mine

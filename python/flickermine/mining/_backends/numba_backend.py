@@ -18,7 +18,10 @@ One search (template ``T`` h x w, region ``R`` H x W):
 1. **Numerator** ``sum(T' * R_window)`` of every placement by FFT: a real 2-D transform of the
    mean-subtracted region zero-padded to ``Ny x Nx`` (the smallest 2,3,5-smooth sizes >= H, W:
    circular correlation does not wrap into the valid placements), times the conjugate spectrum
-   of the zero-mean template, transformed back, in float64. The transforms are mixed-radix
+   of the zero-mean template, transformed back, in float32 (as the C++ core: twice the lanes of
+   float64 per vector instruction). Region and template enter scaled by powers of 2 to a unit
+   magnitude (exact, undone on the way out), so float32 neither overflows nor underflows at
+   any accepted intensity. The transforms are mixed-radix
    (2, 3, 4, 5, 6, 9) Stockham FFTs run on blocks of columns, so every butterfly is a loop along
    contiguous memory that LLVM vectorises; the real transform along y packs row pairs into one
    complex row. In ``ncc_search_batch`` template spectra are cached (keyed on frame buffer and
@@ -27,8 +30,9 @@ One search (template ``T`` h x w, region ``R`` H x W):
 2. **Window statistics** from sliding column sums and running sums along x: exact when the
    pixels are integers (uint8, or float32 holding integers), otherwise with a proven error
    bound, and exactly constant windows found by counting neighbour changes.
-3. **Exact rescoring.** Each approximate score carries a bound on its error (FFT rounding,
-   ``c u log2(N) ||R'||_2 ||T'||_1``, divided by the window norm; plus the statistics' error).
+3. **Exact rescoring.** Each approximate score carries a bound on its error (float32 FFT
+   rounding, ``c u32 log2(N) ||R'||_2 (max |S| + ||T'||_2)``, S the template's spectrum,
+   max |S| <= ||T'||_1; divided by the window norm; plus the statistics' error).
    The best approximate placement is recomputed directly in float64, then every placement whose
    approximate score plus its bound reaches the best exact score so far. (With integer pixels
    the comparison runs in the domain ``s |s|``, monotone in the score, which needs no square
@@ -39,7 +43,7 @@ Small searches (few placements, or a template as large as the region) skip the F
 every placement directly. Everything is compiled on first use and cached on disk where the
 install is writable (numba's cache: ``__pycache__`` next to this file, or ``NUMBA_CACHE_DIR``).
 
-Compiling takes about 80 s on a busy 2-core machine (the search alone took 40 s there before the
+Compiling takes about 100 s on a 2-core machine (the search alone took 40 s there before the
 rules moved into jitted code), once: the first search or verdict of a process whose cache is cold
 compiles every specialisation the backend uses (uint8 and float32 frames, direct and FFT
 searches, every rule; :func:`warm_up`) and says so on stderr, so no mining run stalls silently; a
@@ -87,11 +91,39 @@ FLAT_VARIANCE = 1e-8
 #: either way.
 _BLOCK = 64
 
+#: Rows of the half spectrum per tile of the transposed stores and loads between the y and x
+#: passes: 16 float32 values, one cache line of each column's row of ``t2`` / ``u2`` at a time.
+_TILE = 16
+
 #: Cached template spectra: at most this many entries and this many bytes.
 _CACHE_ENTRIES = 256
 _CACHE_BYTES = 96 << 20
 
 _U64 = 2.0**-53
+_U32 = 2.0**-24
+
+# The FFT runs in float32 (twice the lanes of float64 per vector instruction; the error bound in
+# _search_fft covers it and the exact float64 rescoring keeps the scores exact). Its constants
+# are float32 globals, which numba freezes as float32: a Python float literal is float64 and
+# would promote every butterfly it touches to float64.
+_FFT_DTYPE = np.float32
+_ONE = np.float32(1.0)
+_ZERO = np.float32(0.0)
+_HALF = np.float32(0.5)
+_MINUS_HALF = np.float32(-0.5)
+_FORWARD = np.float32(-1.0)  # sign of the exponent
+_INVERSE = np.float32(1.0)
+_SIN_60 = np.float32(0.86602540378443864676)
+_COS_72 = np.float32(0.30901699437494742410)
+_COS_144 = np.float32(-0.80901699437494742410)
+_SIN_72 = np.float32(0.95105651629515357212)
+_SIN_144 = np.float32(0.58778525229247312917)
+_COS_40 = np.float32(math.cos(2 * math.pi / 9))
+_SIN_40 = np.float32(math.sin(2 * math.pi / 9))
+_COS_80 = np.float32(math.cos(4 * math.pi / 9))
+_SIN_80 = np.float32(math.sin(4 * math.pi / 9))
+_COS_160 = np.float32(math.cos(8 * math.pi / 9))
+_SIN_160 = np.float32(math.sin(8 * math.pi / 9))
 
 
 def _jit(fastmath: bool = False):
@@ -180,7 +212,7 @@ def _radix2(xr, xi, yr, yi, m, s, twr, twi, off, nc):
 
 @_jit(fastmath=True)
 def _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
-    sn = sg * 0.86602540378443864676
+    sn = sg * _SIN_60
     for j in range(m):
         w1r = twr[off + 2 * j]
         w1i = twi[off + 2 * j]
@@ -202,8 +234,8 @@ def _radix3(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                 a2i = xi[i2, c]
                 t1r = a1r + a2r
                 t1i = a1i + a2i
-                t2r = a0r - 0.5 * t1r
-                t2i = a0i - 0.5 * t1i
+                t2r = a0r - _HALF * t1r
+                t2i = a0i - _HALF * t1i
                 ur = sn * (a1r - a2r)
                 ui = sn * (a1i - a2i)
                 yr[o0, c] = a0r + t1r
@@ -268,10 +300,10 @@ def _radix4(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
 def _radix5(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
     # Two passes over the columns (outputs 0, 1, 4 then 2, 3): with all ten output rows in
     # one loop LLVM gives up vectorising ("too many memory checks"); rereading is cheap.
-    c1 = 0.30901699437494742410  # cos(2 pi / 5)
-    c2 = -0.80901699437494742410  # cos(4 pi / 5)
-    s1 = sg * 0.95105651629515357212  # sin(2 pi / 5)
-    s2 = sg * 0.58778525229247312917  # sin(4 pi / 5)
+    c1 = _COS_72  # cos(2 pi / 5)
+    c2 = _COS_144  # cos(4 pi / 5)
+    s1 = sg * _SIN_72  # sin(2 pi / 5)
+    s2 = sg * _SIN_144  # sin(4 pi / 5)
     for j in range(m):
         w1r = twr[off + 4 * j]
         w1i = twi[off + 4 * j]
@@ -344,7 +376,7 @@ def _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
     # costs about the same per element whatever its radix here, so one fewer is a fifth to a
     # quarter of a transform. Three passes of two outputs: more output rows in one loop and
     # LLVM stops vectorising (see _radix5).
-    sn = sg * 0.86602540378443864676
+    sn = sg * _SIN_60
     for j in range(m):
         tw = off + 5 * j  # twiddle of output k at tw + k - 1, loaded by the pass that needs it
         for q in range(s):
@@ -369,17 +401,17 @@ def _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                 ai = xi[i0, c] + xi[i2, c] + xi[i4, c]
                 br = xr[i1, c] + xr[i3, c] + xr[i5, c]
                 bi = xi[i1, c] + xi[i3, c] + xi[i5, c]
-                _put_sum_diff(yr, yi, o0, o3, c, ar, ai, br, bi, 1.0, 0.0, w3r, w3i)
+                _put_sum_diff(yr, yi, o0, o3, c, ar, ai, br, bi, _ONE, _ZERO, w3r, w3i)
             w1r, w1i, w4r, w4i = twr[tw], twi[tw], twr[tw + 3], twi[tw + 3]
             for c in range(nc):
-                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], -0.5, sn)
-                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], -0.5, sn)
-                _put_sum_diff(yr, yi, o1, o4, c, ar, ai, 0.5 * br - sn * bi, 0.5 * bi + sn * br, w1r, w1i, w4r, w4i)
+                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], _MINUS_HALF, sn)
+                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], _MINUS_HALF, sn)
+                _put_sum_diff(yr, yi, o1, o4, c, ar, ai, _HALF * br - sn * bi, _HALF * bi + sn * br, w1r, w1i, w4r, w4i)
             w2r, w2i, w5r, w5i = twr[tw + 1], twi[tw + 1], twr[tw + 4], twi[tw + 4]
             for c in range(nc):
-                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], -0.5, -sn)
-                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], -0.5, -sn)
-                _put_sum_diff(yr, yi, o2, o5, c, ar, ai, -0.5 * br - sn * bi, -0.5 * bi + sn * br, w2r, w2i, w5r,
+                ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], _MINUS_HALF, -sn)
+                br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], _MINUS_HALF, -sn)
+                _put_sum_diff(yr, yi, o2, o5, c, ar, ai, _MINUS_HALF * br - sn * bi, _MINUS_HALF * bi + sn * br, w2r, w2i, w5r,
                               w5i)
 
 
@@ -388,13 +420,13 @@ def _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
     # Radix 9 for two radix-3 stages (135 = 9 3 5, 270 = 6 9 5; see _radix6).
     # X[k1 + 3 k2] = sum_r2 W9^(r2 k1) W3^(r2 k2) U[r2, k1], U[r2, k1] = DFT3(a[r2], a[r2+3],
     # a[r2+6])[k1]: one pass per k1 (three outputs), so that each loop stores six rows.
-    sn = sg * 0.86602540378443864676
-    c1 = math.cos(2 * math.pi / 9)
-    s1 = sg * math.sin(2 * math.pi / 9)
-    c2 = math.cos(4 * math.pi / 9)
-    s2 = sg * math.sin(4 * math.pi / 9)
-    c4 = math.cos(8 * math.pi / 9)
-    s4 = sg * math.sin(8 * math.pi / 9)
+    sn = sg * _SIN_60
+    c1 = _COS_40
+    s1 = sg * _SIN_40
+    c2 = _COS_80
+    s2 = sg * _SIN_80
+    c4 = _COS_160
+    s4 = sg * _SIN_160
     for j in range(m):
         for q in range(s):
             i0 = q + s * j
@@ -402,22 +434,22 @@ def _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
             o0 = q + 9 * s * j
             for k1 in range(3):
                 # stage twiddles for outputs k1, k1 + 3, k1 + 6
-                wa_r = 1.0 if k1 == 0 else twr[off + 8 * j + k1 - 1]
-                wa_i = 0.0 if k1 == 0 else twi[off + 8 * j + k1 - 1]
+                wa_r = _ONE if k1 == 0 else twr[off + 8 * j + k1 - 1]
+                wa_i = _ZERO if k1 == 0 else twi[off + 8 * j + k1 - 1]
                 wb_r = twr[off + 8 * j + k1 + 2]
                 wb_i = twi[off + 8 * j + k1 + 2]
                 wc_r = twr[off + 8 * j + k1 + 5]
                 wc_i = twi[off + 8 * j + k1 + 5]
                 # internal twiddles W9^(r2 k1), r2 = 1, 2
                 if k1 == 0:
-                    t1r, t1i, t2r, t2i = 1.0, 0.0, 1.0, 0.0
+                    t1r, t1i, t2r, t2i = _ONE, _ZERO, _ONE, _ZERO
                 elif k1 == 1:
                     t1r, t1i, t2r, t2i = c1, s1, c2, s2
                 else:
                     t1r, t1i, t2r, t2i = c2, s2, c4, s4
                 # DFT3 of (a, b, c) at k1: a + hk (b + c) + i ek (b - c).
-                ek = 0.0 if k1 == 0 else (sn if k1 == 1 else -sn)
-                hk = 1.0 if k1 == 0 else -0.5
+                ek = _ZERO if k1 == 0 else (sn if k1 == 1 else -sn)
+                hk = _ONE if k1 == 0 else _MINUS_HALF
                 for c in range(nc):
                     u0r, u0i = _dft3_term(xr[i0, c], xi[i0, c], xr[i0 + 3 * sm, c], xi[i0 + 3 * sm, c],
                                           xr[i0 + 6 * sm, c], xi[i0 + 6 * sm, c], hk, ek)
@@ -430,9 +462,9 @@ def _radix9(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
                     u2r = v_r * t2r - v_i * t2i
                     u2i = v_r * t2i + v_i * t2r
                     # DFT3 over r2 -> outputs k1, k1 + 3, k1 + 6
-                    x0r, x0i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, 1.0, 0.0)
-                    x1r, x1i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, -0.5, sn)
-                    x2r, x2i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, -0.5, -sn)
+                    x0r, x0i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, _ONE, _ZERO)
+                    x1r, x1i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, _MINUS_HALF, sn)
+                    x2r, x2i = _dft3_term(u0r, u0i, u1r, u1i, u2r, u2i, _MINUS_HALF, -sn)
                     _put(yr, yi, o0 + k1 * s, c, x0r, x0i, wa_r, wa_i)
                     _put(yr, yi, o0 + (k1 + 3) * s, c, x1r, x1i, wb_r, wb_i)
                     _put(yr, yi, o0 + (k1 + 6) * s, c, x2r, x2i, wc_r, wc_i)
@@ -503,8 +535,9 @@ def _fft_routed(sr, si, ar, ai, br, bi, dr, di, n, nc, factors, twr, twi, sg):
 
 
 @_jit(fastmath=True)
-def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, blk):
-    """Real DFT along y of ``src[y0:y0+hh, x0:x0+ww] - mean`` zero-padded to 2*half rows.
+def _forward_y(src, y0, x0, hh, ww, mean, scale, half, fac, twr, twi, post, t2r, t2i, blk):
+    """Real DFT along y of ``(src[y0:y0+hh, x0:x0+ww] - mean) * scale`` zero-padded to 2*half
+    rows (``scale`` a power of 2: see ``_unit_scale``).
 
     Writes bin k of column x to ``t2[k // B, x, k % B]`` (B = block width) for x < ww, and
     zeros to rows ww.. of every block: the x transforms read the blocks in place.
@@ -525,18 +558,18 @@ def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, b
             if ya < hh:
                 row = src[y0 + ya, x0 + xb : x0 + xb + nc]
                 for c in range(nc):
-                    ar[r, c] = row[c] - mean
+                    ar[r, c] = (row[c] - mean) * scale
             else:
                 for c in range(nc):
                     ar[r, c] = 0.0
             if yb < hh:
                 row = src[y0 + yb, x0 + xb : x0 + xb + nc]
                 for c in range(nc):
-                    ai[r, c] = row[c] - mean
+                    ai[r, c] = (row[c] - mean) * scale
             else:
                 for c in range(nc):
                     ai[r, c] = 0.0
-        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, -1.0):
+        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, _FORWARD):
             zr, zi, pr, pi = ar, ai, br, bi
         else:
             zr, zi, pr, pi = br, bi, ar, ai
@@ -547,16 +580,16 @@ def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, b
             wr = post[0, k]
             wi = post[1, k]
             for c in range(nc):
-                er = 0.5 * (zr[k1, c] + zr[k2, c])
-                ei = 0.5 * (zi[k1, c] - zi[k2, c])
-                o_r = 0.5 * (zi[k1, c] + zi[k2, c])
-                o_i = -0.5 * (zr[k1, c] - zr[k2, c])
+                er = _HALF * (zr[k1, c] + zr[k2, c])
+                ei = _HALF * (zi[k1, c] - zi[k2, c])
+                o_r = _HALF * (zi[k1, c] + zi[k2, c])
+                o_i = _MINUS_HALF * (zr[k1, c] - zr[k2, c])
                 pr[k, c] = er + wr * o_r - wi * o_i
                 pi[k, c] = ei + wr * o_i + wi * o_r
-        # Transposed store in tiles of 8 rows: each tile's cache lines of ``p`` are read once
+        # Transposed store in tiles of _TILE rows: each tile's cache lines of ``p`` are read once
         # for all the block's columns (a whole column at a time walks every line of the block).
-        for k0 in range(0, half + 1, 8):  # tiles never straddle blocks: bw is a multiple of 8
-            k1 = min(k0 + 8, half + 1)
+        for k0 in range(0, half + 1, _TILE):  # tiles never straddle blocks: bw is a multiple of _TILE
+            k1 = min(k0 + _TILE, half + 1)
             kb = k0 // bw
             base = k0 - kb * bw
             for c in range(nc):
@@ -571,13 +604,13 @@ def _forward_y(src, y0, x0, hh, ww, mean, half, fac, twr, twi, post, t2r, t2i, b
 def _forward_x(tr, ti, ar, ai, br, bi, nx, nc, fac, twr, twi):
     """Forward DFT along x of one block (nx, B) of ``t2``, in place (via the block arrays)."""
     if fac.shape[0] == 1:  # one stage: its input and output must differ
-        _fft_routed(tr, ti, ar, ai, br, bi, br, bi, nx, nc, fac, twr, twi, -1.0)
+        _fft_routed(tr, ti, ar, ai, br, bi, br, bi, nx, nc, fac, twr, twi, _FORWARD)
         for x in range(nx):
             for c in range(nc):
                 tr[x, c] = br[x, c]
                 ti[x, c] = bi[x, c]
     else:
-        _fft_routed(tr, ti, ar, ai, br, bi, tr, ti, nx, nc, fac, twr, twi, -1.0)
+        _fft_routed(tr, ti, ar, ai, br, bi, tr, ti, nx, nc, fac, twr, twi, _FORWARD)
 
 
 @_jit(fastmath=True)
@@ -609,7 +642,7 @@ def _transform_x(t2r, t2i, nx, half, fac, tw, specr, speci, u2r, u2i, blk, templ
                 tr[x, c] = vr * sr - vi * si
                 ti[x, c] = vr * si + vi * sr
         if not template:
-            _fft_routed(tr, ti, ar, ai, br, bi, u2r[b], u2i[b], nx, nc, fac, tw[2], tw[3], 1.0)
+            _fft_routed(tr, ti, ar, ai, br, bi, u2r[b], u2i[b], nx, nc, fac, tw[2], tw[3], _INVERSE)
 
 
 @_jit(fastmath=True)
@@ -621,8 +654,8 @@ def _inverse_y(u2r, u2i, wout, hout, half, fac, twr, twi, post, scale, num, blk)
     for xb in range(0, wout, block):
         nc = min(block, wout - xb)
         bw = u2r.shape[2]
-        for k0 in range(0, half + 1, 8):  # transposed load in tiles (see _forward_y)
-            k1 = min(k0 + 8, half + 1)
+        for k0 in range(0, half + 1, _TILE):  # transposed load in tiles (see _forward_y)
+            k1 = min(k0 + _TILE, half + 1)
             kb = k0 // bw
             base = k0 - kb * bw
             for c in range(nc):
@@ -646,7 +679,7 @@ def _inverse_y(u2r, u2i, wout, hout, half, fac, twr, twi, post, scale, num, blk)
                 o_i = dr * wi + di * wr
                 ar[k, c] = p_r + q_r - o_i
                 ai[k, c] = p_i - q_i + o_r
-        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, 1.0):
+        if _fft(ar, ai, br, bi, half, nc, fac, twr, twi, _INVERSE):
             zr, zi = ar, ai
         else:
             zr, zi = br, bi
@@ -705,14 +738,20 @@ def _window_sum(frame, y0, x0, h, w):
 
 
 @_jit(fastmath=True)
-def _window_ss(frame, y0, x0, h, w, mean):
-    acc = 0.0
+def _window_ss_dot(tz, frame, y0, x0, mean):
+    """Sum of squares of ``window - mean`` and its dot product with ``tz``, in one pass (float
+    frames: the window read twice, not three times)."""
+    h, w = tz.shape
+    ss = 0.0
+    dot = 0.0
     for i in range(h):
         row = frame[y0 + i, x0 : x0 + w]
+        trow = tz[i]
         for j in range(w):
             d = row[j] - mean
-            acc += d * d
-    return acc
+            ss += d * d
+            dot += trow[j] * d
+    return ss, dot
 
 
 @_jit(fastmath=True)
@@ -747,13 +786,14 @@ def _exact_score(tz, t_ss, frame, y0, x0, mode):
     if mode == 0:
         s1, s2 = _window_int_sums(frame, y0, x0, h, w)
         ss = (n * s2 - s1 * s1) / n
-        mean = s1 / n
+        if ss <= n * FLAT_VARIANCE:
+            return 0.0
+        dot = _window_dot(tz, frame, y0, x0, s1 / n)
     else:
-        mean = _window_sum(frame, y0, x0, h, w) / n
-        ss = _window_ss(frame, y0, x0, h, w, mean)
-    if ss <= n * FLAT_VARIANCE:
-        return 0.0
-    score = _window_dot(tz, frame, y0, x0, mean) / np.sqrt(t_ss * ss)
+        ss, dot = _window_ss_dot(tz, frame, y0, x0, _window_sum(frame, y0, x0, h, w) / n)
+        if ss <= n * FLAT_VARIANCE:
+            return 0.0
+    score = dot / np.sqrt(t_ss * ss)
     return min(max(score, -1.0), 1.0)
 
 
@@ -1107,6 +1147,29 @@ def _bar(score, g_scale):
     return g - 1e-12 * abs(g) - 1e-300
 
 
+@_inline_exact
+def _unit_scale(magnitude):
+    """The power of 2 that brings ``magnitude`` into [0.5, 1) (1 for 0): multiplying by it is
+    exact, so scaled data keep every bit."""
+    if not magnitude > 0.0:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(magnitude)[1])
+
+
+@_jit(fastmath=True)
+def _spectrum_peak(specr, speci):
+    """max |S| of a spectrum held as real and imaginary float32 parts, in float64."""
+    peak = 0.0
+    for x in range(specr.shape[0]):
+        row_r = specr[x]
+        row_i = speci[x]
+        for k in range(row_r.shape[0]):
+            re = np.float64(row_r[k])
+            im = np.float64(row_i[k])
+            peak = max(peak, re * re + im * im)
+    return np.sqrt(peak)
+
+
 @_jit()
 def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, fac_y, twy, fac_x, twx, post,
                 log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre):
@@ -1118,13 +1181,22 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, f
     mode = _pixel_mode(frame, ry, rx, hh, ww, is_uint8)
     mean, region_ss, abs_total = _region_totals(frame, ry, rx, hh, ww, mode)
     num = maps[0]
-    _forward_y(frame, ry, rx, hh, ww, mean, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
+    # Both transforms see values of magnitude about 1 (exact power-of-2 scalings, undone on
+    # the way out): float32 neither overflows nor underflows at any accepted intensity.
+    r_scale = _unit_scale(np.sqrt(region_ss / (hh * ww)))
+    t_scale = _unit_scale(t_l1 / (h * w))
+    _forward_y(frame, ry, rx, hh, ww, mean, r_scale, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
     _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, u2r, u2i, blk, False)
-    _inverse_y(u2r, u2i, wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx), num,
-               blk)
-    # Rounding error of the FFT numerator: max-norm <= 2-norm of the error of a convolution by
-    # FFT, <~ c u log2(N) ||region - mean||_2 ||template'||_1; c = 16 is generous.
-    err_num = 16.0 * _U64 * (log2n + 2.0) * np.sqrt(region_ss) * t_l1 + 1e-300
+    _inverse_y(u2r, u2i, wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx) / (r_scale * t_scale),
+               num, blk)
+    # Rounding error of the float32 FFT numerator (max-norm <= 2-norm of the error of the FFT
+    # correlation): <~ c u32 log2(N) ||region - mean||_2 (max |S| + ||T'||_2), S the computed
+    # conjugate spectrum of the zero-mean template T' (the region's transform errors pass
+    # through the product with S, the spectrum's own error through ||T'||_2); c = 16 with
+    # log2(N) + 2 is generous (float32 inputs, twiddles and products). max |S| <= ||T'||_1, the
+    # factor used before, and is often several times smaller: fewer exact rescorings.
+    t_gain = min(t_l1, _spectrum_peak(specr, speci) / t_scale * (1.0 + 1e-6)) + np.sqrt(t_ss)
+    err_num = 16.0 * _U32 * (log2n + 2.0) * np.sqrt(region_ss) * t_gain + 1e-300
     # Mode 1 window sums: every one passes through <= 2 (H + W) roundings of partial sums no
     # larger than the region's total; mode 0 sums are exact.
     grow = 4.0 * (hh + ww + 8) * _U64 * 1.01
@@ -1182,7 +1254,7 @@ def _twiddles(n, factors):
         m = length // p
         total += m * (p - 1)
         length = m
-    table = np.empty((4, max(total, 1)))
+    table = np.empty((4, max(total, 1)), _FFT_DTYPE)
     if total == 0:
         table[0, 0], table[1, 0], table[2, 0], table[3, 0] = 1.0, 0.0, 1.0, -0.0
         return table
@@ -1210,7 +1282,7 @@ def _new_plan(ny, nx):
     half = ny // 2
     fac_y = _factors(half)
     fac_x = _factors(nx)
-    post = np.empty((2, half + 1))
+    post = np.empty((2, half + 1), _FFT_DTYPE)
     for k in range(half + 1):
         angle = 2.0 * np.pi * k / ny
         post[0, k] = math.cos(angle)
@@ -1220,7 +1292,8 @@ def _new_plan(ny, nx):
 
 @_inline_exact
 def _placed(count, phase, zero):
-    """A float64 array of ``count`` elements starting ``phase`` x 256 bytes past a 4 KiB boundary.
+    """A float64 array of ``count`` elements starting ``phase`` x 256 bytes past a 4 KiB boundary
+    (:func:`_placed32`: float32).
 
     The kernels stream several arrays in step (a butterfly reads one block array and writes
     another; the score loop reads the numerator map and writes two more). Where two of them
@@ -1235,8 +1308,14 @@ def _placed(count, phase, zero):
 
 
 @_inline_exact
-def _planes(count, rows, cols, phase, step, pad_cols):
-    """A (count, rows', cols') float64 array, rows' >= rows and cols' >= cols as small as
+def _placed32(count, phase, zero):
+    """:func:`_placed` for float32: the same placement, viewed as float32."""
+    return _placed((count + 1) // 2, phase, zero).view(_FFT_DTYPE)[:count]
+
+
+@_inline_exact
+def _planes(count, rows, cols, phase, step, pad_cols, itemsize):
+    """A (count, rows', cols') float64 (``itemsize`` 8) or float32 (4) array, rows' >= rows and cols' >= cols as small as
     possible such that consecutive planes start ``step`` x 256 bytes apart modulo 4 KiB, the
     first at ``phase`` (see ``_placed``): one array per set of planes keeps the kernels'
     arguments plain arrays."""
@@ -1244,12 +1323,15 @@ def _planes(count, rows, cols, phase, step, pad_cols):
     best_c = -1
     for r in range(rows, rows + 65):
         for c in range(cols, cols + (65 if pad_cols else 1)):
-            if (r * c * 8) % 4096 == (256 * step) % 4096 and (best_r < 0 or r * c < best_r * best_c):
+            if (r * c * itemsize) % 4096 == (256 * step) % 4096 and (best_r < 0 or r * c < best_r * best_c):
                 best_r = r
                 best_c = c
                 break
     assert best_r >= 0
-    return _placed(count * best_r * best_c, phase, False).reshape((count, best_r, best_c))
+    size = count * best_r * best_c
+    if itemsize == 4:
+        return _placed32(size, phase, False).reshape((count, best_r, best_c))
+    return _placed(size, phase, False).reshape((count, best_r, best_c))
 
 
 @_jit()
@@ -1266,25 +1348,27 @@ def _new_workspace(ny, nx):
     size = blocks * padded * _BLOCK
     shape = (blocks, padded, _BLOCK)
     return (
-        _planes(4, rows, _BLOCK, 0, 4, False),
-        _placed(size, 2, True).reshape(shape),
-        _placed(size, 10, True).reshape(shape),
-        _placed(size, 6, False).reshape(shape),
-        _placed(size, 14, False).reshape(shape),
-        _planes(3, ny, nx, 1, 4, True),
+        _planes(4, rows, _BLOCK, 0, 4, False, 4),
+        _placed32(size, 2, True).reshape(shape),
+        _placed32(size, 10, True).reshape(shape),
+        _placed32(size, 6, False).reshape(shape),
+        _placed32(size, 14, False).reshape(shape),
+        _planes(3, ny, nx, 1, 4, True, 8),
         _placed(2 * ny, 15, False).reshape((2, ny)),
     )
 
 
 @_inline_exact
-def _template_spectrum(tz, nx, fac_y, twy, fac_x, twx, post, blk, t2r, t2i):
-    """The conjugate spectrum (nx, ny/2 + 1) of the zero-mean template ``tz``, real and imaginary."""
+def _template_spectrum(tz, l1, nx, fac_y, twy, fac_x, twx, post, blk, t2r, t2i):
+    """The conjugate spectrum (nx, ny/2 + 1) of the zero-mean template ``tz`` (L1 norm ``l1``)
+    times ``_unit_scale(l1 / tz.size)``, real and imaginary."""
     h, w = tz.shape
     half = post.shape[1] - 1
     # np.int64(0), not 0: a constant argument would compile a specialisation of its own.
-    _forward_y(tz, np.int64(0), np.int64(0), h, w, 0.0, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
-    specr = _placed(nx * (half + 1), 3, False).reshape((nx, half + 1))
-    speci = _placed(nx * (half + 1), 7, False).reshape((nx, half + 1))
+    _forward_y(tz, np.int64(0), np.int64(0), h, w, 0.0, _unit_scale(l1 / (h * w)), half, fac_y, twy[0], twy[1], post,
+               t2r, t2i, blk)
+    specr = _placed32(nx * (half + 1), 3, False).reshape((nx, half + 1))
+    speci = _placed32(nx * (half + 1), 7, False).reshape((nx, half + 1))
     _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, t2r, t2i, blk, True)
     return specr, speci
 
@@ -1308,11 +1392,12 @@ def _route(h, w, t_ss, hh, ww):
 # The rule kernels keep their plans and scratch space, per FFT size, in a typed dict per thread
 # (_setups); a template's spectra, per FFT size, in a typed dict per template.
 _SIZE = numba.types.UniTuple(numba.types.int64, 2)
-_SPECTRUM = numba.types.Tuple((numba.types.float64[:, ::1], numba.types.float64[:, ::1]))
-_F3 = numba.types.float64[:, :, ::1]
+_F2_FFT = numba.types.float32[:, ::1]
+_SPECTRUM = numba.types.Tuple((_F2_FFT, _F2_FFT))
+_F3_FFT = numba.types.float32[:, :, ::1]
 _SETUP = numba.types.Tuple(
-    (numba.types.int64[::1], numba.types.float64[:, ::1], numba.types.int64[::1], numba.types.float64[:, ::1],
-     numba.types.float64[:, ::1], numba.types.float64, _F3, _F3, _F3, _F3, _F3, _F3, numba.types.float64[:, ::1])
+    (numba.types.int64[::1], _F2_FFT, numba.types.int64[::1], _F2_FFT, _F2_FFT, numba.types.float64, _F3_FFT,
+     _F3_FFT, _F3_FFT, _F3_FFT, _F3_FFT, numba.types.float64[:, :, ::1], numba.types.float64[:, ::1])
 )
 
 
@@ -1351,7 +1436,7 @@ def _search_region(frame, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, s
     key = (_smooth(hh, True), _smooth(ww, False))
     fac_y, twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows = _setup(setups, key[0], key[1])
     if key not in spectra:
-        spectra[key] = _template_spectrum(tz, key[1], fac_y, twy, fac_x, twx, post, blk, t2r, t2i)
+        spectra[key] = _template_spectrum(tz, l1, key[1], fac_y, twy, fac_x, twx, post, blk, t2r, t2i)
     specr, speci = spectra[key]
     best, y, x, rescored = _search_fft(frame, is_uint8, ry1, rx1, hh, ww, tz, t_ss, l1, specr, speci, fac_y, twy, fac_x,
                                        twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre)
@@ -1836,7 +1921,7 @@ def clear_cache() -> None:
 
 _NO_ADDRESSES = np.zeros(0, np.int64)
 _NO_SCORES = np.zeros(0)
-_NO_SPECTRUM = (np.zeros((0, 0)), np.zeros((0, 0)))
+_NO_SPECTRUM = (np.zeros((0, 0), _FFT_DTYPE), np.zeros((0, 0), _FFT_DTYPE))
 
 
 def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox) -> tuple:
