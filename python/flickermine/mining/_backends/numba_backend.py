@@ -411,8 +411,8 @@ def _radix6(xr, xi, yr, yi, m, s, twr, twi, off, nc, sg):
             for c in range(nc):
                 ar, ai = _dft3_term(xr[i0, c], xi[i0, c], xr[i2, c], xi[i2, c], xr[i4, c], xi[i4, c], _MINUS_HALF, -sn)
                 br, bi = _dft3_term(xr[i1, c], xi[i1, c], xr[i3, c], xi[i3, c], xr[i5, c], xi[i5, c], _MINUS_HALF, -sn)
-                _put_sum_diff(yr, yi, o2, o5, c, ar, ai, _MINUS_HALF * br - sn * bi, _MINUS_HALF * bi + sn * br, w2r, w2i, w5r,
-                              w5i)
+                _put_sum_diff(yr, yi, o2, o5, c, ar, ai, _MINUS_HALF * br - sn * bi, _MINUS_HALF * bi + sn * br,
+                              w2r, w2i, w5r, w5i)
 
 
 @_jit(fastmath=True)
@@ -1315,10 +1315,10 @@ def _placed32(count, phase, zero):
 
 @_inline_exact
 def _planes(count, rows, cols, phase, step, pad_cols, itemsize):
-    """A (count, rows', cols') float64 (``itemsize`` 8) or float32 (4) array, rows' >= rows and cols' >= cols as small as
-    possible such that consecutive planes start ``step`` x 256 bytes apart modulo 4 KiB, the
-    first at ``phase`` (see ``_placed``): one array per set of planes keeps the kernels'
-    arguments plain arrays."""
+    """A (count, rows', cols') float64 (``itemsize`` 8) or float32 (4) array, rows' >= rows and
+    cols' >= cols as small as possible such that consecutive planes start ``step`` x 256 bytes
+    apart modulo 4 KiB, the first at ``phase`` (see ``_placed``): one array per set of planes
+    keeps the kernels' arguments plain arrays."""
     best_r = -1
     best_c = -1
     for r in range(rows, rows + 65):
