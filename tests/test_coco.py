@@ -574,10 +574,10 @@ def test_from_mot_writes_the_frames_asked_for_with_their_boxes(tmp_path, capsys)
     assert written["categories"] == [{"id": 1, "name": "person"}]
     by_image = {image["id"]: [a for a in written["annotations"] if a["image_id"] == image["id"]] for image in written["images"]}
     frame_of = {image["id"]: int(image["file_name"][-10:-4]) for image in written["images"]}
-    for image_id, annotations in by_image.items():
+    for image_id, boxes_of_image in by_image.items():
         frame = frame_of[image_id]
-        people = [a["bbox"] for a in annotations if not a["iscrowd"]]
-        crowds = [a["bbox"] for a in annotations if a["iscrowd"]]
+        people = [a["bbox"] for a in boxes_of_image if not a["iscrowd"]]
+        crowds = [a["bbox"] for a in boxes_of_image if a["iscrowd"]]
         assert people == ([] if frame == 4 else [[5 + 3 * (frame - 1), 10, 12, 20]])
         assert crowds == ([[40, 30, 10, 10]] if frame == 5 else [])
     for image in written["images"]:  # the frame itself, through JPEG

@@ -21,7 +21,6 @@ to install them (``pip install 'flickermine[torch]'``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import os
 import urllib.parse
