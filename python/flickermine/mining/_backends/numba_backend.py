@@ -1156,6 +1156,13 @@ def _unit_scale(magnitude):
     return math.ldexp(1.0, -math.frexp(magnitude)[1])
 
 
+@_inline_exact
+def _template_scale(l1, n):
+    """The power of 2 a template of ``n`` pixels and L1 norm ``l1`` is transformed at: its spectrum
+    and every search with that spectrum use this one value."""
+    return _unit_scale(l1 / n)
+
+
 @_jit(fastmath=True)
 def _spectrum_peak(specr, speci):
     """max |S| of a spectrum held as real and imaginary float32 parts, in float64."""
@@ -1171,7 +1178,7 @@ def _spectrum_peak(specr, speci):
 
 
 @_jit()
-def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, fac_y, twy, fac_x, twx, post,
+def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, t_peak, fac_y, twy, fac_x, twx, post,
                 log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre):
     h, w = tz.shape
     hout = hh - h + 1
@@ -1184,7 +1191,7 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, f
     # Both transforms see values of magnitude about 1 (exact power-of-2 scalings, undone on
     # the way out): float32 neither overflows nor underflows at any accepted intensity.
     r_scale = _unit_scale(np.sqrt(region_ss / (hh * ww)))
-    t_scale = _unit_scale(t_l1 / (h * w))
+    t_scale = _template_scale(t_l1, h * w)
     _forward_y(frame, ry, rx, hh, ww, mean, r_scale, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
     _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, u2r, u2i, blk, False)
     _inverse_y(u2r, u2i, wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx) / (r_scale * t_scale),
@@ -1194,8 +1201,9 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, f
     # conjugate spectrum of the zero-mean template T' (the region's transform errors pass
     # through the product with S, the spectrum's own error through ||T'||_2); c = 16 with
     # log2(N) + 2 is generous (float32 inputs, twiddles and products). max |S| <= ||T'||_1, the
-    # factor used before, and is often several times smaller: fewer exact rescorings.
-    t_gain = min(t_l1, _spectrum_peak(specr, speci) / t_scale * (1.0 + 1e-6)) + np.sqrt(t_ss)
+    # factor used before, and is often several times smaller: fewer exact rescorings. ``t_peak``
+    # is max |S| (cached with the spectrum: see ``_template_spectrum``).
+    t_gain = min(t_l1, t_peak) + np.sqrt(t_ss)
     err_num = 16.0 * _U32 * (log2n + 2.0) * np.sqrt(region_ss) * t_gain + 1e-300
     # Mode 1 window sums: every one passes through <= 2 (H + W) roundings of partial sums no
     # larger than the region's total; mode 0 sums are exact.
@@ -1361,16 +1369,17 @@ def _new_workspace(ny, nx):
 @_inline_exact
 def _template_spectrum(tz, l1, nx, fac_y, twy, fac_x, twx, post, blk, t2r, t2i):
     """The conjugate spectrum (nx, ny/2 + 1) of the zero-mean template ``tz`` (L1 norm ``l1``)
-    times ``_unit_scale(l1 / tz.size)``, real and imaginary."""
+    times ``_template_scale``, real and imaginary, and its peak magnitude max |S| unscaled (what
+    the search's error bound needs, computed once here rather than in every search)."""
     h, w = tz.shape
     half = post.shape[1] - 1
+    scale = _template_scale(l1, h * w)
     # np.int64(0), not 0: a constant argument would compile a specialisation of its own.
-    _forward_y(tz, np.int64(0), np.int64(0), h, w, 0.0, _unit_scale(l1 / (h * w)), half, fac_y, twy[0], twy[1], post,
-               t2r, t2i, blk)
+    _forward_y(tz, np.int64(0), np.int64(0), h, w, 0.0, scale, half, fac_y, twy[0], twy[1], post, t2r, t2i, blk)
     specr = _placed32(nx * (half + 1), 3, False).reshape((nx, half + 1))
     speci = _placed32(nx * (half + 1), 7, False).reshape((nx, half + 1))
     _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, t2r, t2i, blk, True)
-    return specr, speci
+    return specr, speci, _spectrum_peak(specr, speci) / scale * (1.0 + 1e-6)
 
 
 #: How a template is searched: its score is 0 everywhere (flat), directly, or by FFT.
@@ -1393,7 +1402,7 @@ def _route(h, w, t_ss, hh, ww):
 # (_setups); a template's spectra, per FFT size, in a typed dict per template.
 _SIZE = numba.types.UniTuple(numba.types.int64, 2)
 _F2_FFT = numba.types.float32[:, ::1]
-_SPECTRUM = numba.types.Tuple((_F2_FFT, _F2_FFT))
+_SPECTRUM = numba.types.Tuple((_F2_FFT, _F2_FFT, numba.types.float64))
 _F3_FFT = numba.types.float32[:, :, ::1]
 _SETUP = numba.types.Tuple(
     (numba.types.int64[::1], _F2_FFT, numba.types.int64[::1], _F2_FFT, _F2_FFT, numba.types.float64, _F3_FFT,
@@ -1437,9 +1446,10 @@ def _search_region(frame, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, s
     fac_y, twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows = _setup(setups, key[0], key[1])
     if key not in spectra:
         spectra[key] = _template_spectrum(tz, l1, key[1], fac_y, twy, fac_x, twx, post, blk, t2r, t2i)
-    specr, speci = spectra[key]
-    best, y, x, rescored = _search_fft(frame, is_uint8, ry1, rx1, hh, ww, tz, t_ss, l1, specr, speci, fac_y, twy, fac_x,
-                                       twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre)
+    specr, speci, t_peak = spectra[key]
+    best, y, x, rescored = _search_fft(frame, is_uint8, ry1, rx1, hh, ww, tz, t_ss, l1, specr, speci, t_peak, fac_y,
+                                       twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc,
+                                       ipre)
     return best, rx1 + x, ry1 + y, rescored
 
 
@@ -1784,16 +1794,16 @@ _SEARCH = 4
 @_jit()
 def _kernel(task, addresses, model, is_uint8, boxes, offsets, scores, center, iou_first, window, margin, ncc_threshold,
             iou_threshold, sure_score, min_area, border, min_tracked, max_support, support_iou, max_gap, setups, acc,
-            pre, iacc, ipre, tz, t_ss, l1, specr, speci):
+            pre, iacc, ipre, tz, t_ss, l1, specr, speci, t_peak):
     """The backend's one compiled entry point per frame dtype: numba optimises an entry point
     together with everything it calls, so each entry that reaches the search pays for compiling
     all of it again (about 25 s); one entry for every task pays once.
 
-    Returns (reasons, boxes, spectrum real, imaginary). ``task`` a rule code: the reasons of the
+    Returns (reasons, boxes, spectrum real, imaginary, peak). ``task`` a rule code: the reasons of the
     center frame's detections. ``_HARD_POSITIVES``: the (M, 4) hard positives. ``_SEARCH``: one
     search (the Python batch API) of the template ``tz``, ``t_ss``, ``l1`` in the region
-    ``boxes[0]`` of the frame ``model``, given its spectrum (``specr``, ``speci``) or (0, 0)
-    arrays: boxes = [[score, x, y, rescorings]] and the spectrum for the region's FFT size
+    ``boxes[0]`` of the frame ``model``, given its spectrum (``specr``, ``speci``, ``t_peak``) or
+    (0, 0) arrays: boxes = [[score, x, y, rescorings]] and the spectrum for the region's FFT size
     (computed if the search needed it and was not given it; else as given).
     """
     if task == _SEARCH:
@@ -1801,22 +1811,22 @@ def _kernel(task, addresses, model, is_uint8, boxes, offsets, scores, center, io
         spectra = _new_spectra()
         key = (_smooth(ry2 - ry1, True), _smooth(rx2 - rx1, False))
         if specr.shape[0] > 0:
-            spectra[key] = (specr, speci)
+            spectra[key] = (specr, speci, t_peak)
         best, x, y, rescored = _search_region(model, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, setups, acc,
                                               pre, iacc, ipre)
         if key in spectra:
-            specr, speci = spectra[key]
+            specr, speci, t_peak = spectra[key]
         out = np.empty((1, 4))
         out[0, 0], out[0, 1], out[0, 2], out[0, 3] = best, x, y, rescored
-        return np.zeros(0, np.int8), out, specr, speci
+        return np.zeros(0, np.int8), out, specr, speci, t_peak
     if task == _HARD_POSITIVES:
         found = _hard_positives_body(addresses, model, is_uint8, boxes, offsets, center, margin, ncc_threshold,
                                      iou_threshold, max_gap, setups, acc, pre, iacc, ipre)
-        return np.zeros(0, np.int8), found, specr, speci
+        return np.zeros(0, np.int8), found, specr, speci, t_peak
     reasons = _verdicts_body(addresses, model, is_uint8, boxes, offsets, scores, center, task, iou_first, window,
                              margin, ncc_threshold, iou_threshold, sure_score, min_area, border, min_tracked,
                              max_support, support_iou, setups, acc, pre, iacc, ipre)
-    return reasons, np.zeros((0, 4)), specr, speci
+    return reasons, np.zeros((0, 4)), specr, speci, t_peak
 
 
 # --------------------------------------------------------------------------------------------
@@ -1921,7 +1931,7 @@ def clear_cache() -> None:
 
 _NO_ADDRESSES = np.zeros(0, np.int64)
 _NO_SCORES = np.zeros(0)
-_NO_SPECTRUM = (np.zeros((0, 0), _FFT_DTYPE), np.zeros((0, 0), _FFT_DTYPE))
+_NO_SPECTRUM = (np.zeros((0, 0), _FFT_DTYPE), np.zeros((0, 0), _FFT_DTYPE), 0.0)
 
 
 def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox) -> tuple:
@@ -1936,14 +1946,14 @@ def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox
         raise InputError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
     entry = _template(template_frame, (tx1, ty1, tx2, ty2))
     size = _fft_size(hh, ww)
-    specr, speci = entry.spectra.get(size, _NO_SPECTRUM)
+    specr, speci, t_peak = entry.spectra.get(size, _NO_SPECTRUM)
     acc, pre, iacc, ipre = _row_buffers(ww)
-    _, out, specr, speci = _kernel(_SEARCH, _NO_ADDRESSES, search_frame, search_frame.dtype == np.uint8,
+    _, out, specr, speci, t_peak = _kernel(_SEARCH, _NO_ADDRESSES, search_frame, search_frame.dtype == np.uint8,
                                    np.array([rbox], dtype=np.float64), _NO_ADDRESSES, _NO_SCORES, 0, False,
                                    *_DEFAULT_KERNEL_PARAMS, _setups(), acc, pre, iacc, ipre, entry.tz, entry.t_ss,
-                                   entry.l1, specr, speci)
+                                   entry.l1, specr, speci, t_peak)
     if specr.shape[0] and size not in entry.spectra:
-        entry.spectra[size] = (specr, speci)
+        entry.spectra[size] = (specr, speci, t_peak)
         added = specr.nbytes + speci.nbytes
         with _cache_lock:
             entry.nbytes += added
@@ -2069,7 +2079,7 @@ def _verdicts(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], scores:
         raise InputError(f"scores has {len(scores)} entries but the center frame has "
                          f"{offsets[center + 1] - offsets[center]} boxes")
     acc, pre, iacc, ipre = _row_buffers(model.shape[1])
-    reasons, _, _, _ = _kernel(_RULE_CODES[Rule(rule)], addresses, model, is_uint8, flat, offsets, scores, int(center),
+    reasons, _, _, _, _ = _kernel(_RULE_CODES[Rule(rule)], addresses, model, is_uint8, flat, offsets, scores, int(center),
                                bool(iou_first), *_kernel_params(params), _setups(), acc, pre, iacc, ipre,
                                *_NO_TEMPLATE)
     del window
@@ -2089,7 +2099,7 @@ def _hard_positives(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], c
                     params: MiningParams) -> np.ndarray:
     window, addresses, model, is_uint8, flat, offsets = _window(frames, boxes, center)
     acc, pre, iacc, ipre = _row_buffers(model.shape[1])
-    _, found, _, _ = _kernel(_HARD_POSITIVES, addresses, model, is_uint8, flat, offsets, _NO_SCORES, int(center), False,
+    _, found, _, _, _ = _kernel(_HARD_POSITIVES, addresses, model, is_uint8, flat, offsets, _NO_SCORES, int(center), False,
                              *_kernel_params(params), _setups(), acc, pre, iacc, ipre, *_NO_TEMPLATE)
     del window
     return found
