@@ -159,3 +159,28 @@ def test_numba_on_inputs_that_stress_a_float32_fft(backend):
         check(image, (tx, ty, tx + tw, ty + th), moved, (0, 0, 170, 130))
         checked += 1
     assert checked == 7 * 6 * 2 + 9 + 10
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] == "numba"])
+def test_numba_search_in_several_frames_is_the_batch_search_frame_by_frame(backend):
+    """numba_backend.ncc_search_frames (the benchmark's one-call row, as _core's) gives each frame's
+    ncc_search_batch answer, and names a frame or box that does not fit."""
+    from flickermine.errors import InputError
+    from flickermine.mining._backends import numba_backend
+
+    rng = np.random.default_rng(8)
+    for dtype in (np.uint8, np.float32):
+        a = texture(rng, 120, 160).astype(dtype)
+        frames = [np.roll(a, (k, 2 * k), axis=(0, 1)).copy() for k in range(4)]
+        frames[2][:] = 7  # flat: every score 0
+        box, region = np.array([[50, 35, 100, 75]]), np.array([[20, 10, 150, 110]])
+        scores, top_left = numba_backend.ncc_search_frames(a, box, frames, region)
+        assert scores.shape == (4,) and top_left.shape == (4, 2) and top_left.dtype == np.int64
+        for k, frame in enumerate(frames):
+            s, tl = fm.ncc_search_batch(a, box, frame, region, backend="numba")
+            assert scores[k] == s[0] and top_left[k].tolist() == tl[0].tolist()
+        assert scores[0] == pytest.approx(1.0) and top_left[1].tolist() == [52, 36] and scores[2] == 0.0
+    with pytest.raises(InputError, match=r"search_frames\[1\] has shape \(10, 160\)"):
+        numba_backend.ncc_search_frames(a, box, [a, a[:10]], region)
+    with pytest.raises(InputError, match=r"region \[20, 10, 150, 130\] is not inside the 160x120 frames"):
+        numba_backend.ncc_search_frames(a, box, [a], np.array([[20, 10, 150, 130]]))

@@ -31,8 +31,8 @@ One search (template ``T`` h x w, region ``R`` H x W):
    pixels are integers (uint8, or float32 holding integers), otherwise with a proven error
    bound, and exactly constant windows found by counting neighbour changes.
 3. **Exact rescoring.** Each approximate score carries a bound on its error (float32 FFT
-   rounding, ``c u32 log2(N) ||R'||_2 (max |S| + ||T'||_2)``, S the template's spectrum,
-   max |S| <= ||T'||_1; divided by the window norm; plus the statistics' error).
+   rounding at one placement, ``3 c u32 log2(N) ||R'||_2 ||T'||_2`` by Cauchy-Schwarz per
+   placement (see ``_search_fft``); divided by the window norm; plus the statistics' error).
    The best approximate placement is recomputed directly in float64, then every placement whose
    approximate score plus its bound reaches the best exact score so far. (With integer pixels
    the comparison runs in the domain ``s |s|``, monotone in the score, which needs no square
@@ -802,12 +802,16 @@ def _pixel_mode(frame, ry, rx, hh, ww, is_uint8):
     """0 when every region pixel is an integer with |v| <= 4095 (uint8 always), else 1."""
     if is_uint8:
         return 0
+    # Per row a count with no branch (an exit per pixel keeps LLVM from vectorising the scan:
+    # 6x slower, 70-250 us a search), then an exit per row.
     for y in range(hh):
-        row = frame[ry + y]
+        row = frame[ry + y, rx : rx + ww]
+        odd = 0
         for x in range(ww):
-            v = row[rx + x]
-            if v != np.floor(v) or abs(v) > 4095.0:
-                return 1
+            v = row[x]
+            odd += (v != np.floor(v)) | (abs(v) > 4095.0)
+        if odd:
+            return 1
     return 0
 
 
@@ -1163,22 +1167,8 @@ def _template_scale(l1, n):
     return _unit_scale(l1 / n)
 
 
-@_jit(fastmath=True)
-def _spectrum_peak(specr, speci):
-    """max |S| of a spectrum held as real and imaginary float32 parts, in float64."""
-    peak = 0.0
-    for x in range(specr.shape[0]):
-        row_r = specr[x]
-        row_i = speci[x]
-        for k in range(row_r.shape[0]):
-            re = np.float64(row_r[k])
-            im = np.float64(row_i[k])
-            peak = max(peak, re * re + im * im)
-    return np.sqrt(peak)
-
-
 @_jit()
-def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, t_peak, fac_y, twy, fac_x, twx, post,
+def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, fac_y, twy, fac_x, twx, post,
                 log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc, ipre):
     h, w = tz.shape
     hout = hh - h + 1
@@ -1196,14 +1186,21 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, t
     _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, u2r, u2i, blk, False)
     _inverse_y(u2r, u2i, wout, hout, half, fac_y, twy[2], twy[3], post, 1.0 / (2 * half * nx) / (r_scale * t_scale),
                num, blk)
-    # Rounding error of the float32 FFT numerator (max-norm <= 2-norm of the error of the FFT
-    # correlation): <~ c u32 log2(N) ||region - mean||_2 (max |S| + ||T'||_2), S the computed
-    # conjugate spectrum of the zero-mean template T' (the region's transform errors pass
-    # through the product with S, the spectrum's own error through ||T'||_2); c = 16 with
-    # log2(N) + 2 is generous (float32 inputs, twiddles and products). max |S| <= ||T'||_1, the
-    # factor used before, and is often several times smaller: fewer exact rescorings. ``t_peak``
-    # is max |S| (cached with the spectrum: see ``_template_spectrum``).
-    t_gain = min(t_l1, t_peak) + np.sqrt(t_ss)
+    # Rounding error of the float32 FFT numerator at any one placement i, with r the region less
+    # its mean, T' the zero-mean template, R, S their spectra (N = ny nx points, Parseval:
+    # ||R||_2 = sqrt(N) ||r||_2, ||S||_2 = sqrt(N) ||T'||_2) and a = c u32 log2(N) the relative
+    # 2-norm error of one transform:
+    # * the errors dR, dS of the two forward transforms reach placement i as
+    #   |sum_k (dR_k S_k + R_k dS_k) w^(ik)| / N <= (||dR||_2 ||S||_2 + ||R||_2 ||dS||_2) / N
+    #   <= 2 a ||r||_2 ||T'||_2 (Cauchy-Schwarz, per placement: no max |S| of the spectrum);
+    # * the product's rounding, 3 u32 |R_k S_k| a term: <= 3 u32 ||r||_2 ||T'||_2 the same way;
+    # * the inverse transform: its graph has one path from each input to each output, so the
+    #   values feeding output i at any one stage are sums over disjoint sets of the inputs z_k,
+    #   of total magnitude <= ||z||_1 <= ||R||_2 ||S||_2 = N ||r||_2 ||T'||_2; each stage's
+    #   roundings add <= c u32 ||r||_2 ||T'||_2 to output i (the real unpacking at most twice).
+    # So |error| <= 3 c u32 log2(N) ||r||_2 ||T'||_2; c = 16 with log2(N) + 2 is generous
+    # (float32 inputs, twiddles and butterflies of up to 9 terms).
+    t_gain = 3.0 * np.sqrt(t_ss)
     err_num = 16.0 * _U32 * (log2n + 2.0) * np.sqrt(region_ss) * t_gain + 1e-300
     # Mode 1 window sums: every one passes through <= 2 (H + W) roundings of partial sums no
     # larger than the region's total; mode 0 sums are exact.
@@ -1369,8 +1366,7 @@ def _new_workspace(ny, nx):
 @_inline_exact
 def _template_spectrum(tz, l1, nx, fac_y, twy, fac_x, twx, post, blk, t2r, t2i):
     """The conjugate spectrum (nx, ny/2 + 1) of the zero-mean template ``tz`` (L1 norm ``l1``)
-    times ``_template_scale``, real and imaginary, and its peak magnitude max |S| unscaled (what
-    the search's error bound needs, computed once here rather than in every search)."""
+    times ``_template_scale``, real and imaginary."""
     h, w = tz.shape
     half = post.shape[1] - 1
     scale = _template_scale(l1, h * w)
@@ -1379,7 +1375,7 @@ def _template_spectrum(tz, l1, nx, fac_y, twy, fac_x, twx, post, blk, t2r, t2i):
     specr = _placed32(nx * (half + 1), 3, False).reshape((nx, half + 1))
     speci = _placed32(nx * (half + 1), 7, False).reshape((nx, half + 1))
     _transform_x(t2r, t2i, nx, half, fac_x, twx, specr, speci, t2r, t2i, blk, True)
-    return specr, speci, _spectrum_peak(specr, speci) / scale * (1.0 + 1e-6)
+    return specr, speci
 
 
 #: How a template is searched: its score is 0 everywhere (flat), directly, or by FFT.
@@ -1402,7 +1398,7 @@ def _route(h, w, t_ss, hh, ww):
 # (_setups); a template's spectra, per FFT size, in a typed dict per template.
 _SIZE = numba.types.UniTuple(numba.types.int64, 2)
 _F2_FFT = numba.types.float32[:, ::1]
-_SPECTRUM = numba.types.Tuple((_F2_FFT, _F2_FFT, numba.types.float64))
+_SPECTRUM = numba.types.Tuple((_F2_FFT, _F2_FFT))
 _F3_FFT = numba.types.float32[:, :, ::1]
 _SETUP = numba.types.Tuple(
     (numba.types.int64[::1], _F2_FFT, numba.types.int64[::1], _F2_FFT, _F2_FFT, numba.types.float64, _F3_FFT,
@@ -1446,8 +1442,8 @@ def _search_region(frame, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, s
     fac_y, twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows = _setup(setups, key[0], key[1])
     if key not in spectra:
         spectra[key] = _template_spectrum(tz, l1, key[1], fac_y, twy, fac_x, twx, post, blk, t2r, t2i)
-    specr, speci, t_peak = spectra[key]
-    best, y, x, rescored = _search_fft(frame, is_uint8, ry1, rx1, hh, ww, tz, t_ss, l1, specr, speci, t_peak, fac_y,
+    specr, speci = spectra[key]
+    best, y, x, rescored = _search_fft(frame, is_uint8, ry1, rx1, hh, ww, tz, t_ss, l1, specr, speci, fac_y,
                                        twy, fac_x, twx, post, log2n, blk, t2r, t2i, u2r, u2i, maps, rows, acc, pre, iacc,
                                        ipre)
     return best, rx1 + x, ry1 + y, rescored
@@ -1794,39 +1790,43 @@ _SEARCH = 4
 @_jit()
 def _kernel(task, addresses, model, is_uint8, boxes, offsets, scores, center, iou_first, window, margin, ncc_threshold,
             iou_threshold, sure_score, min_area, border, min_tracked, max_support, support_iou, max_gap, setups, acc,
-            pre, iacc, ipre, tz, t_ss, l1, specr, speci, t_peak):
+            pre, iacc, ipre, tz, t_ss, l1, specr, speci):
     """The backend's one compiled entry point per frame dtype: numba optimises an entry point
     together with everything it calls, so each entry that reaches the search pays for compiling
     all of it again (about 25 s); one entry for every task pays once.
 
-    Returns (reasons, boxes, spectrum real, imaginary, peak). ``task`` a rule code: the reasons of the
-    center frame's detections. ``_HARD_POSITIVES``: the (M, 4) hard positives. ``_SEARCH``: one
+    Returns (reasons, boxes, spectrum real, imaginary). ``task`` a rule code: the reasons of the
+    center frame's detections. ``_HARD_POSITIVES``: the (M, 4) hard positives. ``_SEARCH``: the
     search (the Python batch API) of the template ``tz``, ``t_ss``, ``l1`` in the region
-    ``boxes[0]`` of the frame ``model``, given its spectrum (``specr``, ``speci``, ``t_peak``) or
-    (0, 0) arrays: boxes = [[score, x, y, rescorings]] and the spectrum for the region's FFT size
-    (computed if the search needed it and was not given it; else as given).
+    ``boxes[0]`` of the frame ``model``, or of each frame at ``addresses`` when there are any
+    (``ncc_search_frames``), given its spectrum (``specr``, ``speci``) or (0, 0)
+    arrays: boxes = one [score, x, y, rescorings] per frame and the spectrum for the region's
+    FFT size (computed if the search needed it and was not given it; else as given).
     """
     if task == _SEARCH:
         rx1, ry1, rx2, ry2 = int(boxes[0, 0]), int(boxes[0, 1]), int(boxes[0, 2]), int(boxes[0, 3])
         spectra = _new_spectra()
         key = (_smooth(ry2 - ry1, True), _smooth(rx2 - rx1, False))
         if specr.shape[0] > 0:
-            spectra[key] = (specr, speci, t_peak)
-        best, x, y, rescored = _search_region(model, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, setups, acc,
-                                              pre, iacc, ipre)
+            spectra[key] = (specr, speci)
+        count = max(addresses.shape[0], 1)
+        out = np.empty((count, 4))
+        for g in range(count):
+            frame = model if addresses.shape[0] == 0 else _frame_at(addresses, g, model)
+            best, x, y, rescored = _search_region(frame, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, setups,
+                                                  acc, pre, iacc, ipre)
+            out[g, 0], out[g, 1], out[g, 2], out[g, 3] = best, x, y, rescored
         if key in spectra:
-            specr, speci, t_peak = spectra[key]
-        out = np.empty((1, 4))
-        out[0, 0], out[0, 1], out[0, 2], out[0, 3] = best, x, y, rescored
-        return np.zeros(0, np.int8), out, specr, speci, t_peak
+            specr, speci = spectra[key]
+        return np.zeros(0, np.int8), out, specr, speci
     if task == _HARD_POSITIVES:
         found = _hard_positives_body(addresses, model, is_uint8, boxes, offsets, center, margin, ncc_threshold,
                                      iou_threshold, max_gap, setups, acc, pre, iacc, ipre)
-        return np.zeros(0, np.int8), found, specr, speci, t_peak
+        return np.zeros(0, np.int8), found, specr, speci
     reasons = _verdicts_body(addresses, model, is_uint8, boxes, offsets, scores, center, task, iou_first, window,
                              margin, ncc_threshold, iou_threshold, sure_score, min_area, border, min_tracked,
                              max_support, support_iou, setups, acc, pre, iacc, ipre)
-    return reasons, np.zeros((0, 4)), specr, speci, t_peak
+    return reasons, np.zeros((0, 4)), specr, speci
 
 
 # --------------------------------------------------------------------------------------------
@@ -1931,36 +1931,48 @@ def clear_cache() -> None:
 
 _NO_ADDRESSES = np.zeros(0, np.int64)
 _NO_SCORES = np.zeros(0)
-_NO_SPECTRUM = (np.zeros((0, 0), _FFT_DTYPE), np.zeros((0, 0), _FFT_DTYPE), 0.0)
+_NO_SPECTRUM = (np.zeros((0, 0), _FFT_DTYPE), np.zeros((0, 0), _FFT_DTYPE))
 
 
 def _search_one(template_frame: np.ndarray, tbox, search_frame: np.ndarray, rbox) -> tuple:
     """(best score, x, y in image pixels, number of exact rescorings); boxes are sequences of four
     Python ints. ``_kernel``'s search (``_search_region``) with the template cache of this module."""
-    global _cache_bytes
     tx1, ty1, tx2, ty2 = tbox
-    rx1, ry1, rx2, ry2 = rbox
-    h, w = ty2 - ty1, tx2 - tx1
-    hh, ww = ry2 - ry1, rx2 - rx1
+    _check_region((ty2 - ty1, tx2 - tx1), rbox)
+    entry = _template(template_frame, (tx1, ty1, tx2, ty2))
+    best, x, y, rescored = _search_in(entry, search_frame, _NO_ADDRESSES, rbox)[0].tolist()
+    return best, int(x), int(y), int(rescored)
+
+
+def _check_region(template_shape: tuple, rbox) -> None:
+    h, w = template_shape
+    hh, ww = rbox[3] - rbox[1], rbox[2] - rbox[0]
     if h < 1 or w < 1 or hh < h or ww < w:
         raise InputError(f"search region {hh}x{ww} cannot hold the template {h}x{w}")
-    entry = _template(template_frame, (tx1, ty1, tx2, ty2))
+
+
+def _search_in(entry: _Template, model: np.ndarray, addresses: np.ndarray, rbox) -> np.ndarray:
+    """One row [best score, x, y, exact rescorings] per search of the template ``entry`` in the
+    region ``rbox`` (four Python ints, checked) of ``model``, or of each frame at ``addresses``
+    (frames like ``model``, kept alive by the caller) when there are any. A spectrum computed on
+    the way is added to the entry (and counted in the cache's bytes if the entry is cached)."""
+    global _cache_bytes
+    hh, ww = rbox[3] - rbox[1], rbox[2] - rbox[0]
     size = _fft_size(hh, ww)
-    specr, speci, t_peak = entry.spectra.get(size, _NO_SPECTRUM)
+    specr, speci = entry.spectra.get(size, _NO_SPECTRUM)
     acc, pre, iacc, ipre = _row_buffers(ww)
-    _, out, specr, speci, t_peak = _kernel(_SEARCH, _NO_ADDRESSES, search_frame, search_frame.dtype == np.uint8,
-                                   np.array([rbox], dtype=np.float64), _NO_ADDRESSES, _NO_SCORES, 0, False,
-                                   *_DEFAULT_KERNEL_PARAMS, _setups(), acc, pre, iacc, ipre, entry.tz, entry.t_ss,
-                                   entry.l1, specr, speci, t_peak)
+    _, out, specr, speci = _kernel(_SEARCH, addresses, model, model.dtype == np.uint8,
+                                           np.array([rbox], dtype=np.float64), _NO_ADDRESSES, _NO_SCORES, 0, False,
+                                           *_DEFAULT_KERNEL_PARAMS, _setups(), acc, pre, iacc, ipre, entry.tz,
+                                           entry.t_ss, entry.l1, specr, speci)
     if specr.shape[0] and size not in entry.spectra:
-        entry.spectra[size] = (specr, speci, t_peak)
+        entry.spectra[size] = (specr, speci)
         added = specr.nbytes + speci.nbytes
         with _cache_lock:
             entry.nbytes += added
             if _template_cache.get(entry.key) is entry:
                 _cache_bytes += added
-    best, x, y, rescored = out[0].tolist()
-    return best, int(x), int(y), int(rescored)
+    return out
 
 
 def _compiled_form(frame: np.ndarray) -> np.ndarray:
@@ -1995,6 +2007,40 @@ def _search(template_frame: np.ndarray, template_boxes: np.ndarray, search_frame
         top_left[k, 0] = x
         top_left[k, 1] = y
     return scores, top_left
+
+
+def ncc_search_frames(template_frame: np.ndarray, template_box: np.ndarray, search_frames: Sequence[np.ndarray],
+                      region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (1, 4) template box of ``template_frame`` searched inside the same (1, 4) region of each
+    of the G ``search_frames`` (the frames' shape and dtype): ``(scores (G,) float64, top_left
+    (G, 2) int64 x, y in image pixels)``, as ``_core.ncc_search_frames``. All G searches run in
+    one jitted call, as the rules run theirs (the benchmark's like-with-like row; the boxes are
+    the facade's, already checked and clipped)."""
+    if not _compiled:
+        ensure_compiled()
+    for g, frame in enumerate(search_frames):
+        if frame.shape != template_frame.shape or frame.dtype != template_frame.dtype:
+            raise InputError(f"search_frames[{g}] has shape {frame.shape} and dtype {frame.dtype}, but template_frame "
+                             f"has {template_frame.shape} {template_frame.dtype}")
+    frames = [_compiled_form(template_frame), *search_frames]
+    no_boxes = [np.zeros((0, 4))] * len(frames)
+    window, addresses, model, _, _, _ = _window(frames, no_boxes, 0)
+    height, width = model.shape
+    rbox = [int(v) for v in np.asarray(region).reshape(-1)[:4]]
+    tbox = [int(v) for v in np.asarray(template_box).reshape(-1)[:4]]
+    for name, (x1, y1, x2, y2) in (("template_box", tbox), ("region", rbox)):
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            raise InputError(f"{name} {[x1, y1, x2, y2]} is not inside the {width}x{height} frames")
+    count = len(search_frames)
+    tx1, ty1, tx2, ty2 = tbox
+    _check_region((ty2 - ty1, tx2 - tx1), rbox)
+    if count == 0:
+        return np.zeros(0), np.zeros((0, 2), np.int64)
+    # The template is cut and transformed afresh, outside the cache: once per call, as the rules
+    # do once per detection (and as the C++ call does).
+    entry = _Template(("uncached",), np.ascontiguousarray(model[ty1:ty2, tx1:tx2]).copy())
+    out = _search_in(entry, window[1], addresses[1:], rbox)
+    return out[:, 0].copy(), out[:, 1:3].astype(np.int64)
 
 
 def iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -2079,7 +2125,7 @@ def _verdicts(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], scores:
         raise InputError(f"scores has {len(scores)} entries but the center frame has "
                          f"{offsets[center + 1] - offsets[center]} boxes")
     acc, pre, iacc, ipre = _row_buffers(model.shape[1])
-    reasons, _, _, _, _ = _kernel(_RULE_CODES[Rule(rule)], addresses, model, is_uint8, flat, offsets, scores, int(center),
+    reasons, _, _, _ = _kernel(_RULE_CODES[Rule(rule)], addresses, model, is_uint8, flat, offsets, scores, int(center),
                                bool(iou_first), *_kernel_params(params), _setups(), acc, pre, iacc, ipre,
                                *_NO_TEMPLATE)
     del window
@@ -2099,7 +2145,7 @@ def _hard_positives(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], c
                     params: MiningParams) -> np.ndarray:
     window, addresses, model, is_uint8, flat, offsets = _window(frames, boxes, center)
     acc, pre, iacc, ipre = _row_buffers(model.shape[1])
-    _, found, _, _, _ = _kernel(_HARD_POSITIVES, addresses, model, is_uint8, flat, offsets, _NO_SCORES, int(center), False,
+    _, found, _, _ = _kernel(_HARD_POSITIVES, addresses, model, is_uint8, flat, offsets, _NO_SCORES, int(center), False,
                              *_kernel_params(params), _setups(), acc, pre, iacc, ipre, *_NO_TEMPLATE)
     del window
     return found
