@@ -135,25 +135,24 @@ def mine_negatives(
     unreadable: list[dict] = []
     detections = 0
     start_time = time.perf_counter()
-    bar = progress_bar(len(files), "images", "image", progress, leave=True)
-    for start in range(0, len(files), detector.batch_size):
-        indices, images = [], []
-        for index in range(start, min(start + detector.batch_size, len(files))):
-            image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
-            if image is None:
-                unreadable.append({"path": str(files[index]), "error": "cannot be read as an image"})
-                log(f"failed: {files[index]}: cannot be read as an image")
-                continue
-            indices.append(index)
-            images.append(image)
-        for index, image, result in zip(indices, images, detector(images) if images else []):
-            sizes[index] = (image.shape[1], image.shape[0])
-            detections += len(result.boxes)
-            for box, score in zip(result.boxes, result.scores):
-                if score >= min_score:
-                    found.append((float(score), index, [float(v) for v in box]))
-        bar.update(min(detector.batch_size, len(files) - start))
-    bar.close()
+    with progress_bar(len(files), "images", "image", progress, leave=True) as bar:
+        for start in range(0, len(files), detector.batch_size):
+            indices, images = [], []
+            for index in range(start, min(start + detector.batch_size, len(files))):
+                image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+                if image is None:
+                    unreadable.append({"path": str(files[index]), "error": "cannot be read as an image"})
+                    log(f"failed: {files[index]}: cannot be read as an image")
+                    continue
+                indices.append(index)
+                images.append(image)
+            for index, image, result in zip(indices, images, detector(images) if images else []):
+                sizes[index] = (image.shape[1], image.shape[0])
+                detections += len(result.boxes)
+                for box, score in zip(result.boxes, result.scores):
+                    if score >= min_score:
+                        found.append((float(score), index, [float(v) for v in box]))
+            bar.update(min(detector.batch_size, len(files) - start))
     found.sort(key=lambda item: (-item[0], item[1]))
     if top is not None:
         found = found[:top]
