@@ -1962,9 +1962,9 @@ def _search_in(entry: _Template, model: np.ndarray, addresses: np.ndarray, rbox)
     specr, speci = entry.spectra.get(size, _NO_SPECTRUM)
     acc, pre, iacc, ipre = _row_buffers(ww)
     _, out, specr, speci = _kernel(_SEARCH, addresses, model, model.dtype == np.uint8,
-                                           np.array([rbox], dtype=np.float64), _NO_ADDRESSES, _NO_SCORES, 0, False,
-                                           *_DEFAULT_KERNEL_PARAMS, _setups(), acc, pre, iacc, ipre, entry.tz,
-                                           entry.t_ss, entry.l1, specr, speci)
+                                   np.array([rbox], dtype=np.float64), _NO_ADDRESSES, _NO_SCORES, 0, False,
+                                   *_DEFAULT_KERNEL_PARAMS, _setups(), acc, pre, iacc, ipre, entry.tz, entry.t_ss,
+                                   entry.l1, specr, speci)
     if specr.shape[0] and size not in entry.spectra:
         entry.spectra[size] = (specr, speci)
         added = specr.nbytes + speci.nbytes
