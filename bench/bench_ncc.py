@@ -122,15 +122,13 @@ def main() -> int:
                     def run():
                         _core.ncc_search_frames(c, box, ns, region)
 
-                elif hasattr(flickermine.get_backend(name), "ncc_search_frames"):
+                elif hasattr(module := flickermine.get_backend(name), "ncc_search_frames"):
                     # The same call as cpp's: one template, every frame, in one compiled call.
-                    module = flickermine.get_backend(name)
 
                     def run(module=module):
                         module.ncc_search_frames(c, box, ns, region)
 
                 else:
-                    module = flickermine.get_backend(name)
 
                     def run(module=module):
                         for n in ns:

@@ -64,7 +64,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -2014,17 +2014,15 @@ def ncc_search_frames(template_frame: np.ndarray, template_box: np.ndarray, sear
     """The (1, 4) template box of ``template_frame`` searched inside the same (1, 4) region of each
     of the G ``search_frames`` (the frames' shape and dtype): ``(scores (G,) float64, top_left
     (G, 2) int64 x, y in image pixels)``, as ``_core.ncc_search_frames``. All G searches run in
-    one jitted call, as the rules run theirs (the benchmark's like-with-like row; the boxes are
-    the facade's, already checked and clipped)."""
+    one jitted call, as the rules run theirs (the benchmark's like-with-like row). The boxes are
+    integer pixel boxes, as the facade passes them; both must lie inside the frames (checked:
+    the kernel reads the frames' memory unchecked)."""
     if not _compiled:
         ensure_compiled()
-    for g, frame in enumerate(search_frames):
-        if frame.shape != template_frame.shape or frame.dtype != template_frame.dtype:
-            raise InputError(f"search_frames[{g}] has shape {frame.shape} and dtype {frame.dtype}, but template_frame "
-                             f"has {template_frame.shape} {template_frame.dtype}")
-    frames = [_compiled_form(template_frame), *search_frames]
+    frames = [template_frame, *search_frames]
     no_boxes = [np.zeros((0, 4))] * len(frames)
-    window, addresses, model, _, _, _ = _window(frames, no_boxes, 0)
+    window, addresses, model, _, _, _ = _window(
+        frames, no_boxes, 0, lambda g: f"search_frames[{g - 1}]" if g else "template_frame")
     height, width = model.shape
     rbox = [int(v) for v in np.asarray(region).reshape(-1)[:4]]
     tbox = [int(v) for v in np.asarray(template_box).reshape(-1)[:4]]
@@ -2083,10 +2081,16 @@ _DEFAULT_KERNEL_PARAMS = _kernel_params(MiningParams())
 _NO_TEMPLATE = (np.zeros((0, 0)), 0.0, 0.0) + _NO_SPECTRUM
 
 
-def _window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int) -> tuple:
+def _frame_name(g: int) -> str:
+    return f"frames[{g}]"
+
+
+def _window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: int,
+            name: Callable[[int], str] = _frame_name) -> tuple:
     """(the frames as the kernel reads them: keep this list alive during the call, their
     addresses, the center frame as the model of every frame, uint8?, boxes (N, 4) float64,
-    offsets (F + 1,) int64) of a window, after the checks verdicts.cpp makes."""
+    offsets (F + 1,) int64) of a window, after the checks verdicts.cpp makes; ``name(g)`` is
+    frame g in messages."""
     count = len(frames)
     if count == 0:
         raise InputError("frames must not be empty")
@@ -2098,7 +2102,7 @@ def _window(frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray], center: i
     model = window[center]
     for g, f in enumerate(window):
         if f.shape != model.shape or f.dtype != model.dtype or f.ndim != 2:
-            raise InputError(f"frames[{g}] has shape {f.shape} and dtype {f.dtype}, but frames[{center}] has "
+            raise InputError(f"{name(g)} has shape {f.shape} and dtype {f.dtype}, but {name(center)} has "
                              f"{model.shape} {model.dtype}")
     addresses = np.array([f.__array_interface__["data"][0] for f in window], dtype=np.int64)
     sizes = [len(b) for b in boxes]
