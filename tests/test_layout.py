@@ -2,7 +2,7 @@
 
 The stages, bottom to top (a module may import its own stage and those below, never above):
 
-    floor       errors, _boxes, _files, _progress, _core, _core_cuda   (importable by every module)
+    floor       errors, _boxes, _files, _images, _progress, _core, _core_cuda   (importable by every module)
     video       decoding frames
     detect      detectors: a batch of frames in, boxes out
     mining      the flicker rules, their kernels and backends, the streaming miner; the package
@@ -38,6 +38,7 @@ STAGES = {
     "errors": FLOOR,
     "_boxes": FLOOR,
     "_files": FLOOR,
+    "_images": FLOOR,
     "_progress": FLOOR,
     "_core": FLOOR,
     "_core_cuda": FLOOR,

@@ -7,7 +7,7 @@ Everything torch-related that detection, evaluation and training share lives her
   :data:`TORCHVISION_MODELS`, from a local weights file, from torchvision's named weights
   (read from torch's hub cache, never downloaded), or random (tests);
 - :func:`build_model`, :func:`load_detector` (a checkpoint of ``flickermine train`` or a plain
-  state dict), :func:`read_image`, :func:`resolve_device`: the model stack of training and
+  state dict), :func:`read_image_tensor`, :func:`resolve_device`: the model stack of training and
   evaluation on COCO files;
 - ``_infer_batch``: the one torch inference (preprocess a batch, forward pass with autocast on
   CUDA, outputs to numpy, labels filtered) that the detector, the GPU pipeline's pinned batches
@@ -29,6 +29,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from .._images import read_image
 from ..errors import InputError, MissingExtraError
 from ._detections import Detections, _check_batch_size, _check_frames, _clip_to_frame
 
@@ -41,7 +42,7 @@ __all__ = [
     "freeze_like_pretrained",
     "load_detector",
     "load_state_dict",
-    "read_image",
+    "read_image_tensor",
     "require_torch",
     "resolve_coco_category",
     "resolve_device",
@@ -234,8 +235,7 @@ def _infer_batch(
             tensors = []
             for image in images:
                 tensor = image if isinstance(image, torch.Tensor) else torch.from_numpy(image)
-                tensor = tensor.to(device, non_blocking=True)
-                tensors.append(tensor.permute(2, 0, 1).flip(0).float().div_(255.0))  # HWC BGR -> CHW RGB
+                tensors.append(_rgb_tensor(tensor.to(device, non_blocking=True)))
         if amp:
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16):
                 outputs = net(tensors)
@@ -637,13 +637,14 @@ def load_detector(
     return model, categories
 
 
-def read_image(path: PathLike):
-    """An image file as a float tensor of shape (3, H, W), RGB, values in [0, 1]."""
-    import cv2
+def _rgb_tensor(bgr: Any) -> Any:
+    """``(H, W, 3)`` uint8 BGR tensor -> ``(3, H, W)`` float RGB in ``[0, 1]``, on its device."""
+    return bgr.permute(2, 0, 1).flip(0).float().div_(255.0)
+
+
+def read_image_tensor(path: PathLike) -> Any:
+    """An image file as a float tensor of shape ``(3, H, W)``, RGB, values in ``[0, 1]``
+    (:func:`flickermine._images.read_image`'s errors)."""
     import torch
 
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise FileNotFoundError(f"{path}: missing or not an image OpenCV can read")
-    rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+    return _rgb_tensor(torch.from_numpy(read_image(path)))

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-import cv2
-
 from .._files import write_json_atomic
+from .._images import read_image
 from .._progress import progress_bar
 from ..detect._detections import as_detector
 from ..detect._registry import detector_info
@@ -51,18 +50,11 @@ def detect_coco_images(
     with progress_bar(len(images), "evaluate", "image", progress, leave=True) as bar:
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
-            frames = [_read_bgr(images_dir / image["file_name"]) for image in batch]
+            frames = [read_image(images_dir / image["file_name"]) for image in batch]
             for image, (boxes, scores, labels) in zip(batch, _infer_batch(model, frames, device)):
                 results += _results(image["id"], boxes, scores, labels, category_id_of_label)
             bar.update(len(batch))
     return results
-
-
-def _read_bgr(path: Path):
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise FileNotFoundError(f"{path}: missing or not an image OpenCV can read")
-    return frame
 
 
 def _detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, category_id_of_label: dict[int, int], progress: bool = False) -> list[dict]:
@@ -74,12 +66,7 @@ def _detect_coco_images_with(detector: Any, coco: dict, images_dir: PathLike, ca
     with progress_bar(len(images), "evaluate", "image", progress, leave=True) as bar:
         for start in range(0, len(images), detector.batch_size):
             batch = images[start : start + detector.batch_size]
-            frames = []
-            for image in batch:
-                frame = cv2.imread(str(images_dir / image["file_name"]), cv2.IMREAD_COLOR)
-                if frame is None:
-                    raise InputError(f"{images_dir / image['file_name']}: not a readable image")
-                frames.append(frame)
+            frames = [read_image(images_dir / image["file_name"]) for image in batch]
             for image, found in zip(batch, detector(frames)):
                 results += _results(image["id"], found.boxes, found.scores, found.labels, category_id_of_label)
             bar.update(len(batch))

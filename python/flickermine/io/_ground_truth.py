@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Callable, Union
 
-import cv2
 import numpy as np
 
 from . import _coco as coco_files
+from .._images import read_image
 from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -38,15 +38,6 @@ class LabelledImage:
     ignore: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
 
 
-def read_gray(path: PathLike) -> np.ndarray:
-    """An image file as ``(H, W)`` uint8 grayscale; :class:`InputError` naming it if unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        reason = "no such file" if not Path(path).exists() else "not a readable image"
-        raise InputError(f"{path}: {reason}")
-    return image
-
-
 def xywh_to_xyxy(bboxes: list) -> np.ndarray:
     """COCO ``[x, y, w, h]`` boxes → ``(N, 4)`` ``x1, y1, x2, y2``."""
     array = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
@@ -65,7 +56,7 @@ def coco_labelled_images(coco: dict, images_dir: PathLike, category: str, source
     return [
         LabelledImage(
             image["file_name"],
-            functools.partial(read_gray, root / image["file_name"]),
+            functools.partial(read_image, root / image["file_name"], gray=True),
             xywh_to_xyxy(objects[image["id"]][0]),
             xywh_to_xyxy(objects[image["id"]][1]),
         )

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import cv2
-
 from .. import __version__
 from .._files import write_json_atomic
+from .._images import read_image
 from .._progress import progress_bar
 from ..dataset._writer import HARD_NEGATIVES_KEY, xywh
 from ..detect._detections import as_detector
 from ..detect._registry import detector_info
+from ..errors import InputError
 from ..io._formats import DetectionFormat, open_writer
 from ..video import IMAGE_EXTENSIONS, VideoError, open_video
 from ._gpu_pipeline import DetectorPipeline, PipelineStats
@@ -139,8 +139,9 @@ def mine_negatives(
         for start in range(0, len(files), detector.batch_size):
             indices, images = [], []
             for index in range(start, min(start + detector.batch_size, len(files))):
-                image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
-                if image is None:
+                try:
+                    image = read_image(files[index])
+                except (FileNotFoundError, InputError):  # logged and skipped: one bad file stops nothing
                     unreadable.append({"path": str(files[index]), "error": "cannot be read as an image"})
                     log(f"failed: {files[index]}: cannot be read as an image")
                     continue

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import os
 import time
@@ -34,11 +33,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 
 from .._files import file_sha256
 from .._boxes import intersection_over_area, iou_matrix
+from .._images import read_image
 from .._progress import progress_bar
 from ..dataset._writer import TRACKER_SOURCE
 from ..detect._hog_svm import Calibration, HogParams, HogSvmDetector, HogSvmModel, descriptors_for_boxes, window_descriptors
@@ -46,7 +45,7 @@ from ..errors import InputError
 from ..evaluate._miss_rate import IGNORED, TRUE_POSITIVE, match_detections
 from ..evaluate._scoring import score_labelled
 from ..io import _coco as coco_files
-from ..io._ground_truth import LabelledImage, coco_labelled_images, only_category, read_gray, xywh_to_xyxy
+from ..io._ground_truth import LabelledImage, coco_labelled_images, only_category, xywh_to_xyxy
 from ..video import IMAGE_EXTENSIONS
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -399,7 +398,7 @@ def _mined_boxes(path: Path, option: str, category: str, hard_positives: bool) -
     root = path.parent
     coco_files.require_images({"images": [i for i in coco["images"] if i["id"] in boxes]}, root, path, option)
     return [
-        BoxCrops(image["file_name"], functools.partial(read_gray, root / image["file_name"]), xywh_to_xyxy(boxes[image["id"]]))
+        BoxCrops(image["file_name"], functools.partial(read_image, root / image["file_name"], gray=True), xywh_to_xyxy(boxes[image["id"]]))
         for image in coco["images"]
         if image["id"] in boxes
     ]
@@ -423,7 +422,7 @@ def train_hog_svm_files(files: HogSvmFiles, settings: HogSvmSettings = HogSvmSet
     for source in map(Path, files.negatives):
         if source.is_dir():
             paths = _folder_images(source, "--negatives")
-            negative_images += [LabelledImage(str(p), functools.partial(read_gray, p), np.zeros((0, 4))) for p in paths]
+            negative_images += [LabelledImage(str(p), functools.partial(read_image, p, gray=True), np.zeros((0, 4))) for p in paths]
             data["--negatives"].append(_folder_fingerprint(source, paths))
         elif source.is_file():
             negatives += _mined_boxes(source, "--negatives", category, hard_positives=False)

@@ -65,7 +65,7 @@ from ..detect._torchvision import (
     _state_dict_of,
     build_model,
     require_cached_weights,
-    read_image,
+    read_image_tensor,
     require_torch,
     resolve_device,
 )
@@ -452,7 +452,7 @@ class _CocoDetectionSet:
         import torch
 
         index = self.image_index(sample)
-        image = read_image(self.images_dir / self.images[index]["file_name"])
+        image = read_image_tensor(self.images_dir / self.images[index]["file_name"])
         rows = self.boxes[index]
         boxes = torch.tensor([row[:4] for row in rows], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor([row[4] for row in rows], dtype=torch.int64)

@@ -33,6 +33,7 @@ from typing import Generator, Iterator, Optional, Union
 import cv2
 import numpy as np
 
+from .._images import read_image
 from ..errors import FlickermineError, InputError, InputTypeError
 
 __all__ = ["Frame", "VideoError", "CorruptImageWarning", "VideoSource", "open_video", "IMAGE_EXTENSIONS",
@@ -176,12 +177,9 @@ def _read_image(path: Path) -> tuple[np.ndarray, Optional[str]]:
     """Read one image as (H, W, 3) uint8 BGR and what is wrong with it, if it decoded only partly
     (a corrupt JPEG: see :func:`_jpeg_fault`); raise VideoError naming it when it does not decode."""
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # decodes a damaged JPEG partly (imdecode would not)
-    except cv2.error as exc:  # pragma: no cover - OpenCV reports most failures as None
-        raise VideoError(f"{path}: cannot read the image: {exc}") from exc
-    if image is None:
-        reason = "no such file" if not path.exists() else "not a readable image (corrupt or unsupported format)"
-        raise VideoError(f"{path}: cannot read the image: {reason}")
+        image = read_image(path)  # a damaged JPEG decodes partly
+    except (FileNotFoundError, InputError) as exc:
+        raise VideoError(str(exc)) from exc
     fault = None
     try:
         with open(path, "rb") as stream:
