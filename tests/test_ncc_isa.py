@@ -262,3 +262,31 @@ def test_unknown_or_unavailable_code_path_is_refused():
     if "avx512" not in available_isas():
         with pytest.raises(ValueError, match="not available"):
             _core._ncc_isa("avx512")
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_whole_number_float32_frames_search_as_their_uint8_frames(isa, use_isa):
+    """float32 frames of whole numbers 0..255 (a uint8 frame converted) are searched as bytes: the
+    uint8 frames' scores and positions, bit for bit. One pixel of the region that is not such a
+    number (fractional, negative, above 255), put last so that the check must read every row to
+    its end, sends the search down the float path, which still finds the reference's best."""
+    if isa not in available_isas():
+        pytest.skip(f"{isa} kernels do not run on this machine")
+    use_isa(isa)
+    from flickermine import _core
+
+    rng = np.random.default_rng(5)
+    for name, template_image, tbox, image, region in cases(rng):
+        as_bytes = _core.ncc_search_frames(template_image, np.array([tbox]), [image], np.array([region]))
+        template32 = template_image.astype(np.float32)
+        as_floats = _core.ncc_search_frames(template32, np.array([tbox]), [image.astype(np.float32)], np.array([region]))
+        np.testing.assert_array_equal(as_floats[0], as_bytes[0], err_msg=name)
+        np.testing.assert_array_equal(as_floats[1], as_bytes[1], err_msg=name)
+        for odd in (0.5, -1.0, 256.0):
+            spoiled = image.astype(np.float32)
+            spoiled[region[3] - 1, region[2] - 1] = odd
+            ref = _core.ncc_score_map_reference(template32, np.array([tbox]), spoiled, np.array([region]))
+            scores, top_left = _core.ncc_search_frames(template32, np.array([tbox]), [spoiled], np.array([region]))
+            assert scores[0] == pytest.approx(ref.max(), abs=1e-6), (name, odd)
+            x, y = top_left[0]
+            assert ref[y - region[1], x - region[0]] == pytest.approx(ref.max(), abs=1e-6), (name, odd)

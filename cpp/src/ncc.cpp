@@ -10,7 +10,8 @@
 // every position carries a bound on its error; all positions whose upper
 // bound reaches the best lower bound are rescored exactly in float64, and the
 // best exact score wins (ties: first in row-major order). Small problems are
-// searched directly in float64.
+// searched directly in float64. A float32 region of whole numbers 0..255 (a
+// uint8 frame converted) is copied to bytes and searched as uint8.
 //
 // The hot kernels live in kernels/ (kernel_set.hpp: the FFT, window
 // statistics, error bounds, exact rescoring and the searches), compiled for
@@ -299,6 +300,14 @@ Workspace& thread_workspace() {
   return ws;
 }
 
+// The bytes of an integer-valued float32 region (NccTemplate::search);
+// released when a search leaves them larger than kMaxWorkspaceBytes.
+std::vector<std::uint8_t>& thread_bytes() {
+  thread_local std::vector<std::uint8_t> bytes;
+  if (bytes.capacity() > kMaxWorkspaceBytes) bytes = std::vector<std::uint8_t>();
+  return bytes;
+}
+
 void trim_workspace(Workspace& ws) {
   const std::size_t bytes =
       sizeof(float) * (ws.a.capacity() + ws.b_re.capacity() +
@@ -424,8 +433,19 @@ NccMatch NccTemplate::search(const ImageView& image, const PixelBox& region) {
                         image.stride, region);
   }
   const auto* base = static_cast<const float*>(image.data);
-  return search_typed(im, base + region.y1 * image.stride + region.x1,
-                      image.stride, region);
+  const float* reg = base + region.y1 * image.stride + region.x1;
+  // Whole numbers in 0..255 (a uint8 frame converted to float32) are searched
+  // as bytes: the uint8 path's exact integer window sums are cheaper than the
+  // float64 sums and error bounds any float needs, and the exact rescoring
+  // sees the same values, so the result is the same.
+  std::vector<std::uint8_t>& bytes = thread_bytes();
+  bytes.resize(static_cast<std::size_t>(region.height()) * region.width());
+  bool integral = false;
+  FM_KERNEL(current_isa(), as_bytes(reg, image.stride, region.height(),
+                                     region.width(), bytes.data(), &integral));
+  if (integral)
+    return search_typed(im, bytes.data(), region.width(), region);
+  return search_typed(im, reg, image.stride, region);
 }
 
 NccIsa ncc_isa() { return current_isa(); }

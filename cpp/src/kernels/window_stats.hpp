@@ -230,6 +230,68 @@ static void window_exact(const double* tz, int h, int w, const P* p,
   *num_out = num;
 }
 
+// Copies an H x W float32 region into `dst` (H x W bytes, row-major) when
+// every pixel is an integer in [0, 255], as a uint8 frame converted to
+// float32 is: *ok; false at the first row holding any other value (NaN
+// included), `dst` then unspecified. A row is checked without branches, so
+// that it vectorises, and rows one at a time.
+static void as_bytes(const float* img, std::ptrdiff_t stride, int H, int W,
+                     std::uint8_t* FM_R dst, bool* ok) {
+  *ok = false;
+  for (int y = 0; y < H; ++y) {
+    const float* FM_R r = img + y * stride;
+    std::uint8_t* FM_R d = dst + static_cast<std::size_t>(y) * W;
+    if (y + kPrefetchRows < H) prefetch_row(r + kPrefetchRows * stride, W);  // see region_sums
+#if defined(FM_AVX512)
+    const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
+    __mmask16 bad = 0;
+    for (int x0 = 0; x0 < W; x0 += 16) {
+      const __mmask16 m =
+          W - x0 >= 16 ? static_cast<__mmask16>(0xFFFF)
+                       : static_cast<__mmask16>((1u << (W - x0)) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(m, r + x0);
+      // Ordered compares: a NaN lane is never good.
+      __mmask16 good = _mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ);
+      good = _mm512_mask_cmp_ps_mask(good, v, top, _CMP_LE_OQ);
+      good = _mm512_mask_cmp_ps_mask(
+          good, v, _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), _CMP_EQ_OQ);
+      bad = static_cast<__mmask16>(bad | (m & ~good));
+      _mm_mask_storeu_epi8(d + x0, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+    }
+#else
+    int bad = 0;
+    int x = 0;
+#if defined(FM_AVX2)
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    // Byte 0 of each 32-bit lane, per 128-bit half, then the two halves' low
+    // words side by side.
+    const __m256i low_bytes = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i halves = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+    for (; x + 8 <= W; x += 8) {
+      const __m256 v = _mm256_loadu_ps(r + x);
+      // max(v, 0) is 0 for a NaN v; the conversion back tells any change.
+      const __m256i i = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top));
+      bad |= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_cvtepi32_ps(i), v, _CMP_NEQ_UQ));
+      const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(i, low_bytes), halves);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(d + x), _mm256_castsi256_si128(b));
+    }
+#endif
+    for (; x < W; ++x) {
+      const float v = r[x];
+      // Clamped first (a NaN to 0: max and min in this order), so that the
+      // conversion is defined; any change marks the row.
+      const int i = static_cast<int>(std::min(255.0f, std::max(0.0f, v)));
+      bad |= static_cast<float>(i) != v;
+      d[x] = static_cast<std::uint8_t>(i);
+    }
+#endif
+    if (bad) return;
+  }
+  *ok = true;
+}
+
 // uint8 pixels with h * w <= 66051: every window sum and sum of squares is
 // < 2^32, so column sums and row prefix sums kept modulo 2^32 give them
 // exactly (integer adds: no float64 latency chains).
