@@ -883,27 +883,31 @@ def _slide_rows(frame, y_in, y_out, rx, ww, offset, mode, acc):
             a1[x] += d * d
     if mode == 0:
         return
-    line = frame[y_in]
-    for x in range(1, ww):
-        acc[2, x] += 1.0 if line[rx + x] != line[rx + x - 1] else 0.0
+    changes = acc[2, 1:ww]  # column x counts pixel x against pixel x - 1: from x = 1
+    cur = frame[y_in, rx + 1 : rx + ww]
+    left = frame[y_in, rx : rx + ww - 1]
+    for x in range(ww - 1):
+        changes[x] += 1.0 if cur[x] != left[x] else 0.0
     if y_out >= 0:
-        line = frame[y_out]
-        for x in range(1, ww):
-            acc[2, x] -= 1.0 if line[rx + x] != line[rx + x - 1] else 0.0
+        cur = frame[y_out, rx + 1 : rx + ww]
+        left = frame[y_out, rx : rx + ww - 1]
+        for x in range(ww - 1):
+            changes[x] -= 1.0 if cur[x] != left[x] else 0.0
 
 
 @_jit(fastmath=True)
 def _slide_vertical_changes(frame, y_in, y_out, rx, ww, acc):
     """Row 3 of ``acc``: add "row y_in differs from the row above", remove it for ``y_out``."""
-    row = frame[y_in]
-    above = frame[y_in - 1]
+    changes = acc[3]
+    row = frame[y_in, rx : rx + ww]
+    above = frame[y_in - 1, rx : rx + ww]
     for x in range(ww):
-        acc[3, x] += 1.0 if row[rx + x] != above[rx + x] else 0.0
+        changes[x] += 1.0 if row[x] != above[x] else 0.0
     if y_out >= 0:
-        row = frame[y_out]
-        above = frame[y_out - 1]
+        row = frame[y_out, rx : rx + ww]
+        above = frame[y_out - 1, rx : rx + ww]
         for x in range(ww):
-            acc[3, x] -= 1.0 if row[rx + x] != above[rx + x] else 0.0
+            changes[x] -= 1.0 if row[x] != above[x] else 0.0
 
 
 @_jit()
@@ -991,6 +995,40 @@ def _score_row_int(num_row, p0, p0w, p1, p1w, wout, n, q_flat, err_num, srow, br
         brow[x] = 0.0 if flat else b
 
 
+@_jit()
+def _score_row_float(num_row, p0, p0w, p1, p1w, p2, p2w, a3, wout, n, t_ss, flat_limit, d1, d2, err_num, srow, brow):
+    """One row of mode 1 scores and bounds: srow = the score (0 for a flat window or one that
+    might be flat), brow = a bound on its error (0: flat, exactly 0; inf: might be flat, rescored
+    when it matters). Window sums within ``d1`` (sums) and ``d2`` (sums of squares); a window
+    without neighbour changes (``p2w - p2 + a3``) is exactly constant. Views, not computed
+    indices, and selects, not branches: LLVM vectorises it (no fastmath: the bounds must hold).
+    """
+    # 1 / n once: a product's extra rounding (<= 2^-53 a1^2 / n, and a1^2 / n <= a2) is well
+    # inside e_ss's 1e-15 |a2| for the roundings of ss, and the bound's own product within the
+    # 1% that d1 and d2 carry; two divisions fewer a placement (they and the square root are
+    # most of its cost).
+    inv_n = 1.0 / n
+    for x in range(wout):
+        changes = p2w[x] - p2[x] + a3[x]
+        a1 = p0w[x] - p0[x]
+        a2 = p1w[x] - p1[x]
+        ss = a2 - a1 * a1 * inv_n
+        # |a1 - true| <= d1, |a2 - true| <= d2, so |ss - true ss| <= e_ss.
+        e_ss = d2 + d1 * (2.0 * abs(a1) + d1) * inv_n + 1e-15 * abs(a2)
+        low = ss - e_ss
+        # An exactly constant window (no neighbour changes) is flat: score exactly 0.
+        certain_flat = (changes == 0.0) | (ss + e_ss <= flat_limit)
+        undecided = low <= flat_limit  # might be flat or not: rescore when it matters
+        inv = 1.0 / np.sqrt(t_ss * max(ss, flat_limit))
+        raw = num_row[x] * inv
+        r = e_ss / max(low, flat_limit)
+        # 1/sqrt(t_ss*true) <= inv*(1 + r) and |raw| * (sqrt(ss/true) - 1) <= |raw| * r.
+        b = err_num * inv * (1.0 + r) + abs(raw) * r + 1e-12
+        s = min(max(raw, -1.0), 1.0)
+        srow[x] = 0.0 if certain_flat | undecided else s
+        brow[x] = 0.0 if certain_flat else (np.inf if undecided else b)
+
+
 @_jit(fastmath=True)
 def _row_maxima(srow, brow, count):
     """(max of srow, max of srow + brow) over the first count values. numba does not
@@ -1073,31 +1111,8 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
                            scores[y], bnd[y])
             rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
             continue
-        for x in range(wout):
-            changes = pre[2, x + w] - pre[2, x + 1] + acc[3, x]
-            a1 = pre[0, x + w] - pre[0, x]
-            a2 = pre[1, x + w] - pre[1, x]
-            ss = a2 - a1 * a1 / n
-            # |a1 - true| <= d1, |a2 - true| <= d2, so |ss - true ss| <= e_ss.
-            e_ss = d2 + d1 * (2.0 * abs(a1) + d1) / n + 1e-15 * abs(a2)
-            low = ss - e_ss
-            # An exactly constant window (no neighbour changes) is flat: score exactly 0.
-            certain_flat = changes == 0.0 or ss + e_ss <= flat_limit
-            undecided = low <= flat_limit  # might be flat or not: rescore when it matters
-            inv = 1.0 / np.sqrt(t_ss * max(ss, flat_limit))
-            raw = num[y, x] * inv
-            r = e_ss / max(low, flat_limit)
-            # 1/sqrt(t_ss*true) <= inv*(1 + r) and |raw| * (sqrt(ss/true) - 1) <= |raw| * r.
-            b = err_num * inv * (1.0 + r) + abs(raw) * r + 1e-12
-            s = min(max(raw, -1.0), 1.0)
-            if certain_flat:
-                s = 0.0
-                b = 0.0
-            elif undecided:
-                s = 0.0
-                b = np.inf
-            scores[y, x] = s
-            bnd[y, x] = b
+        _score_row_float(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], pre[2, 1:], pre[2, w:], acc[3], wout,
+                         float(n), t_ss, flat_limit, d1, d2, err_num, scores[y], bnd[y])
         rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
 
 
