@@ -701,7 +701,7 @@ def _inverse_y(u2r, u2i, wout, hout, half, fac, twr, twi, post, scale, num, blk)
 # then ``row[x]``: an index computed in the loop, ``a[y, x0 + x]``, gets numba's
 # negative-index wraparound, which keeps LLVM from vectorising; 2.5-5x slower.)
 # Mode 0: pixels are small integers (uint8, or float32 holding integers |v| <= 4095): window
-# sums are exact in float64. Mode 1: any float32; sums of (pixel - region mean), with error
+# sums are exact, in int64. Mode 1: any float32; sums of (pixel - region mean), with error
 # bounds, and exactly constant windows found from counts of neighbour changes.
 # --------------------------------------------------------------------------------------------
 
@@ -860,8 +860,8 @@ def _region_totals(frame, ry, rx, hh, ww, mode):
 
 
 @_jit(fastmath=True)
-def _slide_rows(frame, y_in, y_out, rx, ww, offset, mode, acc):
-    """Column sums of the window rows: add frame row ``y_in``, remove row ``y_out`` (if >= 0).
+def _slide_rows(frame, y_in, y_out, rx, ww, offset, acc):
+    """Mode 1 column sums of the window rows: add frame row ``y_in``, remove row ``y_out`` (if >= 0).
 
     ``acc`` rows: 0 sum of pixel - offset, 1 of its square, 2 count of "differs from the left
     neighbour", 3 count of "differs from the pixel above" (rows below the window's first).
@@ -881,8 +881,6 @@ def _slide_rows(frame, y_in, y_out, rx, ww, offset, mode, acc):
             d = row[x] - offset
             a0[x] += d
             a1[x] += d * d
-    if mode == 0:
-        return
     changes = acc[2, 1:ww]  # column x counts pixel x against pixel x - 1: from x = 1
     cur = frame[y_in, rx + 1 : rx + ww]
     left = frame[y_in, rx : rx + ww - 1]
@@ -911,7 +909,7 @@ def _slide_vertical_changes(frame, y_in, y_out, rx, ww, acc):
 
 
 @_jit()
-def _prefix_rows(acc, ww, mode, pre):
+def _prefix_rows(acc, ww, pre):
     """Running sums along x of the column sums: ``pre[r, x] = sum(acc[r, :x])``."""
     p0 = 0.0
     p1 = 0.0
@@ -919,13 +917,6 @@ def _prefix_rows(acc, ww, mode, pre):
     pre[0, 0] = 0.0
     pre[1, 0] = 0.0
     pre[2, 0] = 0.0
-    if mode == 0:
-        for x in range(ww):
-            p0 += acc[0, x]
-            p1 += acc[1, x]
-            pre[0, x + 1] = p0
-            pre[1, x + 1] = p1
-        return
     for x in range(ww):
         p0 += acc[0, x]
         p1 += acc[1, x]
@@ -936,9 +927,9 @@ def _prefix_rows(acc, ww, mode, pre):
 
 
 @_jit(fastmath=True)
-def _slide_u8(frame, y_in, y_out, rx, ww, c1, c2):
-    """``_slide_rows`` for uint8 frames in int64 (exact): integer vectors are twice as wide
-    as float64 ones and the running sums along x (``_prefix_u8``) add in one cycle, not four."""
+def _slide_int(frame, y_in, y_out, rx, ww, c1, c2):
+    """``_slide_rows`` for integer pixels (mode 0) in int64 (exact): integer vectors are twice as wide
+    as float64 ones and the running sums along x (``_prefix_int``) add in one cycle, not four."""
     row = frame[y_in, rx : rx + ww]
     if y_out >= 0:
         old = frame[y_out, rx : rx + ww]
@@ -955,7 +946,7 @@ def _slide_u8(frame, y_in, y_out, rx, ww, c1, c2):
 
 
 @_jit()
-def _prefix_u8(c1, c2, ww, p1, p2):
+def _prefix_int(c1, c2, ww, p1, p2):
     s1 = 0
     s2 = 0
     p1[0] = 0
@@ -1066,7 +1057,7 @@ def _flat_threshold(n, flat_limit):
 
 @_jit()
 def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2, err_num, scores, bnd,
-               rows, acc, pre, is_uint8, iacc, ipre):
+               rows, acc, pre, iacc, ipre):
     """Approximate scores (flat windows exactly 0) and a bound on each one's error; per row,
     the best score and the best score + bound in ``rows[0, y]``, ``rows[1, y]``.
 
@@ -1077,17 +1068,17 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
     ww = wout + w - 1
     flat_limit = n * FLAT_VARIANCE
     q_flat = _flat_threshold(float(n), flat_limit)
-    if mode == 0 and is_uint8:
+    if mode == 0:  # integers (uint8, or whole-number floats): int64 sums, exact, and faster than float64 ones
         for x in range(ww):
             iacc[0, x] = 0
             iacc[1, x] = 0
         for y in range(hout):
             if y == 0:
                 for i in range(h):
-                    _slide_u8(frame, ry + i, -1, rx, ww, iacc[0], iacc[1])
+                    _slide_int(frame, ry + i, -1, rx, ww, iacc[0], iacc[1])
             else:
-                _slide_u8(frame, ry + y + h - 1, ry + y - 1, rx, ww, iacc[0], iacc[1])
-            _prefix_u8(iacc[0], iacc[1], ww, ipre[0], ipre[1])
+                _slide_int(frame, ry + y + h - 1, ry + y - 1, rx, ww, iacc[0], iacc[1])
+            _prefix_int(iacc[0], iacc[1], ww, ipre[0], ipre[1])
             _score_row_int(num[y], ipre[0], ipre[0, w:], ipre[1], ipre[1, w:], wout, float(n), q_flat, err_num,
                            scores[y], bnd[y])
             rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
@@ -1095,22 +1086,17 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
     for r in range(4):
         for x in range(ww):
             acc[r, x] = 0.0
-    for y in range(hout):
+    for y in range(hout):  # mode 1
         if y == 0:
             for i in range(h):
-                _slide_rows(frame, ry + i, -1, rx, ww, offset, mode, acc)
-                if mode == 1 and i > 0:
+                _slide_rows(frame, ry + i, -1, rx, ww, offset, acc)
+                if i > 0:
                     _slide_vertical_changes(frame, ry + i, -1, rx, ww, acc)
         else:
-            _slide_rows(frame, ry + y + h - 1, ry + y - 1, rx, ww, offset, mode, acc)
-            if mode == 1 and h > 1:
+            _slide_rows(frame, ry + y + h - 1, ry + y - 1, rx, ww, offset, acc)
+            if h > 1:
                 _slide_vertical_changes(frame, ry + y + h - 1, ry + y, rx, ww, acc)
-        _prefix_rows(acc, ww, mode, pre)
-        if mode == 0:
-            _score_row_int(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], wout, float(n), q_flat, err_num,
-                           scores[y], bnd[y])
-            rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
-            continue
+        _prefix_rows(acc, ww, pre)
         _score_row_float(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], pre[2, 1:], pre[2, w:], acc[3], wout,
                          float(n), t_ss, flat_limit, d1, d2, err_num, scores[y], bnd[y])
         rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
@@ -1222,7 +1208,7 @@ def _search_fft(frame, is_uint8, ry, rx, hh, ww, tz, t_ss, t_l1, specr, speci, f
     grow = 4.0 * (hh + ww + 8) * _U64 * 1.01
     offset = 0.0 if mode == 0 else mean
     _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, grow * abs_total, grow * region_ss,
-               err_num, maps[1], maps[2], rows, acc, pre, is_uint8, iacc, ipre)
+               err_num, maps[1], maps[2], rows, acc, pre, iacc, ipre)
     return _pick(tz, t_ss, frame, ry, rx, hout, wout, mode, maps[1], maps[2], rows)
 
 
