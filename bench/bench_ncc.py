@@ -176,7 +176,7 @@ def main() -> int:
             print(f"target cpp {dtype_name} >= 3x cv2.matchTemplate on the same frames at every size: {'met' if ok else 'NOT met'}")
         if "numba" in backends:
             ok_numba = all(r[f"numba_over_cpp_{tag}"] <= 2 for r in results for tag, _, _ in KINDS)
-            print(f"target numba within 2x of cpp on both dtypes: {'met' if ok_numba else 'NOT met'}")
+            print(f"target numba within 2x of cpp on every kind of frame: {'met' if ok_numba else 'NOT met'}")
     compile_times = None
     if "numba" in backends and not args.no_cold_compile:
         compile_times = numba_cold_compile()
