@@ -1,6 +1,6 @@
 """Reading image files: the one reader of every stage that takes images from disk.
 
-A floor module (OpenCV and the error hierarchy only), importable from every stage: detection,
+A floor module (OpenCV, the error hierarchy and ``_files``), importable from every stage: detection,
 ground truth, evaluation and training read their images through it, so a missing or broken
 file gives the same error wherever it is met.
 """
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
 
+from ._files import PathLike
 from .errors import InputError
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def read_image(path: PathLike, gray: bool = False) -> np.ndarray:
