@@ -184,3 +184,41 @@ def test_numba_search_in_several_frames_is_the_batch_search_frame_by_frame(backe
         numba_backend.ncc_search_frames(a, box, [a, a[:10]], region)
     with pytest.raises(InputError, match=r"region \[20, 10, 150, 130\] is not inside the 160x120 frames"):
         numba_backend.ncc_search_frames(a, box, [a], np.array([[20, 10, 150, 130]]))
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] == "numba"])
+def test_numba_register_transpose_moves_each_value_once(backend):
+    """_transpose8 (the FFT's 8 x 8 tiles between its y and x passes) writes the transpose of the
+    tile and nothing else."""
+    import numba
+
+    from flickermine.mining._backends.numba_backend import _transpose8
+
+    @numba.njit
+    def tile(src, sy, sx, dst, dy, dx):
+        _transpose8(src, sy, sx, dst, dy, dx)
+
+    rng = np.random.default_rng(11)
+    src = (rng.random((20, 30)) + 1).astype(np.float32)
+    dst = np.zeros((25, 40), np.float32)
+    tile(src, 3, 5, dst, 7, 9)
+    assert np.array_equal(dst[7:15, 9:17], src[3:11, 5:13].T)
+    assert np.count_nonzero(dst) == 64
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] == "numba"])
+def test_numba_fft_search_at_every_tile_remainder(backend):
+    """Regions whose width leaves 0..7 columns past the last 8 x 8 tile, at heights whose half
+    spectra leave different rows past theirs: the numba FFT search finds the oracle's best."""
+    rng = np.random.default_rng(12)
+    image = texture(rng, 200, 260).astype(np.float32) / 255
+    template = image[60:84, 70:94].copy()
+    checked = 0
+    for width in range(120, 128):
+        for height in (30, 96, 100, 110):  # rows of the half spectrum past the last tile: 0, 1, 3, 5
+            region = (40, 30, 40 + width, 30 + height)
+            score, x, y = fm.ncc_search(template, image, region, backend="numba")
+            ref_score, ref_x, ref_y = fm.ncc_search(template, image, region, backend="numpy")
+            assert (x, y) == (ref_x, ref_y) and score == pytest.approx(ref_score, abs=1e-9), (width, height)
+            checked += 1
+    assert checked == 32
