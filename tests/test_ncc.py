@@ -222,3 +222,34 @@ def test_numba_fft_search_at_every_tile_remainder(backend):
             assert (x, y) == (ref_x, ref_y) and score == pytest.approx(ref_score, abs=1e-9), (width, height)
             checked += 1
     assert checked == 32
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] == "numba"])
+def test_numba_whole_number_float32_frames_search_as_their_uint8_frames(backend):
+    """float32 frames of whole numbers 0..255 (uint8 frames converted) are searched as bytes: the
+    uint8 frames' scores and positions, bit for bit. One pixel of the region that is not such a
+    number (fractional, negative, above 255), put last so that the check reads every row to its
+    end, sends the search down the float path, which still finds the oracle's best."""
+    from flickermine.mining._backends import numba_backend
+
+    rng = np.random.default_rng(13)
+    image = texture(rng, 150, 200)
+    frames = [np.roll(image, (k, 3 * k), axis=(0, 1)).copy() for k in range(3)]
+    box, region = np.array([[70, 50, 110, 90]]), np.array([[30, 20, 170, 130]])
+    as_bytes = numba_backend.ncc_search_frames(image, box, frames, region)
+    as_floats = numba_backend.ncc_search_frames(
+        image.astype(np.float32), box, [f.astype(np.float32) for f in frames], region
+    )
+    np.testing.assert_array_equal(as_floats[0], as_bytes[0])
+    np.testing.assert_array_equal(as_floats[1], as_bytes[1])
+    template = image[50:90, 70:110].astype(np.float32)
+    # The region's last pixel, and one inside the best match (frames[1] holds the template at
+    # x 73, y 51): read as a byte, its value would change the best score.
+    for y, x in ((region[0, 3] - 1, region[0, 2] - 1), (70, 90)):
+        for odd in (0.5, -1.0, 256.0):
+            spoiled = frames[1].astype(np.float32)
+            spoiled[y, x] = odd
+            scores, top_left = numba_backend.ncc_search_frames(image.astype(np.float32), box, [spoiled], region)
+            ref_score, ref_x, ref_y = fm.ncc_search(template, spoiled, tuple(region[0]), backend="numpy")
+            assert top_left[0].tolist() == [ref_x, ref_y], (y, x, odd)
+            assert scores[0] == pytest.approx(ref_score, abs=1e-9), (y, x, odd)

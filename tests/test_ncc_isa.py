@@ -282,11 +282,14 @@ def test_whole_number_float32_frames_search_as_their_uint8_frames(isa, use_isa):
         as_floats = _core.ncc_search_frames(template32, np.array([tbox]), [image.astype(np.float32)], np.array([region]))
         np.testing.assert_array_equal(as_floats[0], as_bytes[0], err_msg=name)
         np.testing.assert_array_equal(as_floats[1], as_bytes[1], err_msg=name)
-        for odd in (0.5, -1.0, 256.0):
-            spoiled = image.astype(np.float32)
-            spoiled[region[3] - 1, region[2] - 1] = odd
-            ref = _core.ncc_score_map_reference(template32, np.array([tbox]), spoiled, np.array([region]))
-            scores, top_left = _core.ncc_search_frames(template32, np.array([tbox]), [spoiled], np.array([region]))
-            assert scores[0] == pytest.approx(ref.max(), abs=1e-6), (name, odd)
-            x, y = top_left[0]
-            assert ref[y - region[1], x - region[0]] == pytest.approx(ref.max(), abs=1e-6), (name, odd)
+        # Also a pixel inside the best match, where reading it as a byte would change the score.
+        bx, by = as_bytes[1][0]
+        for py, px in ((region[3] - 1, region[2] - 1), (by, bx)):
+            for odd in (0.5, -1.0, 256.0):
+                spoiled = image.astype(np.float32)
+                spoiled[py, px] = odd
+                ref = _core.ncc_score_map_reference(template32, np.array([tbox]), spoiled, np.array([region]))
+                scores, top_left = _core.ncc_search_frames(template32, np.array([tbox]), [spoiled], np.array([region]))
+                assert scores[0] == pytest.approx(ref.max(), abs=1e-6), (name, odd, py, px)
+                x, y = top_left[0]
+                assert ref[y - region[1], x - region[0]] == pytest.approx(ref.max(), abs=1e-6), (name, odd, py, px)
