@@ -253,3 +253,25 @@ def test_numba_whole_number_float32_frames_search_as_their_uint8_frames(backend)
             ref_score, ref_x, ref_y = fm.ncc_search(template, spoiled, tuple(region[0]), backend="numpy")
             assert top_left[0].tolist() == [ref_x, ref_y], (y, x, odd)
             assert scores[0] == pytest.approx(ref_score, abs=1e-9), (y, x, odd)
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] == "numba"])
+def test_numba_constant_windows_on_a_large_offset(backend):
+    """float32 frames around 1e6 with texture of 1e4 and a constant patch: the window sums' error
+    bound (about 1 here) cannot tell the patch's windows (exactly 0 variance) from flat-but-not-
+    constant ones, so the numba search makes its map a second time with the neighbour-change
+    counts. The results are the oracle's, for templates from the texture and from the patch's
+    edge, and in a region that is all patch but one textured corner."""
+    rng = np.random.default_rng(14)
+    image = (1e6 + 40.0 * texture(rng, 160, 220)).astype(np.float32)
+    image[40:120, 100:200] = np.float32(1e6 + 5000)
+    for tbox, region in (
+        ((20, 10, 60, 50), (0, 0, 220, 160)),
+        ((90, 30, 130, 70), (0, 0, 220, 160)),
+        ((20, 10, 60, 50), (95, 35, 205, 125)),
+    ):
+        x1, y1, x2, y2 = tbox
+        template = image[y1:y2, x1:x2].copy()
+        score, x, y = fm.ncc_search(template, image, region, backend="numba")
+        ref_score, ref_x, ref_y = fm.ncc_search(template, image, region, backend="numpy")
+        assert (x, y) == (ref_x, ref_y) and score == pytest.approx(ref_score, abs=1e-9), (tbox, region)

@@ -932,11 +932,12 @@ def _region_totals(frame, ry, rx, hh, ww, mode):
 
 
 @_jit(fastmath=True)
-def _slide_rows(frame, y_in, y_out, rx, ww, offset, acc):
+def _slide_rows(frame, y_in, y_out, rx, ww, offset, acc, counts):
     """Mode 1 column sums of the window rows: add frame row ``y_in``, remove row ``y_out`` (if >= 0).
 
     ``acc`` rows: 0 sum of pixel - offset, 1 of its square, 2 count of "differs from the left
-    neighbour", 3 count of "differs from the pixel above" (rows below the window's first).
+    neighbour", 3 count of "differs from the pixel above" (rows below the window's first; kept by
+    ``_slide_vertical_changes``). Rows 2 and 3 only with ``counts``.
     """
     row = frame[y_in, rx : rx + ww]
     a0 = acc[0]
@@ -953,6 +954,8 @@ def _slide_rows(frame, y_in, y_out, rx, ww, offset, acc):
             d = row[x] - offset
             a0[x] += d
             a1[x] += d * d
+    if not counts:
+        return
     changes = acc[2, 1:ww]  # column x counts pixel x against pixel x - 1: from x = 1
     cur = frame[y_in, rx + 1 : rx + ww]
     left = frame[y_in, rx : rx + ww - 1]
@@ -1065,12 +1068,14 @@ def _score_row_float(num_row, p0, p0w, p1, p1w, p2, p2w, a3, wout, n, t_ss, flat
     when it matters). Window sums within ``d1`` (sums) and ``d2`` (sums of squares); a window
     without neighbour changes (``p2w - p2 + a3``) is exactly constant. Views, not computed
     indices, and selects, not branches: LLVM vectorises it (no fastmath: the bounds must hold).
+    Returns how many windows might be flat (neither surely flat nor surely not).
     """
     # 1 / n once: a product's extra rounding (<= 2^-53 a1^2 / n, and a1^2 / n <= a2) is well
     # inside e_ss's 1e-15 |a2| for the roundings of ss, and the bound's own product within the
     # 1% that d1 and d2 carry; two divisions fewer a placement (they and the square root are
     # most of its cost).
     inv_n = 1.0 / n
+    unsure = 0
     for x in range(wout):
         changes = p2w[x] - p2[x] + a3[x]
         a1 = p0w[x] - p0[x]
@@ -1090,6 +1095,8 @@ def _score_row_float(num_row, p0, p0w, p1, p1w, p2, p2w, a3, wout, n, t_ss, flat
         s = min(max(raw, -1.0), 1.0)
         srow[x] = 0.0 if certain_flat | undecided else s
         brow[x] = 0.0 if certain_flat else (np.inf if undecided else b)
+        unsure += undecided > certain_flat  # might be flat, not surely flat
+    return unsure
 
 
 @_jit(fastmath=True)
@@ -1155,23 +1162,31 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
                            scores[y], bnd[y])
             rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
         return
-    for r in range(4):
-        for x in range(ww):
-            acc[r, x] = 0.0
-    for y in range(hout):  # mode 1
-        if y == 0:
-            for i in range(h):
-                _slide_rows(frame, ry + i, -1, rx, ww, offset, acc)
-                if i > 0:
-                    _slide_vertical_changes(frame, ry + i, -1, rx, ww, acc)
-        else:
-            _slide_rows(frame, ry + y + h - 1, ry + y - 1, rx, ww, offset, acc)
-            if h > 1:
-                _slide_vertical_changes(frame, ry + y + h - 1, ry + y, rx, ww, acc)
-        _prefix_rows(acc, ww, pre)
-        _score_row_float(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], pre[2, 1:], pre[2, w:], acc[3], wout,
-                         float(n), t_ss, flat_limit, d1, d2, err_num, scores[y], bnd[y])
-        rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
+    # Mode 1. The neighbour-change counts only tell an exactly constant window (score 0) from
+    # one that merely might be flat, and the sums alone settle that wherever e_ss is far below
+    # flat_limit (frames in 0..1 or 0..255): the map is made without them first (a fifth of
+    # its cost) and made again with them only when some window was left undecided.
+    for counts in (False, True):
+        for r in range(4):
+            for x in range(ww):
+                acc[r, x] = 0.0 if counts or r < 2 else 1.0  # without counts: "not constant"
+        unsure = 0
+        for y in range(hout):
+            if y == 0:
+                for i in range(h):
+                    _slide_rows(frame, ry + i, -1, rx, ww, offset, acc, counts)
+                    if counts and i > 0:
+                        _slide_vertical_changes(frame, ry + i, -1, rx, ww, acc)
+            else:
+                _slide_rows(frame, ry + y + h - 1, ry + y - 1, rx, ww, offset, acc, counts)
+                if counts and h > 1:
+                    _slide_vertical_changes(frame, ry + y + h - 1, ry + y, rx, ww, acc)
+            _prefix_rows(acc, ww, pre)
+            unsure += _score_row_float(num[y], pre[0], pre[0, w:], pre[1], pre[1, w:], pre[2, 1:], pre[2, w:],
+                                       acc[3], wout, float(n), t_ss, flat_limit, d1, d2, err_num, scores[y], bnd[y])
+            rows[0, y], rows[1, y] = _row_maxima(scores[y], bnd[y], wout)
+        if unsure == 0:
+            return
 
 
 @_jit()
