@@ -1164,8 +1164,9 @@ def _score_map(frame, ry, rx, mode, offset, num, hout, wout, h, w, t_ss, d1, d2,
         return
     # Mode 1. The neighbour-change counts only tell an exactly constant window (score 0) from
     # one that merely might be flat, and the sums alone settle that wherever e_ss is far below
-    # flat_limit (frames in 0..1 or 0..255): the map is made without them first (a fifth of
-    # its cost) and made again with them only when some window was left undecided.
+    # flat_limit (frames in 0..1 or 0..255): the map is made without them first (30-40 us less
+    # a 32x32 search, about 12% of the map) and made again with them only when some window was
+    # left undecided.
     for counts in (False, True):
         for r in range(4):
             for x in range(ww):
