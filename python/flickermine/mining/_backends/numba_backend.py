@@ -110,8 +110,6 @@ _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _MINUS_HALF = np.float32(-0.5)
 _FORWARD = np.float32(-1.0)  # sign of the exponent
-_BYTE_MIN = np.float32(0.0)
-_BYTE_MAX = np.float32(255.0)
 _INVERSE = np.float32(1.0)
 _SIN_60 = np.float32(0.86602540378443864676)
 _COS_72 = np.float32(0.30901699437494742410)
@@ -1484,6 +1482,11 @@ def _route(h, w, t_ss, hh, ww):
     return _FFT
 
 
+#: The range of a byte, as float32 (compared with float32 pixels in _region_bytes).
+_BYTE_MIN = np.float32(0.0)
+_BYTE_MAX = np.float32(255.0)
+
+
 @_jit()
 def _region_bytes(frame, ry, rx, hh, ww, out):
     """Copy ``frame[ry:ry+hh, rx:rx+ww]`` into the uint8 ``out`` (hh, ww) when every pixel is a
@@ -1559,6 +1562,7 @@ def _search_region(frame, is_uint8, tz, t_ss, l1, spectra, rx1, ry1, rx2, ry2, s
     if key not in spectra:
         spectra[key] = _template_spectrum(tz, l1, key[1], fac_y, twy, fac_x, twx, post, blk, t2r, t2i)
     specr, speci = spectra[key]
+    # Two calls, not one on a chosen array: one numba variable cannot hold both array types.
     if not is_uint8:
         pixels = region_bytes[: hh * ww].reshape((hh, ww))
         if _region_bytes(frame, ry1, rx1, hh, ww, pixels):
