@@ -57,6 +57,14 @@ static inline void S(float* p, vf v) { *p = v; }
 #endif
 #endif
 
+#ifdef FM_AVX512
+// The first `left` of 8 lanes (all 8 when left >= 8).
+static inline __mmask8 tail_mask8(int left) {
+  return left >= 8 ? static_cast<__mmask8>(0xFF)
+                   : static_cast<__mmask8>((1u << left) - 1);
+}
+#endif
+
 }  // namespace FM_KNS
 }  // namespace detail
 }  // namespace flickermine

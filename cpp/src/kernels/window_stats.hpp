@@ -96,6 +96,40 @@ static void region_sums(const P* img, std::ptrdiff_t stride, int H, int W,
     return;
   }
   double a = 0.0, b = 0.0;
+#ifdef FM_AVX512
+  // 16 pixels a step in two 8-lane float64 vectors. The portable loop below
+  // widens 4 at a time, with 128-bit loads and inserts: this one takes about
+  // a quarter less time on a 328x328 region (a 128x128 template's); on
+  // smaller regions the first read of the pixels from memory dominates
+  // either way. Per row a lane sums W / 16 values, so the rounding is no
+  // worse than the portable loop's.
+  if constexpr (sizeof(P) == 4) {
+    for (int y = 0; y < H; ++y) {
+      const float* FM_R r = reinterpret_cast<const float*>(img + y * stride);
+      if (y + kPrefetchRows < H) prefetch_row(img + (y + kPrefetchRows) * stride, W);
+      __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+      int x = 0;
+      for (; x + 16 <= W; x += 16) {
+        const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(r + x));
+        const __m512d u = _mm512_cvtps_pd(_mm256_loadu_ps(r + x + 8));
+        s0 = _mm512_add_pd(s0, v);
+        q0 = _mm512_fmadd_pd(v, v, q0);
+        s1 = _mm512_add_pd(s1, u);
+        q1 = _mm512_fmadd_pd(u, u, q1);
+      }
+      for (; x < W; x += 8) {
+        const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(tail_mask8(W - x), r + x));
+        s0 = _mm512_add_pd(s0, v);
+        q0 = _mm512_fmadd_pd(v, v, q0);
+      }
+      a += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+      b += _mm512_reduce_add_pd(_mm512_add_pd(q0, q1));
+    }
+    *sum = a;
+    *sum2 = b;
+    return;
+  }
+#endif
   for (int y = 0; y < H; ++y) {
     const P* FM_R r = img + y * stride;
     int x = 0;
