@@ -140,6 +140,38 @@ def float32_extremes(rng: np.random.Generator, h: int, w: int):
 
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_fft_lengths_with_a_factor_of_seven(isa, dtype, use_isa):
+    """Regions whose transform sizes have the factor 7 (98 = 2 7^2, 105 = 3 5 7, 126, 140, 196,
+    and 336 for a 328-pixel side), so the radix-7 butterflies run forward and inverse, once,
+    twice and beside every other radix: every stress image's best window is the reference's."""
+    if isa not in available_isas():
+        pytest.skip(f"{isa} kernels do not run on this machine")
+    use_isa(isa)
+    from flickermine import _core
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for (H, W), (th, tw) in (((98, 98), (20, 20)), ((126, 105), (24, 16)), ((196, 140), (40, 33)), ((328, 100), (64, 20))):
+        for name, image in stress_images(rng):
+            image = np.pad(image, ((0, 340 - image.shape[0]), (0, 200 - image.shape[1])), mode="reflect")
+            moved = np.roll(image, (2, -3), axis=(0, 1)).copy()
+            if dtype == np.float32:
+                image = (image / np.float32(255)).astype(np.float32)
+                moved = (moved / np.float32(255)).astype(np.float32)
+            ty, tx = int(rng.integers(0, H - th)), int(rng.integers(0, W - tw))
+            box = np.array([[tx, ty, tx + tw, ty + th]])
+            region = np.array([[0, 0, W, H]])
+            ref = _core.ncc_score_map_reference(image, box, moved, region)
+            scores, top_left = _core.ncc_search_frames(image, box, [moved], region)
+            x, y = top_left[0]
+            assert scores[0] == pytest.approx(ref.max(), abs=1e-6), (name, H, W)
+            assert ref[y, x] >= ref.max() - 1e-6, (name, H, W)
+            checked += 1
+    assert checked == 28
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_float32_frames_at_extreme_scales(isa, use_isa):
     """float32 frames far from 0-255 (see float32_extremes): the best window's
     score is the reference's best, templates and regions of odd sizes (vector tails)."""

@@ -33,7 +33,8 @@ struct FftPlan {
     while (r % 2 == 0) { radix.push_back(2); r /= 2; }
     while (r % 3 == 0) { radix.push_back(3); r /= 3; }
     while (r % 5 == 0) { radix.push_back(5); r /= 5; }
-    if (r != 1) throw std::logic_error("FFT length must be 2^a 3^b 5^c");
+    while (r % 7 == 0) { radix.push_back(7); r /= 7; }
+    if (r != 1) throw std::logic_error("FFT length must be 2^a 3^b 5^c 7^d");
     const double two_pi = 6.283185307179586476925286766559;
     int nn = len;
     for (int p : radix) {

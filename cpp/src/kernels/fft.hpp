@@ -150,7 +150,7 @@ FM_INLINE void set(vf* ar, vf* ai, int k, const vf& re, const vf& im) {
 // w = exp(-+2 pi i / P) (INV: +).
 template <int P, bool INV>
 FM_INLINE void dft(vf* ar, vf* ai) {
-  static_assert(P >= 2 && P <= 5, "radices 2, 3, 4, 5");
+  static_assert(P >= 2 && P <= 7 && P != 6, "radices 2, 3, 4, 5, 7");
   const float sg = INV ? 1.0f : -1.0f;  // sign of the exponent
   if constexpr (P == 2) {
     const vf r0 = ar[0], i0 = ai[0];
@@ -176,7 +176,7 @@ FM_INLINE void dft(vf* ar, vf* ai) {
     set(ar, ai, 2, t0r - t2r, t0i - t2i);
     set(ar, ai, 1, t1r + t3r, t1i + t3i);
     set(ar, ai, 3, t1r - t3r, t1i - t3i);
-  } else {
+  } else if constexpr (P == 5) {
     const float c1 = 0.309016994374947424102293417182819059f;
     const float c2 = -0.809016994374947424102293417182819059f;
     const float s1 = sg * 0.951056516295153572116439333379382143f;
@@ -197,6 +197,45 @@ FM_INLINE void dft(vf* ar, vf* ai) {
     set(ar, ai, 4, m1r - n1r, m1i - n1i);
     set(ar, ai, 2, m2r + n2r, m2i + n2i);
     set(ar, ai, 3, m2r - n2r, m2i - n2i);
+  } else {
+    // Outputs m and 7 - m share M_m = a0 + sum_k cos(2 pi k m / 7) t_k and
+    // N_m = i sum_k (+-sin(2 pi k m / 7)) d_k (t_k, d_k = a_k +- a_{7-k}):
+    // X_m = M_m + N_m, X_{7-m} = M_m - N_m, as in radix 5.
+    const float c1 = 0.623489801858733530525004884004239810f;
+    const float c2 = -0.222520933956314404288902564496794759f;
+    const float c3 = -0.900968867902419126236102319507445051f;
+    const float s1 = sg * 0.781831482468029808708444526674057750f;
+    const float s2 = sg * 0.974927912181823607018131682993931217f;
+    const float s3 = sg * 0.433883739117558120475768332848358754f;
+    const vf t1r = ar[1] + ar[6], t1i = ai[1] + ai[6];
+    const vf t2r = ar[2] + ar[5], t2i = ai[2] + ai[5];
+    const vf t3r = ar[3] + ar[4], t3i = ai[3] + ai[4];
+    const vf d1r = ar[1] - ar[6], d1i = ai[1] - ai[6];
+    const vf d2r = ar[2] - ar[5], d2i = ai[2] - ai[5];
+    const vf d3r = ar[3] - ar[4], d3i = ai[3] - ai[4];
+    // k m mod 7 for m = 1, 2, 3 and k = 1, 2, 3: (1, 2, 3), (2, 4, 6),
+    // (3, 6, 2); cos(4) = cos(3), cos(6) = cos(1); sin(4) = -sin(3),
+    // sin(6) = -sin(1).
+    const vf m1r = ar[0] + c1 * t1r + c2 * t2r + c3 * t3r;
+    const vf m1i = ai[0] + c1 * t1i + c2 * t2i + c3 * t3i;
+    const vf m2r = ar[0] + c2 * t1r + c3 * t2r + c1 * t3r;
+    const vf m2i = ai[0] + c2 * t1i + c3 * t2i + c1 * t3i;
+    const vf m3r = ar[0] + c3 * t1r + c1 * t2r + c2 * t3r;
+    const vf m3i = ai[0] + c3 * t1i + c1 * t2i + c2 * t3i;
+    // n = i * (s . d): real part -(s . d.i), imaginary part s . d.r.
+    const vf n1r = -(s1 * d1i + s2 * d2i + s3 * d3i);
+    const vf n1i = s1 * d1r + s2 * d2r + s3 * d3r;
+    const vf n2r = -(s2 * d1i - s3 * d2i - s1 * d3i);
+    const vf n2i = s2 * d1r - s3 * d2r - s1 * d3r;
+    const vf n3r = -(s3 * d1i - s1 * d2i + s2 * d3i);
+    const vf n3i = s3 * d1r - s1 * d2r + s2 * d3r;
+    set(ar, ai, 0, ar[0] + t1r + t2r + t3r, ai[0] + t1i + t2i + t3i);
+    set(ar, ai, 1, m1r + n1r, m1i + n1i);
+    set(ar, ai, 6, m1r - n1r, m1i - n1i);
+    set(ar, ai, 2, m2r + n2r, m2i + n2i);
+    set(ar, ai, 5, m2r - n2r, m2i - n2i);
+    set(ar, ai, 3, m3r + n3r, m3i + n3i);
+    set(ar, ai, 4, m3r - n3r, m3i - n3i);
   }
 }
 
@@ -265,7 +304,8 @@ static void fft_level_p(int p, float* x, int m, std::size_t blocks,
     case 2: fft_level<2, DIT, INV>(x, m, blocks, tw, nout); break;
     case 3: fft_level<3, DIT, INV>(x, m, blocks, tw, nout); break;
     case 4: fft_level<4, DIT, INV>(x, m, blocks, tw, nout); break;
-    default: fft_level<5, DIT, INV>(x, m, blocks, tw, nout); break;
+    case 5: fft_level<5, DIT, INV>(x, m, blocks, tw, nout); break;
+    default: fft_level<7, DIT, INV>(x, m, blocks, tw, nout); break;
   }
 }
 
