@@ -127,7 +127,7 @@ struct Workspace {
     grow(dpre2, static_cast<std::size_t>(g.M) + 17);
 
     grow(hi, static_cast<std::size_t>(hout) * wout);
-    grow(row_hi, 2 * static_cast<std::size_t>(hout));  // AVX-512: two per row
+    grow(row_hi, static_cast<std::size_t>(hout));
   }
 };
 

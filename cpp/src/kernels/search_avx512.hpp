@@ -23,38 +23,28 @@ namespace FM_KNS {
 // g = scale * num / den), division free, compared by cross-multiplication.
 // Pass 2: scan.candidates() tests every position's upper bound against the
 // best lower bound L, and the few that pass are rescored exactly, in
-// row-major order (ties: the first wins, as in the reference).
-//
-// Pass 1 also keeps, per row, the largest upper-bound numerator hi |hi| and
-// the smallest denominator of the positions pass 2 would test with them
-// (+inf numerator where a position is rescored whatever L is): with L > 0
-// (a positive match found anywhere, the usual case), a row whose largest
-// numerator is below L times its smallest denominator holds no candidate,
-// and pass 2 skips it without loading its map.
+// row-major order (ties: the first wins, as in the reference). No per-row
+// reductions or selects.
 template <class Scan, class P>
 static void search_two_pass(const TemplateData& t, const P* reg,
                             std::ptrdiff_t stride, int hout, int wout,
                             const float* corr, std::size_t cs,
                             const RowParams& rp, double scale, Scan& scan,
-                            double* map, double* row_bounds, double* best,
-                            int* by, int* bx, int* ncand) {
+                            double* map, double* best, int* by, int* bx,
+                            int* ncand) {
   const __m512d one = _mm512_set1_pd(1.0), ngmax = _mm512_set1_pd(-rp.gmax / scale);
-  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   // Two sets of per-lane fractions to halve the compare-and-blend chains.
   __m512d ln0 = ngmax, ld0 = one, ln1 = ngmax, ld1 = one;
   for (int y = 0; y < hout; ++y) {
     scan.advance(y);
     double* mrow = map + static_cast<std::size_t>(y) * wout;
     const float* crow = corr + y * cs;
-    __m512d num_max = _mm512_sub_pd(_mm512_setzero_pd(), inf), den_min = inf;
     int x = 0;
     for (; x + 16 <= wout; x += 16) {
-      scan.step(y, x, mrow, crow, ln0, ld0, num_max, den_min);
-      scan.step(y, x + 8, mrow, crow, ln1, ld1, num_max, den_min);
+      scan.step(y, x, mrow, crow, ln0, ld0);
+      scan.step(y, x + 8, mrow, crow, ln1, ld1);
     }
-    for (; x < wout; x += 8) scan.step(y, x, mrow, crow, ln0, ld0, num_max, den_min);
-    row_bounds[2 * y] = _mm512_reduce_max_pd(num_max);
-    row_bounds[2 * y + 1] = _mm512_reduce_min_pd(den_min);
+    for (; x < wout; x += 8) scan.step(y, x, mrow, crow, ln0, ld0);
   }
   // The best lower bound L of g (a flat window scores exactly 0).
   const int flat_y = scan.flat_y, flat_x = scan.flat_x;
@@ -71,16 +61,9 @@ static void search_two_pass(const TemplateData& t, const P* reg,
     }
   double lower = lns * scale / lds;
   lower = lower < rp.gmax ? lower : rp.gmax;
-  const double lq = lower / scale;
-  const __m512d vl = _mm512_set1_pd(lq);
+  const __m512d vl = _mm512_set1_pd(lower / scale);
   BestWindow found;
   for (int y = 0; y < hout; ++y) {
-    // No position of the row passes candidates(): every one's numerator is
-    // below lq times its denominator, by a margin (1e-9) far wider than
-    // candidates()' slack and the products' rounding.
-    if (lq > 0.0 && row_bounds[2 * y] * (1.0 + 1e-9) <
-                        lq * row_bounds[2 * y + 1] * (1.0 - 1e-9))
-      continue;
     const double* mrow = map + static_cast<std::size_t>(y) * wout;
     const float* crow = corr + y * cs;
     for (int x = 0; x < wout; x += 8)
@@ -183,7 +166,7 @@ struct LowerBoundScan {
   }
 
   inline void step(int y, int x, double* qrow, const float* crow, __m512d& ln,
-                   __m512d& ld, __m512d& num_max, __m512d& den_min) {
+                   __m512d& ld) {
     const __mmask8 m = tail_mask8(wout - x);
     const __m256i s1 =
         _mm256_sub_epi32(_mm256_maskz_loadu_epi32(m, p1 + x + w),
@@ -201,17 +184,14 @@ struct LowerBoundScan {
       flat_y = y;
       flat_x = x + __builtin_ctz(fl);
     }
-    const __m512d c = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, crow + x));
-    const __m512d lo = _mm512_sub_pd(c, err), hi = _mm512_add_pd(c, err);
+    const __m512d lo =
+        _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, crow + x)), err);
     const __m512d lo_sq = _mm512_mul_pd(lo, _mm512_abs_pd(lo));
-    const __mmask8 tested = m & static_cast<__mmask8>(~fl);
     const __mmask8 bl = _mm512_mask_cmp_pd_mask(
-        tested, _mm512_mul_pd(lo_sq, ld), _mm512_mul_pd(ln, q), _CMP_GT_OQ);
+        m & static_cast<__mmask8>(~fl), _mm512_mul_pd(lo_sq, ld),
+        _mm512_mul_pd(ln, q), _CMP_GT_OQ);
     ln = _mm512_mask_mov_pd(ln, bl, lo_sq);
     ld = _mm512_mask_mov_pd(ld, bl, q);
-    num_max = _mm512_mask_max_pd(num_max, tested, num_max,
-                                 _mm512_mul_pd(hi, _mm512_abs_pd(hi)));
-    den_min = _mm512_mask_min_pd(den_min, tested, den_min, q);
   }
 };
 
@@ -286,7 +266,7 @@ struct F32BoundScan {
   }
 
   inline void step(int y, int x, double* drow, const float* crow, __m512d& ln,
-                   __m512d& ld, __m512d& num_max, __m512d& den_min) {
+                   __m512d& ld) {
     const __mmask8 m = tail_mask8(wout - x);
     const __m512d a1 = _mm512_sub_pd(_mm512_maskz_loadu_pd(m, p1 + x + w),
                                      _mm512_maskz_loadu_pd(m, p1 + x));
@@ -321,12 +301,6 @@ struct F32BoundScan {
         sure, _mm512_mul_pd(lo_sq, ld), _mm512_mul_pd(ln, dl), _CMP_GT_OQ);
     ln = _mm512_mask_mov_pd(ln, bl, lo_sq);
     ld = _mm512_mask_mov_pd(ld, bl, dl);
-    // Ambiguous positions are rescored whatever L is: +inf numerator.
-    num_max = _mm512_mask_max_pd(num_max, sure, num_max,
-                                 _mm512_mul_pd(hi, _mm512_abs_pd(hi)));
-    num_max = _mm512_mask_mov_pd(num_max, m & static_cast<__mmask8>(~(sure | fl)),
-                                 _mm512_set1_pd(std::numeric_limits<double>::infinity()));
-    den_min = _mm512_mask_min_pd(den_min, sure, den_min, dh);
   }
 };
 
@@ -343,7 +317,7 @@ static void search_u8_avx512(const TemplateData& t, const std::uint8_t* reg,
                       -1, 0};
   // ws.hi holds q per position (hout x wout).
   search_two_pass(t, reg, stride, hout, wout, corr, cs, rp, rp.n, scan,
-                  ws.hi.data(), ws.row_hi.data(), best, by, bx, ncand);
+                  ws.hi.data(), best, by, bx, ncand);
 }
 
 static void search_f32_avx512(const TemplateData& t, const float* reg,
@@ -365,7 +339,7 @@ static void search_f32_avx512(const TemplateData& t, const float* reg,
                     -1, 0};
   // ws.hi holds the upper bound's denominator per position (hout x wout).
   search_two_pass(t, reg, stride, hout, wout, corr, cs, rp, 1.0, scan,
-                  ws.hi.data(), ws.row_hi.data(), best, by, bx, ncand);
+                  ws.hi.data(), best, by, bx, ncand);
 }
 #endif
 
