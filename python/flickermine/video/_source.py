@@ -10,7 +10,8 @@ bounded queue, so memory does not grow with the video.
 Frame ``i`` (0-based) is the ``i``-th frame decoded from the start; it is frame ``i + 1`` of a
 MOTChallenge box file. Grayscale frames are always ``cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)`` of
 the decoded colour frame (for image folders too, never the JPEG decoder's own grayscale path), so
-the same pixels give the same gray values whichever of ``gray``/``color`` is asked for.
+the same pixels give the same gray values whichever of ``gray``/``color`` is asked for. It is
+computed in row strips (``_images.bgr_to_gray``), so OpenCV's thread pool is not woken for it.
 
 This module never changes OpenCV's global state (``cv2.setNumThreads`` and the like); the number of
 FFmpeg decoding threads of one video is its own setting (``open_video(..., decode_threads=1)``).
@@ -33,7 +34,7 @@ from typing import Generator, Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from .._images import read_image
+from .._images import bgr_to_gray, read_image
 from ..errors import FlickermineError, InputError, InputTypeError
 
 __all__ = ["Frame", "VideoError", "CorruptImageWarning", "VideoSource", "open_video", "IMAGE_EXTENSIONS",
@@ -358,7 +359,7 @@ class VideoSource:
                         # is then waiting for us anyway (that overlaps it with the next decode).
                         gray_image = None
                         if want_gray and not items.empty():
-                            gray_image = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                            gray_image = bgr_to_gray(bgr)
                             if not want_color:
                                 bgr = None  # do not queue colour nobody asked for
                         if not put((index, bgr, gray_image)):
@@ -379,7 +380,7 @@ class VideoSource:
                     raise item
                 index, bgr, gray_image = item
                 if want_gray and gray_image is None:
-                    gray_image = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                    gray_image = bgr_to_gray(bgr)
                 self.decoded_frames += 1
                 yield Frame(index, gray_image, bgr if want_color else None)
         finally:
