@@ -147,7 +147,6 @@ struct SpecEntry {
   std::shared_ptr<const Geometry> gp;  // shared per thread and FFT size
   // conj(FFT(T')) / (N M), Kp / C blocks of M elements (pass_b_template).
   std::vector<float> spec;
-  double max_abs = 0.0;       // max |FFT(T')|
   explicit SpecEntry(std::shared_ptr<const Geometry> geo)
       : gp(std::move(geo)) {}
   const Geometry& g() const { return *gp; }

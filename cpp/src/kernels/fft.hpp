@@ -449,27 +449,22 @@ static void pass_a(const P* img, std::ptrdiff_t stride, int H, int W,
 
 // Pass B for a template: horizontal FFT of each block of T, stored
 // conjugated and scaled by 1 / (N M) in spec (same layout, digit-reversed
-// like the region's spectra). Returns max |spectrum| (unscaled).
-static double pass_b_template(const Geometry& g, Workspace& ws, float* spec) {
+// like the region's spectra).
+static void pass_b_template(const Geometry& g, Workspace& ws, float* spec) {
   constexpr int C = kChunkLanes;
   const int M = g.M;
   const float scale = static_cast<float>(1.0 / (static_cast<double>(g.N) * M));
-  double mx = 0.0;
   for (int kb = 0; kb < g.Kp / C; ++kb) {
     const std::size_t off = static_cast<std::size_t>(kb) * M * kElem;
-    float* x = ws.t.data() + off;
+    float* FM_R x = ws.t.data() + off;
     fft<false>(g.ph, x);
+    float* FM_R d = spec + off;
     for (std::size_t e = 0; e < static_cast<std::size_t>(M) * kElem; e += kElem)
-      for (std::size_t l = 0; l < C; ++l) {
-        const float re = x[e + l], im = x[e + C + l];
-        // max |z|^2 here, one square root at the end (sqrt is monotone).
-        const double a = static_cast<double>(re) * re + static_cast<double>(im) * im;
-        mx = a > mx ? a : mx;
-        spec[off + e + l] = re * scale;
-        spec[off + e + C + l] = -im * scale;
+      for (std::size_t t = 0; t < C; t += VW) {
+        S(d + e + t, L(x + e + t) * scale);
+        S(d + e + C + t, L(x + e + C + t) * -scale);
       }
   }
-  return std::sqrt(mx);
 }
 
 // Pass B for a region: horizontal FFT, product with the template spectrum,
@@ -564,7 +559,7 @@ static void make_spectrum(const TemplateData& t, const Geometry& g,
   // Every element is written by pass_b_template: no need to clear.
   e.spec.resize(2 * static_cast<std::size_t>(g.Kp) * g.M);
   pass_a(t.tzf.data(), t.w, t.h, t.w, 0.0f, g, ws);
-  e.max_abs = pass_b_template(g, ws, e.spec.data());
+  pass_b_template(g, ws, e.spec.data());
 }
 
 }  // namespace FM_KNS
