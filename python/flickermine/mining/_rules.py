@@ -268,6 +268,12 @@ def demote_duplicates(boxes: np.ndarray, reasons: np.ndarray, params: MiningPara
 Decide = Callable[[Sequence[np.ndarray], np.ndarray], np.ndarray]
 
 
+def _one_label(per_frame: Sequence[np.ndarray]) -> bool:
+    """Whether the window holds at most one label (min == max: np.unique costs 50 us a frame)."""
+    window_labels = np.concatenate(per_frame)
+    return window_labels.size == 0 or window_labels.min() == window_labels.max()
+
+
 def class_verdicts(
     boxes: Sequence[np.ndarray],
     labels: Sequence[np.ndarray] | None,
@@ -291,7 +297,7 @@ def class_verdicts(
     """
     center_boxes = boxes[center]
     per_frame = None if labels is None or params.class_agnostic else [np.asarray(l, dtype=np.int64).reshape(-1) for l in labels]
-    if per_frame is None or len(np.unique(np.concatenate(per_frame))) <= 1:
+    if per_frame is None or _one_label(per_frame):
         reasons = np.asarray(decide(boxes, scores), dtype=np.int8)
         return demote_duplicates(center_boxes, reasons, params)
     own = per_frame[center]
