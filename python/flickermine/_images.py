@@ -54,7 +54,7 @@ def bgr_to_gray(bgr: np.ndarray) -> np.ndarray:
     if bgr.ndim != 3 or bgr.shape[2] != 3 or not bgr.flags.c_contiguous or bgr.size == 0:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     height, width = bgr.shape[:2]
-    rows = max(1, _GRAY_STRIP_PIXELS // max(width, 1))
+    rows = max(1, _GRAY_STRIP_PIXELS // width)  # width >= 1: empty images returned above
     gray = np.empty((height, width), dtype=bgr.dtype)
     for top in range(0, height, rows):
         cv2.cvtColor(bgr[top : top + rows], cv2.COLOR_BGR2GRAY, dst=gray[top : top + rows])

@@ -11,7 +11,6 @@ namespace detail {
 namespace FM_KNS {
 
 #ifdef FM_AVX512
-
 // Both pixel types search in two passes over the positions, with a Scan
 // (LowerBoundScan for uint8, F32BoundScan for float32) that knows the
 // window statistics of its type:
